@@ -1,0 +1,39 @@
+"""glm-proxy: an OpenAI-compatible API in front of a chatglm.cn web account."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app. ``config`` maps setting names (as environment variables) to values."""
+    from glm_proxy import logs, pool, store, upstream, web
+    from glm_proxy.api import register_blueprints
+    from glm_proxy.config import Settings
+    from glm_proxy.models import ModelTable
+    from glm_proxy.services import Services
+    from glm_proxy.services.janitor import Janitor
+
+    settings = Settings.from_env(config)
+    logs.configure(settings.log_level)
+    app = Flask(__name__)
+    app.config["TESTING"] = bool((config or {}).get("TESTING"))
+    app.extensions["glm_settings"] = settings
+    store.init_app(app)
+    upstream.init_app(app)
+    pool.init_app(app)
+    web.init_app(app)
+    upstream_client = app.extensions["glm_upstream"]
+    app.extensions["glm_services"] = Services(
+        settings=settings,
+        store=app.extensions["glm_store"],
+        upstream=upstream_client,
+        pool=app.extensions["glm_pool"],
+        janitor=Janitor(upstream_client),
+        models=ModelTable.load(settings.models_file),
+    )
+    register_blueprints(app)
+    return app

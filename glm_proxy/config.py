@@ -1,0 +1,344 @@
+"""Every setting, parsed and validated in one place.
+
+Settings come from environment variables (12-factor). ``create_app`` accepts a
+mapping with the same names, layered over the environment, so tests configure
+the app exactly the way an operator does. Every upstream constant is a setting
+so a user can follow an upstream change without a new release.
+
+A bad value fails at start-up with a message naming the variable, never later
+in the middle of a request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
+DEFAULT_DRAWING_ASSISTANT = "65a232c082ff90a2ad2f15e2"
+DEFAULT_SIGN_SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/131.0.0.0 Safari/537.36"
+)
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; raised at start-up."""
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected a boolean (true/false), got {value!r}")
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _size(value: str) -> int:
+    """Bytes, with optional K/M/G (binary) suffix: ``32M`` = 32 MiB."""
+    match = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)i?[bB]?\s*", value)
+    if not match:
+        raise ValueError(f"expected a size like 32M, got {value!r}")
+    number, unit = int(match.group(1)), match.group(2).lower()
+    return number * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        value = value.strip().lower()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _hex32(value: str) -> str:
+    value = value.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ValueError("expected 32 hex characters")
+    return value.lower()
+
+
+def _setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration. Field metadata names the environment variable and documents it."""
+
+    # -- serving -------------------------------------------------------------
+    log_level: str = _setting("LOG_LEVEL", "INFO", str.upper, "Log level.")
+    max_request_body: int = _setting(
+        "MAX_REQUEST_BODY", 32 * 1024**2, _size, "Largest accepted request body (413 above)."
+    )
+    cors_allow_origins: tuple[str, ...] = _setting(
+        "CORS_ALLOW_ORIGINS", ("*",), _csv, "Access-Control-Allow-Origin values."
+    )
+    keepalive_interval: float = _setting(
+        "KEEPALIVE_INTERVAL", 5.0, float, "Seconds of upstream silence before `: keep-alive`."
+    )
+    stream_header_wait: float = _setting(
+        "STREAM_HEADER_WAIT",
+        3.0,
+        float,
+        "Seconds a stream request waits for the upstream before committing to HTTP 200 "
+        "(errors before then get their real status).",
+    )
+    reasoning_output: str = _setting(
+        "REASONING_OUTPUT",
+        "reasoning_content",
+        _choice("reasoning_content", "think_tags", "hidden"),
+        "How reasoning is shown: `reasoning_content` field, inline `<think>` tags, or hidden.",
+    )
+    delete_conversations: bool = _setting(
+        "DELETE_CONVERSATIONS", True, _bool, "Delete upstream conversations after each answer."
+    )
+    conversation_ttl: int = _setting(
+        "CONVERSATION_TTL",
+        86400,
+        int,
+        "Seconds the service remembers which account owns a kept conversation.",
+    )
+    models_file: str = _setting(
+        "MODELS_FILE", "", str, "JSON file with extra model table entries (see README)."
+    )
+
+    # -- shared state --------------------------------------------------------
+    store: str = _setting("STORE", "", _choice("", "memory", "redis"), "memory or redis.")
+    redis_url: str = _setting("REDIS_URL", "", str, "Redis URL; enables the Redis store.")
+    redis_prefix: str = _setting("REDIS_PREFIX", "glmproxy:", str, "Prefix of every Redis key.")
+    web_concurrency: int = _setting(
+        "WEB_CONCURRENCY", 1, int, "gunicorn worker processes (more than 1 needs Redis)."
+    )
+
+    # -- upstream ------------------------------------------------------------
+    glm_base_url: str = _setting(
+        "GLM_BASE_URL", "https://chatglm.cn/chatglm", str, "Upstream API base URL."
+    )
+    glm_sign_secret: str = _setting(
+        "GLM_SIGN_SECRET", DEFAULT_SIGN_SECRET, _hex32, "Request signing secret (32 hex)."
+    )
+    glm_sign_check_digit: bool = _setting(
+        "GLM_SIGN_CHECK_DIGIT", True, _bool, "Apply the X-Timestamp check digit like the web app."
+    )
+    glm_refresh_mode: str = _setting(
+        "GLM_REFRESH_MODE", "new", _choice("new", "legacy"), "Refresh endpoint flavour."
+    )
+    glm_assistant_id: str = _setting(
+        "GLM_ASSISTANT_ID", DEFAULT_CHAT_ASSISTANT, str, "Default chat assistant id."
+    )
+    glm_drawing_assistant_id: str = _setting(
+        "GLM_DRAWING_ASSISTANT_ID", DEFAULT_DRAWING_ASSISTANT, str, "Drawing assistant id."
+    )
+    glm_refresh_path: str = _setting("GLM_REFRESH_PATH", "/user-api/user/refresh", str, "")
+    glm_legacy_refresh_path: str = _setting(
+        "GLM_LEGACY_REFRESH_PATH", "/backend-api/v1/user/refresh", str, ""
+    )
+    glm_stream_path: str = _setting("GLM_STREAM_PATH", "/backend-api/assistant/stream", str, "")
+    glm_delete_path: str = _setting(
+        "GLM_DELETE_PATH", "/backend-api/assistant/conversation/delete", str, ""
+    )
+    glm_upload_path: str = _setting(
+        "GLM_UPLOAD_PATH", "/backend-api/assistant/file_upload", str, ""
+    )
+    glm_video_create_path: str = _setting("GLM_VIDEO_CREATE_PATH", "/video-api/v1/chat", str, "")
+    glm_video_status_path: str = _setting(
+        "GLM_VIDEO_STATUS_PATH", "/video-api/v1/chat/status/{chat_id}", str, ""
+    )
+    glm_video_delete_path: str = _setting(
+        "GLM_VIDEO_DELETE_PATH", "/video-api/v1/chat/{chat_id}", str, ""
+    )
+    glm_video_upload_path: str = _setting(
+        "GLM_VIDEO_UPLOAD_PATH", "/video-api/v1/static/upload", str, ""
+    )
+    glm_video_composite_path: str = _setting(
+        "GLM_VIDEO_COMPOSITE_PATH", "/video-api/v1/static/composite_video", str, ""
+    )
+    glm_origin: str = _setting("GLM_ORIGIN", "https://chatglm.cn", str, "Origin/Referer host.")
+    glm_user_agent: str = _setting("GLM_USER_AGENT", DEFAULT_USER_AGENT, str, "User-Agent.")
+    glm_app_version: str = _setting("GLM_APP_VERSION", "0.0.1", str, "X-App-Version.")
+    glm_app_platform: str = _setting("GLM_APP_PLATFORM", "pc", str, "X-App-Platform.")
+    glm_app_fr: str = _setting("GLM_APP_FR", "default", str, "X-App-Fr.")
+    glm_exp_groups: str = _setting("GLM_EXP_GROUPS", "", str, "X-Exp-Groups (optional).")
+    glm_extra_headers: str = _setting(
+        "GLM_EXTRA_HEADERS", "", str, "Extra upstream headers, `Name: value` separated by `;`."
+    )
+    glm_networking: bool = _setting(
+        "GLM_NETWORKING", True, _bool, "Allow the upstream's web search (`is_networking`)."
+    )
+    glm_busy_codes: tuple[str, ...] = _setting(
+        "GLM_BUSY_CODES",
+        ("10040",),
+        _csv,
+        "Envelope status codes meaning 'this account is already streaming'.",
+    )
+    glm_access_token_ttl: int = _setting(
+        "GLM_ACCESS_TOKEN_TTL", 3600, int, "Seconds an access token is cached."
+    )
+    glm_connect_timeout: float = _setting("GLM_CONNECT_TIMEOUT", 10.0, float, "Connect timeout.")
+    glm_read_timeout: float = _setting(
+        "GLM_READ_TIMEOUT", 120.0, float, "Longest upstream silence inside a stream (seconds)."
+    )
+    glm_request_timeout: float = _setting(
+        "GLM_REQUEST_TIMEOUT", 15.0, float, "Timeout of refresh/delete/other JSON calls."
+    )
+    glm_retries: int = _setting(
+        "GLM_RETRIES", 2, int, "Extra attempts on transient upstream failures before any output."
+    )
+    glm_retry_backoff: float = _setting(
+        "GLM_RETRY_BACKOFF", 0.5, float, "First retry delay in seconds (doubles each time)."
+    )
+    glm_pool_maxsize: int = _setting(
+        "GLM_POOL_MAXSIZE", 512, int, "Kept-alive upstream connections."
+    )
+
+    # -- attachments, drawing, video -----------------------------------------
+    max_file_size: int = _setting(
+        "MAX_FILE_SIZE", 100 * 1024**2, _size, "Largest attachment fetched or uploaded."
+    )
+    fetch_allow_hosts: tuple[str, ...] = _setting(
+        "FETCH_ALLOW_HOSTS",
+        (),
+        _csv,
+        "Hosts/CIDRs that user-supplied URLs may reach even if private/loopback.",
+    )
+    fetch_connect_timeout: float = _setting(
+        "FETCH_CONNECT_TIMEOUT", 10.0, float, "Connect timeout for user-supplied URLs."
+    )
+    fetch_read_timeout: float = _setting(
+        "FETCH_READ_TIMEOUT", 60.0, float, "Read timeout for user-supplied URLs."
+    )
+    upload_cache_ttl: int = _setting(
+        "UPLOAD_CACHE_TTL", 86400, int, "Seconds an upload is reused for the same file+account."
+    )
+    images_max_n: int = _setting("IMAGES_MAX_N", 8, int, "Largest `n` for image generation.")
+    video_poll_interval: float = _setting(
+        "VIDEO_POLL_INTERVAL", 1.0, float, "Seconds between video task polls."
+    )
+    video_deadline: float = _setting(
+        "VIDEO_DEADLINE", 600.0, float, "Seconds to wait for a video before giving up."
+    )
+    job_ttl: int = _setting("JOB_TTL", 86400, int, "Seconds an async video job is kept.")
+
+    # -- accounts and team access ---------------------------------------------
+    accounts: tuple[str, ...] = _setting(
+        "ACCOUNTS", (), _csv, "Server-side pool: comma-separated refresh tokens."
+    )
+    accounts_file: str = _setting(
+        "ACCOUNTS_FILE", "", str, "File with one refresh token per line (pool)."
+    )
+    api_keys: tuple[str, ...] = _setting(
+        "API_KEYS", (), _csv, "Team keys as `name:key`, comma-separated."
+    )
+    api_keys_file: str = _setting("API_KEYS_FILE", "", str, "File with `name:key` lines.")
+    allow_passthrough: str = _setting(
+        "ALLOW_PASSTHROUGH",
+        "auto",
+        _choice("auto", "true", "false"),
+        "Accept refresh tokens as Bearer (auto: only when no API keys are set).",
+    )
+    admin_key: str = _setting("ADMIN_KEY", "", str, "Key for the /admin API (disabled if empty).")
+    account_max_streams: int = _setting(
+        "ACCOUNT_MAX_STREAMS", 1, int, "Concurrent answers per account."
+    )
+    queue_timeout: float = _setting(
+        "QUEUE_TIMEOUT", 30.0, float, "Seconds a request waits for a free account (then 429)."
+    )
+    queue_max: int = _setting("QUEUE_MAX", 200, int, "Most requests waiting for an account.")
+    lease_ttl: float = _setting(
+        "LEASE_TTL", 30.0, float, "Seconds a lease lives without a heartbeat (crash safety)."
+    )
+    cooldown_base: float = _setting(
+        "COOLDOWN_BASE", 5.0, float, "First cooldown of a failing account (doubles)."
+    )
+    cooldown_max: float = _setting("COOLDOWN_MAX", 300.0, float, "Longest cooldown.")
+    conversation_idle_ttl: float = _setting(
+        "CONVERSATION_IDLE_TTL", 3600.0, float, "Kept conversations idle this long are deleted."
+    )
+    sweep_interval: float = _setting(
+        "SWEEP_INTERVAL", 60.0, float, "Seconds between idle-conversation sweeps."
+    )
+    follow_token_rotation: bool = _setting(
+        "FOLLOW_TOKEN_ROTATION",
+        False,
+        _bool,
+        "Use (and persist) a new refresh token when the upstream rotates it.",
+    )
+    key_rpm: int = _setting("KEY_RPM", 0, int, "Requests per minute per API key (0 = no limit).")
+    key_max_concurrent: int = _setting(
+        "KEY_MAX_CONCURRENT", 0, int, "Concurrent requests per API key (0 = no limit)."
+    )
+
+    def __post_init__(self) -> None:
+        if self.web_concurrency < 1:
+            raise ConfigError("WEB_CONCURRENCY must be at least 1")
+        if self.keepalive_interval <= 0:
+            raise ConfigError("KEEPALIVE_INTERVAL must be positive")
+        if not self.glm_base_url.startswith(("http://", "https://")):
+            raise ConfigError("GLM_BASE_URL must be an http(s) URL")
+
+    @property
+    def store_backend(self) -> str:
+        """``redis`` when asked for or when REDIS_URL is set, else ``memory``."""
+        if self.store:
+            return self.store
+        return "redis" if self.redis_url else "memory"
+
+    @property
+    def extra_headers(self) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for item in self.glm_extra_headers.split(";"):
+            name, sep, value = item.partition(":")
+            if sep and name.strip():
+                headers[name.strip()] = value.strip()
+        return headers
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:
+        """Build settings from ``ENV_NAME -> value``; non-string values are taken as they are."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            env = f.metadata["env"]
+            if env not in mapping:
+                continue
+            raw = mapping[env]
+            parse = f.metadata["parse"]
+            if isinstance(raw, str) and parse is not None:
+                try:
+                    values[f.name] = parse(raw)
+                except ValueError as exc:
+                    raise ConfigError(f"{env}: {exc}") from None
+            elif isinstance(raw, list):
+                values[f.name] = tuple(raw)
+            else:
+                values[f.name] = raw
+        return cls(**values)
+
+    @classmethod
+    def from_env(cls, overrides: Mapping[str, Any] | None = None) -> Settings:
+        merged: dict[str, Any] = dict(os.environ)
+        merged.update(overrides or {})
+        return cls.from_mapping(merged)
+
+
+def documented_settings() -> list[tuple[str, Any, str]]:
+    """(variable, default, description) for every setting; the README table is built from it."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append((f.metadata["env"], default, f.metadata["doc"]))
+    return rows

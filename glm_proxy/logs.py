@@ -1,0 +1,54 @@
+"""Logging: one line per request, and no secret ever in clear.
+
+A filter on every handler scrubs bearer values, JWTs and long token-like
+strings from messages and arguments, so even a careless log call cannot leak
+a refresh token, access token or API key.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+from glm_proxy.accounts import mask
+
+SECRET_PATTERNS = (
+    re.compile(r"(?i)(bearer\s+)([^\s,\"']+)"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
+    re.compile(r"(?i)((?:x-api-key|api[_-]?key|token|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s,\"']{8,})"),
+)
+
+
+def scrub(text: str) -> str:
+    for pattern in SECRET_PATTERNS:
+        if pattern.groups >= 2:
+            text = pattern.sub(lambda m: m.group(1) + mask(m.group(2)), text)
+        else:
+            text = pattern.sub(lambda m: mask(m.group(0)), text)
+    return text
+
+
+class ScrubSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return True
+        cleaned = scrub(message)
+        if cleaned != message or record.args:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def configure(level: str) -> None:
+    """Idempotent: one stderr handler on the package logger, with the scrubber."""
+    logger = logging.getLogger("glm_proxy")
+    logger.setLevel(level)
+    if not any(getattr(h, "_glm_proxy", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(ScrubSecrets())
+        handler._glm_proxy = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False

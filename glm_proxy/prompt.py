@@ -1,0 +1,133 @@
+"""OpenAI-style messages -> the upstream's single user message.
+
+The upstream takes exactly one user message per request; history lives
+server-side per conversation. Without a ``conversation_id`` we emulate
+multi-turn by flattening the whole history into that one message, with role
+markers the web model understands. Attachments from every turn are collected
+(not only the last one), so a document sent on turn one is still attached on
+turn five.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
+SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")
+ROLE_NAMES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "observation",
+    "function": "observation",
+}
+LATEST_FILES_HINT = "Pay attention to the files and message the user sent last."
+
+
+@dataclass(frozen=True, slots=True)
+class AttachmentRef:
+    """A file or image the client attached, by URL (http(s) or data:)."""
+
+    url: str
+    kind: str  # "image" | "file"
+    filename: str | None = None
+    message_index: int = 0
+
+
+@dataclass(slots=True)
+class Prompt:
+    text: str
+    attachments: list[AttachmentRef] = field(default_factory=list)
+
+
+def _attachment(part: dict[str, Any], index: int) -> AttachmentRef | None:
+    kind = part.get("type")
+    if kind == "image_url":
+        value = part.get("image_url")
+        url = value.get("url") if isinstance(value, dict) else value
+        return AttachmentRef(str(url), "image", None, index) if url else None
+    if kind == "file":
+        if isinstance(part.get("file_url"), dict | str):
+            value = part["file_url"]
+            url = value.get("url") if isinstance(value, dict) else value
+            return AttachmentRef(str(url), "file", None, index) if url else None
+        value = part.get("file")
+        if isinstance(value, dict):
+            url = value.get("file_data") or value.get("url") or value.get("file_url")
+            if url:
+                return AttachmentRef(str(url), "file", value.get("filename"), index)
+    if kind == "input_image":  # Responses-style part some clients send
+        url = part.get("image_url")
+        return AttachmentRef(str(url), "image", None, index) if url else None
+    return None
+
+
+def message_text(content: Any) -> str:
+    """The text of a message's content (string, or the text parts of a list)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") in ("text", "input_text"):
+            texts.append(str(part.get("text") or ""))
+    return "\n".join(texts)
+
+
+def message_attachments(content: Any, index: int) -> list[AttachmentRef]:
+    if not isinstance(content, list):
+        return []
+    found = []
+    for part in content:
+        if isinstance(part, dict):
+            ref = _attachment(part, index)
+            if ref is not None:
+                found.append(ref)
+    return found
+
+
+def _clean_assistant(text: str) -> str:
+    """Drop images and sandbox paths from earlier answers: the model hallucinates on them."""
+    return SANDBOX_PATH.sub("", MARKDOWN_IMAGE.sub("", text)).strip()
+
+
+def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = False) -> Prompt:
+    """Flatten ``messages`` into one upstream message.
+
+    With ``native_multi_turn`` (the client continues an upstream conversation)
+    or a single message, only the last user message is sent; otherwise every
+    turn is rendered as ``<|role|>\\ntext`` and the text ends with
+    ``<|assistant|>`` so the model answers the last turn.
+    """
+    attachments: list[AttachmentRef] = []
+    for index, message in enumerate(messages):
+        attachments.extend(message_attachments(message.get("content"), index))
+
+    if native_multi_turn or len(messages) == 1:
+        last_user = next(
+            (m for m in reversed(messages) if m.get("role") == "user"), messages[-1]
+        )
+        if native_multi_turn:
+            last_index = messages.index(last_user)
+            attachments = [a for a in attachments if a.message_index == last_index]
+        return Prompt(message_text(last_user.get("content")).strip(), attachments)
+
+    last_has_files = any(a.message_index == len(messages) - 1 for a in attachments)
+    lines: list[str] = []
+    for index, message in enumerate(messages):
+        role = ROLE_NAMES.get(str(message.get("role")), "user")
+        text = message_text(message.get("content"))
+        if role == "assistant":
+            text = _clean_assistant(text)
+        if index == len(messages) - 1 and last_has_files and len(messages) > 1:
+            lines.append(f"<|system|>\n{LATEST_FILES_HINT}")
+        if text or role != "assistant":
+            lines.append(f"<|{role}|>\n{text}")
+    lines.append("<|assistant|>\n")
+    return Prompt("\n".join(lines), attachments)

@@ -1,0 +1,146 @@
+"""Request schemas (marshmallow) for every endpoint family.
+
+Lenient where OpenAI clients are: every standard field is accepted (what the
+upstream cannot honour is ignored, see README), unknown fields are dropped.
+Strict where a wrong value would silently change the answer: roles, types,
+ranges. A failure becomes one 400 naming the first offending ``param``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+
+from glm_proxy.errors import InvalidRequest
+
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class ContentField(fields.Field):
+    """Message content: a string, a list of parts (objects or strings), or null."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list):
+            for index, part in enumerate(value):
+                if isinstance(part, str):
+                    continue
+                if not isinstance(part, dict) or not isinstance(part.get("type"), str):
+                    raise ValidationError(
+                        {index: ["Each content part must be an object with a `type`."]}
+                    )
+            return value
+        raise ValidationError("Must be a string, an array of content parts, or null.")
+
+
+class StopField(fields.Field):
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) and len(value) <= 4:
+            return value
+        raise ValidationError("Must be a string or an array of up to 4 strings.")
+
+
+class MessageSchema(_Lenient):
+    role = fields.Str(required=True, validate=validate.OneOf(ROLES))
+    content = ContentField(load_default=None, allow_none=True)
+    name = fields.Str(allow_none=True)
+    reasoning_content = fields.Str(allow_none=True)
+    tool_calls = fields.Raw(allow_none=True)
+    tool_call_id = fields.Str(allow_none=True)
+
+
+class StreamOptionsSchema(_Lenient):
+    include_usage = fields.Bool(load_default=False, allow_none=True)
+    include_obfuscation = fields.Bool(allow_none=True)
+
+
+class ChatCompletionSchema(_Lenient):
+    model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
+    messages = fields.List(
+        fields.Nested(MessageSchema), required=True, validate=validate.Length(min=1)
+    )
+    stream = fields.Bool(load_default=False, allow_none=True)
+    stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
+    # Accepted for compatibility; the web upstream has no such knobs (see README).
+    temperature = fields.Float(allow_none=True, validate=validate.Range(0, 2))
+    top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
+    n = fields.Int(allow_none=True, validate=validate.Range(1, 128))
+    max_tokens = fields.Int(allow_none=True, validate=validate.Range(min=1))
+    max_completion_tokens = fields.Int(allow_none=True, validate=validate.Range(min=1))
+    stop = StopField(allow_none=True)
+    presence_penalty = fields.Float(allow_none=True, validate=validate.Range(-2, 2))
+    frequency_penalty = fields.Float(allow_none=True, validate=validate.Range(-2, 2))
+    logit_bias = fields.Dict(allow_none=True)
+    logprobs = fields.Bool(allow_none=True)
+    top_logprobs = fields.Int(allow_none=True)
+    user = fields.Str(allow_none=True)
+    seed = fields.Int(allow_none=True)
+    response_format = fields.Dict(allow_none=True)
+    tools = fields.List(fields.Dict(), allow_none=True)
+    tool_choice = fields.Raw(allow_none=True)
+    parallel_tool_calls = fields.Bool(allow_none=True)
+    reasoning_effort = fields.Str(allow_none=True, validate=validate.OneOf(REASONING_EFFORTS))
+    metadata = fields.Dict(allow_none=True)
+    store = fields.Bool(allow_none=True)
+    service_tier = fields.Str(allow_none=True)
+    web_search_options = fields.Dict(allow_none=True)
+    # Extensions.
+    conversation_id = fields.Str(
+        allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9]{6,64}$")
+    )
+    keep_conversation = fields.Bool(load_default=False, allow_none=True)
+    web_search = fields.Bool(allow_none=True)
+
+    @validates_schema
+    def _last_message_has_content(self, data: dict, **kwargs) -> None:
+        messages = data.get("messages") or []
+        if messages and all(
+            m.get("content") in (None, "", []) for m in messages
+        ):
+            raise ValidationError("At least one message must have content.", "messages")
+
+
+class TokenCheckSchema(_Lenient):
+    token = fields.Str(required=True, validate=validate.Length(min=1))
+
+
+def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
+    """The dotted ``param`` and text of the first validation error."""
+    if isinstance(messages, dict):
+        key, value = next(iter(messages.items()))
+        if key == "_schema":
+            return _first_error(value, path)
+        if isinstance(key, int):
+            return _first_error(value, f"{path}[{key}]")
+        return _first_error(value, f"{path}.{key}" if path else str(key))
+    if isinstance(messages, list) and messages:
+        first = messages[0]
+        if isinstance(first, dict | list):
+            return _first_error(first, path)
+        return path, str(first)
+    return path, str(messages)
+
+
+def load(schema: Schema, data: Any) -> dict[str, Any]:
+    """Validate ``data``; raise one OpenAI-style 400 naming the offending parameter."""
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        param, text = _first_error(exc.messages)
+        if text == "Unknown field.":
+            text = "Unknown parameter."
+        if text == "Missing data for required field.":
+            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
+        raise InvalidRequest(f"Invalid value for '{param}': {text}", param=param) from None

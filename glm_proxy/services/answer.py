@@ -1,0 +1,247 @@
+"""Running one upstream answer: lease, stream, translate, retry, clean up.
+
+An ``AnswerJob`` runs in its own greenlet (the producer) and hands typed
+deltas to the view through a queue. The view may be a streaming generator
+that sends keep-alives while the queue is quiet, or a plain request that
+collects everything; both see the same deltas, so stream and non-stream
+answers always agree.
+
+Guarantees, on every path (finish, upstream error, client disconnect, which
+arrives here as ``cancel()`` killing the producer):
+- the upstream response is closed and the account lease released;
+- the conversation the upstream created is deleted in the background, unless
+  the client continues or asked to keep it;
+- transient failures are retried (on another account when there is one) only
+  while nothing has been handed to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import orjson
+from gevent.queue import Empty, Queue
+
+from glm_proxy.accounts import Account
+from glm_proxy.errors import (
+    GLMProxyError,
+    RefreshTokenExpired,
+    UpstreamBusy,
+    UpstreamProtocolError,
+    UpstreamRetryable,
+)
+from glm_proxy.events import ConversationStarted, Delta
+from glm_proxy.sse import SSEDecoder
+from glm_proxy.translate import TranslateOptions, Translator
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = object()
+"""Returned by ``next_item`` when nothing arrived within the timeout."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: GLMProxyError
+
+
+@dataclass(frozen=True)
+class End:
+    account: Account | None = None
+
+
+@dataclass
+class AnswerRequest:
+    """What to ask the upstream, independent of which account answers."""
+
+    assistant_id: str
+    build_payload: Callable[[Account], dict[str, Any]]
+    translate_options: TranslateOptions = field(default_factory=TranslateOptions)
+    referer: str | None = None
+    continue_conversation: str | None = None  # client continues this upstream conversation
+    keep_conversation: bool = False
+    pinned_account: Account | None = None  # conversation affinity
+
+
+class AnswerJob:
+    def __init__(self, services, candidates: tuple[Account, ...], request: AnswerRequest) -> None:
+        self.services = services
+        self.candidates = candidates
+        self.request = request
+        self.queue: Queue = Queue()
+        self.account: Account | None = None
+        self.conversation_id: str | None = None
+        self.attempts = 0
+        self._greenlet: gevent.Greenlet | None = None
+        self._peeked: Any = None
+
+    # -- consumer side -------------------------------------------------------
+
+    def start(self) -> AnswerJob:
+        self._greenlet = gevent.spawn(self._run)
+        return self
+
+    def next_item(self, timeout: float | None = None) -> Any:
+        """The next delta, ``Failure``, ``End``, or ``KEEPALIVE`` after ``timeout`` seconds."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        try:
+            return self.queue.get(timeout=timeout)
+        except Empty:
+            return KEEPALIVE
+
+    def peek(self, timeout: float | None = None) -> Any:
+        if self._peeked is None:
+            item = self.next_item(timeout)
+            if item is KEEPALIVE:
+                return KEEPALIVE
+            self._peeked = item
+        return self._peeked
+
+    def items(self) -> Iterator[Any]:
+        """Every item until the end (no keep-alives): the non-stream path."""
+        while True:
+            item = self.next_item()
+            yield item
+            if isinstance(item, End | Failure):
+                return
+
+    def cancel(self) -> None:
+        """Stop the producer (client went away); its ``finally`` blocks clean up."""
+        if self._greenlet is not None and not self._greenlet.dead:
+            self._greenlet.kill(block=True, timeout=10)
+
+    # -- producer side -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._attempt_until_done()
+        except GLMProxyError as exc:
+            self.queue.put(Failure(exc))
+        except gevent.GreenletExit:
+            raise
+        except Exception:  # noqa: BLE001 - a bug must not hang the client
+            log.exception("answer job crashed")
+            self.queue.put(Failure(GLMProxyError("internal error while producing the answer")))
+
+    def _attempt_until_done(self) -> None:
+        s = self.services.settings
+        tried: set[str] = set()
+        last_error: GLMProxyError | None = None
+        while True:
+            if self.attempts > s.glm_retries:
+                raise last_error or UpstreamRetryable("the upstream kept failing")
+            try:
+                lease = self.services.pool.lease(
+                    self.candidates,
+                    exclude=tried if len(tried) < len(self.candidates) else (),
+                    require=self.request.pinned_account,
+                )
+            except GLMProxyError:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            account = lease.account
+            self.account = account
+            self.attempts += 1
+            state = _AttemptState()
+            try:
+                self._stream_once(account, state)
+                self.services.pool.report_success(account)
+                self.queue.put(End(account))
+                return
+            except RefreshTokenExpired as exc:
+                self.services.pool.report_dead(account)
+                self.services.upstream.invalidate(account)
+                if state.committed or self.request.pinned_account is not None:
+                    raise
+                tried.add(account.fingerprint)
+                if len(tried) >= len(self.candidates):
+                    raise
+                last_error = exc
+                self.attempts -= 1  # a dead account is not an attempt at this answer
+            except UpstreamRetryable as exc:
+                if not isinstance(exc, UpstreamBusy):
+                    self.services.pool.report_failure(account, exc)
+                if state.committed:
+                    raise
+                tried.add(account.fingerprint)
+                last_error = exc
+                if self.attempts > s.glm_retries:
+                    raise
+                delay = s.glm_retry_backoff * (2 ** (self.attempts - 1))
+                log.info("retrying after %s on %s in %.2fs", exc.code, account, delay)
+                gevent.sleep(delay)
+            finally:
+                self._cleanup(account, state)
+                lease.release()
+
+    def _stream_once(self, account: Account, state: _AttemptState) -> None:
+        upstream = self.services.upstream
+        payload = self.request.build_payload(account)
+        response = upstream.open_stream(account, payload, referer=self.request.referer)
+        state.response = response
+        translator = Translator(self.request.translate_options)
+        decoder = SSEDecoder()
+        for chunk in upstream.iter_stream(response):
+            for event in decoder.feed(chunk):
+                self._feed(translator, event.data, state)
+        for event in decoder.finish():
+            self._feed(translator, event.data, state)
+        for delta in translator.finish():
+            self._hand_over(delta, state)
+
+    def _feed(self, translator: Translator, data: str, state: _AttemptState) -> None:
+        if not data or data == "[DONE]":
+            return
+        try:
+            event = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError("the upstream sent an event that is not JSON") from None
+        for delta in translator.feed(event):
+            self._hand_over(delta, state)
+
+    def _hand_over(self, delta: Delta, state: _AttemptState) -> None:
+        """Queue a delta; the conversation id waits until real content commits the attempt."""
+        if isinstance(delta, ConversationStarted):
+            state.conversation_id = delta.conversation_id
+            state.started = delta
+            return
+        if not state.committed:
+            state.committed = True
+            self.conversation_id = state.conversation_id
+            if state.started is not None:
+                self.queue.put(state.started)
+        self.queue.put(delta)
+
+    def _cleanup(self, account: Account, state: _AttemptState) -> None:
+        if state.response is not None:
+            state.response.close()
+        conversation_id = state.conversation_id
+        if not conversation_id or conversation_id == self.request.continue_conversation:
+            return
+        s = self.services.settings
+        keep = state.committed and (self.request.keep_conversation or not s.delete_conversations)
+        if keep:
+            self.services.store.set(
+                f"conv:{conversation_id}",
+                orjson.dumps(
+                    {"account": account.fingerprint, "assistant_id": self.request.assistant_id}
+                ).decode(),
+                ttl=s.conversation_ttl,
+            )
+            return
+        self.services.janitor.delete_later(account, self.request.assistant_id, conversation_id)
+
+
+@dataclass
+class _AttemptState:
+    response: Any = None
+    conversation_id: str | None = None
+    started: ConversationStarted | None = None
+    committed: bool = False

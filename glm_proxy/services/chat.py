@@ -1,0 +1,153 @@
+"""Chat completions: from a validated request to an ``AnswerJob``.
+
+``plan_chat`` is pure (request + settings + model table -> ``ChatPlan``) and
+``build_upstream_payload`` is pure (plan + uploaded attachments -> the
+upstream JSON body), so both are unit-testable; ``start_chat`` adds I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from glm_proxy.accounts import Account
+from glm_proxy.auth import Caller
+from glm_proxy.errors import NotFound
+from glm_proxy.models import ModelSpec
+from glm_proxy.prompt import Prompt, build_prompt
+from glm_proxy.services.answer import AnswerJob, AnswerRequest
+from glm_proxy.translate import TranslateOptions
+
+REASONING_ON = {"minimal", "low", "medium", "high", "xhigh"}
+
+
+@dataclass
+class ChatPlan:
+    model: str
+    spec: ModelSpec
+    assistant_id: str
+    chat_mode: str | None
+    networking: bool
+    prompt: Prompt
+    conversation_id: str | None = None
+    keep_conversation: bool = False
+    translate_options: TranslateOptions = field(default_factory=TranslateOptions)
+    include_usage: bool = False
+    stream: bool = False
+
+
+def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
+    """Everything the request means, decided before any I/O."""
+    spec: ModelSpec = models.resolve(body["model"])
+    chat_mode = spec.chat_mode
+    effort = body.get("reasoning_effort")
+    if effort in REASONING_ON and chat_mode is None:
+        chat_mode = "zero"
+    if effort == "none" and chat_mode == "zero":
+        chat_mode = None
+    networking = spec.networking and settings.glm_networking
+    if body.get("web_search") is not None:
+        networking = bool(body["web_search"]) and settings.glm_networking
+    conversation_id = body.get("conversation_id") or None
+    prompt = build_prompt(body["messages"], native_multi_turn=conversation_id is not None)
+    options = TranslateOptions(include_reasoning=not spec.silent, include_sources=not spec.silent)
+    stream_options = body.get("stream_options") or {}
+    return ChatPlan(
+        model=body["model"],
+        spec=spec,
+        assistant_id=spec.assistant_id or settings.glm_assistant_id,
+        chat_mode=chat_mode,
+        networking=networking,
+        prompt=prompt,
+        conversation_id=conversation_id,
+        keep_conversation=bool(body.get("keep_conversation")),
+        translate_options=options,
+        include_usage=bool(stream_options.get("include_usage")),
+        stream=bool(body.get("stream")),
+    )
+
+
+def build_upstream_payload(
+    plan: ChatPlan, *, files: list[dict] | None = None, images: list[dict] | None = None
+) -> dict[str, Any]:
+    """The upstream stream request body (protocol notes §6.1)."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": plan.prompt.text}]
+    if files:
+        content.append({"type": "file", "file": files})
+    if images:
+        content.append({"type": "image", "image": images})
+    meta: dict[str, Any] = {
+        "channel": "",
+        "draft_id": "",
+        "if_plus_model": True,
+        "input_question_type": "xxxx",
+        "is_networking": plan.networking,
+        "is_test": False,
+        "platform": "pc",
+        "quote_log_id": "",
+        "cogview": {"rm_label_watermark": False},
+    }
+    if plan.chat_mode:
+        meta["chat_mode"] = plan.chat_mode
+    return {
+        "assistant_id": plan.assistant_id,
+        "conversation_id": plan.conversation_id or "",
+        "project_id": "",
+        "chat_type": "user_chat",
+        "messages": [{"role": "user", "content": content}],
+        "meta_data": meta,
+    }
+
+
+def conversation_owner(services, caller: Caller, conversation_id: str) -> Account | None:
+    """The account that owns a kept conversation, among the caller's accounts.
+
+    Unknown ids with one candidate go to that account (the upstream decides);
+    with several candidates an unknown id is a 404, never a silent new
+    conversation on another account.
+    """
+    raw = services.store.get(f"conv:{conversation_id}")
+    if raw:
+        owner = orjson.loads(raw).get("account")
+        for account in caller.accounts:
+            if account.fingerprint == owner:
+                services.store.expire(f"conv:{conversation_id}", services.settings.conversation_ttl)
+                return account
+        finder = getattr(services.pool, "account_by_fingerprint", None)
+        account = finder(owner) if finder and caller.pooled else None
+        if account is not None:
+            return account
+    elif len(caller.accounts) == 1:
+        return caller.accounts[0]
+    raise NotFound(
+        f"conversation_id {conversation_id!r} is unknown to this service for these "
+        "credentials (it may have been deleted; pass keep_conversation=true to keep one).",
+        param="conversation_id",
+        code="conversation_not_found",
+    )
+
+
+def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
+    pinned = None
+    if plan.conversation_id:
+        pinned = conversation_owner(services, caller, plan.conversation_id)
+    attachments = getattr(services, "attachments", None)
+
+    def build_payload(account: Account) -> dict[str, Any]:
+        files, images = [], []
+        if attachments is not None and plan.prompt.attachments:
+            files, images = attachments.prepare(account, plan.prompt.attachments)
+        return build_upstream_payload(plan, files=files, images=images)
+
+    request = AnswerRequest(
+        assistant_id=plan.assistant_id,
+        build_payload=build_payload,
+        translate_options=plan.translate_options,
+        referer=services.upstream.referer(plan.assistant_id),
+        continue_conversation=plan.conversation_id,
+        keep_conversation=plan.keep_conversation,
+        pinned_account=pinned,
+    )
+    return AnswerJob(services, caller.accounts, request).start()

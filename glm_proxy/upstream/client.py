@@ -1,0 +1,386 @@
+"""The only code that talks to chatglm.cn.
+
+Signed requests on one gevent-friendly ``requests.Session`` (a shared connection
+pool; cookies are refused so accounts never leak into each other), an
+access-token cache with single-flight refresh, the answer stream, conversation
+delete. It knows nothing about OpenAI. ``requests`` exceptions become our
+errors here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from glm_proxy.accounts import Account
+from glm_proxy.config import Settings
+from glm_proxy.errors import (
+    AccessTokenExpired,
+    GLMProxyError,
+    RefreshTokenExpired,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRetryable,
+    UpstreamTimeout,
+)
+from glm_proxy.store.base import Store
+from glm_proxy.upstream.envelope import classify_failure, unwrap
+from glm_proxy.upstream.signing import signature_headers
+
+log = logging.getLogger(__name__)
+
+JSON_CT = "application/json;charset=UTF-8"
+MAX_ERROR_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class TokenGrant:
+    access_token: str
+    refresh_token: str | None
+    user_id: str | None
+
+
+def _new_session(pool_maxsize: int) -> requests.Session:
+    session = requests.Session()
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.trust_env = False
+    return session
+
+
+class UpstreamClient:
+    """Signed calls to the upstream on behalf of accounts."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        session: requests.Session | None = None,
+        clock: Callable[[], float] = time.time,
+        nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.session = session or _new_session(settings.glm_pool_maxsize)
+        self._clock = clock
+        self._nonce = nonce
+        self._local_flight = threading.Lock()
+        self.on_rotation: Callable[[Account, str], None] | None = None
+        self.refresh_count = 0
+
+    # -- request building (pure-ish) ----------------------------------------
+
+    def url(self, path: str) -> str:
+        return self.settings.glm_base_url.rstrip("/") + path
+
+    def referer(self, assistant_id: str | None = None) -> str:
+        origin = self.settings.glm_origin
+        if assistant_id and assistant_id != self.settings.glm_assistant_id:
+            return f"{origin}/main/gdetail/{assistant_id}"
+        return f"{origin}/main/alltoolsdetail"
+
+    def headers(
+        self,
+        *,
+        token: str | None,
+        signed: bool,
+        referer: str | None = None,
+        content_type: str | None = JSON_CT,
+        accept: str = "application/json, text/plain, */*",
+    ) -> dict[str, str]:
+        s = self.settings
+        headers = {
+            "Accept": accept,
+            "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
+            "App-Name": "chatglm",
+            "Cache-Control": "no-cache",
+            "Pragma": "no-cache",
+            "Origin": s.glm_origin,
+            "Referer": referer or f"{s.glm_origin}/main/alltoolsdetail",
+            "Sec-Ch-Ua": '"Chromium";v="131", "Not_A Brand";v="24", "Google Chrome";v="131"',
+            "Sec-Ch-Ua-Mobile": "?0",
+            "Sec-Ch-Ua-Platform": '"Windows"',
+            "Sec-Fetch-Dest": "empty",
+            "Sec-Fetch-Mode": "cors",
+            "Sec-Fetch-Site": "same-origin",
+            "User-Agent": s.glm_user_agent,
+            "X-App-Platform": s.glm_app_platform,
+            "X-App-Version": s.glm_app_version,
+            "X-App-Fr": s.glm_app_fr,
+            "X-Device-Brand": "",
+            "X-Device-Model": "",
+            "X-Lang": "zh",
+            "X-Device-Id": uuid.uuid4().hex,
+            "X-Request-Id": uuid.uuid4().hex,
+        }
+        if s.glm_exp_groups:
+            headers["X-Exp-Groups"] = s.glm_exp_groups
+        if content_type:
+            headers["Content-Type"] = content_type
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if signed:
+            headers.update(
+                signature_headers(
+                    int(self._clock() * 1000),
+                    self._nonce(),
+                    s.glm_sign_secret,
+                    check_digit=s.glm_sign_check_digit,
+                )
+            )
+        headers.update(s.extra_headers)
+        return headers
+
+    # -- transport -----------------------------------------------------------
+
+    def _send(
+        self, method: str, url: str, *, timeout: float | tuple[float, float], **kwargs: Any
+    ) -> requests.Response:
+        """One HTTP exchange; transport failures become our retryable errors."""
+        try:
+            return self.session.request(method, url, timeout=timeout, **kwargs)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise UpstreamConnectError(f"could not connect to the upstream: {exc}") from None
+        except requests.exceptions.Timeout:
+            raise UpstreamTimeout("the upstream did not answer in time") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise UpstreamConnectError(
+                f"could not reach the upstream ({type(exc).__name__})"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise UpstreamRetryable(f"upstream request failed ({type(exc).__name__})") from None
+
+    @staticmethod
+    def _read_capped(resp: requests.Response) -> bytes:
+        try:
+            chunks, size = [], 0
+            for chunk in resp.iter_content(16384):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ERROR_BODY:
+                    break
+            return b"".join(chunks)
+        except requests.exceptions.RequestException:
+            return b""
+        finally:
+            resp.close()
+
+    # -- tokens --------------------------------------------------------------
+
+    def refresh(self, refresh_token: str) -> TokenGrant:
+        """Exchange a refresh token for an access token (no cache)."""
+        s = self.settings
+        legacy = s.glm_refresh_mode == "legacy"
+        path = s.glm_legacy_refresh_path if legacy else s.glm_refresh_path
+        resp = self._send(
+            "POST",
+            self.url(path),
+            timeout=(s.glm_connect_timeout, s.glm_request_timeout),
+            headers=self.headers(token=refresh_token, signed=not legacy),
+            data=b"{}",
+        )
+        self.refresh_count += 1
+        result = unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+        if isinstance(result, GLMProxyError):  # pragma: no cover - unwrap raises
+            raise result
+        if not isinstance(result, dict):
+            raise UpstreamProtocolError("the upstream token refresh returned no result")
+        access = result.get("access_token") or result.get("accessToken")
+        if not access:
+            raise UpstreamProtocolError("the upstream token refresh returned no access token")
+        return TokenGrant(
+            access_token=str(access),
+            refresh_token=result.get("refresh_token") or result.get("refreshToken"),
+            user_id=result.get("user_id"),
+        )
+
+    def _cache_key(self, account: Account) -> str:
+        return f"at:{account.fingerprint}"
+
+    def access_token(self, account: Account) -> str:
+        """A cached access token, refreshed once for all concurrent callers (single flight).
+
+        The lock lives in the store, so with Redis one refresh serves every
+        worker and replica.
+        """
+        key = self._cache_key(account)
+        cached = self.store.get(key)
+        if cached:
+            return cached
+        with self.store.lock(f"refresh:{account.fingerprint}", timeout=30, blocking_timeout=30):
+            cached = self.store.get(key)
+            if cached:
+                return cached
+            grant = self.refresh(self.current_refresh_token(account))
+            self.store.set(key, grant.access_token, ttl=self.settings.glm_access_token_ttl)
+            if (
+                grant.refresh_token
+                and grant.refresh_token != self.current_refresh_token(account)
+                and self.settings.follow_token_rotation
+            ):
+                self.store.set(f"rot:{account.fingerprint}", grant.refresh_token)
+                if self.on_rotation is not None:
+                    self.on_rotation(account, grant.refresh_token)
+            return grant.access_token
+
+    def current_refresh_token(self, account: Account) -> str:
+        """The refresh token to use: the newest rotation when rotation is followed."""
+        if self.settings.follow_token_rotation:
+            rotated = self.store.get(f"rot:{account.fingerprint}")
+            if rotated:
+                return rotated
+        return account.refresh_token
+
+    def invalidate(self, account: Account) -> None:
+        self.store.delete(self._cache_key(account))
+
+    def check_token(self, refresh_token: str) -> bool:
+        """Liveness of a refresh token: can it still be exchanged for an access token?"""
+        try:
+            return bool(self.refresh(refresh_token).access_token)
+        except RefreshTokenExpired:
+            return False
+        except UpstreamError as exc:
+            if exc.code == "access_token_expired":
+                return False
+            raise
+
+    # -- authenticated calls -------------------------------------------------
+
+    def _with_access(self, account: Account, attempt: Callable[[str], Any]) -> Any:
+        """Run ``attempt(access_token)``; on an expired access token refresh once and retry."""
+        token = self.access_token(account)
+        try:
+            return attempt(token)
+        except AccessTokenExpired:
+            self.invalidate(account)
+            return attempt(self.access_token(account))
+
+    def call(
+        self,
+        account: Account,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        files: Any = None,
+        data: Any = None,
+        signed: bool = True,
+        referer: str | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """A JSON business call; returns the envelope's ``result``."""
+        s = self.settings
+        read_timeout = timeout or s.glm_request_timeout
+
+        def attempt(token: str) -> Any:
+            body = orjson.dumps(json) if json is not None else data
+            resp = self._send(
+                method,
+                self.url(path),
+                timeout=(s.glm_connect_timeout, read_timeout),
+                headers=self.headers(
+                    token=token,
+                    signed=signed,
+                    referer=referer,
+                    content_type=None if files is not None else JSON_CT,
+                ),
+                data=body,
+                files=files,
+            )
+            return unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+
+        return self._with_access(account, attempt)
+
+    def open_stream(
+        self, account: Account, payload: dict[str, Any], *, referer: str | None = None
+    ) -> requests.Response:
+        """Start an answer stream. Returns a response whose body is SSE; raises otherwise.
+
+        A reply that is not ``text/event-stream`` is never passed off as an
+        answer: it is classified (busy, token expired, upstream error ...).
+        """
+        s = self.settings
+        body = orjson.dumps(payload)
+
+        def attempt(token: str) -> requests.Response:
+            resp = self._send(
+                "POST",
+                self.url(s.glm_stream_path),
+                timeout=(s.glm_connect_timeout, s.glm_read_timeout),
+                headers=self.headers(
+                    token=token, signed=True, referer=referer, accept="text/event-stream"
+                ),
+                data=body,
+                stream=True,
+            )
+            content_type = resp.headers.get("Content-Type", "")
+            if resp.status_code == 200 and "text/event-stream" in content_type:
+                return resp
+            raw = self._read_capped(resp)
+            if resp.status_code == 200 and not raw.strip():
+                from glm_proxy.errors import NotFound
+
+                if payload.get("conversation_id"):
+                    raise NotFound(
+                        "conversation_id not found upstream (it may have been deleted)",
+                        param="conversation_id",
+                        code="conversation_not_found",
+                    )
+                raise UpstreamRetryable("the upstream sent an empty reply to a stream request")
+            error = classify_failure(resp.status_code, raw, s.glm_busy_codes)
+            if type(error) is UpstreamError or isinstance(error, UpstreamProtocolError):
+                # A 200 JSON/HTML reply to a stream request is transient more often
+                # than not (the web app calls it "service temporarily unavailable").
+                raise UpstreamRetryable(
+                    f"the upstream did not stream an answer (HTTP {resp.status_code}, "
+                    f"{content_type or 'no content type'}): {error.message}"
+                )
+            raise error
+
+        return self._with_access(account, attempt)
+
+    def iter_stream(self, resp: requests.Response, chunk_size: int = 8192) -> Iterator[bytes]:
+        """The raw bytes of an answer stream; a broken connection becomes ``UpstreamError``."""
+        try:
+            yield from resp.raw.stream(chunk_size, decode_content=True)
+        except Exception as exc:  # urllib3 errors: ProtocolError, ReadTimeoutError, ...
+            name = type(exc).__name__
+            if "Timeout" in name:
+                raise UpstreamTimeout(
+                    "the upstream went silent in the middle of the answer"
+                ) from None
+            raise UpstreamRetryable(
+                f"the upstream connection broke in the middle of the answer ({name})"
+            ) from None
+        finally:
+            resp.close()
+
+    def delete_conversation(self, account: Account, assistant_id: str, conversation_id: str) -> None:
+        self.call(
+            account,
+            "POST",
+            self.settings.glm_delete_path,
+            json={"assistant_id": assistant_id, "conversation_id": conversation_id},
+            referer=f"{self.settings.glm_origin}/main/alltoolsdetail",
+        )
+
+
+def init_app(app) -> None:
+    app.extensions["glm_upstream"] = UpstreamClient(
+        app.extensions["glm_settings"], app.extensions["glm_store"]
+    )

@@ -1,0 +1,132 @@
+"""HTTP plumbing shared by every blueprint: errors, CORS, body cap, request log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from glm_proxy.errors import (
+    GLMProxyError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+
+log = logging.getLogger("glm_proxy.request")
+
+BASE_ALLOWED_HEADERS = (
+    "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta, "
+    "anthropic-dangerous-direct-browser-access, OpenAI-Organization, OpenAI-Project, "
+    "OpenAI-Beta, Accept, X-Requested-With"
+)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status=status, headers=headers, mimetype="application/json")
+
+
+def error_response(error: GLMProxyError) -> Response:
+    headers = dict(error.headers)
+    return json_response(error.to_dict(), error.status, headers)
+
+
+def read_json() -> Any:
+    """The request body as JSON, or an OpenAI-style 400."""
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise InvalidRequest("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+
+
+def _http_error(exc: HTTPException) -> GLMProxyError:
+    if exc.code == 404:
+        return NotFound(f"Unknown endpoint: {request.method} {request.path}")
+    if exc.code == 405:
+        return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}")
+    if exc.code == 413:
+        limit = request.max_content_length
+        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+    if exc.code == 400:
+        return InvalidRequest(exc.description or "Bad request.")
+    error = GLMProxyError(exc.description or exc.name, status=exc.code or 500)
+    return error
+
+
+def _allow_headers() -> str:
+    requested = request.headers.get("Access-Control-Request-Headers", "")
+    extra = [h.strip() for h in requested.split(",") if h.strip().lower().startswith("x-stainless-")]
+    return ", ".join([BASE_ALLOWED_HEADERS, *extra]) if extra else BASE_ALLOWED_HEADERS
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions["glm_settings"]
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body
+    origins = settings.cors_allow_origins
+
+    def cors_headers(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if "*" in origins:
+            response.headers["Access-Control-Allow-Origin"] = "*"
+        elif origin and origin in origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers.add("Vary", "Origin")
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS, HEAD"
+        response.headers["Access-Control-Allow-Headers"] = _allow_headers()
+        response.headers["Access-Control-Max-Age"] = "86400"
+        response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
+        return response
+
+    @app.before_request
+    def _start() -> Response | None:
+        g.started = time.perf_counter()
+        g.log_fields = {}
+        if request.method == "OPTIONS":
+            return Response(status=204)
+        return None
+
+    @app.after_request
+    def _finish(response: Response) -> Response:
+        cors_headers(response)
+        fields = getattr(g, "log_fields", {})
+        started = getattr(g, "started", time.perf_counter())
+        method, path, status = request.method, request.path, response.status_code
+
+        def write_log() -> None:
+            if path in ("/ping", "/healthz") and status < 400:
+                return
+            log.info(
+                "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s",
+                method,
+                path,
+                status,
+                (time.perf_counter() - started) * 1000,
+                fields.get("model", "-"),
+                fields.get("stream", "-"),
+                fields.get("account", "-"),
+                fields.get("caller", "-"),
+            )
+
+        response.call_on_close(write_log)
+        return response
+
+    @app.errorhandler(GLMProxyError)
+    def _proxy_error(exc: GLMProxyError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def _werkzeug_error(exc: HTTPException) -> Response:
+        return error_response(_http_error(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(GLMProxyError("The server had an error while processing your request."))

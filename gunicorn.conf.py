@@ -1,0 +1,49 @@
+"""gunicorn settings, following the platforms' conventions (Render, Heroku, a VPS).
+
+Start with: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+"""
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gevent"
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# One gevent worker holds thousands of idle-ish streams; each is a greenlet.
+worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+# gevent workers heartbeat from their own loop, so this only catches a frozen
+# worker; long streams are fine.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# On SIGTERM, in-flight streams get this long to finish.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
+keepalive = int(os.environ.get("KEEPALIVE", "75"))
+# Several instances on one host must not share a control socket.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+# The app is built in each worker after gevent patched the standard library.
+preload_app = False
+
+
+def on_starting(server):
+    """Refuse to start several workers that would each keep private state."""
+    from glm_proxy.config import ConfigError, Settings
+
+    settings = Settings.from_env({"WEB_CONCURRENCY": str(server.cfg.workers)})
+    if server.cfg.workers > 1 and settings.store_backend != "redis":
+        raise ConfigError(
+            f"{server.cfg.workers} workers need shared state: set REDIS_URL (or run one "
+            "worker). With the in-memory store each worker would keep its own leases, "
+            "token cache and conversation map, and accounts would be double-booked."
+        )
+
+
+def worker_exit(server, worker):
+    """Let background conversation deletions finish before the worker goes away."""
+    try:
+        from wsgi import app
+
+        app.extensions["glm_services"].janitor.join(timeout=10)
+    except Exception:  # noqa: BLE001
+        pass

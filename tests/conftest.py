@@ -1,0 +1,180 @@
+"""Shared fixtures: the upstream simulator and the real proxy server, both as processes.
+
+The proxy is started exactly as in production (``gunicorn -c gunicorn.conf.py
+wsgi:app``, gevent worker), pointed at the simulator through GLM_BASE_URL.
+Each test uses fresh refresh tokens, so simulator accounts never leak state
+between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited early with {proc.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up in {timeout}s")
+
+
+class Simulator:
+    def __init__(self, base: str, proc: subprocess.Popen) -> None:
+        self.base = base
+        self.proc = proc
+
+    @property
+    def glm_base_url(self) -> str:
+        return f"{self.base}/chatglm"
+
+    def state(self) -> dict:
+        return requests.get(f"{self.base}/_sim/state", timeout=5).json()
+
+    def account(self, token: str) -> dict:
+        accounts = self.state()["accounts"]
+        if isinstance(accounts, dict):
+            for key, value in accounts.items():
+                if key == token or value.get("refresh_token") == token:
+                    return value
+        else:
+            for value in accounts:
+                if value.get("refresh_token") == token:
+                    return value
+        return {}
+
+    def fault(self, token: str, kind: str, count: int = 1, seconds: float = 0) -> None:
+        resp = requests.post(
+            f"{self.base}/_sim/faults",
+            json={"token": token, "kind": kind, "count": count, "seconds": seconds},
+            timeout=5,
+        )
+        resp.raise_for_status()
+
+    def config(self, **values) -> dict:
+        resp = requests.post(f"{self.base}/_sim/config", json=values, timeout=5)
+        resp.raise_for_status()
+        return resp.json()
+
+    def requests_log(self, path_suffix: str = "") -> list[dict]:
+        return [r for r in self.state()["requests"] if r["path"].endswith(path_suffix)]
+
+    def wait_deleted(self, token: str, timeout: float = 10.0) -> dict:
+        """Wait until the account has no live conversation left; return its state."""
+        deadline = time.monotonic() + timeout
+        account = self.account(token)
+        while time.monotonic() < deadline:
+            account = self.account(token)
+            if account and not account.get("conversations_alive"):
+                return account
+            time.sleep(0.1)
+        return account
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[Simulator]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/_sim/state", proc=proc)
+    yield Simulator(base, proc)
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+class ProxyServer:
+    def __init__(self, base: str, proc: subprocess.Popen, log_path: Path) -> None:
+        self.base = base
+        self.proc = proc
+        self.log_path = log_path
+
+    @property
+    def v1(self) -> str:
+        return f"{self.base}/v1"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_proxy(simulator: Simulator, tmp_dir: Path, **env_overrides: str) -> ProxyServer:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "GLM_BASE_URL": simulator.glm_base_url,
+        "GLM_RETRY_BACKOFF": "0.05",
+        "KEEPALIVE_INTERVAL": "1",
+        "STREAM_HEADER_WAIT": "2",
+        "LOG_LEVEL": "INFO",
+        "REDIS_URL": "",
+    }
+    env.update(env_overrides)
+    log_path = tmp_dir / f"proxy-{port}.log"
+    log_file = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/ping", proc=proc)
+    return ProxyServer(base, proc, log_path)
+
+
+def stop_proxy(server: ProxyServer) -> None:
+    server.proc.terminate()
+    try:
+        server.proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def proxy(simulator: Simulator, tmp_path_factory) -> Iterator[ProxyServer]:
+    server = start_proxy(simulator, tmp_path_factory.mktemp("proxy"))
+    yield server
+    stop_proxy(server)
+
+
+@pytest.fixture
+def token() -> str:
+    """A fresh refresh token: a new simulator account for this test."""
+    return "rt-" + uuid.uuid4().hex
+
+
+@pytest.fixture
+def client(proxy: ProxyServer, token: str):
+    import openai
+
+    return openai.OpenAI(base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)

@@ -1,0 +1,31 @@
+"""A stand-in for chatglm.cn (E2 protocol, /work/shared/upstream-protocol.md) for tests.
+
+Run it:  python -m tests.simulator --host 127.0.0.1 --port 8001   (prints one
+"simulator listening on http://HOST:PORT" line; `--port 0` picks a free port). Any refresh
+token works unless it starts with "dead-" or was killed via the control API.
+
+Pick a scenario by putting `[[sim:NAME key=value ...]]` in the user text (the LAST one in
+the text wins): text, slow, think, search, search_late, code, image, multi, intervene, error,
+long, unknown_types, draw, noimage; common keys: shape=all|current|delta, delay=S, wait=S,
+chunk=N; long takes n=N. Exact answer texts are constants in `scripts.py`.
+
+Control API (tests only): GET /_sim/state, POST /_sim/reset, POST /_sim/config,
+POST /_sim/faults {"token","kind","count","seconds"}, POST /_sim/tokens/dead {"token"}.
+
+`create_app` is imported lazily so that `python -m tests.simulator` can monkey-patch with
+gevent before Flask (and the rest of the stack) is imported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(name)
