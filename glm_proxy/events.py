@@ -11,7 +11,7 @@ These are plain frozen, slotted dataclasses: don't subclass them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 FinishReason = Literal["stop", "content_filter", "length"]
 
@@ -65,7 +65,7 @@ class Finished:
     message: str = ""
 
 
-Delta = Union[ConversationStarted, TextDelta, ReasoningDelta, ImageGenerated, Citation, Finished]
+Delta = ConversationStarted | TextDelta | ReasoningDelta | ImageGenerated | Citation | Finished
 
 __all__ = [
     "Citation",

@@ -1,0 +1,1 @@
+"""Typed deltas -> client wire formats (OpenAI chat completions; more may follow). Pure."""

@@ -1,0 +1,174 @@
+"""Server-sent events: a pure decoder (bytes -> events) and encoder (object -> bytes).
+
+The upstream speaks SSE (``event:message`` + one ``data:`` line + a blank line per
+event) and so do we towards OpenAI clients. Both directions live here so the
+wire format is decided in one place; nothing in this module touches a socket.
+
+The decoder follows the WHATWG "event stream interpretation" rules with one
+deliberate difference: a last event that is not followed by a blank line is
+still delivered by :meth:`SSEDecoder.finish`, because the upstream may close
+the connection right after its final ``data:`` line.
+
+Lines are cut at the byte level and only complete lines are decoded as UTF-8.
+CR and LF never occur inside a multi-byte UTF-8 sequence, so a character split
+across two network reads is always reassembled before it is decoded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from glm_proxy.errors import UpstreamProtocolError
+
+__all__ = [
+    "DEFAULT_MAX_EVENT_SIZE",
+    "DONE",
+    "KEEPALIVE",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "decode_json",
+    "encode_event",
+]
+
+DEFAULT_MAX_EVENT_SIZE = 16 * 1024 * 1024
+DONE = b"data: [DONE]\n\n"
+KEEPALIVE = b": keep-alive\n\n"
+
+_EOL = re.compile(rb"\r\n|\r|\n")
+_BOM = "\ufeff"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event. ``id`` is the last event id seen so far (WHATWG semantics)."""
+
+    event: str = "message"
+    data: str = ""
+    id: str | None = None
+    retry: int | None = None
+
+
+class SSEDecoder:
+    """Incremental SSE parser: feed it bytes in any split, get whole events back.
+
+    ``max_event_size`` bounds the bytes buffered for one event (its lines plus an
+    unterminated line), so a peer that never sends a blank line cannot make us
+    buffer without limit.
+    """
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        self._max = max_event_size
+        self._buf = bytearray()
+        self._scan = 0  # bytes at the start of _buf known to hold no line terminator
+        self._event_bytes = 0  # bytes of complete lines consumed for the pending event
+        self._first_line = True
+        self._event = ""
+        self._data: list[str] = []
+        self._has_data = False
+        self._last_id: str | None = None
+        self._retry: int | None = None
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        """Buffer ``data`` and return every event completed by it (possibly none).
+
+        Raises:
+            UpstreamProtocolError: the pending event grew beyond ``max_event_size``.
+        """
+        buf = self._buf
+        buf += data
+        events: list[ServerSentEvent] = []
+        start = 0
+        pos = self._scan
+        while True:
+            m = _EOL.search(buf, pos)
+            if m is None:
+                break
+            if m.start() == len(buf) - 1 and buf[-1] == 0x0D:
+                # a lone CR at the end may be the first half of CRLF: wait for the next byte
+                break
+            self._event_bytes += m.end() - start
+            event = self._line(bytes(buf[start : m.start()]))
+            if event is not None:
+                events.append(event)
+            start = pos = m.end()
+        pos = len(buf) if m is None else m.start()
+        del buf[:start]
+        self._scan = pos - start
+        if self._event_bytes + len(buf) > self._max:
+            raise UpstreamProtocolError(
+                f"upstream SSE event exceeds {self._max} bytes without a blank line"
+            )
+        return events
+
+    def finish(self) -> list[ServerSentEvent]:
+        """The stream ended: treat buffered bytes as a last line and flush a pending event."""
+        events: list[ServerSentEvent] = []
+        if self._buf:
+            line = bytes(self._buf).rstrip(b"\r")
+            self._buf.clear()
+            self._scan = 0
+            event = self._line(line)
+            if event is not None:
+                events.append(event)
+        event = self._dispatch()
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, raw: bytes) -> ServerSentEvent | None:
+        if not raw:
+            return self._dispatch()
+        line = raw.decode("utf-8", errors="replace")
+        if self._first_line:
+            self._first_line = False
+            line = line.removeprefix(_BOM)
+        if line.startswith(":"):
+            return None  # comment (keep-alive)
+        name, colon, value = line.partition(":")
+        if colon and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._has_data = True
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self._last_id = value
+        elif name == "retry" and value.isascii() and value.isdigit():
+            self._retry = int(value)
+        return None
+
+    def _dispatch(self) -> ServerSentEvent | None:
+        has_data, data, event, retry = self._has_data, self._data, self._event, self._retry
+        self._data = []
+        self._has_data = False
+        self._event = ""
+        self._retry = None
+        self._event_bytes = 0
+        if not has_data:
+            return None  # WHATWG: an event without data lines is not dispatched
+        return ServerSentEvent(
+            event=event or "message", data="\n".join(data), id=self._last_id, retry=retry
+        )
+
+
+def decode_json(event: ServerSentEvent) -> Any:
+    """Parse an event's ``data`` as JSON; the upstream promises one JSON object per event.
+
+    Raises:
+        UpstreamProtocolError: the data is not valid JSON.
+    """
+    try:
+        return orjson.loads(event.data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError(f"upstream sent an SSE event that is not JSON: {exc}") from exc
+
+
+def encode_event(obj: Any) -> bytes:
+    """One ``data:`` event for ``obj``. JSON never contains a raw newline, so one line suffices."""
+    return b"data: " + orjson.dumps(obj) + b"\n\n"

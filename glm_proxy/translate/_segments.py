@@ -1,0 +1,209 @@
+"""Segments: what the upstream has said so far, merged from events of any shape.
+
+The upstream sends parts (one logical segment each: a thinking block, a tool
+call, a piece of answer text...). Depending on the era an event repeats every
+part cumulatively, carries only the part(s) being written, or carries deltas
+(``init`` frames with only new characters, the part's ``finish`` frame with its
+full text). This module folds all three into the same state, so rendering never
+needs to know which shape arrived.
+
+Keys:
+
+* a segment is keyed by the part's ``logic_id`` (fallback: part ``id`` + position
+  in the event); segment order = order of first appearance;
+* an item inside a segment is keyed by ``(type, ordinal among items of that type)``.
+
+Merge rule for a string item (``merge_value``), in this order:
+
+1. new == held: no-op;
+2. new starts with held: a cumulative snapshot, take it (covers held == "");
+3. the part's status in this event is ``finish`` and new differs: the authoritative
+   full text, take it (rendering never un-sends; see ``_translator``);
+4. held starts with new: a stale, shorter snapshot: no-op;
+5. anything else is a delta: append.
+
+A mid-stream snapshot that *rewrites* earlier characters is indistinguishable
+from a delta and is therefore appended; the part's finish frame then repairs it.
+Image URL lists and ``match_key`` search results are merged as ordered unions,
+which is right for all three shapes; a ``metadata_list`` is positional (marker
+``【n†…】`` means its n-th entry), so the longest list seen is kept as sent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from glm_proxy.errors import UpstreamProtocolError
+
+# content type -> the field that holds its string payload
+VALUE_FIELDS = {
+    "text": "text",
+    "think": "think",
+    "text_thinking": "text",  # E1 reasoning
+    "code": "code",
+    "execution_output": "content",
+}
+ANSWER_KINDS = frozenset({"text", "code", "execution_output", "image"})
+REASONING_KINDS = frozenset({"think", "text_thinking"})
+_DONE_STATUSES = ("finish", "done")  # "done": E1 execution output
+_SKIPPED_ROLES = frozenset({"user", "system"})  # echoes of the prompt, never the answer
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A web page the answer may cite."""
+
+    title: str
+    url: str
+
+
+@dataclass(slots=True)
+class Item:
+    """One content item of a segment. ``version`` changes whenever the payload does.
+
+    ``done_raw``/``done_out`` belong to the renderer: ``value[:done_raw]`` renders to
+    ``done_out`` for good, so a growing text is rendered incrementally. They are
+    reset when the value changes other than by growing.
+    """
+
+    kind: str
+    value: str = ""
+    urls: list[str] = field(default_factory=list)
+    finished: bool = False
+    version: int = 0
+    done_raw: int = 0
+    done_out: str = ""
+    rendered_key: tuple[int, bool] | None = None
+
+    def set_value(self, value: str) -> bool:
+        """Store a merged value; True when it changed."""
+        if value == self.value:
+            return False
+        if not value.startswith(self.value):
+            self.done_raw, self.done_out = 0, ""
+        self.value = value
+        return True
+
+
+@dataclass(slots=True)
+class Segment:
+    key: str
+    finished: bool = False
+    skipped: bool = False
+    items: dict[tuple[str, int], Item] = field(default_factory=dict)
+    quotes: list[Source | None] = field(default_factory=list)  # metadata_list, positional
+    results: dict[str, Source] = field(default_factory=dict)  # match_key -> source
+
+    def update(self, part: dict[str, Any]) -> None:
+        """Fold one (validated) part of an event into this segment."""
+        if part.get("role") in _SKIPPED_ROLES:
+            self.skipped = True
+        authoritative = part.get("status") in _DONE_STATUSES
+        ordinals: dict[str, int] = {}
+        for raw in part.get("content") or ():
+            kind = raw.get("type")
+            if kind not in VALUE_FIELDS and kind != "image":
+                continue  # quote_result, tool_calls, tool_result, browser_result, unknown...
+            ordinal = ordinals.get(kind, 0)
+            ordinals[kind] = ordinal + 1
+            item = self.items.get((kind, ordinal))
+            if item is None:
+                item = self.items[(kind, ordinal)] = Item(kind)
+            if raw.get("status") in _DONE_STATUSES:
+                item.finished = True
+            if kind == "image":
+                changed = _union(item.urls, _image_urls(raw.get("image")))
+            else:
+                value = raw.get(VALUE_FIELDS[kind])
+                changed = isinstance(value, str) and item.set_value(
+                    merge_value(item.value, value, authoritative)
+                )
+            if changed:
+                item.version += 1
+        self._update_sources(part.get("meta_data"))
+        if authoritative:
+            self.finished = True
+
+    def _update_sources(self, meta: object) -> None:
+        if not isinstance(meta, dict):
+            return
+        quotes = meta.get("metadata_list")
+        if isinstance(quotes, list) and len(quotes) > len(self.quotes):
+            # positions matter (marker n = n-th entry): keep the longest list as sent,
+            # with None where an entry is unusable
+            self.quotes = [_source(e) if isinstance(e, dict) else None for e in quotes]
+        extra = meta.get("tool_result_extra")
+        if isinstance(extra, dict):
+            for entry in _dicts(extra.get("search_results")):
+                key, source = entry.get("match_key"), _source(entry)
+                if isinstance(key, str) and key and source is not None:
+                    self.results.setdefault(key, source)
+
+
+def merge_value(held: str, new: str, authoritative: bool) -> str:
+    """The merge rule of this module's docstring; returns the value to hold."""
+    if new == held or new.startswith(held):
+        return new
+    if authoritative and new:
+        return new
+    if held.startswith(new):
+        return held
+    return held + new
+
+
+def segment_key(part: dict[str, Any], position: int) -> str:
+    logic_id = part.get("logic_id")
+    if isinstance(logic_id, str) and logic_id:
+        return "L:" + logic_id
+    return f"P:{part.get('id')}#{position}"
+
+
+def checked_parts(event: dict[str, Any]) -> list[dict[str, Any]]:
+    """The event's parts, after checking their structure (before any state changes).
+
+    Raises:
+        UpstreamProtocolError: ``parts``, a part, its ``content`` or an item has the wrong type.
+    """
+    parts = event.get("parts")
+    if parts is None:
+        return []
+    if not isinstance(parts, list):
+        raise UpstreamProtocolError("upstream event has a non-list 'parts'")
+    for part in parts:
+        if not isinstance(part, dict):
+            raise UpstreamProtocolError("upstream event has a part that is not an object")
+        content = part.get("content")
+        if content is not None and not (
+            isinstance(content, list) and all(isinstance(c, dict) for c in content)
+        ):
+            raise UpstreamProtocolError("upstream part has a malformed 'content' list")
+    return parts
+
+
+def is_http_url(url: object) -> bool:
+    return isinstance(url, str) and url.startswith(("http://", "https://")) and len(url) > 8
+
+
+def _image_urls(images: object) -> list[str]:
+    return [e["image_url"] for e in _dicts(images) if is_http_url(e.get("image_url"))]
+
+
+def _source(entry: dict[str, Any]) -> Source | None:
+    url, title = entry.get("url"), entry.get("title")
+    if not is_http_url(url):
+        return None
+    return Source(title if isinstance(title, str) and title.strip() else url, url)
+
+
+def _dicts(value: object) -> list[dict[str, Any]]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _union(target: list[str], new: list[str]) -> bool:
+    added = False
+    for value in new:
+        if value not in target:
+            target.append(value)
+            added = True
+    return added

@@ -1,0 +1,177 @@
+"""The translator: upstream event objects in, typed deltas out. Sans-IO.
+
+The caller decodes SSE and parses each event's JSON; :meth:`Translator.feed`
+takes one event object and returns the new deltas, :meth:`Translator.finish`
+is called when the upstream stream closed. No sockets, clock or ids in here.
+
+Diffing rule (what reaches the client is never retracted or repeated): the
+translator keeps ``sent_text``/``sent_reasoning``. When the new rendering starts
+with what was sent, it emits the suffix. When the upstream rewrote something
+already sent (e.g. a part's finish frame differs from the text it streamed), the
+client keeps its copy of the first ``len(sent)`` characters and the translator
+continues at the same character position of the new rendering: it emits
+``rendered[len(sent):]`` if the rendering is longer, nothing otherwise. Example:
+sent ``"Hello wor"``, finish frame ``"Hello World!"`` -> emits ``"ld!"``.
+
+Order of deltas within one call: ``ConversationStarted``, ``ReasoningDelta``,
+``Citation``/``ImageGenerated`` announcements, ``TextDelta`` (whose text first
+shows them), then ``Finished``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from glm_proxy.errors import UpstreamError, UpstreamProtocolError
+from glm_proxy.events import (
+    ConversationStarted,
+    Delta,
+    Finished,
+    ImageGenerated,
+    ReasoningDelta,
+    TextDelta,
+)
+from glm_proxy.translate._render import Renderer
+from glm_proxy.translate._segments import Segment, checked_parts, segment_key
+from glm_proxy.translate._state import LIVE_PHASES, Phase, PhaseMachine, Trigger, trigger_for_status
+
+INTERVENE_PREFIX = "\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class TranslateOptions:
+    """How to render. ``silent`` models set both flags to False.
+
+    Attributes:
+        include_reasoning: emit ``ReasoningDelta`` for think blocks.
+        include_sources: append a numbered source list to a finished answer that cited any.
+        segment_separator: put between consecutive visible blocks (text, code, output, images).
+    """
+
+    include_reasoning: bool = True
+    include_sources: bool = True
+    segment_separator: str = "\n\n"
+
+
+class Translator:
+    """Folds one upstream answer's events into deltas (see the module docstring)."""
+
+    def __init__(self, options: TranslateOptions | None = None) -> None:
+        self.options = options or TranslateOptions()
+        self.conversation_id: str | None = None
+        self.message_id: str | None = None
+        self._machine = PhaseMachine()
+        self._segments: dict[str, Segment] = {}
+        self._renderer = Renderer(self.options.segment_separator, self.options.include_reasoning)
+        self._announced_images: set[str] = set()
+        self.sent_text = ""
+        self.sent_reasoning = ""
+
+    @property
+    def phase(self) -> Phase:
+        return self._machine.phase
+
+    @property
+    def finished(self) -> bool:
+        """True once the answer ended (finish, intervene, error, or the stream closed)."""
+        return self._machine.phase not in LIVE_PHASES
+
+    def feed(self, event: dict[str, Any]) -> list[Delta]:
+        """Take one parsed upstream event and return the deltas it produces.
+
+        Raises:
+            UpstreamProtocolError: the event is not an object or its parts are malformed
+                (state unchanged), or ``finish()`` was already called.
+            UpstreamError: the upstream reported top-level status ``error``.
+        """
+        if not isinstance(event, dict):
+            kind = type(event).__name__
+            raise UpstreamProtocolError(f"upstream event is a {kind}, not an object")
+        trigger = trigger_for_status(event.get("status"))
+        parts = checked_parts(event)
+        old = self._machine.transition(trigger)
+        if old not in LIVE_PHASES:
+            return []  # events after the end are ignored
+        out: list[Delta] = []
+        conversation_id = event.get("conversation_id")
+        if self.conversation_id is None and isinstance(conversation_id, str) and conversation_id:
+            message_id = event.get("id")
+            self.conversation_id = conversation_id
+            self.message_id = message_id if isinstance(message_id, str) else ""
+            out.append(ConversationStarted(conversation_id, self.message_id))
+        if trigger is Trigger.ERROR:
+            raise UpstreamError(_error_message(event))
+        for position, part in enumerate(parts):
+            key = segment_key(part, position)
+            segment = self._segments.get(key)
+            if segment is None:
+                segment = self._segments[key] = Segment(key)
+            segment.update(part)
+        if trigger is Trigger.INIT:
+            return out + self._emit(closing=False, final=False)
+        if trigger is Trigger.FINISH:
+            return out + self._emit(closing=True, final=True) + [Finished("stop")]
+        out += self._emit(closing=True, final=False)
+        last_error = event.get("last_error")
+        text = last_error.get("intervene_text") if isinstance(last_error, dict) else None
+        text = text if isinstance(text, str) else ""
+        if text:
+            shown = INTERVENE_PREFIX + text if self.sent_text else text
+            self.sent_text += shown
+            out.append(TextDelta(shown))
+        return out + [Finished("content_filter", message=text)]
+
+    def finish(self) -> list[Delta]:
+        """The upstream stream closed: flush held-back text and finish if nothing else did."""
+        if self._machine.transition(Trigger.CLOSE) not in LIVE_PHASES:
+            return []
+        return self._emit(closing=True, final=True) + [Finished("stop")]
+
+    def _emit(self, *, closing: bool, final: bool) -> list[Delta]:
+        rendering = self._renderer.render(self._segments.values(), closing)
+        answer = rendering.answer
+        if final and self.options.include_sources:
+            answer += self._renderer.book.sources_list()
+        out: list[Delta] = []
+        reasoning, self.sent_reasoning = _diff(rendering.reasoning, self.sent_reasoning)
+        if reasoning:
+            out.append(ReasoningDelta(reasoning))
+        out.extend(self._renderer.book.take_new())
+        for url in rendering.images:
+            if url not in self._announced_images:
+                self._announced_images.add(url)
+                out.append(ImageGenerated(url))
+        text, self.sent_text = _diff(answer, self.sent_text)
+        if text:
+            out.append(TextDelta(text))
+        return out
+
+
+def _diff(rendered: str, sent: str) -> tuple[str, str]:
+    """(new text to emit, new ``sent``) under the never-retract rule of the module docstring."""
+    if len(rendered) <= len(sent):
+        return "", sent
+    return rendered[len(sent) :], rendered
+
+
+def _error_message(event: dict[str, Any]) -> str:
+    error = event.get("error")
+    if isinstance(error, dict):
+        msg, code = error.get("err_msg") or error.get("message"), error.get("error_code")
+        if msg or code is not None:
+            return f"upstream reported an error ({code}): {msg or 'no message'}"
+    return "upstream reported an error without details"
+
+
+def translate_all(
+    events: Iterable[dict[str, Any]], options: TranslateOptions | None = None
+) -> list[Delta]:
+    """Translate a complete recorded answer (the non-stream path and tests)."""
+    translator = Translator(options)
+    out: list[Delta] = []
+    for event in events:
+        out.extend(translator.feed(event))
+    out.extend(translator.finish())
+    return out
