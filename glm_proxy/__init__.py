@@ -10,11 +10,11 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` maps setting names (as environment variables) to values."""
-    from glm_proxy import logs, pool, store, upstream, web
+    from glm_proxy import attachments, auth, limits, logs, pool, store, upstream, web
     from glm_proxy.api import register_blueprints
     from glm_proxy.config import Settings
     from glm_proxy.models import ModelTable
-    from glm_proxy.services import Services
+    from glm_proxy.services import Services, sweeper
     from glm_proxy.services.janitor import Janitor
 
     settings = Settings.from_env(config)
@@ -24,7 +24,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["glm_settings"] = settings
     store.init_app(app)
     upstream.init_app(app)
+    attachments.init_app(app)
     pool.init_app(app)
+    auth.init_app(app)
+    limits.init_app(app)
+    sweeper.init_app(app)
     web.init_app(app)
     upstream_client = app.extensions["glm_upstream"]
     app.extensions["glm_services"] = Services(
@@ -34,6 +38,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         pool=app.extensions["glm_pool"],
         janitor=Janitor(upstream_client),
         models=ModelTable.load(settings.models_file),
+        attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
     return app

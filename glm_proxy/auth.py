@@ -1,18 +1,45 @@
 """Who is calling, and which upstream accounts may serve them.
 
-Pass-through mode: the Bearer value (or ``x-api-key``) is one or more
-comma-separated chatglm refresh tokens. The caller's candidate accounts are
-exactly those tokens.
+Two modes, combinable:
+
+- **pass-through**: the Bearer value (or ``x-api-key``) is one or more
+  comma-separated chatglm refresh tokens; the caller's candidate accounts are
+  exactly those tokens.
+- **team**: the server holds the account pool (``ACCOUNTS``/``ACCOUNTS_FILE``)
+  and issues API keys (``API_KEYS``/``API_KEYS_FILE``, ``name:key`` entries).
+  A team caller may be served by any pool account.
+
+``ALLOW_PASSTHROUGH=auto`` (default) allows pass-through only when no API key
+is configured; ``true`` accepts both (an unknown value is then taken as
+refresh tokens); ``false`` never. With team mode on and pass-through off, an
+unknown credential is a 401.
+
+Keys are only held as SHA-256 digests (a key file may contain
+``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.auth
+hash <key>`` prints it) and compared in constant time against every
+configured key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import logging
+import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from flask import Request
+from flask import Request, current_app
 
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.errors import AuthenticationError
+from glm_proxy.config import ConfigError
+from glm_proxy.errors import AuthenticationError, ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 
 
 @dataclass(frozen=True)
@@ -30,7 +57,84 @@ class Caller:
         return "passthrough:" + ",".join(a.fingerprint for a in self.accounts)
 
 
-def credential_from_request(request: Request) -> str:
+# -- API keys ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str
+    digest: bytes = field(repr=False)  # SHA-256 of the key
+
+
+def hash_key(key: str) -> str:
+    """The form of a key that may be written to API_KEYS_FILE instead of the key."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def parse_key_entry(text: str, source: str) -> ApiKey | None:
+    """``name:key`` or ``name:sha256:<hex>``; None for blank and ``#`` comment lines."""
+    text = text.strip()
+    if not text or text.startswith("#"):
+        return None
+    name, sep, secret = text.partition(":")
+    name, secret = name.strip(), secret.strip()
+    if not sep or not secret:
+        raise ConfigError(f"{source}: entries are `name:key` (an entry has no `:`)")
+    if not KEY_NAME.match(name):
+        raise ConfigError(
+            f"{source}: key name {name!r} must be 1-64 characters of letters, digits, _.@-"
+        )
+    hashed = HASHED.match(secret)
+    if hashed:
+        return ApiKey(name, bytes.fromhex(hashed.group(1)))
+    return ApiKey(name, hashlib.sha256(secret.encode("utf-8")).digest())
+
+
+def load_keys(settings) -> tuple[ApiKey, ...]:
+    keys = [parse_key_entry(item, "API_KEYS") for item in settings.api_keys]
+    if settings.api_keys_file:
+        path = Path(settings.api_keys_file)
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"API_KEYS_FILE {path}: {exc.strerror or exc}") from None
+        keys += [parse_key_entry(line, "API_KEYS_FILE") for line in lines]
+    found = [k for k in keys if k is not None]
+    names = [k.name for k in found]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"API keys: duplicate key names {', '.join(duplicates)}")
+    return tuple(found)
+
+
+class KeyRing:
+    """The configured team keys, matched in constant time."""
+
+    def __init__(self, keys: tuple[ApiKey, ...]) -> None:
+        self.keys = keys
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+    @property
+    def names(self) -> list[str]:
+        return [k.name for k in self.keys]
+
+    def match(self, credential: str) -> ApiKey | None:
+        """The key ``credential`` is; every key is compared so timing reveals nothing."""
+        digest = hashlib.sha256(credential.encode("utf-8")).digest()
+        found = None
+        for key in self.keys:
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
+
+
+# -- requests ----------------------------------------------------------------------
+
+
+def credential_from_request(request: Request, hint: str = "") -> str:
+    """The Bearer value, else ``x-api-key`` (Anthropic style); a 401 when neither."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
@@ -39,8 +143,9 @@ def credential_from_request(request: Request) -> str:
     if api_key:
         return api_key
     raise AuthenticationError(
-        "Missing credentials: send 'Authorization: Bearer <chatglm refresh_token>' "
-        "(several tokens may be separated by commas)."
+        "Missing credentials: send 'Authorization: Bearer <"
+        + (hint or "chatglm refresh_token")
+        + ">' (or the x-api-key header)."
     )
 
 
@@ -54,6 +159,94 @@ def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
     return Caller(accounts=tuple(seen.values()))
 
 
-def authenticate(request: Request, settings) -> Caller:
-    """The caller of this request, or a 401."""
-    return passthrough_caller(credential_from_request(request), settings.account_max_streams)
+class Authenticator:
+    """Maps a request's credential to a ``Caller`` according to the configured modes."""
+
+    def __init__(self, settings, keyring: KeyRing, pool) -> None:
+        self.settings = settings
+        self.keyring = keyring
+        self.pool = pool
+
+    @property
+    def team(self) -> bool:
+        return bool(self.keyring)
+
+    @property
+    def passthrough(self) -> bool:
+        mode = self.settings.allow_passthrough
+        return mode == "true" or (mode == "auto" and not self.team)
+
+    def _hint(self) -> str:
+        if self.team and self.passthrough:
+            return "API key or chatglm refresh_token"
+        return "API key" if self.team else "chatglm refresh_token"
+
+    def authenticate(self, request: Request) -> Caller:
+        credential = credential_from_request(request, self._hint())
+        key = self.keyring.match(credential) if self.team else None
+        if key is not None:
+            accounts = self.pool.accounts if self.pool is not None else ()
+            if not accounts:
+                raise ServiceUnavailable(
+                    "This server accepts team API keys but has no chatglm accounts configured "
+                    "(set ACCOUNTS or ACCOUNTS_FILE).",
+                    code="no_accounts",
+                )
+            return Caller(
+                accounts=accounts, key_name=key.name, pooled=True,
+                key_fingerprint=fingerprint(credential),
+            )
+        if self.passthrough:
+            return passthrough_caller(credential, self.settings.account_max_streams)
+        if self.team:
+            raise AuthenticationError(
+                "Incorrect API key provided. Ask the administrator of this glm-proxy for a key."
+            )
+        raise AuthenticationError(
+            "This server accepts no credentials: pass-through is off and no API_KEYS are set."
+        )
+
+
+def authenticate(request: Request, settings=None) -> Caller:
+    """The caller of this request, or a 401; then admit it under its key's limits (429).
+
+    Admission holds a concurrency slot until the response is closed (see
+    ``glm_proxy.limits``), so every endpoint that authenticates is limited.
+    """
+    auth: Authenticator = current_app.extensions["glm_auth"]
+    caller = auth.authenticate(request)
+    limiter = current_app.extensions.get("glm_limits")
+    if limiter is not None:
+        limiter.admit(caller)
+    return caller
+
+
+def init_app(app) -> None:
+    settings = app.extensions["glm_settings"]
+    pool = app.extensions.get("glm_pool")
+    auth = Authenticator(settings, KeyRing(load_keys(settings)), pool)
+    if auth.team:
+        log.info(
+            "team mode: %d API key(s) (%s); pass-through %s",
+            len(auth.keyring.keys), ", ".join(auth.keyring.names),
+            "also allowed" if auth.passthrough else "off",
+        )
+    elif pool is not None and pool.entries:
+        log.warning(
+            "ACCOUNTS is set but no API_KEYS: nobody can use the pool until keys are configured"
+        )
+    if not auth.team and not auth.passthrough:
+        log.warning("ALLOW_PASSTHROUGH=false and no API_KEYS: every request will get 401")
+    app.extensions["glm_auth"] = auth
+
+
+def _main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "hash":
+        print(hash_key(argv[1]))
+        return 0
+    print("usage: python -m glm_proxy.auth hash <key>   (prints the API_KEYS_FILE form)")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

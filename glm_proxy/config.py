@@ -142,29 +142,56 @@ class Settings:
     glm_drawing_assistant_id: str = _setting(
         "GLM_DRAWING_ASSISTANT_ID", DEFAULT_DRAWING_ASSISTANT, str, "Drawing assistant id."
     )
-    glm_refresh_path: str = _setting("GLM_REFRESH_PATH", "/user-api/user/refresh", str, "")
-    glm_legacy_refresh_path: str = _setting(
-        "GLM_LEGACY_REFRESH_PATH", "/backend-api/v1/user/refresh", str, ""
+    glm_refresh_path: str = _setting(
+        "GLM_REFRESH_PATH", "/user-api/user/refresh", str, "Upstream path: token refresh."
     )
-    glm_stream_path: str = _setting("GLM_STREAM_PATH", "/backend-api/assistant/stream", str, "")
+    glm_legacy_refresh_path: str = _setting(
+        "GLM_LEGACY_REFRESH_PATH",
+        "/backend-api/v1/user/refresh",
+        str,
+        "Upstream path: legacy token refresh (`GLM_REFRESH_MODE=legacy`).",
+    )
+    glm_stream_path: str = _setting(
+        "GLM_STREAM_PATH", "/backend-api/assistant/stream", str, "Upstream path: answer stream."
+    )
     glm_delete_path: str = _setting(
-        "GLM_DELETE_PATH", "/backend-api/assistant/conversation/delete", str, ""
+        "GLM_DELETE_PATH",
+        "/backend-api/assistant/conversation/delete",
+        str,
+        "Upstream path: conversation delete.",
     )
     glm_upload_path: str = _setting(
-        "GLM_UPLOAD_PATH", "/backend-api/assistant/file_upload", str, ""
+        "GLM_UPLOAD_PATH",
+        "/backend-api/assistant/file_upload",
+        str,
+        "Upstream path: chat file upload.",
     )
-    glm_video_create_path: str = _setting("GLM_VIDEO_CREATE_PATH", "/video-api/v1/chat", str, "")
+    glm_video_create_path: str = _setting(
+        "GLM_VIDEO_CREATE_PATH", "/video-api/v1/chat", str, "Upstream path: create a video task."
+    )
     glm_video_status_path: str = _setting(
-        "GLM_VIDEO_STATUS_PATH", "/video-api/v1/chat/status/{chat_id}", str, ""
+        "GLM_VIDEO_STATUS_PATH",
+        "/video-api/v1/chat/status/{chat_id}",
+        str,
+        "Upstream path: video task status.",
     )
     glm_video_delete_path: str = _setting(
-        "GLM_VIDEO_DELETE_PATH", "/video-api/v1/chat/{chat_id}", str, ""
+        "GLM_VIDEO_DELETE_PATH",
+        "/video-api/v1/chat/{chat_id}",
+        str,
+        "Upstream path: delete a video task.",
     )
     glm_video_upload_path: str = _setting(
-        "GLM_VIDEO_UPLOAD_PATH", "/video-api/v1/static/upload", str, ""
+        "GLM_VIDEO_UPLOAD_PATH",
+        "/video-api/v1/static/upload",
+        str,
+        "Upstream path: first-frame upload.",
     )
     glm_video_composite_path: str = _setting(
-        "GLM_VIDEO_COMPOSITE_PATH", "/video-api/v1/static/composite_video", str, ""
+        "GLM_VIDEO_COMPOSITE_PATH",
+        "/video-api/v1/static/composite_video",
+        str,
+        "Upstream path: add music to a video.",
     )
     glm_origin: str = _setting("GLM_ORIGIN", "https://chatglm.cn", str, "Origin/Referer host.")
     glm_user_agent: str = _setting("GLM_USER_AGENT", DEFAULT_USER_AGENT, str, "User-Agent.")
@@ -222,6 +249,9 @@ class Settings:
     )
     upload_cache_ttl: int = _setting(
         "UPLOAD_CACHE_TTL", 86400, int, "Seconds an upload is reused for the same file+account."
+    )
+    glm_media_timeout: float = _setting(
+        "GLM_MEDIA_TIMEOUT", 60.0, float, "Read timeout of upstream uploads and video API calls."
     )
     images_max_n: int = _setting("IMAGES_MAX_N", 8, int, "Largest `n` for image generation.")
     video_poll_interval: float = _setting(
@@ -342,3 +372,22 @@ def documented_settings() -> list[tuple[str, Any, str]]:
             default = ",".join(default)
         rows.append((f.metadata["env"], default, f.metadata["doc"]))
     return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration table (``python -m glm_proxy.config``)."""
+    lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for env, default, doc in documented_settings():
+        if isinstance(default, bool):
+            shown = "true" if default else "false"
+        else:
+            shown = str(default)
+        if env in {"MAX_REQUEST_BODY", "MAX_FILE_SIZE"} and isinstance(default, int):
+            shown = f"{default // 1024**2}M"
+        shown = f"`{shown}`" if shown else "(empty)"
+        lines.append(f"| `{env}` | {shown} | {doc} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -43,25 +43,66 @@ class Prompt:
     attachments: list[AttachmentRef] = field(default_factory=list)
 
 
+def _file_data_url(data: str) -> str:
+    """OpenAI's ``file_data`` is a data URL; some clients send the bare base64 instead."""
+    if data.startswith(("data:", "http://", "https://")):
+        return data
+    return "data:application/octet-stream;base64," + data
+
+
+def _source_url(source: Any) -> str | None:
+    """An Anthropic-style ``source`` (``base64`` or ``url``) as a URL."""
+    if not isinstance(source, dict):
+        return None
+    if source.get("type") == "base64" and source.get("data"):
+        media_type = source.get("media_type") or "application/octet-stream"
+        return f"data:{media_type};base64,{source['data']}"
+    if source.get("type") == "url" and source.get("url"):
+        return str(source["url"])
+    return None
+
+
 def _attachment(part: dict[str, Any], index: int) -> AttachmentRef | None:
+    """The attachment in one content part, in any of the shapes clients send.
+
+    OpenAI ``image_url`` (object or bare string), OpenAI ``file`` with
+    ``file_data`` (data URL or bare base64), the old project's ``file`` with
+    ``file_url``, Responses-style ``input_image``/``input_file``, and
+    Anthropic-style ``image``/``document`` blocks with a ``source``.
+    """
     kind = part.get("type")
     if kind == "image_url":
         value = part.get("image_url")
         url = value.get("url") if isinstance(value, dict) else value
         return AttachmentRef(str(url), "image", None, index) if url else None
-    if kind == "file":
+    if kind in ("file", "file_url"):
         if isinstance(part.get("file_url"), dict | str):
             value = part["file_url"]
             url = value.get("url") if isinstance(value, dict) else value
             return AttachmentRef(str(url), "file", None, index) if url else None
         value = part.get("file")
         if isinstance(value, dict):
-            url = value.get("file_data") or value.get("url") or value.get("file_url")
+            filename = value.get("filename")
+            url = value.get("url") or value.get("file_url")
+            if value.get("file_data"):
+                url = _file_data_url(str(value["file_data"]))
             if url:
-                return AttachmentRef(str(url), "file", value.get("filename"), index)
+                return AttachmentRef(str(url), "file", filename, index)
     if kind == "input_image":  # Responses-style part some clients send
-        url = part.get("image_url")
+        value = part.get("image_url")
+        url = value.get("url") if isinstance(value, dict) else value
         return AttachmentRef(str(url), "image", None, index) if url else None
+    if kind == "input_file":
+        filename = part.get("filename")
+        url = part.get("file_url")
+        if part.get("file_data"):
+            url = _file_data_url(str(part["file_data"]))
+        return AttachmentRef(str(url), "file", filename, index) if url else None
+    if kind in ("image", "document"):  # Anthropic-style blocks
+        url = _source_url(part.get("source"))
+        name = part.get("title") if kind == "document" else None
+        if url:
+            return AttachmentRef(url, "image" if kind == "image" else "file", name, index)
     return None
 
 

@@ -63,7 +63,9 @@ def _http_error(exc: HTTPException) -> GLMProxyError:
 
 def _allow_headers() -> str:
     requested = request.headers.get("Access-Control-Request-Headers", "")
-    extra = [h.strip() for h in requested.split(",") if h.strip().lower().startswith("x-stainless-")]
+    extra = [
+        h.strip() for h in requested.split(",") if h.strip().lower().startswith("x-stainless-")
+    ]
     return ", ".join([BASE_ALLOWED_HEADERS, *extra]) if extra else BASE_ALLOWED_HEADERS
 
 
@@ -129,4 +131,6 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(GLMProxyError("The server had an error while processing your request."))
+        return error_response(
+            GLMProxyError("The server had an error while processing your request.")
+        )

@@ -6,7 +6,7 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from glm_proxy.api import chat, health, models, tokens
+    from glm_proxy.api import admin, anthropic, chat, health, images, models, tokens, videos
 
-    for module in (health, models, tokens, chat):
+    for module in (health, models, tokens, chat, anthropic, images, videos, admin):
         app.register_blueprint(module.bp)

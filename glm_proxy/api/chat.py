@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, g, request
 
 from glm_proxy.auth import authenticate
-from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import ConversationStarted, Delta
 from glm_proxy.formats.openai import ChatStreamFormatter, CompletionAccumulator, build_completion
 from glm_proxy.schemas import ChatCompletionSchema, load
 from glm_proxy.services import services
 from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
 from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
-from glm_proxy.sse import DONE, KEEPALIVE as KEEPALIVE_BYTES, encode_event
+from glm_proxy.sse import DONE, encode_event
+from glm_proxy.sse import KEEPALIVE as KEEPALIVE_BYTES
 from glm_proxy.usage import usage_dict
 from glm_proxy.web import error_response, json_response, read_json
 
@@ -38,6 +38,9 @@ STREAM_HEADERS = {
 }
 
 
+CHAT_SCHEMA = ChatCompletionSchema()  # schemas are stateless; building one costs a deepcopy
+
+
 def _fallback_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex
 
@@ -46,7 +49,7 @@ def _fallback_id() -> str:
 def create_chat_completion() -> Response:
     svc = services()
     caller = authenticate(request, svc.settings)
-    body = load(ChatCompletionSchema(), read_json())
+    body = load(CHAT_SCHEMA, read_json())
     plan = plan_chat(body, svc.settings, svc.models)
     g.log_fields.update(model=plan.model, stream=plan.stream, caller=caller.label)
     job = start_chat(svc, caller, plan)
@@ -55,13 +58,16 @@ def create_chat_completion() -> Response:
             return _complete(job, plan)
         finally:
             job.cancel()
+    job.wait_leased()  # queued for an account: a 429 at the deadline keeps its status
     first = job.peek(timeout=svc.settings.stream_header_wait)
     if isinstance(first, Failure):
         job.cancel()
         _note_account(job)
         return error_response(first.error)
     return Response(
-        _stream(job, plan, svc.settings, g.log_fields), mimetype="text/event-stream", headers=STREAM_HEADERS
+        _stream(job, plan, svc.settings, g.log_fields),
+        mimetype="text/event-stream",
+        headers=STREAM_HEADERS,
     )
 
 
@@ -83,6 +89,7 @@ def _complete(job: AnswerJob, plan: ChatPlan) -> Response:
     svc = services()
     completion_id = job.conversation_id or _fallback_id()
     usage = usage_dict(plan.prompt.text, acc.text, acc.reasoning)
+    g.log_fields["usage"] = usage  # per-key usage (glm_proxy.limits)
     return json_response(
         build_completion(
             completion_id, plan.model, int(time.time()), acc, usage, svc.settings.reasoning_output
@@ -91,49 +98,80 @@ def _complete(job: AnswerJob, plan: ChatPlan) -> Response:
 
 
 def _stream(job: AnswerJob, plan: ChatPlan, settings, log_fields: dict) -> Iterator[bytes]:
-    formatter: ChatStreamFormatter | None = None
-    acc = CompletionAccumulator()
-    created = int(time.time())
+    """SSE bytes for one streamed completion.
 
-    def open_formatter(completion_id: str) -> tuple[ChatStreamFormatter, bytes]:
-        fmt = ChatStreamFormatter(completion_id, plan.model, created, settings.reasoning_output)
-        return fmt, encode_event(fmt.first_chunk())
-
+    Items already waiting in the job's queue are written together in one
+    yield: under load that is one socket write instead of many, and the
+    client sees the same chunks.
+    """
+    state = _StreamState(plan, settings, log_fields, job)
     try:
-        while True:
+        while not state.done:
             item = job.next_item(timeout=settings.keepalive_interval)
             if item is KEEPALIVE:
                 yield KEEPALIVE_BYTES
                 continue
-            if isinstance(item, Failure):
-                if job.account is not None:
-                    log_fields["account"] = job.account.fingerprint
-                yield encode_event(item.error.to_dict())
-                return
-            if isinstance(item, End):
-                if formatter is None:
-                    formatter, first = open_formatter(job.conversation_id or _fallback_id())
-                    yield first
-                if plan.include_usage:
-                    usage = usage_dict(plan.prompt.text, acc.text, acc.reasoning)
-                    yield encode_event(formatter.usage_chunk(usage))
-                yield DONE
-                if job.account is not None:
-                    log_fields["account"] = job.account.fingerprint
-                return
-            delta: Delta = item
-            if formatter is None:
-                completion_id = (
-                    delta.conversation_id
-                    if isinstance(delta, ConversationStarted)
-                    else job.conversation_id or _fallback_id()
-                )
-                formatter, first = open_formatter(completion_id)
-                yield first
-            acc.feed(delta)
-            for chunk in formatter.feed(delta):
-                yield encode_event(chunk)
-    except GLMProxyError as exc:  # pragma: no cover - the job reports errors as items
-        yield encode_event(exc.to_dict())
+            out: list[bytes] = []
+            state.render(item, out)
+            while not state.done:
+                ready = job.next_ready()
+                if ready is None:
+                    break
+                state.render(ready, out)
+            yield b"".join(out)
     finally:
         job.cancel()
+
+
+class _StreamState:
+    def __init__(self, plan: ChatPlan, settings, log_fields: dict, job: AnswerJob) -> None:
+        self.plan = plan
+        self.settings = settings
+        self.log_fields = log_fields
+        self.job = job
+        self.formatter: ChatStreamFormatter | None = None
+        self.acc = CompletionAccumulator()
+        self.created = int(time.time())
+        self.done = False
+
+    def _open(self, completion_id: str, out: list[bytes]) -> ChatStreamFormatter:
+        self.formatter = ChatStreamFormatter(
+            completion_id, self.plan.model, self.created, self.settings.reasoning_output
+        )
+        out.append(encode_event(self.formatter.first_chunk()))
+        return self.formatter
+
+    def _note_account(self) -> None:
+        if self.job.account is not None:
+            self.log_fields["account"] = self.job.account.fingerprint
+
+    def render(self, item, out: list[bytes]) -> None:
+        if isinstance(item, Failure):
+            self._note_account()
+            self.log_fields["error"] = item.error.code or "error"
+            out.append(encode_event(item.error.to_dict()))
+            self.done = True
+            return
+        formatter = self.formatter
+        if isinstance(item, End):
+            if formatter is None:
+                formatter = self._open(self.job.conversation_id or _fallback_id(), out)
+            usage = usage_dict(self.plan.prompt.text, self.acc.text, self.acc.reasoning)
+            self.log_fields["usage"] = usage  # per-key usage (glm_proxy.limits)
+            if self.plan.include_usage:
+                out.append(encode_event(formatter.usage_chunk(usage)))
+            out.append(DONE)
+            self._note_account()
+            self.done = True
+            return
+        delta: Delta = item
+        if formatter is None:
+            completion_id = (
+                delta.conversation_id
+                if isinstance(delta, ConversationStarted)
+                else self.job.conversation_id or _fallback_id()
+            )
+            formatter = self._open(completion_id, out)
+        self.acc.feed(delta)
+        for chunk in formatter.feed(delta):
+            out.append(encode_event(chunk))

@@ -24,11 +24,13 @@ from typing import Any
 
 import gevent
 import orjson
+from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import (
     GLMProxyError,
+    NotFound,
     RefreshTokenExpired,
     UpstreamBusy,
     UpstreamProtocolError,
@@ -78,12 +80,17 @@ class AnswerJob:
         self.attempts = 0
         self._greenlet: gevent.Greenlet | None = None
         self._peeked: Any = None
+        self._leased = Event()  # set once an account is leased (or the job ended)
 
     # -- consumer side -------------------------------------------------------
 
     def start(self) -> AnswerJob:
         self._greenlet = gevent.spawn(self._run)
         return self
+
+    def wait_leased(self, timeout: float | None = None) -> bool:
+        """Block while the job waits in the account queue (so a 429 keeps its status)."""
+        return self._leased.wait(timeout)
 
     def next_item(self, timeout: float | None = None) -> Any:
         """The next delta, ``Failure``, ``End``, or ``KEEPALIVE`` after ``timeout`` seconds."""
@@ -94,6 +101,16 @@ class AnswerJob:
             return self.queue.get(timeout=timeout)
         except Empty:
             return KEEPALIVE
+
+    def next_ready(self) -> Any:
+        """The next item if one is already waiting, else None (never blocks)."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        try:
+            return self.queue.get_nowait()
+        except Empty:
+            return None
 
     def peek(self, timeout: float | None = None) -> Any:
         if self._peeked is None:
@@ -128,6 +145,8 @@ class AnswerJob:
         except Exception:  # noqa: BLE001 - a bug must not hang the client
             log.exception("answer job crashed")
             self.queue.put(Failure(GLMProxyError("internal error while producing the answer")))
+        finally:
+            self._leased.set()
 
     def _attempt_until_done(self) -> None:
         s = self.services.settings
@@ -148,6 +167,7 @@ class AnswerJob:
                 raise
             account = lease.account
             self.account = account
+            self._leased.set()
             self.attempts += 1
             state = _AttemptState()
             try:
@@ -178,8 +198,9 @@ class AnswerJob:
                 log.info("retrying after %s on %s in %.2fs", exc.code, account, delay)
                 gevent.sleep(delay)
             finally:
-                self._cleanup(account, state)
-                lease.release()
+                # In its own greenlet: cancel() (client gone, or the view done with
+                # the answer) must not cut the store I/O of cleanup and release short.
+                gevent.spawn(self._finish_attempt, account, state, lease).join()
 
     def _stream_once(self, account: Account, state: _AttemptState) -> None:
         upstream = self.services.upstream
@@ -187,24 +208,39 @@ class AnswerJob:
         response = upstream.open_stream(account, payload, referer=self.request.referer)
         state.response = response
         translator = Translator(self.request.translate_options)
+        state.translator = translator
         decoder = SSEDecoder()
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
                 self._feed(translator, event.data, state)
         for event in decoder.finish():
             self._feed(translator, event.data, state)
+        if not state.events:
+            self._empty_stream()
         for delta in translator.finish():
             self._hand_over(delta, state)
 
     def _feed(self, translator: Translator, data: str, state: _AttemptState) -> None:
         if not data or data == "[DONE]":
             return
+        state.events += 1
         try:
             event = orjson.loads(data)
         except orjson.JSONDecodeError:
             raise UpstreamProtocolError("the upstream sent an event that is not JSON") from None
         for delta in translator.feed(event):
             self._hand_over(delta, state)
+
+    def _empty_stream(self) -> None:
+        """A zero-byte answer: the upstream's reply to an unknown conversation id."""
+        if self.request.continue_conversation:
+            raise NotFound(
+                f"conversation_id {self.request.continue_conversation!r} does not exist upstream "
+                "(it may have been deleted).",
+                param="conversation_id",
+                code="conversation_not_found",
+            )
+        raise UpstreamRetryable("the upstream closed the answer stream without sending anything")
 
     def _hand_over(self, delta: Delta, state: _AttemptState) -> None:
         """Queue a delta; the conversation id waits until real content commits the attempt."""
@@ -219,22 +255,30 @@ class AnswerJob:
                 self.queue.put(state.started)
         self.queue.put(delta)
 
+    def _finish_attempt(self, account: Account, state: _AttemptState, lease) -> None:
+        try:
+            self._cleanup(account, state)
+        finally:
+            lease.release()
+
     def _cleanup(self, account: Account, state: _AttemptState) -> None:
         if state.response is not None:
             state.response.close()
         conversation_id = state.conversation_id
-        if not conversation_id or conversation_id == self.request.continue_conversation:
+        if not conversation_id and state.translator is not None:
+            # The first event may already be an error: the id is known, the delta was not sent.
+            conversation_id = state.translator.conversation_id
+        if not conversation_id:
+            return
+        conversations = self.services.pool.conversations
+        if conversation_id == self.request.continue_conversation:
+            if state.committed:
+                conversations.touch(conversation_id)  # the idle sweeper's clock restarts
             return
         s = self.services.settings
         keep = state.committed and (self.request.keep_conversation or not s.delete_conversations)
         if keep:
-            self.services.store.set(
-                f"conv:{conversation_id}",
-                orjson.dumps(
-                    {"account": account.fingerprint, "assistant_id": self.request.assistant_id}
-                ).decode(),
-                ttl=s.conversation_ttl,
-            )
+            conversations.remember(account, conversation_id, self.request.assistant_id)
             return
         self.services.janitor.delete_later(account, self.request.assistant_id, conversation_id)
 
@@ -245,3 +289,5 @@ class _AttemptState:
     conversation_id: str | None = None
     started: ConversationStarted | None = None
     committed: bool = False
+    events: int = 0
+    translator: Translator | None = None

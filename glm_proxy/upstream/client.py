@@ -370,7 +370,9 @@ class UpstreamClient:
         finally:
             resp.close()
 
-    def delete_conversation(self, account: Account, assistant_id: str, conversation_id: str) -> None:
+    def delete_conversation(
+        self, account: Account, assistant_id: str, conversation_id: str
+    ) -> None:
         self.call(
             account,
             "POST",

@@ -73,9 +73,7 @@ def classify_failure(
         return UpstreamRetryable(f"upstream failure (HTTP {http_status}, non-JSON body)")
     if not body:
         return UpstreamProtocolError(f"upstream sent an empty reply (HTTP {http_status})")
-    return UpstreamProtocolError(
-        f"upstream sent an unexpected non-JSON reply (HTTP {http_status})"
-    )
+    return UpstreamProtocolError(f"upstream sent an unexpected non-JSON reply (HTTP {http_status})")
 
 
 def unwrap(http_status: int, body: bytes, busy_codes: Iterable[str] = ()) -> Any:

@@ -1,0 +1,143 @@
+"""``/admin``: operate the account pool and see usage, behind ``ADMIN_KEY``.
+
+- ``GET  /admin/accounts``: every pool account: masked fingerprint, state,
+  in-flight answers, last error, cooldown, requests served;
+- ``GET  /admin/accounts/<fp>``; ``POST /admin/accounts/<fp>/check`` (refresh
+  its token now: alive -> active, rejected -> dead);
+  ``POST /admin/accounts/<fp>/disable`` and ``/enable``;
+- ``GET  /admin/usage?window=1h|24h|7d``: requests, errors and estimated
+  tokens per API key (all windows when ``window`` is omitted).
+
+No response ever carries a token or key, only fingerprints. The admin key is
+compared in constant time; with no ``ADMIN_KEY`` the API does not exist (404).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from glm_proxy.accounts import mask
+from glm_proxy.errors import AuthenticationError, InvalidRequest, NotFound
+from glm_proxy.limits import PASSTHROUGH, WINDOWS
+from glm_proxy.pool import AccountPool, Health
+from glm_proxy.web import json_response
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+
+def _iso(epoch: float | None) -> str | None:
+    if not epoch:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+@bp.before_request
+def _require_admin() -> None:
+    settings = current_app.extensions["glm_settings"]
+    if not settings.admin_key:
+        raise NotFound(f"Unknown endpoint: {request.method} {request.path}")
+    if request.method == "OPTIONS":
+        return
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" else ""
+    given = given or request.headers.get("x-api-key", "").strip()
+    expected = hashlib.sha256(settings.admin_key.encode()).digest()
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
+        raise AuthenticationError("The admin API needs 'Authorization: Bearer <ADMIN_KEY>'.")
+
+
+def _pool() -> AccountPool:
+    return current_app.extensions["glm_pool"]
+
+
+def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
+    entry = pool.entries.get(fp)
+    account = entry.account if entry else None
+    fields = pool.store.hgetall(f"health:{fp}")
+    health = Health.from_fields(fields)
+    cooling = health.state.value == "cooling" and health.cooldown_until > time.time()
+    return {
+        "id": fp,
+        "object": "account",
+        "name": entry.name if entry else "",
+        "token": mask(account.refresh_token) if account else f"<secret {fp}>",
+        "source": entry.source if entry else "passthrough",
+        "state": health.state.value,
+        "cooling": cooling,
+        "cooldown_until": _iso(health.cooldown_until) if cooling else None,
+        "failures": health.failures,
+        "last_error": health.last_error or None,
+        "in_flight": pool.in_flight(fp),
+        "max_streams": account.max_streams if account else None,
+        "requests_served": int(fields.get("served") or 0),
+        "last_used": _iso(pool.last_used(fp)),
+        "state_since": _iso(health.changed_at),
+    }
+
+
+def _known(fp: str) -> str:
+    if fp not in _pool().entries:
+        raise NotFound(f"No pool account with id {fp!r}.", code="account_not_found")
+    return fp
+
+
+@bp.get("/accounts")
+def list_accounts() -> Response:
+    pool = _pool()
+    return json_response(
+        {"object": "list", "data": [_account_view(pool, fp) for fp in pool.entries]}
+    )
+
+
+@bp.get("/accounts/<fp>")
+def get_account(fp: str) -> Response:
+    return json_response(_account_view(_pool(), _known(fp)))
+
+
+@bp.post("/accounts/<fp>/check")
+def check_account(fp: str) -> Response:
+    pool = _pool()
+    pool.operations.recheck(_known(fp))
+    return json_response(_account_view(pool, fp))
+
+
+@bp.post("/accounts/<fp>/disable")
+def disable_account(fp: str) -> Response:
+    pool = _pool()
+    pool.set_enabled(_known(fp), False)
+    return json_response(_account_view(pool, fp))
+
+
+@bp.post("/accounts/<fp>/enable")
+def enable_account(fp: str) -> Response:
+    pool = _pool()
+    pool.set_enabled(_known(fp), True)
+    return json_response(_account_view(pool, fp))
+
+
+@bp.get("/usage")
+def usage() -> Response:
+    limits = current_app.extensions["glm_limits"]
+    auth = current_app.extensions["glm_auth"]
+    asked = request.args.get("window")
+    if asked and asked not in WINDOWS:
+        raise InvalidRequest(
+            f"window must be one of {', '.join(WINDOWS)}", param="window", code="invalid_window"
+        )
+    windows = {asked: WINDOWS[asked]} if asked else WINDOWS
+    names = [*auth.keyring.names, PASSTHROUGH]
+    data = [
+        {
+            "key": name,
+            "windows": {w: limits.usage.window(name, seconds) for w, seconds in windows.items()},
+        }
+        for name in names
+    ]
+    return json_response({"object": "list", "data": data})

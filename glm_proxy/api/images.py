@@ -1,0 +1,24 @@
+"""``POST /v1/images/generations``: OpenAI images API over the drawing assistant."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, g, request
+
+from glm_proxy.auth import authenticate
+from glm_proxy.schemas import load
+from glm_proxy.schemas_media import ImageGenerationSchema
+from glm_proxy.services import services
+from glm_proxy.services.images import generate_images, plan_images
+from glm_proxy.web import json_response, read_json
+
+bp = Blueprint("images", __name__, url_prefix="/v1")
+
+
+@bp.post("/images/generations")
+def create_image() -> Response:
+    svc = services()
+    caller = authenticate(request, svc.settings)
+    body = load(ImageGenerationSchema(), read_json())
+    plan = plan_images(body, svc.settings, svc.models)
+    g.log_fields.update(model=body.get("model") or "drawing", stream=False, caller=caller.label)
+    return json_response(generate_images(svc, caller, plan))

@@ -1,0 +1,166 @@
+"""Per-key limits and usage: what each team key may do, and what it did.
+
+``KEY_RPM`` caps requests per minute per API key (a sliding window estimated
+from two one-minute counters, the usual approximation) and
+``KEY_MAX_CONCURRENT`` caps requests in flight per key (a slot set with a
+TTL and heartbeat, like account leases, so a crashed worker cannot leave a key
+blocked). Both answer 429 with ``Retry-After``. Pass-through callers have no
+key and are not limited here (their own accounts limit them).
+
+Usage is counted per key (pass-through callers together as
+``(passthrough)``) in 10-minute buckets kept for 8 days: requests, errors
+(status >= 400, or an error event in a stream) and estimated tokens, which the
+chat view leaves in ``g.log_fields["usage"]``. All counters live in the store,
+so the admin API sees every worker and replica.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from flask import Response, after_this_request, g
+
+from glm_proxy.errors import RateLimited
+from glm_proxy.pool.lease import Slot
+from glm_proxy.store.base import Store
+
+PASSTHROUGH = "(passthrough)"
+BUCKET = 600  # seconds per usage bucket
+USAGE_TTL = 8 * 86400.0
+WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
+TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+class Usage:
+    """Counters per key and 10-minute bucket: ``usage:<name>:<bucket>`` hashes."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def _key(self, name: str, at: float | None = None) -> str:
+        bucket = int((self.clock() if at is None else at) // BUCKET)
+        return f"usage:{name}:{bucket}"
+
+    def count(self, name: str, field: str, amount: int = 1) -> None:
+        if amount:
+            self.store.hincr(self._key(name), field, amount, ttl=USAGE_TTL)
+
+    def window(self, name: str, seconds: int) -> dict[str, int]:
+        """Totals over the last ``seconds`` (10-minute resolution)."""
+        now = self.clock()
+        first, last = int((now - seconds) // BUCKET) + 1, int(now // BUCKET)
+        keys = [f"usage:{name}:{b}" for b in range(first, last + 1)]
+        totals = {"requests": 0, "errors": 0, **{f: 0 for f in TOKEN_FIELDS}}
+        for fields in self.store.hgetall_many(keys):
+            for field, value in fields.items():
+                if field in totals:
+                    totals[field] += int(value)
+        return totals
+
+
+class KeyLimits:
+    def __init__(self, settings, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.usage = Usage(store, clock)
+
+    # -- request admission ---------------------------------------------------------
+
+    def admit(self, caller) -> None:
+        """Count the request and apply the key's limits; raises ``RateLimited``.
+
+        The concurrency slot and the usage record are finished when the
+        response is closed, which for a stream is when the last byte is sent
+        or the client hangs up.
+        """
+        name = caller.key_name or PASSTHROUGH
+        fields: dict[str, Any] = getattr(g, "log_fields", None)
+        if fields is None:
+            fields = g.log_fields = {}
+        held: list[Slot] = []
+
+        @after_this_request
+        def _on_response(response: Response) -> Response:
+            status = response.status_code
+            response.call_on_close(lambda: self._finish(name, status, fields, held))
+            return response
+
+        self.usage.count(name, "requests")
+        if caller.key_name is None:
+            return
+        self._check_rpm(name)
+        held.extend(self._take_concurrency(name))
+
+    def _finish(self, name: str, status: int, fields: dict, held: list[Slot]) -> None:
+        for slot in held:
+            slot.release()
+        if status >= 400 or fields.get("error"):
+            self.usage.count(name, "errors")
+        usage = fields.get("usage")
+        if isinstance(usage, dict):
+            for field in TOKEN_FIELDS:
+                value = usage.get(field)
+                if isinstance(value, int) and value > 0:
+                    self.usage.count(name, field, value)
+
+    def _check_rpm(self, name: str) -> None:
+        limit = self.settings.key_rpm
+        if limit <= 0:
+            return
+        now = self.clock()
+        minute, into = divmod(now, 60.0)
+        current_key = f"rpm:{name}:{int(minute)}"
+        current = self.store.incr(current_key, ttl=120)
+        previous = int(self.store.get(f"rpm:{name}:{int(minute) - 1}") or 0)
+        estimate = previous * (1 - into / 60.0) + current
+        if estimate <= limit:
+            return
+        self.store.incr(current_key, -1)  # a refused request does not use up the window
+        wait = rpm_wait(previous, current - 1, limit, into)
+        seconds = max(1, math.ceil(wait))
+        raise RateLimited(
+            f"Rate limit reached for key '{name}': {limit} requests per minute. "
+            f"Retry after {seconds}s.",
+            code="rate_limit_exceeded",
+            headers={"Retry-After": str(seconds)},
+        )
+
+    def _take_concurrency(self, name: str) -> list[Slot]:
+        limit = self.settings.key_max_concurrent
+        if limit <= 0:
+            return []
+        key, member, ttl = f"keyslots:{name}", uuid.uuid4().hex, self.settings.lease_ttl
+        if not self.store.slot_acquire(key, member, limit, ttl):
+            raise RateLimited(
+                f"Too many concurrent requests for key '{name}' (limit {limit}). "
+                "Retry after 1s.",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
+        return [Slot(self.store, key, member, ttl).start_heartbeat()]
+
+
+def rpm_wait(previous: int, current: int, limit: int, into: float) -> float:
+    """Seconds until one more request fits the sliding window, if no other arrives.
+
+    The estimate is ``previous * (1 - t/60) + current``; it fades as the
+    previous minute slides out, then the current minute becomes the previous.
+    """
+    room = limit - current - 1
+    if previous and room >= 0:
+        return max(0.0, 60.0 * (1 - room / previous) - into)
+    if current <= 0:
+        return 60.0 - into
+    return (60.0 - into) + max(0.0, 60.0 * (1 - (limit - 1) / current))
+
+
+def init_app(app) -> None:
+    app.extensions["glm_limits"] = KeyLimits(
+        app.extensions["glm_settings"], app.extensions["glm_store"]
+    )

@@ -1,0 +1,141 @@
+"""The Anthropic Messages request: schema, and conversion to the chat request we already serve.
+
+``/v1/messages`` is a second front door to the same chat service: the request
+is validated here, turned into the OpenAI-shaped body ``plan_chat`` takes
+(system prompt first, content blocks mapped to text/image/file parts), and
+answered by the same answer job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+
+from glm_proxy.schemas import ContentField, StopField
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class AnthropicMessageSchema(_Lenient):
+    role = fields.Str(required=True, validate=validate.OneOf(("user", "assistant")))
+    content = ContentField(required=True)
+
+
+class SystemField(fields.Field):
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, list) and all(
+            isinstance(b, dict) and b.get("type") == "text" for b in value
+        ):
+            return value
+        raise ValidationError("Must be a string or an array of text blocks.")
+
+
+class ThinkingSchema(_Lenient):
+    type = fields.Str(required=True, validate=validate.OneOf(("enabled", "disabled", "adaptive")))
+    budget_tokens = fields.Int(allow_none=True)
+
+
+class AnthropicMessagesSchema(_Lenient):
+    model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
+    max_tokens = fields.Int(required=True, validate=validate.Range(min=1))
+    messages = fields.List(
+        fields.Nested(AnthropicMessageSchema), required=True, validate=validate.Length(min=1)
+    )
+    system = SystemField(allow_none=True)
+    stream = fields.Bool(load_default=False, allow_none=True)
+    # Accepted for compatibility; the web upstream has no such knobs.
+    temperature = fields.Float(allow_none=True, validate=validate.Range(0, 1))
+    top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
+    top_k = fields.Int(allow_none=True, validate=validate.Range(min=0))
+    stop_sequences = StopField(allow_none=True)
+    metadata = fields.Dict(allow_none=True)
+    tools = fields.List(fields.Dict(), allow_none=True)
+    tool_choice = fields.Dict(allow_none=True)
+    thinking = fields.Nested(ThinkingSchema, allow_none=True)
+    service_tier = fields.Str(allow_none=True)
+    # Extensions shared with /v1/chat/completions.
+    conversation_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9]{6,64}$"))
+    keep_conversation = fields.Bool(load_default=False, allow_none=True)
+
+
+def _source_url(source: dict[str, Any]) -> str | None:
+    kind = source.get("type")
+    if kind == "base64" and source.get("data"):
+        media_type = source.get("media_type") or "application/octet-stream"
+        return f"data:{media_type};base64,{source['data']}"
+    if kind == "url" and source.get("url"):
+        return str(source["url"])
+    return None
+
+
+def _block_to_parts(block: Any) -> list[dict[str, Any]]:
+    """One Anthropic content block -> OpenAI-style content parts."""
+    if isinstance(block, str):
+        return [{"type": "text", "text": block}]
+    kind = block.get("type")
+    if kind == "text":
+        return [{"type": "text", "text": str(block.get("text") or "")}]
+    if kind == "image":
+        url = _source_url(block.get("source") or {})
+        return [{"type": "image_url", "image_url": {"url": url}}] if url else []
+    if kind == "document":
+        source = block.get("source") or {}
+        if source.get("type") == "text":
+            return [{"type": "text", "text": str(source.get("data") or "")}]
+        url = _source_url(source)
+        if url is None:
+            return []
+        if url.startswith("data:"):
+            name = block.get("title") or "document"
+            return [{"type": "file", "file": {"file_data": url, "filename": name}}]
+        return [{"type": "file", "file_url": {"url": url}}]
+    if kind == "tool_use":
+        arguments = orjson.dumps(block.get("input") or {}).decode()
+        return [{"type": "text", "text": f"[called tool {block.get('name')}({arguments})]"}]
+    if kind == "tool_result":
+        content = block.get("content")
+        if isinstance(content, list):
+            parts: list[dict[str, Any]] = []
+            for inner in content:
+                parts.extend(_block_to_parts(inner))
+            return parts
+        return [{"type": "text", "text": str(content or "")}]
+    return []  # thinking, redacted_thinking and unknown blocks are not sent upstream
+
+
+def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The validated Messages request as the chat-completions body ``plan_chat`` takes."""
+    messages: list[dict[str, Any]] = []
+    system = body.get("system")
+    if isinstance(system, list):
+        system = "\n".join(str(b.get("text") or "") for b in system)
+    if system:
+        messages.append({"role": "system", "content": system})
+    for message in body["messages"]:
+        content = message["content"]
+        if isinstance(content, list):
+            parts: list[dict[str, Any]] = []
+            for block in content:
+                parts.extend(_block_to_parts(block))
+            content = parts
+        messages.append({"role": message["role"], "content": content})
+    chat: dict[str, Any] = {
+        "model": body["model"],
+        "messages": messages,
+        "stream": bool(body.get("stream")),
+        "conversation_id": body.get("conversation_id"),
+        "keep_conversation": bool(body.get("keep_conversation")),
+    }
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") in ("enabled", "adaptive"):
+        chat["reasoning_effort"] = "high"
+    elif thinking.get("type") == "disabled":
+        chat["reasoning_effort"] = "none"
+    return chat

@@ -1,0 +1,49 @@
+"""Shared state behind one small interface.
+
+Everything that must agree across gunicorn workers or replicas (access-token
+cache, account leases and health, conversation -> account map, upload cache,
+jobs, usage counters) goes through a ``Store``. Two implementations: in-process
+memory (default, one worker) and Redis (``REDIS_URL``). Keys are plain strings
+chosen by the callers; values are strings (callers serialise with orjson).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
+from glm_proxy.store.memory import MemoryStore
+
+
+def create_store(settings) -> Store:
+    """The store the settings ask for; Redis is imported only when used."""
+    if settings.store_backend == "redis":
+        if not settings.redis_url:
+            from glm_proxy.config import ConfigError
+
+            raise ConfigError("STORE=redis needs REDIS_URL")
+        from glm_proxy.store.redis import RedisStore
+
+        return RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    return MemoryStore()
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions["glm_settings"]
+    app.extensions["glm_store"] = create_store(settings)
+
+
+def get_store(app: Flask) -> Store:
+    return app.extensions["glm_store"]
+
+
+__all__ = [
+    "AcquireRequest",
+    "AcquireResult",
+    "MemoryStore",
+    "SlotCandidate",
+    "Store",
+    "create_store",
+    "get_store",
+    "init_app",
+]

@@ -1,0 +1,241 @@
+"""The lease-or-queue step, once in Python (memory store) and once in Lua (Redis).
+
+Both versions follow the same rules, and ``tests/test_store.py`` runs the
+same table of cases against each:
+
+1. Queue tickets whose waiter stopped polling (its ``alive`` time passed) are
+   dropped, so a crashed process cannot hold a place in line.
+2. Each candidate that is not excluded is classified: dead or disabled (never
+   used), cooling (cooldown in the future) or usable. Expired leases are
+   dropped before counting what is in flight.
+3. Cooling accounts are skipped while a usable one exists. When only cooling
+   accounts remain, a request with a single candidate uses it anyway (there is
+   nowhere else to go); otherwise it waits, told when the first cooldown ends.
+4. The request is granted the least recently leased free account only while
+   fewer live tickets are ahead of it than there are free slots: the line is
+   served in order of arrival, across every process sharing the store.
+5. Otherwise it keeps (or takes) its place in line, unless the line is full.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from glm_proxy.store.base import AcquireRequest, AcquireResult
+
+if TYPE_CHECKING:
+    from glm_proxy.store.memory import MemoryStore
+
+SEQ_TTL = 86400.0
+
+
+def choose(store: MemoryStore, r: AcquireRequest) -> AcquireResult:
+    """The memory store's version; the caller holds the store's mutex."""
+    now = r.now_ms
+    queue_key, alive_key = f"queue:{r.queue}", f"queue:{r.queue}:alive"
+    queue, alive = store._zset(queue_key), store._zset(alive_key)
+    for ticket in [t for t, expiry in alive.items() if expiry <= now]:
+        alive.pop(ticket, None)
+        queue.pop(ticket, None)
+
+    entries: list[tuple[int, str, int, bool, float, int]] = []
+    dead = disabled = 0
+    for index, cand in enumerate(r.candidates):
+        if cand.excluded:
+            continue
+        health = store._hash(f"health:{cand.fingerprint}")
+        state = health.get("state") or "active"
+        if state == "dead":
+            dead += 1
+            continue
+        if state == "disabled":
+            disabled += 1
+            continue
+        cooldown = float(health.get("cooldown_until") or 0) * 1000
+        inflight = len(store._slots(f"lease:{cand.fingerprint}", now))
+        cooling = state == "cooling" and cooldown > now
+        entries.append((index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight))
+    if not entries:
+        store._tidy(queue_key, alive_key)
+        return AcquireResult("none", dead=dead, disabled=disabled)
+
+    usable = [e for e in entries if not e[3]]
+    retry_at: int | None = None
+    if not usable:
+        if r.sole:
+            usable = entries
+        else:
+            retry_at = int(min(e[4] for e in entries))
+
+    lru = store._zset("lru")
+    free = [e for e in usable if e[5] < e[2]]
+    free_slots = sum(e[2] - e[5] for e in free)
+    if r.ticket in queue:
+        mine = (queue[r.ticket], r.ticket)
+        rank = sum(1 for t, s in queue.items() if (s, t) < mine)
+    else:
+        rank = len(queue)
+    if free and rank < free_slots:
+        best = min(free, key=lambda e: (lru.get(e[1], 0.0), e[0]))
+        store._zset(f"lease:{best[1]}")[r.lease_id] = float(now + r.lease_ttl_ms)
+        lru[best[1]] = float(now)
+        queue.pop(r.ticket, None)
+        alive.pop(r.ticket, None)
+        store._tidy(queue_key, alive_key)
+        return AcquireResult("ok", fingerprint=best[1])
+
+    if r.ticket in queue:
+        seq = int(queue[r.ticket])
+    else:
+        if len(queue) >= r.queue_max:
+            store._tidy(queue_key, alive_key)
+            return AcquireResult("full")
+        seq = r.seq if r.seq is not None else store.incr(f"queue:{r.queue}:seq", ttl=SEQ_TTL)
+        queue[r.ticket] = float(seq)
+    alive[r.ticket] = float(now + r.ticket_ttl_ms)
+    return AcquireResult("wait", seq=seq, retry_at_ms=retry_at)
+
+
+ACQUIRE_LUA = """
+-- KEYS: queue, queue alive, queue seq, lru, then lease:<fp> and health:<fp> per candidate
+-- ARGV: now_ms, lease_ttl_ms, ticket_ttl_ms, queue_max, ticket, lease_id, seq or '',
+--       sole (0/1), n, then fp, max_streams, excluded (0/1) per candidate
+local now = tonumber(ARGV[1])
+local lease_ttl = tonumber(ARGV[2])
+local ticket_ttl = tonumber(ARGV[3])
+local queue_max = tonumber(ARGV[4])
+local ticket = ARGV[5]
+local lease_id = ARGV[6]
+local seq_arg = ARGV[7]
+local sole = ARGV[8] == '1'
+local n = tonumber(ARGV[9])
+
+local stale = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, t in ipairs(stale) do
+  redis.call('ZREM', KEYS[1], t)
+  redis.call('ZREM', KEYS[2], t)
+end
+
+local entries = {}
+local dead, disabled = 0, 0
+for i = 1, n do
+  local a = 9 + (i - 1) * 3
+  if ARGV[a + 3] ~= '1' then
+    local lease_key = KEYS[4 + (i - 1) * 2 + 1]
+    local health_key = KEYS[4 + (i - 1) * 2 + 2]
+    local h = redis.call('HMGET', health_key, 'state', 'cooldown_until')
+    local state = h[1]
+    if not state or state == '' then state = 'active' end
+    if state == 'dead' then
+      dead = dead + 1
+    elseif state == 'disabled' then
+      disabled = disabled + 1
+    else
+      local cd = (tonumber(h[2]) or 0) * 1000
+      redis.call('ZREMRANGEBYSCORE', lease_key, '-inf', now)
+      local e = {}
+      e.i = i
+      e.fp = ARGV[a + 1]
+      e.max = tonumber(ARGV[a + 2])
+      e.cooling = (state == 'cooling') and (cd > now)
+      e.cd = cd
+      e.inflight = redis.call('ZCARD', lease_key)
+      e.key = lease_key
+      table.insert(entries, e)
+    end
+  end
+end
+if #entries == 0 then
+  return {'none', '', '', '', tostring(dead), tostring(disabled)}
+end
+
+local usable = {}
+for _, e in ipairs(entries) do
+  if not e.cooling then table.insert(usable, e) end
+end
+local retry_at = ''
+if #usable == 0 then
+  if sole then
+    usable = entries
+  else
+    local first = nil
+    for _, e in ipairs(entries) do
+      if first == nil or e.cd < first then first = e.cd end
+    end
+    retry_at = string.format('%d', first)
+  end
+end
+
+local best, best_lru = nil, nil
+local free_slots = 0
+for _, e in ipairs(usable) do
+  if e.inflight < e.max then
+    free_slots = free_slots + (e.max - e.inflight)
+    local lru = tonumber(redis.call('ZSCORE', KEYS[4], e.fp)) or 0
+    if best == nil or lru < best_lru then
+      best, best_lru = e, lru
+    end
+  end
+end
+
+local rank = redis.call('ZRANK', KEYS[1], ticket)
+local queued = rank ~= false
+if not queued then rank = redis.call('ZCARD', KEYS[1]) end
+if best ~= nil and rank < free_slots then
+  redis.call('ZADD', best.key, now + lease_ttl, lease_id)
+  if redis.call('PTTL', best.key) < lease_ttl then redis.call('PEXPIRE', best.key, lease_ttl) end
+  redis.call('ZADD', KEYS[4], now, best.fp)
+  if queued then
+    redis.call('ZREM', KEYS[1], ticket)
+    redis.call('ZREM', KEYS[2], ticket)
+  end
+  return {'ok', best.fp}
+end
+
+local seq
+if queued then
+  seq = redis.call('ZSCORE', KEYS[1], ticket)
+else
+  if redis.call('ZCARD', KEYS[1]) >= queue_max then return {'full'} end
+  if seq_arg ~= '' then
+    seq = seq_arg
+  else
+    seq = redis.call('INCR', KEYS[3])
+    redis.call('PEXPIRE', KEYS[3], 86400000)
+  end
+  redis.call('ZADD', KEYS[1], seq, ticket)
+end
+redis.call('ZADD', KEYS[2], now + ticket_ttl, ticket)
+redis.call('PEXPIRE', KEYS[1], ticket_ttl * 4 + 60000)
+redis.call('PEXPIRE', KEYS[2], ticket_ttl * 4 + 60000)
+return {'wait', '', tostring(seq), retry_at}
+"""
+
+SLOT_ACQUIRE_LUA = """
+-- KEYS: slot set; ARGV: now_ms, ttl_ms, limit, member
+local now = tonumber(ARGV[1])
+local ttl = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZSCORE', KEYS[1], ARGV[4]) == false
+   and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[4])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+"""
+
+
+def parse_lua_result(reply: list) -> AcquireResult:
+    """The Lua script's reply as an ``AcquireResult``."""
+    status = reply[0]
+    if status == "ok":
+        return AcquireResult("ok", fingerprint=reply[1])
+    if status == "none":
+        return AcquireResult("none", dead=int(reply[4]), disabled=int(reply[5]))
+    if status == "full":
+        return AcquireResult("full")
+    retry_at = reply[3] if len(reply) > 3 and reply[3] else None
+    return AcquireResult(
+        "wait", seq=int(float(reply[2])), retry_at_ms=int(retry_at) if retry_at else None
+    )

@@ -1,0 +1,99 @@
+"""A private, throw-away Redis for the tests.
+
+``redis_server`` starts ``redis-server`` on a free port (no persistence) once
+per session; when the binary is missing the Redis tests are skipped, except
+in CI (``CI=true``), where a missing Redis is a failure. ``redis_url`` gives
+each test its own database number and key prefix, flushed afterwards.
+Import both fixtures into a test module: ``from tests.redis_fixture import
+redis_server, redis_url  # noqa: F401``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import free_port
+
+_databases = itertools.cycle(range(1, 16))
+
+
+@dataclass
+class RedisServer:
+    port: int
+    proc: subprocess.Popen
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
+    client.close()
+    yield RedisServer(port, proc)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@dataclass
+class RedisTarget:
+    """Where one test keeps its state: a URL (with its own db) and a key prefix."""
+
+    url: str
+    prefix: str
+
+    def env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.url, "REDIS_PREFIX": self.prefix}
+
+    def client(self):
+        import redis
+
+        return redis.Redis.from_url(self.url, decode_responses=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[RedisTarget]:
+    target = RedisTarget(redis_server.url(next(_databases)), f"t{uuid.uuid4().hex[:8]}:")
+    yield target
+    client = target.client()
+    keys = list(client.scan_iter(match=target.prefix + "*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
