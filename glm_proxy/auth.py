@@ -193,7 +193,9 @@ class Authenticator:
                     code="no_accounts",
                 )
             return Caller(
-                accounts=accounts, key_name=key.name, pooled=True,
+                accounts=accounts,
+                key_name=key.name,
+                pooled=True,
                 key_fingerprint=fingerprint(credential),
             )
         if self.passthrough:
@@ -228,7 +230,8 @@ def init_app(app) -> None:
     if auth.team:
         log.info(
             "team mode: %d API key(s) (%s); pass-through %s",
-            len(auth.keyring.keys), ", ".join(auth.keyring.names),
+            len(auth.keyring.keys),
+            ", ".join(auth.keyring.names),
             "also allowed" if auth.passthrough else "off",
         )
     elif pool is not None and pool.entries:

@@ -378,10 +378,7 @@ def markdown_table() -> str:
     """The README's configuration table (``python -m glm_proxy.config``)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for env, default, doc in documented_settings():
-        if isinstance(default, bool):
-            shown = "true" if default else "false"
-        else:
-            shown = str(default)
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
         if env in {"MAX_REQUEST_BODY", "MAX_FILE_SIZE"} and isinstance(default, int):
             shown = f"{default // 1024**2}M"
         shown = f"`{shown}`" if shown else "(empty)"

@@ -138,8 +138,7 @@ class KeyLimits:
         key, member, ttl = f"keyslots:{name}", uuid.uuid4().hex, self.settings.lease_ttl
         if not self.store.slot_acquire(key, member, limit, ttl):
             raise RateLimited(
-                f"Too many concurrent requests for key '{name}' (limit {limit}). "
-                "Retry after 1s.",
+                f"Too many concurrent requests for key '{name}' (limit {limit}). Retry after 1s.",
                 code="rate_limit_exceeded",
                 headers={"Retry-After": "1"},
             )

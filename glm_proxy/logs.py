@@ -16,7 +16,9 @@ from glm_proxy.accounts import mask
 SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)([^\s,\"']+)"),
     re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"),
-    re.compile(r"(?i)((?:x-api-key|api[_-]?key|token|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s,\"']{8,})"),
+    re.compile(
+        r"(?i)((?:x-api-key|api[_-]?key|token|authorization)[\"']?\s*[:=]\s*[\"']?)([^\s,\"']{8,})"
+    ),
 )
 
 

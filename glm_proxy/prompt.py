@@ -151,9 +151,7 @@ def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = Fa
         attachments.extend(message_attachments(message.get("content"), index))
 
     if native_multi_turn or len(messages) == 1:
-        last_user = next(
-            (m for m in reversed(messages) if m.get("role") == "user"), messages[-1]
-        )
+        last_user = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
         if native_multi_turn:
             last_index = messages.index(last_user)
             attachments = [a for a in attachments if a.message_index == last_index]

@@ -95,18 +95,14 @@ class ChatCompletionSchema(_Lenient):
     service_tier = fields.Str(allow_none=True)
     web_search_options = fields.Dict(allow_none=True)
     # Extensions.
-    conversation_id = fields.Str(
-        allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9]{6,64}$")
-    )
+    conversation_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9]{6,64}$"))
     keep_conversation = fields.Bool(load_default=False, allow_none=True)
     web_search = fields.Bool(allow_none=True)
 
     @validates_schema
     def _last_message_has_content(self, data: dict, **kwargs) -> None:
         messages = data.get("messages") or []
-        if messages and all(
-            m.get("content") in (None, "", []) for m in messages
-        ):
+        if messages and all(m.get("content") in (None, "", []) for m in messages):
             raise ValidationError("At least one message must have content.", "messages")
 
 

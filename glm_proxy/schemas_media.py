@@ -128,4 +128,3 @@ class VideoGenerationSchema(_Lenient):
         data["image_url"] = image or None
         data["conversation_id"] = data.get("conversation_id") or ""
         return data
-

@@ -1,11 +1,12 @@
 """A private, throw-away Redis for the tests.
 
 ``redis_server`` starts ``redis-server`` on a free port (no persistence) once
-per session; when the binary is missing the Redis tests are skipped, except
-in CI (``CI=true``), where a missing Redis is a failure. ``redis_url`` gives
-each test its own database number and key prefix, flushed afterwards.
-Import both fixtures into a test module: ``from tests.redis_fixture import
-redis_server, redis_url  # noqa: F401``.
+per session, shared by every module that imports the fixture; with
+``TEST_REDIS_URL`` set it uses that server instead. When the binary is missing
+the Redis tests are skipped, except in CI (``CI=true``), where a missing Redis
+is a failure. ``redis_url`` gives each test its own database number and key
+prefix, deleted afterwards. Import both fixtures into a test module:
+``from tests.redis_fixture import redis_server, redis_url  # noqa: F401``.
 """
 
 from __future__ import annotations
@@ -28,15 +29,28 @@ _databases = itertools.cycle(range(1, 16))
 
 @dataclass
 class RedisServer:
-    port: int
-    proc: subprocess.Popen
+    base: str  # redis://host:port
+    proc: subprocess.Popen | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"{self.base}/{db}"
+
+
+_shared: list[RedisServer] = []  # one server however many modules import the fixture
 
 
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    if _shared:
+        yield _shared[0]
+        return
+    external = os.environ.get("TEST_REDIS_URL", "").rstrip("/")
+    if external:
+        _shared.append(
+            RedisServer(external.rsplit("/", 1)[0] if external.count("/") > 2 else external)
+        )
+        yield _shared[0]
+        return
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
@@ -45,8 +59,19 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
     port = free_port()
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -64,7 +89,8 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
                 pytest.fail(f"redis-server did not start on port {port}")
             time.sleep(0.05)
     client.close()
-    yield RedisServer(port, proc)
+    _shared.append(RedisServer(f"redis://127.0.0.1:{port}", proc))
+    yield _shared[0]
     proc.terminate()
     try:
         proc.wait(timeout=10)

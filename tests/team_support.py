@@ -41,7 +41,9 @@ def ask(proxy: ProxyServer, key: str, prompt: str, *, stream: bool = False, **ex
         return done.choices[0].message.content or ""
     parts = []
     with sdk.chat.completions.create(
-        model="glm-4", messages=[{"role": "user", "content": prompt}], stream=True,
+        model="glm-4",
+        messages=[{"role": "user", "content": prompt}],
+        stream=True,
         extra_body=extra,
     ) as chunks:
         for chunk in chunks:
@@ -52,8 +54,11 @@ def ask(proxy: ProxyServer, key: str, prompt: str, *, stream: bool = False, **ex
 
 def admin(proxy: ProxyServer, admin_key: str, method: str, path: str, **kw: Any) -> Any:
     resp = requests.request(
-        method, f"{proxy.base}/admin{path}", headers={"Authorization": f"Bearer {admin_key}"},
-        timeout=30, **kw,
+        method,
+        f"{proxy.base}/admin{path}",
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+        **kw,
     )
     assert resp.status_code == 200, resp.text
     return resp.json()

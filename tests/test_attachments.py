@@ -105,8 +105,10 @@ def test_openai_file_part_with_bare_base64_and_misleading_image_part(mclient, si
     """``file_data`` without the data: prefix; a PDF sent as an image_url part is a document."""
     pdf = pdf_bytes("bare")
     parts = [
-        {"type": "file", "file": {"file_data": base64.b64encode(TEXT).decode(),
-                                  "filename": "notes.md"}},
+        {
+            "type": "file",
+            "file": {"file_data": base64.b64encode(TEXT).decode(), "filename": "notes.md"},
+        },
         {"type": "image_url", "image_url": data_url(pdf, "image/png")},
     ]
     ask(mclient, parts)
@@ -204,8 +206,12 @@ def test_streamed_chat_with_an_image(mclient, simulator, token, file_server):
         mclient.chat.completions.create(
             model="glm-4",
             stream=True,
-            messages=[{"role": "user", "content": [
-                {"type": "text", "text": "describe"}, part_for("image", url)]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "describe"}, part_for("image", url)],
+                }
+            ],
         )
     )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

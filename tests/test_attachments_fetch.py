@@ -35,9 +35,7 @@ def test_fetch_follows_checked_redirects(files):
 
 def test_a_redirect_to_a_blocked_address_is_refused():
     """The first hop is allowed (by host name); the redirect target is not."""
-    guard = FetchGuard(
-        AllowList.parse(["localhost"]), lambda host, port: ["127.0.0.1"]
-    )
+    guard = FetchGuard(AllowList.parse(["localhost"]), lambda host, port: ["127.0.0.1"])
     server, httpd = start_file_server()
     try:
         port = server.base.rsplit(":", 1)[1]
@@ -105,10 +103,26 @@ def tls_server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tls")
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=pinned.test", "-addext", "subjectAltName=DNS:pinned.test",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pinned.test",
+            "-addext",
+            "subjectAltName=DNS:pinned.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
     )
 
     class Handler(BaseHTTPRequestHandler):

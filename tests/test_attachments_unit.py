@@ -25,11 +25,30 @@ from tests.fileserver import image_bytes, pdf_bytes
 @pytest.mark.parametrize(
     "address",
     [
-        "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-        "100.64.0.1", "100.127.255.254", "0.0.0.0", "224.0.0.1", "240.0.0.1",
-        "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
-        "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2002:7f00:1::1", "64:ff9b::a9fe:a9fe",
-        "192.0.2.1", "198.18.0.1",
+        "127.0.0.1",
+        "127.8.9.10",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "100.127.255.254",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "::1",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "fd12:3456::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "2002:7f00:1::1",
+        "64:ff9b::a9fe:a9fe",
+        "192.0.2.1",
+        "198.18.0.1",
     ],
 )
 def test_non_public_addresses_are_blocked(address):
@@ -69,8 +88,12 @@ def test_every_resolved_address_is_checked():
 def test_allow_list_takes_host_names_and_cidrs():
     allow = AllowList.parse(["files.internal", "10.0.0.0/8", "127.0.0.1", "", " FD00::/8 "])
     resolver = fake_resolver(
-        {"files.internal": ["192.168.7.7"], "other.internal": ["10.9.9.9"],
-         "v6.internal": ["fd00::5"], "bad.internal": ["192.168.1.1"]}
+        {
+            "files.internal": ["192.168.7.7"],
+            "other.internal": ["10.9.9.9"],
+            "v6.internal": ["fd00::5"],
+            "bad.internal": ["192.168.1.1"],
+        }
     )
     guard = FetchGuard(allow, resolver)
     assert allow.allows_host("FILES.internal.")
@@ -182,8 +205,13 @@ def test_multipart_body_streams_with_exact_length():
 
 @pytest.mark.parametrize(
     "size, expected",
-    [((1440, 960), (960, 0, 960)), ((720, 480), (960, 0, 960)), ((1000, 1000), (1440, 240, 960)),
-     ((1920, 1080), (810, 0, 810)), ((300, 900), (4320, 1680, 960))],
+    [
+        ((1440, 960), (960, 0, 960)),
+        ((720, 480), (960, 0, 960)),
+        ((1000, 1000), (1440, 240, 960)),
+        ((1920, 1080), (810, 0, 810)),
+        ((300, 900), (4320, 1680, 960)),
+    ],
 )
 def test_frame_geometry(size, expected):
     assert frame_geometry(*size) == expected
@@ -213,21 +241,39 @@ def test_prepare_frame_rejects_non_images():
 
 def test_every_attachment_shape_is_collected():
     b64 = base64.b64encode(b"hi").decode()
-    prompt = build_prompt([{"role": "user", "content": [
-        {"type": "text", "text": "look"},
-        {"type": "file", "file_url": {"url": "http://h/a.pdf"}},
-        {"type": "image_url", "image_url": {"url": "http://h/b.png"}},
-        {"type": "image_url", "image_url": "http://h/c.png"},
-        {"type": "file", "file": {"file_data": f"data:text/plain;base64,{b64}", "filename": "d"}},
-        {"type": "file", "file": {"file_data": b64, "filename": "e.txt"}},
-        {"type": "input_file", "file_url": "http://h/f.pdf"},
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64}},
-        {"type": "document", "source": {"type": "url", "url": "http://h/g.pdf"}},
-    ]}])
+    prompt = build_prompt(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "file", "file_url": {"url": "http://h/a.pdf"}},
+                    {"type": "image_url", "image_url": {"url": "http://h/b.png"}},
+                    {"type": "image_url", "image_url": "http://h/c.png"},
+                    {
+                        "type": "file",
+                        "file": {"file_data": f"data:text/plain;base64,{b64}", "filename": "d"},
+                    },
+                    {"type": "file", "file": {"file_data": b64, "filename": "e.txt"}},
+                    {"type": "input_file", "file_url": "http://h/f.pdf"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": b64},
+                    },
+                    {"type": "document", "source": {"type": "url", "url": "http://h/g.pdf"}},
+                ],
+            }
+        ]
+    )
     urls = [a.url for a in prompt.attachments]
     assert urls == [
-        "http://h/a.pdf", "http://h/b.png", "http://h/c.png", f"data:text/plain;base64,{b64}",
-        f"data:application/octet-stream;base64,{b64}", "http://h/f.pdf",
-        f"data:image/png;base64,{b64}", "http://h/g.pdf",
+        "http://h/a.pdf",
+        "http://h/b.png",
+        "http://h/c.png",
+        f"data:text/plain;base64,{b64}",
+        f"data:application/octet-stream;base64,{b64}",
+        "http://h/f.pdf",
+        f"data:image/png;base64,{b64}",
+        "http://h/g.pdf",
     ]
     assert [a.filename for a in prompt.attachments][3:5] == ["d", "e.txt"]

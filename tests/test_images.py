@@ -16,7 +16,8 @@ AGENT = "65c046a531d3fcb034918abe"
 
 def drawing_requests(simulator, token: str) -> list[dict]:
     return [
-        r for r in simulator.requests_log("/assistant/stream")
+        r
+        for r in simulator.requests_log("/assistant/stream")
         if r.get("account") == token and r.get("stream")
     ]
 
@@ -39,15 +40,26 @@ def test_url_response_maps_size_and_cleans_up(client, simulator, token):
 
 
 @pytest.mark.parametrize(
-    "size, ratio", [(None, "1:1"), ("1024x1024", "1:1"), ("768x1024", "3:4"),
-                    ("1024x768", "4:3"), ("1080x1920", "9:16"), ("16:9", "16:9")],
+    "size, ratio",
+    [
+        (None, "1:1"),
+        ("1024x1024", "1:1"),
+        ("768x1024", "3:4"),
+        ("1024x768", "4:3"),
+        ("1080x1920", "9:16"),
+        ("16:9", "16:9"),
+    ],
 )
 def test_size_maps_to_nearest_aspect_ratio(proxy, simulator, token, size, ratio):
     body = {"prompt": "画一座山", "response_format": "url"}
     if size:
         body["size"] = size
-    resp = requests.post(f"{proxy.v1}/images/generations", json=body,
-                         headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    resp = requests.post(
+        f"{proxy.v1}/images/generations",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
     assert resp.status_code == 200, resp.text
     (sent,) = drawing_requests(simulator, token)
     assert sent["body"]["meta_data"]["cogview"]["aspect_ratio"] == ratio
@@ -68,7 +80,8 @@ def test_b64_json_downloads_the_generated_image(client, simulator, token):
     (sent,) = drawing_requests(simulator, token)
     # The proxy downloaded the generated files from the simulator's file host.
     fetched = [
-        r["path"] for r in simulator.requests_log()
+        r["path"]
+        for r in simulator.requests_log()
         if r["path"].startswith("/sfile/testpath/") and r["time"] >= sent["time"]
     ]
     assert len(fetched) == 2
@@ -108,11 +121,19 @@ def test_upstream_error_is_502(client, token):
 
 @pytest.mark.parametrize(
     "body, param",
-    [({"prompt": "x", "n": 99}, "n"), ({"prompt": "x", "size": "huge"}, "size"),
-     ({"prompt": "x", "response_format": "png"}, "response_format"), ({"n": 1}, "prompt")],
+    [
+        ({"prompt": "x", "n": 99}, "n"),
+        ({"prompt": "x", "size": "huge"}, "size"),
+        ({"prompt": "x", "response_format": "png"}, "response_format"),
+        ({"n": 1}, "prompt"),
+    ],
 )
 def test_invalid_requests(proxy, token, body, param):
-    resp = requests.post(f"{proxy.v1}/images/generations", json=body,
-                         headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    resp = requests.post(
+        f"{proxy.v1}/images/generations",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
     assert resp.status_code == 400
     assert resp.json()["error"]["param"] == param

@@ -259,8 +259,11 @@ def test_pool_configuration(tmp_path) -> None:
     file = tmp_path / "accounts.txt"
     file.write_text("# team pool\nrt-file-1 max_streams=2 name=alice\n\nrt-env-1\nrt-file-2\n")
     s = Settings.from_mapping(
-        {"ACCOUNTS": "rt-env-1 name=bob, rt-env-2", "ACCOUNTS_FILE": str(file),
-         "ACCOUNT_MAX_STREAMS": "1"}
+        {
+            "ACCOUNTS": "rt-env-1 name=bob, rt-env-2",
+            "ACCOUNTS_FILE": str(file),
+            "ACCOUNT_MAX_STREAMS": "1",
+        }
     )
     entries = load_pool(s)
     tokens = [e.account.refresh_token for e in entries]

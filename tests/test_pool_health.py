@@ -46,7 +46,15 @@ def test_transitions(state: State, event: Event, expected: State) -> None:
 
 def test_cooldown_doubles_up_to_the_maximum() -> None:
     assert [cooldown(n, BASE, MAX) for n in range(0, 9)] == [
-        0.0, 5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 300.0, 300.0
+        0.0,
+        5.0,
+        10.0,
+        20.0,
+        40.0,
+        80.0,
+        160.0,
+        300.0,
+        300.0,
     ]
     assert cooldown(10_000, BASE, MAX) == MAX
 

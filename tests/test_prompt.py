@@ -26,8 +26,11 @@ def test_history_is_flattened_with_roles_and_ends_with_assistant_turn():
 
 def test_native_multi_turn_sends_only_the_last_user_message():
     prompt = build_prompt(
-        [{"role": "user", "content": "one"}, {"role": "assistant", "content": "x"},
-         {"role": "user", "content": "two"}],
+        [
+            {"role": "user", "content": "one"},
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": "two"},
+        ],
         native_multi_turn=True,
     )
     assert prompt.text == "two"
@@ -36,18 +39,26 @@ def test_native_multi_turn_sends_only_the_last_user_message():
 def test_attachments_from_every_turn_are_collected():
     prompt = build_prompt(
         [
-            {"role": "user", "content": [
-                {"type": "text", "text": "read"},
-                {"type": "file", "file_url": {"url": "http://h/a.pdf"}},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "read"},
+                    {"type": "file", "file_url": {"url": "http://h/a.pdf"}},
+                ],
+            },
             {"role": "assistant", "content": "ok"},
-            {"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-                {"type": "image_url", "image_url": "http://h/b.png"},
-                {"type": "file", "file": {"file_data": "data:text/plain;base64,aGk=",
-                                          "filename": "hi.txt"}},
-                {"type": "text", "text": "and these"},
-            ]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                    {"type": "image_url", "image_url": "http://h/b.png"},
+                    {
+                        "type": "file",
+                        "file": {"file_data": "data:text/plain;base64,aGk=", "filename": "hi.txt"},
+                    },
+                    {"type": "text", "text": "and these"},
+                ],
+            },
         ]
     )
     kinds = [(a.kind, a.url[:10], a.message_index) for a in prompt.attachments]

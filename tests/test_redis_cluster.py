@@ -132,9 +132,7 @@ def test_dead_account_is_taken_out_after_its_first_40102(cluster, simulator) -> 
     c = cluster([dead, *good])
     with concurrent.futures.ThreadPoolExecutor(6) as workers:
         answers = list(
-            workers.map(
-                lambda n: ask(c["proxies"][n % 2], c["key"], f"dead-{n} {LONG}"), range(6)
-            )
+            workers.map(lambda n: ask(c["proxies"][n % 2], c["key"], f"dead-{n} {LONG}"), range(6))
         )
     assert all(answers)
     assert simulator.account(dead)["refresh_failures"] == 1
@@ -162,7 +160,8 @@ def test_a_crashed_process_frees_its_lease_within_the_ttl(cluster, simulator) ->
             crashing.result(timeout=30)
     wait_until(
         lambda: admin(survivor, c["admin"], "GET", f"/accounts/{fp}")["in_flight"] == 0,
-        2 + 5, "the dead process's lease expired",
+        2 + 5,
+        "the dead process's lease expired",
     )
     assert ask(survivor, c["key"], "after the crash")
 
@@ -172,14 +171,16 @@ def test_conversation_affinity_and_idle_sweeper_across_processes(cluster, simula
     c = cluster(tokens, CONVERSATION_IDLE_TTL="2", SWEEP_INTERVAL="0.3")
     first, second = c["proxies"]
     done = client(first, c["key"]).chat.completions.create(
-        model="glm-4", messages=[{"role": "user", "content": "affinity turn 1"}],
+        model="glm-4",
+        messages=[{"role": "user", "content": "affinity turn 1"}],
         extra_body={"keep_conversation": True},
     )
     conversation = done.id
     owner = stream_entries(simulator, "affinity turn 1")[-1]["account"]
     for n, proxy in ((2, second), (3, first), (4, second)):
         client(proxy, c["key"]).chat.completions.create(
-            model="glm-4", messages=[{"role": "user", "content": f"affinity turn {n}"}],
+            model="glm-4",
+            messages=[{"role": "user", "content": f"affinity turn {n}"}],
             extra_body={"conversation_id": conversation},
         )
         # Least recently used would pick the other account: affinity wins.
@@ -187,35 +188,49 @@ def test_conversation_affinity_and_idle_sweeper_across_processes(cluster, simula
     assert simulator.account(owner)["conversation_turns"][conversation] == 4
     with pytest.raises(openai.NotFoundError) as caught:
         client(second, c["key"]).chat.completions.create(
-            model="glm-4", messages=[{"role": "user", "content": "hi"}],
+            model="glm-4",
+            messages=[{"role": "user", "content": "hi"}],
             extra_body={"conversation_id": "0123456789abcdef01234567"},
         )
     assert caught.value.body["code"] == "conversation_not_found"
     # Idle for CONVERSATION_IDLE_TTL: one of the three workers deletes it, once.
     wait_until(
         lambda: conversation in simulator.account(owner)["conversations_deleted"],
-        20, "the idle conversation was swept",
+        20,
+        "the idle conversation was swept",
     )
     time.sleep(1.0)  # let any duplicate sweep show up
     deletes = [
-        r for r in simulator.requests_log("/conversation/delete")
+        r
+        for r in simulator.requests_log("/conversation/delete")
         if (r.get("body") or {}).get("conversation_id") == conversation
     ]
     assert len(deletes) == 1
     with pytest.raises(openai.NotFoundError):
         client(first, c["key"]).chat.completions.create(
-            model="glm-4", messages=[{"role": "user", "content": "too late"}],
+            model="glm-4",
+            messages=[{"role": "user", "content": "too late"}],
             extra_body={"conversation_id": conversation},
         )
 
 
 def test_memory_store_with_two_workers_refuses_to_start(simulator, tmp_path) -> None:
-    env = {**os.environ, "WEB_CONCURRENCY": "2", "REDIS_URL": "", "STORE": "",
-           "PORT": str(free_port()), "HOST": "127.0.0.1",
-           "GLM_BASE_URL": simulator.glm_base_url}
+    env = {
+        **os.environ,
+        "WEB_CONCURRENCY": "2",
+        "REDIS_URL": "",
+        "STORE": "",
+        "PORT": str(free_port()),
+        "HOST": "127.0.0.1",
+        "GLM_BASE_URL": simulator.glm_base_url,
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode != 0
     output = proc.stdout + proc.stderr

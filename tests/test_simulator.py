@@ -56,8 +56,10 @@ class Sim:
         return headers
 
     def post(self, path: str, token: str | None = None, signed: bool = True, **kw: Any):
-        headers = self.signed(token) if signed else (
-            {"Authorization": f"Bearer {token}"} if token else {}
+        headers = (
+            self.signed(token)
+            if signed
+            else ({"Authorization": f"Bearer {token}"} if token else {})
         )
         headers.update(kw.pop("headers", {}))
         return self.http.post(self.base + path, headers=headers, timeout=30, **kw)
@@ -118,8 +120,13 @@ def read_all(resp: requests.Response) -> bytes:
     return b"".join(resp.iter_content(chunk_size=None))
 
 
-GROWING = {"text": "text", "think": "think", "code": "code",
-           "execution_output": "content", "image": "image"}
+GROWING = {
+    "text": "text",
+    "think": "think",
+    "code": "code",
+    "execution_output": "content",
+    "image": "image",
+}
 
 
 def reconstruct(events: list[dict[str, Any]], shape: str) -> list[dict[str, Any]]:
@@ -132,8 +139,12 @@ def reconstruct(events: list[dict[str, Any]], shape: str) -> list[dict[str, Any]
     for event in events:
         for part in event["parts"]:
             seg = segments.setdefault(part["logic_id"], {"items": []})
-            seg.update(role=part["role"], recipient=part["recipient"],
-                       meta_data=part["meta_data"], status=part["status"])
+            seg.update(
+                role=part["role"],
+                recipient=part["recipient"],
+                meta_data=part["meta_data"],
+                status=part["status"],
+            )
             appending = shape == "delta" and part["status"] == "init"
             for i, item in enumerate(part["content"]):
                 if i >= len(seg["items"]):
@@ -159,7 +170,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", "0"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=log, text=True,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
         )
         try:
             line = proc.stdout.readline() if proc.stdout else ""
@@ -206,8 +220,9 @@ def test_signature_accepted_and_rejected(sim: Sim, config: Any) -> None:
     token = new_token()
     bad = {"X-Timestamp": "1745827200103", "X-Nonce": "ab" * 16, "X-Sign": "0" * 32}
     for headers in ({}, bad):
-        resp = sim.http.post(sim.base + REFRESH, json={},
-                             headers={"Authorization": f"Bearer {token}", **headers})
+        resp = sim.http.post(
+            sim.base + REFRESH, json={}, headers={"Authorization": f"Bearer {token}", **headers}
+        )
         assert resp.status_code == 400
         assert resp.json() == {"status": 400, "message": "bad request: invalid signature"}
     assert sim.post(REFRESH, token, json={}).status_code == 200
@@ -216,8 +231,12 @@ def test_signature_accepted_and_rejected(sim: Sim, config: Any) -> None:
 
     config(enforce_check_digit=True)
     ts, nonce = "1745827200123", uuid.uuid4().hex  # raw ms, no check digit
-    raw = {"X-Timestamp": ts, "X-Nonce": nonce, "X-Sign": compute_sign(ts, nonce),
-           "Authorization": f"Bearer {token}"}
+    raw = {
+        "X-Timestamp": ts,
+        "X-Nonce": nonce,
+        "X-Sign": compute_sign(ts, nonce),
+        "Authorization": f"Bearer {token}",
+    }
     assert sim.http.post(sim.base + REFRESH, json={}, headers=raw).status_code == 400
     assert sim.post(REFRESH, token, json={}).status_code == 200
 
@@ -297,10 +316,23 @@ SCENARIO_ARGS = {"long": " n=5 delay=0", "slow": " wait=0.2"}
 END_STATUS = {"intervene": "intervene", "error": "error"}
 
 
-@pytest.mark.parametrize("name", [
-    "text", "slow", "think", "search", "search_late", "code", "image", "multi",
-    "intervene", "error", "long", "unknown_types",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "text",
+        "slow",
+        "think",
+        "search",
+        "search_late",
+        "code",
+        "image",
+        "multi",
+        "intervene",
+        "error",
+        "long",
+        "unknown_types",
+    ],
+)
 def test_scenario_same_answer_in_every_shape(sim: Sim, name: str) -> None:
     access = sim.access(new_token())
     results = {}
@@ -315,8 +347,16 @@ def test_scenario_same_answer_in_every_shape(sim: Sim, name: str) -> None:
         assert all(e["status"] == "init" for e in events[:-1])
         assert final["status"] == END_STATUS.get(name, "finish")
         for event in events:
-            assert set(event) >= {"id", "conversation_id", "assistant_id", "created_at",
-                                  "meta_data", "status", "last_error", "parts"}
+            assert set(event) >= {
+                "id",
+                "conversation_id",
+                "assistant_id",
+                "created_at",
+                "meta_data",
+                "status",
+                "last_error",
+                "parts",
+            }
             assert event["conversation_id"] == first["conversation_id"]
         segments = reconstruct(events, shape)
         for kind, want in expected(name, prompt).items():
@@ -349,8 +389,13 @@ def test_scenario_side_channels(sim: Sim) -> None:
     assert _items(late, "tool_calls")[0]["tool_calls"]["name"] == "search"
     assert late[1]["meta_data"]["tool_result_extra"]["search_results"] == sc.SEARCH_LATE_RESULTS
     code_events = parse_sse(read_all(sim.stream(access, "[[sim:code]]")))
-    outputs = [i["content"] for e in code_events for p in e["parts"] for i in p["content"]
-               if i["type"] == "execution_output"]
+    outputs = [
+        i["content"]
+        for e in code_events
+        for p in e["parts"]
+        for i in p["content"]
+        if i["type"] == "execution_output"
+    ]
     assert len(outputs) > 3 and set(outputs) == {sc.CODE_OUTPUT}
     image = run("[[sim:image]]")
     url = _items(image, "image")[0]["image"][0]["image_url"]
@@ -367,8 +412,9 @@ def test_drawing_assistant(sim: Sim) -> None:
     access = sim.access(new_token())
     drawing = sc.DRAWING_ASSISTANT_ID
     for shape in ("all", "delta"):
-        resp = sim.stream(access, f"请画：一只猫 [[sim:draw shape={shape}]]", assistant_id=drawing,
-                          meta={})
+        resp = sim.stream(
+            access, f"请画：一只猫 [[sim:draw shape={shape}]]", assistant_id=drawing, meta={}
+        )
         segments = reconstruct(parse_sse(read_all(resp)), shape)
         urls = [u["image_url"] for i in _items(segments, "image") for u in i["image"]]
         assert len(urls) == 4 and all(u.endswith(f"_{n}_0.png") for n, u in enumerate(urls))
@@ -378,8 +424,9 @@ def test_drawing_assistant(sim: Sim) -> None:
     assert len(_items(reconstruct(plain, "all"), "image")[0]["image"]) == 4
     blocked = parse_sse(read_all(sim.stream(access, "画 [[sim:intervene]]", assistant_id=drawing)))
     assert blocked[-1]["status"] == "intervene"
-    noimage = reconstruct(parse_sse(read_all(
-        sim.stream(access, "画 [[sim:noimage]]", assistant_id=drawing))), "all")
+    noimage = reconstruct(
+        parse_sse(read_all(sim.stream(access, "画 [[sim:noimage]]", assistant_id=drawing))), "all"
+    )
     assert not _items(noimage, "image") and visible_text(noimage) == sc.NOIMAGE_ANSWER
 
 
@@ -430,7 +477,8 @@ def test_one_stream_per_account(sim: Sim, account: tuple[str, str]) -> None:
     assert second.status_code == 200
     assert second.headers["Content-Type"].startswith("application/json")
     assert second.json() == {
-        "status": 10040, "message": "a conversation stream is already outputting"
+        "status": 10040,
+        "message": "a conversation stream is already outputting",
     }
     other = sim.stream(sim.access(new_token()), "hi")  # another account is unaffected
     assert parse_sse(read_all(other))[-1]["status"] == "finish"
@@ -518,11 +566,13 @@ def _png(width: int, height: int) -> bytes:
 def test_file_upload_records(sim: Sim, account: tuple[str, str]) -> None:
     token, access = account
     path = "/chatglm/backend-api/assistant/file_upload"
-    image = sim.post(path, access, signed=False,
-                     files={"file": ("猫.png", _png(30, 20), "image/png")}).json()["result"]
+    image = sim.post(
+        path, access, signed=False, files={"file": ("猫.png", _png(30, 20), "image/png")}
+    ).json()["result"]
     assert image["width"] == 30 and image["height"] == 20 and len(image["file_id"]) == 24
-    doc = sim.post(path, access, signed=False,
-                   files={"file": ("notes.txt", b"hello", "text/plain")}).json()["result"]
+    doc = sim.post(
+        path, access, signed=False, files={"file": ("notes.txt", b"hello", "text/plain")}
+    ).json()["result"]
     assert "width" not in doc and doc["file_name"] == "notes.txt"
     assert sim.http.get(doc["file_url"]).content == b"hello"
     assert sim.http.get(image["file_url"]).content == _png(30, 20)
@@ -536,19 +586,33 @@ def test_file_upload_records(sim: Sim, account: tuple[str, str]) -> None:
 
 def test_video_flow(sim: Sim, account: tuple[str, str]) -> None:
     _, access = account
-    frame = sim.post("/chatglm/video-api/v1/static/upload", access, signed=False,
-                     files={"file": ("f.png", _png(1440, 960), "image/png")}).json()["result"]
+    frame = sim.post(
+        "/chatglm/video-api/v1/static/upload",
+        access,
+        signed=False,
+        files={"file": ("f.png", _png(1440, 960), "image/png")},
+    ).json()["result"]
     uploads = {u["source_id"]: u for u in sim.state()["video_uploads"]}
     record = uploads[frame["source_id"]]
     assert (record["width"], record["height"]) == (1440, 960)
     create = "/chatglm/video-api/v1/chat"
     options = {"emotional_atmosphere": "", "mirror_mode": "推近", "video_style": "油画"}
-    bad = sim.post(create, access, json={"prompt": "x", "advanced_parameter_extra":
-                                         {**options, "video_style": "pixel"}})
+    bad = sim.post(
+        create,
+        access,
+        json={"prompt": "x", "advanced_parameter_extra": {**options, "video_style": "pixel"}},
+    )
     assert bad.json()["status"] == 400
-    task = sim.post(create, access, json={"conversation_id": "", "prompt": "一只猫",
-                                          "source_list": [frame["source_id"]],
-                                          "advanced_parameter_extra": options}).json()["result"]
+    task = sim.post(
+        create,
+        access,
+        json={
+            "conversation_id": "",
+            "prompt": "一只猫",
+            "source_list": [frame["source_id"]],
+            "advanced_parameter_extra": options,
+        },
+    ).json()["result"]
     assert len(task["chat_id"]) == 24 and len(task["conversation_id"]) == 24
     status_path = f"/chatglm/video-api/v1/chat/status/{task['chat_id']}"
     polls = [sim.get(status_path, access).json()["result"] for _ in range(3)]
@@ -557,12 +621,17 @@ def test_video_flow(sim: Sim, account: tuple[str, str]) -> None:
     assert done["video_duration"] == "6s" and done["resolution"] == "1440 × 960"
     assert sim.http.get(done["video_url"]).headers["Content-Type"] == "video/mp4"
     assert sim.http.get(done["cover_url"]).headers["Content-Type"] == "image/png"
-    music = sim.post("/chatglm/video-api/v1/static/composite_video", access,
-                     json={"chat_id": task["chat_id"], "key": "k1", "audio_id": "a1"})
+    music = sim.post(
+        "/chatglm/video-api/v1/static/composite_video",
+        access,
+        json={"chat_id": task["chat_id"], "key": "k1", "audio_id": "a1"},
+    )
     assert music.json()["result"]["url"].endswith(".mp4")
     assert music.json()["result"]["url"] != done["video_url"]
-    removed = sim.http.delete(f"{sim.base}/chatglm/video-api/v1/chat/{task['chat_id']}",
-                              headers={"Authorization": f"Bearer {access}"})
+    removed = sim.http.delete(
+        f"{sim.base}/chatglm/video-api/v1/chat/{task['chat_id']}",
+        headers={"Authorization": f"Bearer {access}"},
+    )
     assert removed.json()["status"] == 0
     assert sim.get(status_path, access).json()["status"] == 404
 

@@ -34,9 +34,22 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def acquire(store: Store, fps, *, queue="q", ticket=None, lease_id=None, seq=None,
-            excluded=(), max_streams=1, sole=None, queue_max=10, lease_ttl_ms=30000,
-            ticket_ttl_ms=5000, now=None):
+def acquire(
+    store: Store,
+    fps,
+    *,
+    queue="q",
+    ticket=None,
+    lease_id=None,
+    seq=None,
+    excluded=(),
+    max_streams=1,
+    sole=None,
+    queue_max=10,
+    lease_ttl_ms=30000,
+    ticket_ttl_ms=5000,
+    now=None,
+):
     cands = tuple(SlotCandidate(fp, max_streams, fp in excluded) for fp in fps)
     return store.lease_acquire(
         AcquireRequest(
@@ -139,15 +152,19 @@ def test_slots_expire_and_renew(store: Store) -> None:
     assert store.slot_count("s") == 0
 
 
-def test_publish_subscribe_in_process(store: Store) -> None:
-    if store.shares_across_processes:
-        pytest.skip("the Redis listener is exercised with gevent in the server tests")
+def test_publish_subscribe(store: Store) -> None:
     seen: list[str] = []
     unsubscribe = store.subscribe("wake", seen.append)
-    store.publish("wake", "x")
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:  # the Redis listener connects lazily
+        store.publish("wake", "x")
+        time.sleep(0.05)
+    assert seen and set(seen) == {"x"}
     unsubscribe()
+    count = len(seen)
     store.publish("wake", "y")
-    assert seen == ["x"]
+    time.sleep(0.2)
+    assert len(seen) == count
 
 
 # -- the lease-or-queue step ------------------------------------------------------------
@@ -257,3 +274,14 @@ def test_cooldown_over_means_usable_again(store: Store) -> None:
     set_health(store, "a", "cooling", time.time() - 1)
     assert acquire(store, ["a", "b"], now=now_ms()).status == "ok"
     assert acquire(store, ["a", "b"]).status == "ok"  # both a and b were usable
+
+
+def test_unreachable_redis_is_a_503_not_a_crash() -> None:
+    from glm_proxy.store.redis import RedisStore, StoreUnavailable
+    from tests.conftest import free_port
+
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StoreUnavailable) as caught:
+        store.get("anything")
+    assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "5"
+    assert store.ping() is False

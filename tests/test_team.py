@@ -24,6 +24,7 @@ from tests.team_support import (
     new_key,
     new_tokens,
     stream_entries,
+    wait_until,
 )
 
 # -- keys (pure) ----------------------------------------------------------------------
@@ -32,8 +33,9 @@ from tests.team_support import (
 def test_key_entries_plain_and_hashed(tmp_path) -> None:
     key_file = tmp_path / "keys.txt"
     key_file.write_text(f"# team\ncarol:{hash_key('carol-secret')}\n\n")
-    s = Settings.from_mapping({"API_KEYS": "alice:alice-secret, bob:bob-secret",
-                               "API_KEYS_FILE": str(key_file)})
+    s = Settings.from_mapping(
+        {"API_KEYS": "alice:alice-secret, bob:bob-secret", "API_KEYS_FILE": str(key_file)}
+    )
     ring = KeyRing(load_keys(s))
     assert ring.names == ["alice", "bob", "carol"]
     assert ring.match("bob-secret").name == "bob"
@@ -128,7 +130,10 @@ def test_passthrough_can_be_combined_with_team_keys(simulator, tmp_path) -> None
     pool_token, own_token = new_tokens(2)
     key = new_key("carol")
     server = start_proxy(
-        simulator, tmp_path, ACCOUNTS=pool_token, API_KEYS=f"carol:{key}",
+        simulator,
+        tmp_path,
+        ACCOUNTS=pool_token,
+        API_KEYS=f"carol:{key}",
         ALLOW_PASSTHROUGH="true",
     )
     try:
@@ -148,7 +153,10 @@ def test_per_key_requests_per_minute(simulator, tmp_path) -> None:
     (token,) = new_tokens(1)
     keys = {"alice": new_key("alice"), "bob": new_key("bob")}
     server = start_proxy(
-        simulator, tmp_path, ACCOUNTS=token, KEY_RPM="2",
+        simulator,
+        tmp_path,
+        ACCOUNTS=token,
+        KEY_RPM="2",
         API_KEYS=",".join(f"{n}:{k}" for n, k in keys.items()),
     )
     try:
@@ -168,15 +176,16 @@ def test_per_key_concurrency(simulator, tmp_path) -> None:
     tokens = new_tokens(2)
     key = new_key("alice")
     server = start_proxy(
-        simulator, tmp_path, ACCOUNTS=",".join(tokens), API_KEYS=f"alice:{key}",
+        simulator,
+        tmp_path,
+        ACCOUNTS=",".join(tokens),
+        API_KEYS=f"alice:{key}",
         KEY_MAX_CONCURRENT="1",
     )
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as workers:
             slow = workers.submit(ask, server, key, "[[sim:long n=40 delay=0.05]]", stream=True)
             # wait until the slow answer is streaming, then try a second one
-            from tests.team_support import wait_until
-
             wait_until(
                 lambda: stream_entries(simulator, "n=40 delay=0.05"), 20, "slow stream started"
             )

@@ -79,10 +79,16 @@ def wait_task_deleted(simulator, token: str) -> dict:
 
 
 def test_text_to_video_with_english_option_aliases(media_proxy, simulator, token):
-    resp = generate(media_proxy, token, {
-        "prompt": "海边的日落 sunset", "video_style": "cinematic",
-        "emotional_atmosphere": "温馨和谐", "mirror_mode": "push in",
-    })
+    resp = generate(
+        media_proxy,
+        token,
+        {
+            "prompt": "海边的日落 sunset",
+            "video_style": "cinematic",
+            "emotional_atmosphere": "温馨和谐",
+            "mirror_mode": "push in",
+        },
+    )
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["created"] > 0
@@ -92,18 +98,24 @@ def test_text_to_video_with_english_option_aliases(media_proxy, simulator, token
     task = wait_task_deleted(simulator, token)
     assert item["conversation_id"] == task["conversation_id"]
     assert task["advanced_parameter_extra"] == {
-        "video_style": "电影感", "emotional_atmosphere": "温馨和谐", "mirror_mode": "推近"
+        "video_style": "电影感",
+        "emotional_atmosphere": "温馨和谐",
+        "mirror_mode": "推近",
     }
     assert task["source_list"] == [] and frames_of(simulator, token) == []
-    (create,) = [r for r in simulator.requests_log("/video-api/v1/chat")
-                 if r.get("account") == token]
+    (create,) = [
+        r for r in simulator.requests_log("/video-api/v1/chat") if r.get("account") == token
+    ]
     assert create["sign_valid"] and create["headers"]["Referer"].endswith("/video")
 
 
 @pytest.mark.parametrize(
     "fmt, size, alpha, expected",
-    [("PNG", (400, 500), True, (1440, 960)), ("JPEG", (1920, 1080), False, (1440, 810)),
-     ("WEBP", (600, 400), True, (1440, 960))],
+    [
+        ("PNG", (400, 500), True, (1440, 960)),
+        ("JPEG", (1920, 1080), False, (1440, 810)),
+        ("WEBP", (600, 400), True, (1440, 960)),
+    ],
 )
 @pytest.mark.parametrize("how", ["url", "data_url"])
 def test_first_frame_is_resized_and_cropped(
@@ -126,8 +138,7 @@ def test_first_frame_is_resized_and_cropped(
 def test_cogvideox_pro_draws_the_first_frame(media_proxy, simulator, token):
     resp = generate(media_proxy, token, {"model": "cogvideox-pro", "prompt": "a fox in snow"})
     assert resp.status_code == 200, resp.text
-    (draw,) = [r for r in simulator.requests_log("/assistant/stream")
-               if r.get("account") == token]
+    (draw,) = [r for r in simulator.requests_log("/assistant/stream") if r.get("account") == token]
     assert draw["body"]["assistant_id"] == DRAWING_ASSISTANT
     (frame,) = frames_of(simulator, token)
     assert (frame["width"], frame["height"]) == (1440, 960)  # 64x48 drawing, 4:3 -> cropped
@@ -257,30 +268,44 @@ def test_async_job_is_polled_to_completion(media_proxy, simulator, token, file_s
     task = wait_task_deleted(simulator, token)
     assert task["advanced_parameter_extra"]["video_style"] == "油画"
 
-    content = requests.get(f"{media_proxy.v1}/videos/{job['id']}/content", headers=auth(token),
-                           allow_redirects=False, timeout=10)
+    content = requests.get(
+        f"{media_proxy.v1}/videos/{job['id']}/content",
+        headers=auth(token),
+        allow_redirects=False,
+        timeout=10,
+    )
     assert content.status_code == 302 and content.headers["Location"] == done["video_url"]
-    other = requests.get(f"{media_proxy.v1}/videos/{job['id']}", headers=auth("rt-someone-else"),
-                         timeout=10)
+    other = requests.get(
+        f"{media_proxy.v1}/videos/{job['id']}", headers=auth("rt-someone-else"), timeout=10
+    )
     assert other.status_code == 404
 
 
 def test_async_job_failure_and_delete(media_proxy, simulator, token):
-    resp = requests.post(f"{media_proxy.v1}/videos", headers=auth(token),
-                         json={"prompt": "[[sim:video_fail]] boom"}, timeout=10)
+    resp = requests.post(
+        f"{media_proxy.v1}/videos",
+        headers=auth(token),
+        json={"prompt": "[[sim:video_fail]] boom"},
+        timeout=10,
+    )
     failed = poll_job(media_proxy, token, resp.json()["id"])
     assert failed["status"] == "failed"
     assert "generation failed (simulated)" in failed["error"]["message"]
-    deleted = requests.delete(f"{media_proxy.v1}/videos/{failed['id']}", headers=auth(token),
-                              timeout=10)
+    deleted = requests.delete(
+        f"{media_proxy.v1}/videos/{failed['id']}", headers=auth(token), timeout=10
+    )
     assert deleted.json() == {"id": failed["id"], "object": "video.deleted", "deleted": True}
     gone = requests.get(f"{media_proxy.v1}/videos/{failed['id']}", headers=auth(token), timeout=10)
     assert gone.status_code == 404
 
 
 def test_async_job_validation_happens_up_front(media_proxy, token):
-    resp = requests.post(f"{media_proxy.v1}/videos", headers=auth(token),
-                         json={"prompt": "x", "mirror_mode": "sideways"}, timeout=10)
+    resp = requests.post(
+        f"{media_proxy.v1}/videos",
+        headers=auth(token),
+        json={"prompt": "x", "mirror_mode": "sideways"},
+        timeout=10,
+    )
     assert resp.status_code == 400 and resp.json()["error"]["param"] == "mirror_mode"
 
 
@@ -307,7 +332,8 @@ def test_openai_sdk_video_jobs(media_proxy, simulator, token):
 
     client = openai.OpenAI(base_url=media_proxy.v1, api_key=token, max_retries=0, timeout=30)
     video = client.videos.create(
-        prompt="a cat", model="cogvideox",
+        prompt="a cat",
+        model="cogvideox",
         input_reference=("cat.webp", image_bytes("WEBP", (640, 480)), "image/webp"),
     )
     assert video.status == "queued"
@@ -331,18 +357,30 @@ def test_replicas_sharing_redis_share_jobs_and_the_upload_cache(
     first = start_proxy(simulator, tmp_path, **env)
     second = start_proxy(simulator, tmp_path, **env)
     try:
-        resp = requests.post(f"{first.v1}/videos", headers=auth(token),
-                             json={"prompt": "replicated"}, timeout=10)
+        resp = requests.post(
+            f"{first.v1}/videos", headers=auth(token), json={"prompt": "replicated"}, timeout=10
+        )
         done = poll_job(second, token, resp.json()["id"])
         assert done["status"] == "completed" and done["video_url"]
 
         url = file_server.add("/replicas/doc.pdf", pdf_bytes("replicas"), "application/pdf")
         for proxy in (first, second, first):
             chat = requests.post(
-                f"{proxy.v1}/chat/completions", headers=auth(token), timeout=30,
-                json={"model": "glm-4", "messages": [{"role": "user", "content": [
-                    {"type": "text", "text": "read"},
-                    {"type": "file", "file_url": {"url": url}}]}]},
+                f"{proxy.v1}/chat/completions",
+                headers=auth(token),
+                timeout=30,
+                json={
+                    "model": "glm-4",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "read"},
+                                {"type": "file", "file_url": {"url": url}},
+                            ],
+                        }
+                    ],
+                },
             )
             assert chat.status_code == 200, chat.text
         uploads = [u for u in simulator.state()["uploads"] if u["account"] == token]

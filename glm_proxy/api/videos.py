@@ -142,8 +142,11 @@ def job_content(video_id: str) -> Response:
     caller = authenticate(request, services().settings)
     job = _jobs().get(caller, video_id)
     if job["status"] != "completed":
-        raise NotFound(f"Video job {video_id!r} is {job['status']}, not completed.",
-                       param="video_id", code="video_not_ready")
+        raise NotFound(
+            f"Video job {video_id!r} is {job['status']}, not completed.",
+            param="video_id",
+            code="video_not_ready",
+        )
     variant = request.args.get("variant", "video")
     url = job.get("cover_url") if variant == "thumbnail" else job.get("video_url")
     if not url:

@@ -117,7 +117,10 @@ def from_bytes(
 ) -> Blob:
     """Bytes already in memory (an uploaded form file) as a Blob."""
     return spool(
-        [data], limit=len(data) or 1, source=source, declared_type=declared_type,
+        [data],
+        limit=len(data) or 1,
+        source=source,
+        declared_type=declared_type,
         filename=filename,
     )
 

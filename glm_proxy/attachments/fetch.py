@@ -153,9 +153,7 @@ def _open(url: str, guard: FetchGuard | None, limits: FetchLimits):
             raise _fail(url, f"connecting timed out after {limits.connect_timeout:g}s") from None
         except urllib3.exceptions.ReadTimeoutError:
             pool.close()
-            raise _fail(
-                url, f"the server did not answer within {limits.read_timeout:g}s"
-            ) from None
+            raise _fail(url, f"the server did not answer within {limits.read_timeout:g}s") from None
         except (Urllib3Error, OSError) as exc:
             pool.close()
             raise _fail(url, f"the server is unreachable ({_reason(exc)})") from None

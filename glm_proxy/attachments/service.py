@@ -101,7 +101,10 @@ class AttachmentService:
             value = orjson.dumps({"kind": kind, "record": record}).decode()
             self.store.set(key, value, ttl=self.settings.upload_cache_ttl)
             log.info(
-                "uploaded %s (%s, %d bytes) for %s", sniffed.filename, sniffed.mime, blob.size,
+                "uploaded %s (%s, %d bytes) for %s",
+                sniffed.filename,
+                sniffed.mime,
+                blob.size,
                 account,
             )
             return kind, record

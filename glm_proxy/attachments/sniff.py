@@ -20,8 +20,30 @@ import filetype
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 TEXT_EXTENSIONS = {
-    "txt", "md", "markdown", "csv", "tsv", "json", "xml", "html", "htm", "yaml", "yml",
-    "py", "js", "ts", "java", "c", "cpp", "h", "go", "rs", "sql", "log", "ini", "toml",
+    "txt",
+    "md",
+    "markdown",
+    "csv",
+    "tsv",
+    "json",
+    "xml",
+    "html",
+    "htm",
+    "yaml",
+    "yml",
+    "py",
+    "js",
+    "ts",
+    "java",
+    "c",
+    "cpp",
+    "h",
+    "go",
+    "rs",
+    "sql",
+    "log",
+    "ini",
+    "toml",
 }
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/unknown"}
 

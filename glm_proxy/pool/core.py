@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 
 WAKE_CHANNEL = "wake"
 PASSTHROUGH_HEALTH_TTL = 30 * 86400.0  # forget the health of a pass-through token after a month
-POLL_LOCAL = 0.1  # seconds between retries when no cross-process wake-up is available
-POLL_SUBSCRIBED = 1.0  # ... when Redis pub/sub wakes waiters
+POLL_LOCAL = 0.1  # seconds between retries when releases elsewhere cannot wake us
+POLL_SUBSCRIBED = 1.0  # ... when they can (memory store, or Redis with pub/sub)
 
 
 def _monkey_patched() -> bool:
@@ -77,7 +77,8 @@ class AccountPool:
         self._waiting: dict[str, list[_Waiter]] = {}
         self._instance = uuid.uuid4().hex
         self._subscribed = False
-        self.poll_interval = POLL_LOCAL
+        # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
+        self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
         self.operations: PoolOperations | None = None  # set by init_app (needs the upstream)
 
@@ -153,8 +154,10 @@ class AccountPool:
         serve (dead, disabled).
         """
         s = self.settings
-        accounts = [require] if require is not None else list(
-            {a.fingerprint: a for a in candidates}.values()
+        accounts = (
+            [require]
+            if require is not None
+            else list({a.fingerprint: a for a in candidates}.values())
         )
         if not accounts:
             raise AuthenticationError("No usable chatglm account for this request.")
@@ -168,13 +171,13 @@ class AccountPool:
         deadline = time.monotonic() + s.queue_timeout
         ticket_ttl = max(5.0, self.poll_interval * 5)
         seq: int | None = None
-        queued = False
-        granted = False
+        queued = asking = granted = False
         waiter = _Waiter()
         self._waiting.setdefault(queue, []).append(waiter)  # before asking: no wake is missed
         try:
             while True:
                 waiter.event.clear()
+                asking = True
                 result = self.store.lease_acquire(
                     AcquireRequest(
                         queue=queue,
@@ -189,6 +192,7 @@ class AccountPool:
                         sole=len(accounts) == 1,
                     )
                 )
+                asking = False
                 if result.status == "ok":
                     granted = True
                     return self._granted(by_fp[result.fingerprint], lease_id)
@@ -204,8 +208,7 @@ class AccountPool:
                     until_back = result.retry_at_ms / 1000 - time.time()
                     if until_back > remaining:
                         raise self._busy(
-                            "Every account for this request is cooling down after upstream "
-                            "errors",
+                            "Every account for this request is cooling down after upstream errors",
                             retry_after=until_back,
                         )
                     wait = min(wait, max(0.01, until_back))
@@ -215,8 +218,8 @@ class AccountPool:
                     )
                 waiter.event.wait(timeout=max(0.0, wait))
         except BaseException:
-            if not granted:
-                self._abandon(queue, ticket, lease_id, cands, queued)
+            if not granted and (queued or asking):
+                self._abandon(queue, ticket, lease_id, cands, interrupted=asking)
             raise
         finally:
             line = self._waiting.get(queue, [])
@@ -228,19 +231,29 @@ class AccountPool:
 
     def _granted(self, account: Account, lease_id: str) -> Lease:
         slot = Slot(
-            self.store, f"lease:{account.fingerprint}", lease_id, self.settings.lease_ttl,
+            self.store,
+            f"lease:{account.fingerprint}",
+            lease_id,
+            self.settings.lease_ttl,
             on_release=self.notify,
         )
         return Lease(account, slot.start_heartbeat())
 
     def _abandon(
-        self, queue: str, ticket: str, lease_id: str, cands: tuple[SlotCandidate, ...], queued: bool
+        self,
+        queue: str,
+        ticket: str,
+        lease_id: str,
+        cands: tuple[SlotCandidate, ...],
+        *,
+        interrupted: bool,
     ) -> None:
         """Leave the line; if we were killed mid-call the grant may have landed: undo it."""
         try:
             self.store.queue_leave(queue, ticket)
-            for cand in cands:
-                self.store.slot_release(f"lease:{cand.fingerprint}", lease_id)
+            if interrupted:
+                for cand in cands:
+                    self.store.slot_release(f"lease:{cand.fingerprint}", lease_id)
         except Exception as exc:  # noqa: BLE001 - tickets and leases expire on their own
             log.warning("could not leave the account queue: %s", type(exc).__name__)
 
@@ -306,7 +319,10 @@ class AccountPool:
         health = self.apply(account.fingerprint, Event.FAILURE, _describe(error))
         log.info(
             "%s failed (%s): %s, cooling until %.0f",
-            account, error.code, health.state.value, health.cooldown_until,
+            account,
+            error.code,
+            health.state.value,
+            health.cooldown_until,
         )
 
     def report_dead(self, account: Account) -> None:

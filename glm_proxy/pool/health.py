@@ -127,9 +127,7 @@ def transition(
     changed_at = now if target is not health.state else health.changed_at
     if event is Event.FAILURE and target is State.COOLING:
         failures = health.failures + 1
-        return Health(
-            State.COOLING, failures, now + cooldown(failures, base, maximum), error, now
-        )
+        return Health(State.COOLING, failures, now + cooldown(failures, base, maximum), error, now)
     if target is State.ACTIVE:
         last_error = "" if event in (Event.ENABLE, Event.CHECK_OK) else health.last_error
         return Health(State.ACTIVE, 0, 0.0, last_error, changed_at)

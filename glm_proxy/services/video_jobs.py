@@ -41,9 +41,24 @@ ALIVE_TTL = 60.0
 ALIVE_EVERY = 15.0
 STATUS_MAP = {"init": ("queued", 0), "queued": ("queued", 0), "processing": ("in_progress", 50)}
 PUBLIC_FIELDS = (
-    "id", "object", "model", "status", "progress", "created_at", "completed_at", "expires_at",
-    "prompt", "seconds", "size", "error", "remixed_from_video_id",
-    "conversation_id", "cover_url", "video_url", "video_duration", "resolution",
+    "id",
+    "object",
+    "model",
+    "status",
+    "progress",
+    "created_at",
+    "completed_at",
+    "expires_at",
+    "prompt",
+    "seconds",
+    "size",
+    "error",
+    "remixed_from_video_id",
+    "conversation_id",
+    "cover_url",
+    "video_url",
+    "video_duration",
+    "resolution",
 )
 
 
@@ -183,7 +198,8 @@ class VideoJobs:
         except Exception:  # noqa: BLE001 - a bug must not leave the job "running"
             log.exception("video job %s crashed", job_id)
             self._update(
-                job, status="failed",
+                job,
+                status="failed",
                 error={"code": "internal_error", "message": "internal error while generating"},
             )
         finally:

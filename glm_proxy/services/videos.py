@@ -133,11 +133,19 @@ def _create_task(svc, caller: Caller, plan: VideoPlan, frame: bytes | None):
             source_id = None
             if frame is not None:
                 source_id = media.upload_video_frame(
-                    svc.upstream, account, io.BytesIO(frame), len(frame), "frame.jpg",
+                    svc.upstream,
+                    account,
+                    io.BytesIO(frame),
+                    len(frame),
+                    "frame.jpg",
                     "image/jpeg",
                 )
             task = media.create_video(
-                svc.upstream, account, plan.prompt, source_id=source_id, options=plan.options,
+                svc.upstream,
+                account,
+                plan.prompt,
+                source_id=source_id,
+                options=plan.options,
                 conversation_id=plan.conversation_id,
             )
             svc.pool.report_success(account)
@@ -162,7 +170,10 @@ def _create_task(svc, caller: Caller, plan: VideoPlan, frame: bytes | None):
 
 
 def _poll(
-    svc, account: Account, chat_id: str, on_status: StatusCallback | None,
+    svc,
+    account: Account,
+    chat_id: str,
+    on_status: StatusCallback | None,
     should_stop: Callable[[], bool] | None,
 ) -> dict[str, Any]:
     s = svc.settings
@@ -200,8 +211,12 @@ def _delete_quietly(svc, account: Account, chat_id: str) -> None:
     try:
         media.delete_video(svc.upstream, account, chat_id)
     except Exception as exc:  # noqa: BLE001 - cleanup never fails the request
-        log.warning("could not delete video task %s of %s: %s", chat_id, account,
-                    getattr(exc, "message", type(exc).__name__))
+        log.warning(
+            "could not delete video task %s of %s: %s",
+            chat_id,
+            account,
+            getattr(exc, "message", type(exc).__name__),
+        )
 
 
 def generate_video(

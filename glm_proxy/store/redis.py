@@ -9,6 +9,7 @@ WATCH/MULTI. The key layout is documented in ``docs/teams.md``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,12 +18,44 @@ from contextlib import contextmanager
 
 import redis
 
+from glm_proxy.errors import ServiceUnavailable
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
 from glm_proxy.store.leasing import ACQUIRE_LUA, SLOT_ACQUIRE_LUA, parse_lua_result
 
 log = logging.getLogger(__name__)
 
 
+class StoreUnavailable(ServiceUnavailable):
+    """Redis did not answer: a 503 the client may retry, not a 500 with a traceback."""
+
+    code = "store_unavailable"
+
+
+def _translate_errors(cls: type) -> type:
+    """Turn ``redis.RedisError`` escaping a plain store call into ``StoreUnavailable``."""
+    skip = {"lock", "scan", "subscribe", "ping", "close", "from_url", "k"}
+    for name, member in list(vars(cls).items()):
+        if name.startswith("_") or name in skip or not callable(member):
+            continue
+
+        def wrap(method: Callable) -> Callable:
+            @functools.wraps(method)
+            def call(self, *args, **kwargs):
+                try:
+                    return method(self, *args, **kwargs)
+                except redis.RedisError as exc:
+                    raise StoreUnavailable(
+                        f"The shared state store (Redis) is unavailable ({type(exc).__name__}).",
+                        headers={"Retry-After": "5"},
+                    ) from None
+
+            return call
+
+        setattr(cls, name, wrap(member))
+    return cls
+
+
+@_translate_errors
 class RedisStore(Store):
     backend = "redis"
 
@@ -37,7 +70,10 @@ class RedisStore(Store):
     @classmethod
     def from_url(cls, url: str, prefix: str = "glmproxy:") -> RedisStore:
         client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=5,
+            url,
+            decode_responses=True,
+            socket_timeout=10,
+            socket_connect_timeout=5,
             health_check_interval=30,
         )
         return cls(client, prefix)
@@ -90,7 +126,9 @@ class RedisStore(Store):
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0, blocking_timeout: float | None = None):
         lock = self.client.lock(
-            self.k("lock:" + name), timeout=timeout, blocking_timeout=blocking_timeout,
+            self.k("lock:" + name),
+            timeout=timeout,
+            blocking_timeout=blocking_timeout,
             sleep=0.02,
         )
         acquired = lock.acquire()

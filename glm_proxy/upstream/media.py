@@ -34,8 +34,8 @@ class MultipartFile:
         self, fileobj: IO[bytes], size: int, filename: str, content_type: str, field: str = "file"
     ) -> None:
         self.boundary = "----glmproxy" + uuid.uuid4().hex
-        safe_name = filename.replace("\\", "_").replace('"', "'").replace("\r", "").replace(
-            "\n", ""
+        safe_name = (
+            filename.replace("\\", "_").replace('"', "'").replace("\r", "").replace("\n", "")
         )
         self._head = (
             f"--{self.boundary}\r\n"
@@ -80,8 +80,14 @@ class MultipartFile:
 
 
 def _upload(
-    client, account: Account, path: str, fileobj: IO[bytes], size: int, filename: str,
-    content_type: str, referer: str,
+    client,
+    account: Account,
+    path: str,
+    fileobj: IO[bytes],
+    size: int,
+    filename: str,
+    content_type: str,
+    referer: str,
 ) -> dict[str, Any]:
     s = client.settings
 
@@ -113,7 +119,13 @@ def upload_file(
     Images come back with non-zero ``width``/``height``.
     """
     record = _upload(
-        client, account, client.settings.glm_upload_path, fileobj, size, filename, content_type,
+        client,
+        account,
+        client.settings.glm_upload_path,
+        fileobj,
+        size,
+        filename,
+        content_type,
         referer=client.settings.glm_origin + "/",
     )
     if not record.get("file_id") and not record.get("file_url"):
@@ -130,8 +142,14 @@ def upload_video_frame(
 ) -> str:
     """Upload a first-frame image for video generation; returns its ``source_id``."""
     record = _upload(
-        client, account, client.settings.glm_video_upload_path, fileobj, size, filename,
-        content_type, referer=video_referer(client),
+        client,
+        account,
+        client.settings.glm_video_upload_path,
+        fileobj,
+        size,
+        filename,
+        content_type,
+        referer=video_referer(client),
     )
     source_id = record.get("source_id")
     if not source_id:

@@ -88,7 +88,8 @@ def run(stores: list[Store], args: argparse.Namespace) -> dict:
     acquire_times: list[float] = []
     pools = []
     for store in stores:
-        pool = AccountPool(settings, TimedStore(store, acquire_times), [PoolEntry(a) for a in accounts])
+        entries = [PoolEntry(a) for a in accounts]
+        pool = AccountPool(settings, TimedStore(store, acquire_times), entries)
         pool.listen()
         pools.append(pool)
     waits: list[float] = []

@@ -71,18 +71,26 @@ def main(argv: list[str] | None = None) -> None:
             write_pdf(doc, size)
             sim_port, files_port, proxy_port = free_port(), free_port(), free_port()
             procs.append(start([sys.executable, "-m", "tests.simulator", "--port", str(sim_port)]))
-            procs.append(start(
-                [sys.executable, "-m", "http.server", str(files_port), "--bind", "127.0.0.1"],
-                cwd=Path(tmp),
-            ))
+            procs.append(
+                start(
+                    [sys.executable, "-m", "http.server", str(files_port), "--bind", "127.0.0.1"],
+                    cwd=Path(tmp),
+                )
+            )
             env = {
-                **os.environ, "PORT": str(proxy_port), "HOST": "127.0.0.1",
-                "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm", "REDIS_URL": "",
-                "FETCH_ALLOW_HOSTS": "127.0.0.1", "MAX_FILE_SIZE": f"{args.size_mb + 10}M",
-                "GLM_MEDIA_TIMEOUT": "300", "LOG_LEVEL": "WARNING",
+                **os.environ,
+                "PORT": str(proxy_port),
+                "HOST": "127.0.0.1",
+                "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
+                "REDIS_URL": "",
+                "FETCH_ALLOW_HOSTS": "127.0.0.1",
+                "MAX_FILE_SIZE": f"{args.size_mb + 10}M",
+                "GLM_MEDIA_TIMEOUT": "300",
+                "LOG_LEVEL": "WARNING",
             }
-            proxy = start([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-                          env=env)
+            proxy = start(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"], env=env
+            )
             procs.append(proxy)
             wait_http(f"http://127.0.0.1:{sim_port}/_sim/state")
             wait_http(f"http://127.0.0.1:{files_port}/")
@@ -113,10 +121,21 @@ def main(argv: list[str] | None = None) -> None:
             resp = requests.post(
                 f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
                 headers={"Authorization": f"Bearer {token}"},
-                json={"model": "glm-4", "messages": [{"role": "user", "content": [
-                    {"type": "text", "text": "Summarise this document."},
-                    {"type": "file", "file_url": {"url": f"http://127.0.0.1:{files_port}/big.pdf"}},
-                ]}]},
+                json={
+                    "model": "glm-4",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {"type": "text", "text": "Summarise this document."},
+                                {
+                                    "type": "file",
+                                    "file_url": {"url": f"http://127.0.0.1:{files_port}/big.pdf"},
+                                },
+                            ],
+                        }
+                    ],
+                },
                 timeout=600,
             )
             elapsed = time.monotonic() - started
@@ -130,8 +149,10 @@ def main(argv: list[str] | None = None) -> None:
             print(f"document:        {size / MB:8.1f} MiB (fetched by URL, uploaded upstream)")
             print(f"worker baseline: {baseline / MB:8.1f} MiB RSS")
             print(f"worker peak:     {peak / MB:8.1f} MiB RSS")
-            print(f"growth:          {(peak - baseline) / MB:8.1f} MiB "
-                  f"({(peak - baseline) / size:.1%} of the document)")
+            print(
+                f"growth:          {(peak - baseline) / MB:8.1f} MiB "
+                f"({(peak - baseline) / size:.1%} of the document)"
+            )
             print(f"time:            {elapsed:8.1f} s")
         finally:
             for proc in reversed(procs):

@@ -41,7 +41,9 @@ def sim_state() -> SimState:
 def json_response(obj: Any, http: int = 200, headers: dict[str, str] | None = None) -> Response:
     """orjson keeps non-ASCII as raw UTF-8, like upstream."""
     return Response(
-        orjson.dumps(obj), status=http, headers=headers,
+        orjson.dumps(obj),
+        status=http,
+        headers=headers,
         content_type="application/json; charset=utf-8",
     )
 
@@ -157,4 +159,3 @@ def _body_summary() -> Any:
     if request.method in ("GET", "HEAD", "DELETE") and not request.content_length:
         return None
     return request.get_json(silent=True, force=True)
-

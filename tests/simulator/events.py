@@ -92,7 +92,7 @@ def delta_items(
         if now[: len(before)] != before:
             raise ValueError(f"snapshot of {item['type']} does not extend the previous one")
         changed = changed or len(now) > len(before)
-        out.append({**item, key: now[len(before):]})
+        out.append({**item, key: now[len(before) :]})
     return out, changed
 
 

@@ -29,8 +29,16 @@ SEARCH_SOURCES = [
 ]
 SEARCH_ANSWER = "根据搜索结果【1†source】，这是模拟答案；另见【2†来源】。Search answer 🔎"
 SEARCH_LATE_RESULTS = [
-    {"match_key": "turn0search0", "title": "模拟结果一 Result zero", "url": "https://example.com/r0"},
-    {"match_key": "turn0search1", "title": "模拟结果二 Result one", "url": "https://example.org/r1"},
+    {
+        "match_key": "turn0search0",
+        "title": "模拟结果一 Result zero",
+        "url": "https://example.com/r0",
+    },
+    {
+        "match_key": "turn0search1",
+        "title": "模拟结果二 Result one",
+        "url": "https://example.org/r1",
+    },
 ]
 SEARCH_LATE_ANSWER = (
     "据报道【turn0search0】，这是模拟答案。另见 turn0search1。Late search answer 🔎"
@@ -237,7 +245,12 @@ def sc_long(ctx: Context) -> Script:
 
 def sc_unknown_types(ctx: Context) -> Script:
     browser = static(
-        [{"type": "browser_result", "browser_result": {"title": "网页", "url": "https://example.com"}}],
+        [
+            {
+                "type": "browser_result",
+                "browser_result": {"title": "网页", "url": "https://example.com"},
+            }
+        ],
         role="tool",
         recipient="browser",
     )

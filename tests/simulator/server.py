@@ -38,13 +38,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--access-ttl", type=float, default=3600.0)
     p.add_argument("--rotate-refresh", action="store_true")
     p.add_argument("--rotate-invalidates-old", action="store_true")
-    p.add_argument("--refresh-token", action="append", dest="allowed_refresh_tokens",
-                   help="accept only these refresh tokens (repeatable); default: any")
+    p.add_argument(
+        "--refresh-token",
+        action="append",
+        dest="allowed_refresh_tokens",
+        help="accept only these refresh tokens (repeatable); default: any",
+    )
     p.add_argument("--sign-secret", default=None)
     p.add_argument("--enforce-check-digit", action="store_true")
     p.add_argument("--require-app-name", action="store_true")
-    p.add_argument("--allow-concurrent", action="store_true",
-                   help="do not reject a second concurrent stream per account")
+    p.add_argument(
+        "--allow-concurrent",
+        action="store_true",
+        help="do not reject a second concurrent stream per account",
+    )
     p.add_argument("--zero-mode-thinks", action="store_true")
     p.add_argument("--video-polls", type=int, default=3, help="status polls until finished")
     p.add_argument("--public-base-url", default=None)

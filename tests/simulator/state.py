@@ -289,8 +289,7 @@ class SimState:
                     {k: v for k, v in u.items() if k != "data"} for u in self.uploads.values()
                 ],
                 "video_uploads": [
-                    {k: v for k, v in u.items() if k != "data"}
-                    for u in self.video_uploads.values()
+                    {k: v for k, v in u.items() if k != "data"} for u in self.video_uploads.values()
                 ],
                 "video_tasks": [dict(t) for t in self.video_tasks.values()],
                 "faults_pending": {k: [f.kind for f in q] for k, q in self.faults.items() if q},

@@ -112,7 +112,8 @@ def stream(acc: Account) -> Response:
         "is_networking": meta.get("is_networking"),
         "content": [
             {"role": m.get("role"), "item": item}
-            for m in body["messages"] if isinstance(m, dict)
+            for m in body["messages"]
+            if isinstance(m, dict)
             for item in (m.get("content") if isinstance(m.get("content"), list) else [])
         ],
     }
@@ -137,8 +138,9 @@ def stream(acc: Account) -> Response:
     except BaseException:
         lease.release(False)
         raise
-    summary.update(scenario=delivery.script.name, shape=delivery.shape,
-                   conversation=conv.id, turn=conv.turns)
+    summary.update(
+        scenario=delivery.script.name, shape=delivery.shape, conversation=conv.id, turn=conv.turns
+    )
     response = Response(
         delivery.write(),
         content_type="text/event-stream; charset=utf-8",
@@ -214,8 +216,15 @@ def _plan(
     if fault is not None and fault.kind == "slow_first_byte":
         time.sleep(fault.seconds)
     return Delivery(
-        state, lease, conv, prompt, script, env, shape if shape in SHAPES else "all",
-        fault.kind if fault else None, request.environ.get(FLUSH_HEADERS_KEY),
+        state,
+        lease,
+        conv,
+        prompt,
+        script,
+        env,
+        shape if shape in SHAPES else "all",
+        fault.kind if fault else None,
+        request.environ.get(FLUSH_HEADERS_KEY),
     )
 
 
