@@ -4,7 +4,7 @@ Every key gets ``REDIS_PREFIX`` so several deployments (or the test suite) can
 share one Redis. Locks use redis-py's Lock (SET NX PX + Lua release), so a
 crashed holder's lock expires after ``timeout``. Operations that must not
 race (the lease step, taking a slot) are Lua scripts; hash updates use
-WATCH/MULTI. The key layout is documented in ``docs/teams.md``.
+WATCH/MULTI. The key layout is documented in the README ("Shared state and Redis").
 """
 
 from __future__ import annotations
