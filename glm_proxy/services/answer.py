@@ -170,11 +170,11 @@ class AnswerJob:
             self._leased.set()
             self.attempts += 1
             state = _AttemptState()
+            succeeded = False
             try:
                 self._stream_once(account, state)
                 self.services.pool.report_success(account)
-                self.queue.put(End(account))
-                return
+                succeeded = True
             except RefreshTokenExpired as exc:
                 self.services.pool.report_dead(account)
                 self.services.upstream.invalidate(account)
@@ -201,6 +201,11 @@ class AnswerJob:
                 # In its own greenlet: cancel() (client gone, or the view done with
                 # the answer) must not cut the store I/O of cleanup and release short.
                 gevent.spawn(self._finish_attempt, account, state, lease).join()
+            if succeeded:
+                # Only now: the lease is free before the client reads [DONE], so a
+                # client that asks again right away finds its account available.
+                self.queue.put(End(account))
+                return
 
     def _stream_once(self, account: Account, state: _AttemptState) -> None:
         upstream = self.services.upstream
