@@ -47,3 +47,13 @@ def worker_exit(server, worker):
         app.extensions["glm_services"].janitor.join(timeout=10)
     except Exception:  # noqa: BLE001
         pass
+
+
+def child_exit(server, worker):
+    """In Prometheus multi-process mode, drop a dead worker's live gauges."""
+    import os
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` maps setting names (as environment variables) to values."""
-    from glm_proxy import attachments, auth, limits, logs, pool, store, upstream, web
+    from glm_proxy import attachments, auth, limits, logs, metrics, pool, store, upstream, web
     from glm_proxy.api import register_blueprints
     from glm_proxy.config import Settings
     from glm_proxy.models import ModelTable
@@ -41,4 +41,5 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
+    metrics.init_app(app)
     return app

@@ -115,6 +115,13 @@ class Settings:
         "MODELS_FILE", "", str, "JSON file with extra model table entries (see README)."
     )
 
+    metrics_enabled: bool = _setting(
+        "METRICS_ENABLED",
+        True,
+        _bool,
+        "Serve Prometheus metrics at `/metrics` (behind `ADMIN_KEY` when one is set).",
+    )
+
     # -- shared state --------------------------------------------------------
     store: str = _setting("STORE", "", _choice("", "memory", "redis"), "memory or redis.")
     redis_url: str = _setting("REDIS_URL", "", str, "Redis URL; enables the Redis store.")

@@ -10,6 +10,7 @@ import orjson
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from glm_proxy import metrics
 from glm_proxy.errors import (
     GLMProxyError,
     InvalidRequest,
@@ -101,16 +102,24 @@ def init_app(app: Flask) -> None:
         fields = getattr(g, "log_fields", {})
         started = getattr(g, "started", time.perf_counter())
         method, path, status = request.method, request.path, response.status_code
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        streaming = response.mimetype == "text/event-stream"
+        if streaming:
+            metrics.ACTIVE_STREAMS.inc()
 
         def write_log() -> None:
-            if path in ("/ping", "/healthz") and status < 400:
+            elapsed = time.perf_counter() - started
+            if streaming:
+                metrics.ACTIVE_STREAMS.dec()
+            metrics.observe(route, method, status, elapsed, fields.get("error"))
+            if path in ("/ping", "/healthz", "/metrics") and status < 400:
                 return
             log.info(
                 "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s",
                 method,
                 path,
                 status,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
                 fields.get("model", "-"),
                 fields.get("stream", "-"),
                 fields.get("account", "-"),

@@ -13,6 +13,7 @@ import gevent
 from gevent.pool import Group
 
 from glm_proxy.accounts import Account
+from glm_proxy.metrics import CONVERSATION_DELETES
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +33,12 @@ class Janitor:
             try:
                 self.upstream.delete_conversation(account, assistant_id, conversation_id)
                 self.deleted += 1
+                CONVERSATION_DELETES.labels("deleted").inc()
                 return
             except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
                 if attempt == 2:
                     self.failed += 1
+                    CONVERSATION_DELETES.labels("failed").inc()
                     log.warning(
                         "could not delete conversation %s of %s: %s",
                         conversation_id,
