@@ -16,6 +16,7 @@ so the admin API sees every worker and replica.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 import uuid
@@ -27,6 +28,8 @@ from flask import Response, after_this_request, g
 from glm_proxy.errors import RateLimited
 from glm_proxy.pool.lease import Slot
 from glm_proxy.store.base import Store
+
+log = logging.getLogger(__name__)
 
 PASSTHROUGH = "(passthrough)"
 BUCKET = 600  # seconds per usage bucket
@@ -98,16 +101,26 @@ class KeyLimits:
         held.extend(self._take_concurrency(name))
 
     def _finish(self, name: str, status: int, fields: dict, held: list[Slot]) -> None:
+        """Release the key's slot and record the outcome; never raises.
+
+        This runs as a response close callback, before the request log line
+        and the metrics: an exception here (the store is down, the very moment
+        an operator needs the log) would skip them and print a traceback for
+        every request.
+        """
         for slot in held:
             slot.release()
-        if status >= 400 or fields.get("error"):
-            self.usage.count(name, "errors")
-        usage = fields.get("usage")
-        if isinstance(usage, dict):
-            for field in TOKEN_FIELDS:
-                value = usage.get(field)
-                if isinstance(value, int) and value > 0:
-                    self.usage.count(name, field, value)
+        try:
+            if status >= 400 or fields.get("error"):
+                self.usage.count(name, "errors")
+            usage = fields.get("usage")
+            if isinstance(usage, dict):
+                for field in TOKEN_FIELDS:
+                    value = usage.get(field)
+                    if isinstance(value, int) and value > 0:
+                        self.usage.count(name, field, value)
+        except Exception as exc:  # noqa: BLE001 - usage is best effort; the answer was sent
+            log.warning("could not record usage for %s: %s", name, type(exc).__name__)
 
     def _check_rpm(self, name: str) -> None:
         limit = self.settings.key_rpm

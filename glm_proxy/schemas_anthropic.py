@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 
+from glm_proxy.errors import InvalidRequest
 from glm_proxy.schemas import ContentField, StopField
 
 
@@ -60,8 +61,11 @@ class AnthropicMessagesSchema(_Lenient):
     tool_choice = fields.Dict(allow_none=True)
     thinking = fields.Nested(ThinkingSchema, allow_none=True)
     service_tier = fields.Str(allow_none=True)
-    # Extensions shared with /v1/chat/completions.
-    conversation_id = fields.Str(allow_none=True, validate=validate.Regexp(r"^[A-Za-z0-9]{6,64}$"))
+    # Extensions shared with /v1/chat/completions. A message id (``msg_<conversation id>``)
+    # is accepted as the conversation id, since that is the id this endpoint hands out.
+    conversation_id = fields.Str(
+        allow_none=True, validate=validate.Regexp(r"^(?:msg_)?[A-Za-z0-9]{6,64}$")
+    )
     keep_conversation = fields.Bool(load_default=False, allow_none=True)
 
 
@@ -75,18 +79,38 @@ def _source_url(source: dict[str, Any]) -> str | None:
     return None
 
 
-def _block_to_parts(block: Any) -> list[dict[str, Any]]:
-    """One Anthropic content block -> OpenAI-style content parts."""
+def _source(block: dict[str, Any], path: str) -> dict[str, Any]:
+    """A block's ``source`` object; anything else is the caller's mistake (400, not 500)."""
+    source = block.get("source")
+    if source is None:
+        return {}
+    if not isinstance(source, dict):
+        raise InvalidRequest(
+            f"Invalid value for '{path}.source': must be an object.", param=f"{path}.source"
+        )
+    return source
+
+
+def _block_to_parts(block: Any, path: str) -> list[dict[str, Any]]:
+    """One Anthropic content block (at ``path`` in the request) -> OpenAI-style content parts.
+
+    Raises:
+        InvalidRequest: a block or its ``source`` has the wrong type.
+    """
     if isinstance(block, str):
         return [{"type": "text", "text": block}]
+    if not isinstance(block, dict):
+        raise InvalidRequest(
+            f"Invalid value for '{path}': each content block must be an object.", param=path
+        )
     kind = block.get("type")
     if kind == "text":
         return [{"type": "text", "text": str(block.get("text") or "")}]
     if kind == "image":
-        url = _source_url(block.get("source") or {})
+        url = _source_url(_source(block, path))
         return [{"type": "image_url", "image_url": {"url": url}}] if url else []
     if kind == "document":
-        source = block.get("source") or {}
+        source = _source(block, path)
         if source.get("type") == "text":
             return [{"type": "text", "text": str(source.get("data") or "")}]
         url = _source_url(source)
@@ -103,8 +127,8 @@ def _block_to_parts(block: Any) -> list[dict[str, Any]]:
         content = block.get("content")
         if isinstance(content, list):
             parts: list[dict[str, Any]] = []
-            for inner in content:
-                parts.extend(_block_to_parts(inner))
+            for index, inner in enumerate(content):
+                parts.extend(_block_to_parts(inner, f"{path}.content[{index}]"))
             return parts
         return [{"type": "text", "text": str(content or "")}]
     return []  # thinking, redacted_thinking and unknown blocks are not sent upstream
@@ -118,19 +142,19 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         system = "\n".join(str(b.get("text") or "") for b in system)
     if system:
         messages.append({"role": "system", "content": system})
-    for message in body["messages"]:
+    for m_index, message in enumerate(body["messages"]):
         content = message["content"]
         if isinstance(content, list):
             parts: list[dict[str, Any]] = []
-            for block in content:
-                parts.extend(_block_to_parts(block))
+            for b_index, block in enumerate(content):
+                parts.extend(_block_to_parts(block, f"messages[{m_index}].content[{b_index}]"))
             content = parts
         messages.append({"role": message["role"], "content": content})
     chat: dict[str, Any] = {
         "model": body["model"],
         "messages": messages,
         "stream": bool(body.get("stream")),
-        "conversation_id": body.get("conversation_id"),
+        "conversation_id": (body.get("conversation_id") or "").removeprefix("msg_") or None,
         "keep_conversation": bool(body.get("keep_conversation")),
     }
     thinking = body.get("thinking") or {}

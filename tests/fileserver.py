@@ -39,6 +39,7 @@ class FileServer:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     endless_sent: list[int] = field(default_factory=list)
+    last_host: str | None = None  # the Host header of the latest request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
@@ -67,6 +68,7 @@ def _handler(server: FileServer):
             query = parse_qs(parts.query)
             with server.lock:
                 server.hits[parts.path] = server.hits.get(parts.path, 0) + 1
+                server.last_host = self.headers.get("Host")
                 entry = server.files.get(parts.path)
             if parts.path == "/redirect":
                 self.send_response(302)

@@ -7,6 +7,7 @@ the Redis tests are skipped, except in CI (``CI=true``), where a missing Redis
 is a failure. ``redis_url`` gives each test its own database number and key
 prefix, deleted afterwards. Import both fixtures into a test module:
 ``from tests.redis_fixture import redis_server, redis_url  # noqa: F401``.
+``private_redis`` is a server of the test's own that it may stop and restart.
 """
 
 from __future__ import annotations
@@ -39,25 +40,11 @@ class RedisServer:
 _shared: list[RedisServer] = []  # one server however many modules import the fixture
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
-    if _shared:
-        yield _shared[0]
-        return
-    external = os.environ.get("TEST_REDIS_URL", "").rstrip("/")
-    if external:
-        _shared.append(
-            RedisServer(external.rsplit("/", 1)[0] if external.count("/") > 2 else external)
-        )
-        yield _shared[0]
-        return
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
-            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
-        pytest.skip("redis-server is not installed")
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
+def spawn_redis(binary: str, port: int, workdir) -> subprocess.Popen:
+    """Start ``redis-server`` on 127.0.0.1:``port`` (no persistence) and wait until it answers.
+
+    Also used directly by tests that stop and restart their own server (Redis outages).
+    """
     proc = subprocess.Popen(
         [
             binary,
@@ -79,16 +66,39 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
 
     client = redis.Redis(port=port)
     deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"redis-server did not start on port {port}")
-            time.sleep(0.05)
-    client.close()
+    try:
+        while True:
+            try:
+                client.ping()
+                return proc
+            except redis.ConnectionError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    pytest.fail(f"redis-server did not start on port {port}")
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
+    if _shared:
+        yield _shared[0]
+        return
+    external = os.environ.get("TEST_REDIS_URL", "").rstrip("/")
+    if external:
+        _shared.append(
+            RedisServer(external.rsplit("/", 1)[0] if external.count("/") > 2 else external)
+        )
+        yield _shared[0]
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    proc = spawn_redis(binary, port, tmp_path_factory.mktemp("redis"))
     _shared.append(RedisServer(f"redis://127.0.0.1:{port}", proc))
     yield _shared[0]
     proc.terminate()
@@ -96,6 +106,42 @@ def redis_server(tmp_path_factory) -> Iterator[RedisServer]:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+@dataclass
+class PrivateRedis:
+    """A redis-server of one test's own, which the test may stop and start again (outages)."""
+
+    binary: str
+    port: int
+    workdir: object
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = spawn_redis(self.binary, self.port, self.workdir)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+
+
+@pytest.fixture
+def private_redis(tmp_path) -> Iterator[PrivateRedis]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail("redis-server is not installed (CI must install it: see .ci/run)")
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(binary, free_port(), tmp_path)
+    server.start()
+    yield server
+    server.stop()
 
 
 @dataclass

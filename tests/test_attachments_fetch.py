@@ -166,6 +166,34 @@ def test_https_connects_to_the_checked_address_and_verifies_the_name(tls_server,
         fetch(f"https://other.test:{port}/x", LIMITS, guard)
 
 
+def test_an_internationalised_host_name_is_fetched_in_punycode(files):
+    """``例子.test`` travels as ``xn--fsqu00a.test`` (guard, Host header); the raw name
+    could not even be encoded into the request line (a 500)."""
+    url = files.add("/idn.txt", b"idn")
+    port = url.split(":")[2].split("/")[0]
+    asked = []
+
+    def resolver(host, _port):
+        asked.append(host)
+        return ["127.0.0.1"]
+
+    guard = FetchGuard(AllowList.parse(["127.0.0.1"]), resolver)
+    with fetch(f"http://例子.test:{port}/idn.txt", LIMITS, guard) as blob:
+        assert blob.read_all() == b"idn"
+    assert asked == ["xn--fsqu00a.test"]
+    assert files.last_host == f"xn--fsqu00a.test:{port}"
+    by_name = FetchGuard(AllowList.parse(["例子.test"]), lambda host, port: ["127.0.0.1"])
+    with fetch(f"http://例子.test:{port}/idn.txt", LIMITS, by_name) as blob:
+        assert blob.read_all() == b"idn"  # an allow-list entry may be written either way
+
+
+def test_an_invalid_internationalised_host_is_a_400():
+    guard = FetchGuard(AllowList.parse(["127.0.0.1"]), lambda host, port: ["127.0.0.1"])
+    with pytest.raises(FetchError, match="not a valid domain name") as info:
+        fetch("http://" + "ü" * 70 + ".test/x", LIMITS, guard)
+    assert info.value.status == 400
+
+
 def test_the_next_checked_address_is_tried_when_one_refuses(files):
     """Like a dual-stack host whose first address has no route: 127.0.0.2 refuses (the
     server listens on 127.0.0.1 only), 127.0.0.1 answers."""

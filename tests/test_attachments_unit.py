@@ -230,6 +230,54 @@ def test_prepare_frame_outputs_1440_wide_jpeg(fmt, alpha):
         assert pixel[0] > 180 and pixel[1] < 80
 
 
+FRAME_UNDER_MEMORY_CAP = """
+import io, resource, sys
+from PIL import Image
+from glm_proxy.attachments.blob import from_bytes
+from glm_proxy.attachments.frames import prepare_frame
+
+resource.setrlimit(resource.RLIMIT_AS, (1024**3, 1024**3))
+buf = io.BytesIO()
+Image.new("RGB", (10, 10000), (200, 10, 10)).save(buf, "PNG")
+out = prepare_frame(from_bytes(buf.getvalue(), source="tall.png"))
+print(Image.open(io.BytesIO(out)).size)
+"""
+
+
+def test_a_tiny_very_tall_image_is_framed_in_bounded_memory():
+    """A 10x10000 PNG is a few hundred bytes; scaling it to width 1440 before cropping meant
+    a 1440x1,440,000 intermediate (about 8 GB). Under a 1 GiB address-space cap the frame
+    must still come out (the crop is taken from the source, then resized)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run(
+        [sys.executable, "-c", FRAME_UNDER_MEMORY_CAP],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "(1440, 960)"
+
+
+def test_prepare_frame_keeps_the_centre_of_a_very_tall_image():
+    """Red top half, blue bottom half: the centre crop straddles the boundary."""
+    image = Image.new("RGB", (20, 6000), (255, 0, 0))
+    image.paste(Image.new("RGB", (20, 3000), (0, 0, 255)), (0, 3000))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    with spool([buf.getvalue()], limit=10**7, source="x") as blob:
+        out = prepare_frame(blob)
+    with Image.open(io.BytesIO(out)) as frame:
+        assert frame.size == (1440, 960)
+        top, bottom = frame.getpixel((720, 5)), frame.getpixel((720, 955))
+    assert top[0] > 200 and top[2] < 60
+    assert bottom[2] > 200 and bottom[0] < 60
+
+
 def test_prepare_frame_rejects_non_images():
     blob = spool([pdf_bytes()], limit=10**7, source="http://h/x.pdf")
     with blob, pytest.raises(InvalidRequest, match="not an image"):

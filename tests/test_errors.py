@@ -272,3 +272,30 @@ def test_secrets_never_reach_the_logs(proxy, simulator, token):
         if value:
             assert value not in logs
     assert orjson.dumps(token).decode() not in logs
+
+
+def test_non_stream_answer_is_retried_after_a_mid_stream_drop(client, simulator, token):
+    """Nothing reached the client yet, so a broken upstream stream is retried, not a 502."""
+    simulator.fault(token, "drop_mid_stream", count=1)
+    completion = client.chat.completions.create(
+        model="glm-4", messages=user("x [[sim:long n=10 delay=0.01]]")
+    )
+    text = completion.choices[0].message.content
+    assert text.count("第1句") == 1 and "第10句" in text  # the second answer, once
+    assert completion.choices[0].finish_reason == "stop"
+    account = simulator.wait_deleted(token)
+    assert account["stream_count"] == 2
+    assert len(account["conversations_deleted"]) == 2  # the broken one is deleted too
+    assert completion.id in account["conversations_deleted"]
+
+
+def test_anthropic_non_stream_answer_is_retried_after_a_mid_stream_drop(proxy, simulator, token):
+    import anthropic
+
+    simulator.fault(token, "drop_mid_stream", count=1)
+    claude = anthropic.Anthropic(base_url=proxy.base, api_key=token, max_retries=0)
+    message = claude.messages.create(
+        model="glm-4", max_tokens=100, messages=user("x [[sim:long n=10 delay=0.01]]")
+    )
+    assert message.content[-1].text.count("第1句") == 1 and "第10句" in message.content[-1].text
+    assert simulator.wait_deleted(token)["conversations_alive"] == []

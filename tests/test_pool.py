@@ -141,6 +141,23 @@ def test_a_killed_waiter_leaves_the_line(make_pool) -> None:
     assert lease.account is A
 
 
+def test_a_failover_retry_does_not_hold_back_the_line(make_pool) -> None:
+    """A retry that excludes A (it just failed there) and waits for busy B must not stand
+    at the head of the shared line, keeping everyone behind it off the free account A
+    until B frees up or its own deadline passes (QUEUE_TIMEOUT, 30 s by default)."""
+    pool = make_pool(QUEUE_TIMEOUT=30)
+    on_b = pool.lease([B])  # a long answer
+    retry = gevent.spawn(pool.lease, [A, B], exclude={A.fingerprint})
+    gevent.sleep(0.1)
+    assert not retry.ready()  # waiting for B
+    with gevent.Timeout(5):
+        fresh = pool.lease([A, B])
+    assert fresh.account is A
+    assert not retry.ready()
+    on_b.release()
+    assert retry.get(timeout=5).account is B
+
+
 def test_release_wakes_a_waiter_promptly(make_pool) -> None:
     pool = make_pool()
     holder = pool.lease([A])
@@ -291,3 +308,73 @@ def test_rotation_rewrites_the_file_and_keeps_the_identity(tmp_path) -> None:
     assert entry.account.refresh_token == "rt-new-2"
     assert entry.account.fingerprint == original.fingerprint  # same account after a restart
     assert not rewrite_token(str(file), "nope", "rt-x")
+
+
+class _Upstream:
+    """Records which accounts' cached access tokens were dropped."""
+
+    def __init__(self) -> None:
+        self.invalidated: list[str] = []
+
+    def invalidate(self, account: Account) -> None:
+        self.invalidated.append(account.fingerprint)
+
+
+def test_a_token_replaced_on_an_id_line_starts_fresh(make_pool) -> None:
+    """``tok id=<fp>`` keeps the identity; a new token there must not inherit "dead", nor
+    be overridden by the dead token of an earlier followed rotation."""
+    from glm_proxy.pool import PoolOperations
+
+    ident = A.fingerprint
+    first = make_pool(pooled=(Account("rt-rotated-1", ident),))
+    ops = PoolOperations(first, _Upstream())
+    assert ops.adopt_configured_tokens() == []  # first start: remembered, nothing reset
+    first.store.set(f"rot:{ident}", "rt-rotated-1")  # the service followed a rotation
+    first.report_dead(Account("rt-rotated-1", ident))
+
+    # Restart with the same line: nothing changes (still dead, rotation kept).
+    same = AccountPool(first.settings, first.store, [PoolEntry(Account("rt-rotated-1", ident))])
+    assert PoolOperations(same, _Upstream()).adopt_configured_tokens() == []
+    assert same.health(ident).state is State.DEAD
+
+    # The service wrote a newer rotation back into the file itself: not an operator change.
+    first.store.set(f"rot:{ident}", "rt-rotated-2")
+    written = AccountPool(first.settings, first.store, [PoolEntry(Account("rt-rotated-2", ident))])
+    assert PoolOperations(written, _Upstream()).adopt_configured_tokens() == []
+    assert written.health(ident).state is State.DEAD
+
+    # The operator pasted a fresh login's token on the line, keeping id=.
+    fresh = AccountPool(first.settings, first.store, [PoolEntry(Account("rt-new-login", ident))])
+    upstream = _Upstream()
+    assert PoolOperations(fresh, upstream).adopt_configured_tokens() == [ident]
+    health = fresh.health(ident)
+    assert health.state is State.ACTIVE and health.last_error == ""
+    assert fresh.store.get(f"rot:{ident}") is None  # the dead rotation no longer wins
+    assert upstream.invalidated == [ident]
+    assert fresh.lease([fresh.accounts[0]]).account.refresh_token == "rt-new-login"
+
+
+def test_a_disabled_account_stays_disabled_when_its_token_changes(make_pool) -> None:
+    from glm_proxy.pool import PoolOperations
+
+    ident = B.fingerprint
+    pool = make_pool(pooled=(Account("rt-b-1", ident),))
+    PoolOperations(pool, _Upstream()).adopt_configured_tokens()
+    pool.set_enabled(ident, False)
+    changed = AccountPool(pool.settings, pool.store, [PoolEntry(Account("rt-b-2", ident))])
+    assert PoolOperations(changed, _Upstream()).adopt_configured_tokens() == [ident]
+    assert changed.health(ident).state is State.DISABLED  # "hands off" until enabled
+
+
+def test_all_dead_is_the_callers_401_only_for_their_own_tokens(make_pool) -> None:
+    """Pass-through tokens are the caller's to renew (401); a team caller whose pool ran
+    out of accounts gets the 503 the next request would get (not "bad API key")."""
+    pool = make_pool()
+    expired = RefreshTokenExpired("log in again")
+    own = Account.from_token("rt-someone-elses")
+    assert pool.all_dead([own], expired) is expired
+    for account in (A, B):
+        pool.report_dead(account)
+    error = pool.all_dead([A, B], expired)
+    assert isinstance(error, ServiceUnavailable) and error.status == 503
+    assert "2 dead" in error.message

@@ -38,6 +38,9 @@ def test_the_table_covers_every_state_and_event() -> None:
         (State.DISABLED, Event.ENABLE, State.ACTIVE),
         (State.ACTIVE, Event.DISABLE, State.DISABLED),
         (State.DEAD, Event.DISABLE, State.DISABLED),
+        (State.DEAD, Event.TOKEN_CHANGED, State.ACTIVE),
+        (State.COOLING, Event.TOKEN_CHANGED, State.ACTIVE),
+        (State.DISABLED, Event.TOKEN_CHANGED, State.DISABLED),
     ],
 )
 def test_transitions(state: State, event: Event, expected: State) -> None:

@@ -9,9 +9,11 @@ back into ``ACCOUNTS_FILE``, so even the memory store survives a restart.
 from __future__ import annotations
 
 import pytest
+import requests
 
 from glm_proxy.accounts import fingerprint
 from tests.conftest import start_proxy, stop_proxy
+from tests.redis_fixture import redis_server, redis_url  # noqa: F401
 from tests.team_support import admin, ask, assert_no_secrets, new_key, new_tokens
 
 
@@ -52,3 +54,43 @@ def test_rotation_is_followed_and_persisted_across_restarts(rotating, tmp_path) 
     assert account["refresh_count"] == 2  # one refresh per run, each with the newest token
     assert original in rotating.state()["dead_refresh_tokens"]
     assert_no_secrets("".join(logs), [original, token, key, admin_key])
+
+
+def test_a_new_token_on_a_dead_accounts_line_brings_it_back(rotating, tmp_path, request):
+    """With Redis, a followed rotation, then the rotated token revoked: the operator logs
+    in again and pastes the new token over the old one (the line keeps ``id=``). After a
+    restart the account serves again, with the new token, without an admin call."""
+    (original,) = new_tokens(1)
+    accounts_file = tmp_path / "accounts.txt"
+    accounts_file.write_text(f"{original} name=main\n")
+    key, admin_key = new_key("team"), new_key("admin")
+    env = {
+        **request.getfixturevalue("redis_url").env(),
+        "ACCOUNTS_FILE": str(accounts_file),
+        "API_KEYS": f"team:{key}",
+        "ADMIN_KEY": admin_key,
+        "FOLLOW_TOKEN_ROTATION": "true",
+    }
+    ident = fingerprint(original)
+    server = start_proxy(rotating, tmp_path, **env)
+    try:
+        assert ask(server, key, "before the revocation")
+        rotated = accounts_file.read_text().split()[0]
+        requests.post(f"{rotating.base}/_sim/tokens/dead", json={"token": rotated}, timeout=5)
+        checked = admin(server, admin_key, "POST", f"/accounts/{ident}/check")
+        assert checked["state"] == "dead"
+    finally:
+        stop_proxy(server)
+
+    (new_login,) = new_tokens(1)
+    accounts_file.write_text(accounts_file.read_text().replace(rotated, new_login))
+    assert f"id={ident}" in accounts_file.read_text()
+    server = start_proxy(rotating, tmp_path, **env)
+    try:
+        (listed,) = admin(server, admin_key, "GET", "/accounts")["data"]
+        assert listed["id"] == ident and listed["state"] == "active"
+        assert ask(server, key, "after the new login")
+    finally:
+        stop_proxy(server)
+    assert rotating.account(new_login)["refresh_count"] == 1  # the new token was used
+    assert_no_secrets(server.logs(), [original, rotated, new_login, key, admin_key])

@@ -285,3 +285,9 @@ def test_unreachable_redis_is_a_503_not_a_crash() -> None:
         store.get("anything")
     assert caught.value.status == 503 and caught.value.headers["Retry-After"] == "5"
     assert store.ping() is False
+    # The lock (single-flight token refresh, upload cache) and scan are no exception:
+    # a raw redis error there became a 500 "internal error" from inside the answer job.
+    with pytest.raises(StoreUnavailable), store.lock("refresh:x", blocking_timeout=1):
+        pass
+    with pytest.raises(StoreUnavailable):
+        list(store.scan("at:"))

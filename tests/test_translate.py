@@ -556,6 +556,16 @@ def test_rewrite_to_shorter_text_emits_nothing() -> None:
     assert collect(deltas)[0] == "abcdef"
 
 
+def test_delta_equal_to_the_start_of_the_text_is_not_dropped() -> None:
+    # delta frames "我", "认为", ..., "我", ... : the second "我" equals the start of what
+    # the part holds, which is no reason to read it as a stale snapshot (spec §6.4:
+    # only a new text that starts with what is held is a snapshot)
+    text = "我认为这个问题我们可以这样看：我同意。The end: T"
+    cuts = [1, 3, 5, 7, 8, 9, 15, 16, 18, 19, 29, 30]
+    script = Script([Part("t", grow("text", *(text[:c] for c in cuts), text))])
+    assert collect(run_shapes(script)) == (text, "")
+
+
 def test_repeated_characters_in_delta_shape_are_repaired_by_the_finish_frame() -> None:
     # delta "哈" after "哈" looks like an unchanged snapshot; the finish frame "哈哈" extends
     # what was sent, so nothing is lost. (A longer ambiguous run, e.g. "哈" "哈" "哈！",
@@ -599,10 +609,17 @@ def test_incremental_rendering_equals_rendering_the_final_text(seed: int) -> Non
     streamed = Script([*sources, Part("t", grow("text", *(text[:c] for c in cuts), text))])
     at_once = Script([*sources, Part("t", grow("text", text))])
     expected = collect(translate_all(events(at_once, "all")))
-    # snapshot shapes only: random soup repeats short tokens ("t", "t"), which the delta
-    # shape cannot tell from an unchanged snapshot (the merge rule's documented limit)
     for shape in ("all", "current"):
         assert collect(translate_all(events(streamed, shape))) == expected, shape
+    # the delta shape too, once the part holds more than any one delta: the merge rule's
+    # documented limit is a delta equal to (or starting with) everything held so far
+    head = "前言：" + "".join(rng.choice(MARKER_SOUP) for _ in range(40))
+    cuts = [len(head), *(len(head) + c for c in cuts)]
+    text = head + text
+    streamed = Script([*sources, Part("t", grow("text", *(text[:c] for c in cuts), text))])
+    at_once = Script([*sources, Part("t", grow("text", text))])
+    expected = collect(translate_all(events(at_once, "all")))
+    assert collect(translate_all(events(streamed, "delta"))) == expected
 
 
 # -- merge rule ----------------------------------------------------------------
@@ -614,7 +631,7 @@ def test_incremental_rendering_equals_rendering_the_final_text(seed: int) -> Non
         ("", "abc", False, "abc"),  # first value
         ("abc", "abcdef", False, "abcdef"),  # cumulative snapshot
         ("abc", "abc", False, "abc"),  # unchanged
-        ("abcdef", "abc", False, "abcdef"),  # stale shorter snapshot
+        ("abcdef", "abc", False, "abcdefabc"),  # a delta equal to the start of the text
         ("abc", "def", False, "abcdef"),  # delta
         ("abc", "xyz", True, "xyz"),  # finish frame is authoritative
         ("abcdef", "abc", True, "abc"),  # ... even when shorter
@@ -623,6 +640,11 @@ def test_incremental_rendering_equals_rendering_the_final_text(seed: int) -> Non
 )
 def test_merge_value(held: str, new: str, authoritative: bool, expected: str) -> None:
     assert merge_value(held, new, authoritative) == expected
+
+
+def test_merge_value_ignores_a_stale_repeat_of_a_finished_item() -> None:
+    assert merge_value("abcdef", "abc", False, finished=True) == "abcdef"
+    assert merge_value("abcdef", "gh", False, finished=True) == "abcdefgh"
 
 
 def test_every_event_shape_repeating_finished_parts_is_a_no_op() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import time
+import uuid
 from contextlib import contextmanager
 
 import orjson
@@ -323,6 +324,38 @@ def test_frame_image_really_is_cropped_from_the_centre(media_proxy, simulator, t
         assert got.size == (1440, 960)
         centre, corner = got.getpixel((720, 480)), got.getpixel((5, 5))
     assert centre[2] > 200 and centre[0] < 60 and corner[2] > 200  # all blue: the middle third
+
+
+def test_a_team_whose_pool_account_is_dead_gets_503_not_401(simulator, tmp_path):
+    """A team member's API key is fine; a revoked pool account is the server's problem:
+    503 (what the next request gets anyway), not 401 "log in again" (the SDK's
+    AuthenticationError, read as a bad key)."""
+    key = "sk-team-" + uuid.uuid4().hex
+    server = start_proxy(
+        simulator, tmp_path, ACCOUNTS=f"dead-{uuid.uuid4().hex}", API_KEYS=f"team:{key}"
+    )
+    try:
+        first = generate(server, key, {"prompt": "x"})
+        second = generate(server, key, {"prompt": "x"})
+    finally:
+        stop_proxy(server)
+    for resp in (first, second):
+        assert resp.status_code == 503, resp.text
+        assert resp.json()["error"]["code"] == "service_unavailable"
+        assert "1 dead" in resp.json()["error"]["message"]
+
+
+def test_a_tiny_very_tall_first_frame_is_framed(media_proxy, simulator, token):
+    """A 12x12000 PNG (a few hundred bytes): scaled whole to width 1440 it would need
+    gigabytes; the proxy crops first and the upstream still gets a 1440x960 JPEG."""
+    buf = io.BytesIO()
+    Image.new("RGB", (12, 12000), (30, 200, 30)).save(buf, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    resp = generate(media_proxy, token, {"prompt": "x", "image_url": url})
+    assert resp.status_code == 200, resp.text
+    (frame,) = frames_of(simulator, token)
+    assert (frame["width"], frame["height"]) == (1440, 960)
+    wait_task_deleted(simulator, token)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")

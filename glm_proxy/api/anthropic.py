@@ -7,6 +7,7 @@ this blueprint use the Anthropic error shape (``{"type": "error", "error":
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
 from glm_proxy.usage import estimate_tokens
 from glm_proxy.web import _http_error, json_response, read_json
 
+log = logging.getLogger(__name__)
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 
 MESSAGES_SCHEMA = AnthropicMessagesSchema()
@@ -52,12 +54,37 @@ def _http(exc: HTTPException) -> Response:
     return _error(_http_error(exc))
 
 
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception) -> Response:
+    """A bug still answers in the shape the Anthropic SDK parses (the app's handler is OpenAI's)."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return _error(GLMProxyError("The server had an error while processing your request."))
+
+
 def _message_id(job: AnswerJob) -> str:
     return "msg_" + (job.conversation_id or uuid.uuid4().hex)
 
 
 def _input_tokens(plan: ChatPlan) -> int:
     return estimate_tokens(plan.prompt.text)
+
+
+def _output_tokens(acc: CompletionAccumulator) -> int:
+    return estimate_tokens(acc.text + acc.reasoning) if acc.text else 0
+
+
+def _record(job: AnswerJob, log_fields: dict, input_tokens: int, output_tokens: int) -> None:
+    """The account for the request log and the usage for per-key counters (glm_proxy.limits).
+
+    The same numbers the client sees in ``usage``, in the OpenAI terms the counters use.
+    """
+    if job.account is not None:
+        log_fields["account"] = job.account.fingerprint
+    log_fields["usage"] = {
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+    }
 
 
 @bp.post("/messages")
@@ -96,6 +123,8 @@ def _complete(job: AnswerJob, plan: ChatPlan) -> Response:
             break
         acc.feed(item)
     include_thinking = plan.translate_options.include_reasoning
+    input_tokens, output_tokens = _input_tokens(plan), _output_tokens(acc)
+    _record(job, g.log_fields, input_tokens, output_tokens)
     return json_response(
         build_message(
             _message_id(job),
@@ -103,8 +132,8 @@ def _complete(job: AnswerJob, plan: ChatPlan) -> Response:
             text=acc.text,
             thinking=acc.reasoning if include_thinking else "",
             finish_reason=acc.finish_reason,
-            input_tokens=_input_tokens(plan),
-            output_tokens=estimate_tokens(acc.text + acc.reasoning) if acc.text else 0,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
         )
     )
 
@@ -133,11 +162,10 @@ def _stream(job: AnswerJob, plan: ChatPlan, settings, log_fields: dict) -> Itera
                 for event in formatter.start():
                     yield encode_anthropic_event(*event)
             if isinstance(item, End):
-                output = estimate_tokens(acc.text + acc.reasoning) if acc.text else 0
+                output = _output_tokens(acc)
+                _record(job, log_fields, formatter.input_tokens, output)
                 for event in formatter.finish(output):
                     yield encode_anthropic_event(*event)
-                if job.account is not None:
-                    log_fields["account"] = job.account.fingerprint
                 log_fields["latency_to_end"] = round(time.monotonic() - started, 3)
                 return
             acc.feed(item)

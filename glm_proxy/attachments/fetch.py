@@ -86,6 +86,21 @@ def _pool(scheme: str, host: str, address: str, port: int, limits: FetchLimits):
     return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
 
 
+def _ascii_host(url: str, host: str) -> str:
+    """The host as it travels on the wire: an internationalised name in punycode.
+
+    ``bücher.example`` is ``xn--bcher-kva.example`` in DNS, the ``Host`` header,
+    SNI and certificates; the raw text cannot even be encoded into a header.
+    The guard checks this form too, so it judges exactly what is connected to.
+    """
+    if host.isascii():
+        return host
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise _fail(url, "the host name is not a valid domain name") from None
+
+
 def _host_header(host: str, port: int, scheme: str) -> str:
     shown = f"[{host}]" if ":" in host else host
     default = 443 if scheme == "https" else 80
@@ -101,6 +116,7 @@ def _open(url: str, guard: FetchGuard | None, limits: FetchLimits):
     scheme, host = parts.scheme.lower(), parts.hostname
     if scheme not in ("http", "https") or not host:
         raise _fail(url, "only http(s) URLs and data: URLs are supported")
+    host = _ascii_host(url, host)
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:

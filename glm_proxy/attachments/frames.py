@@ -6,6 +6,10 @@ high before uploading (notes §9). We do the same with Pillow for whatever
 arrives (PNG, JPEG, WebP, GIF, with or without alpha): EXIF rotation is
 applied, transparency is flattened onto white (JPEG has no alpha), and the
 result is a JPEG.
+
+The crop is taken in source pixels and resized straight to the final frame,
+never through the full-height intermediate: a 10x10000 PNG (a few hundred
+bytes) would otherwise be scaled to 1440x1,440,000 first, gigabytes of RAM.
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ def frame_geometry(width: int, height: int) -> tuple[int, int, int]:
     return scaled, (scaled - final) // 2, final
 
 
+def source_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """The band of a ``width`` x ``height`` source that becomes the frame (left, top, right,
+    bottom in source pixels): the centre crop of ``frame_geometry``, scaled back."""
+    _, top, final = frame_geometry(width, height)
+    per_pixel = width / FRAME_WIDTH  # source pixels per frame pixel, both directions
+    return 0.0, top * per_pixel, float(width), min(float(height), (top + final) * per_pixel)
+
+
 def prepare_frame(blob: Blob) -> bytes:
     """The blob's image as a JPEG of width 1440 and height <= 960 (centre crop).
 
@@ -63,10 +75,9 @@ def prepare_frame(blob: Blob) -> bytes:
             "(use PNG, JPEG or WebP).",
             param="image_url",
         ) from None
-    scaled, top, final = frame_geometry(*image.size)
-    image = image.resize((FRAME_WIDTH, scaled), Image.Resampling.LANCZOS)
-    if final != scaled:
-        image = image.crop((0, top, FRAME_WIDTH, top + final))
+    _, _, final = frame_geometry(*image.size)
+    box = source_box(*image.size)
+    image = image.resize((FRAME_WIDTH, final), Image.Resampling.LANCZOS, box=box)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=JPEG_QUALITY)
     return out.getvalue()

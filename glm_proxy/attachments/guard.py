@@ -106,7 +106,7 @@ class AllowList:
             try:
                 networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
             except ValueError:
-                names.add(entry)
+                names.add(_idna(entry))
         return cls(frozenset(names), tuple(networks))
 
     def allows_host(self, host: str) -> bool:
@@ -144,6 +144,14 @@ class FetchGuard:
                 shown = host if literal is not None else f"{host} ({address})"
                 raise BlockedAddress(f"{shown} is a {reason} address")
         return addresses
+
+
+def _idna(name: str) -> str:
+    """A host name as the fetcher sees it (punycode), so allow-list entries match."""
+    try:
+        return name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return name
 
 
 def _ip_literal(host: str) -> IPAddress | None:

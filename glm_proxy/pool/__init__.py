@@ -30,6 +30,10 @@ def init_app(app: Flask) -> None:
     pool.operations = PoolOperations(pool, upstream)
     if settings.follow_token_rotation:
         upstream.on_rotation = pool.operations.on_rotation
+    try:
+        pool.operations.adopt_configured_tokens()
+    except Exception as exc:  # noqa: BLE001 - e.g. Redis down at boot: serve (503s) rather than crash-loop
+        log.warning("could not compare the configured tokens with the store: %s", exc)
     pool.listen()
     if pool.entries:
         log.info(

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from gevent.event import Event as GEvent
 
-from glm_proxy.accounts import Account
+from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.errors import (
     AuthenticationError,
     GLMProxyError,
@@ -133,10 +133,20 @@ class AccountPool:
     # -- leasing ---------------------------------------------------------------------
 
     @staticmethod
-    def _queue_name(accounts: list[Account]) -> str:
-        """Requests with the same candidate set share a line."""
-        fps = sorted(a.fingerprint for a in accounts)
-        return hashlib.sha256(",".join(fps).encode()).hexdigest()[:16]
+    def _queue_name(
+        accounts: list[Account], excluded: set[str] | frozenset[str] = frozenset()
+    ) -> str:
+        """Requests with the same candidate set share a line.
+
+        A failover retry (some candidates excluded: it just failed there) waits in
+        a line of its own. In the shared line it would soon stand at the head, and
+        the head-first rule would keep everyone behind it off the very accounts it
+        cannot use. It lost its place by asking again anyway.
+        """
+        key = ",".join(sorted(a.fingerprint for a in accounts))
+        if excluded:
+            key += "|without:" + ",".join(sorted(excluded))
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def lease(
         self,
@@ -167,7 +177,8 @@ class AccountPool:
             SlotCandidate(a.fingerprint, max(1, a.max_streams), a.fingerprint in excluded)
             for a in accounts
         )
-        queue, ticket, lease_id = self._queue_name(accounts), uuid.uuid4().hex, uuid.uuid4().hex
+        queue = self._queue_name(accounts, excluded & set(by_fp))
+        ticket, lease_id = uuid.uuid4().hex, uuid.uuid4().hex
         deadline = time.monotonic() + s.queue_timeout
         ticket_ttl = max(5.0, self.poll_interval * 5)
         seq: int | None = None
@@ -280,6 +291,19 @@ class AccountPool:
             headers={"Retry-After": "30"},
         )
 
+    def all_dead(self, accounts: Iterable[Account], error: RefreshTokenExpired) -> GLMProxyError:
+        """The error for a request whose every candidate just turned out dead (40102).
+
+        A pass-through caller sent those refresh tokens: ``error`` (401, log in
+        again) is theirs to fix. A team caller's API key is fine; the server's
+        pool has run out of accounts, so they get the 503 the next request would
+        get from ``lease`` (an SDK maps 401 to "bad API key").
+        """
+        accounts = list(accounts)
+        if not accounts or not all(self.is_pooled(a.fingerprint) for a in accounts):
+            return error
+        return self._unusable(AcquireResult("none", dead=len(accounts)), accounts, set())
+
     # -- health ----------------------------------------------------------------------
 
     def _health_ttl(self, fp: str) -> float | None:
@@ -376,6 +400,40 @@ class PoolOperations:
         health = self.pool.apply(fp, Event.CHECK_OK)
         self.pool.notify()
         return health
+
+    def adopt_configured_tokens(self) -> list[str]:
+        """Give every account whose token an operator replaced a fresh start; run at start-up.
+
+        An ``id=`` line (written when a rotation is followed) keeps the account's
+        identity whatever token it holds. So when an operator pastes a new token
+        for a dead account, the old identity's state would stay: still dead, and
+        the followed rotation (``rot:<id>``, the dead token) would even be used
+        instead of the new one. The store remembers which token each account was
+        last configured with (``cfgtok:<id>``, its fingerprint); a different one
+        now, that is not simply the rotation the service itself wrote back, means
+        a new token: the rotation and the cached access token are dropped and the
+        health starts over (``token_changed``; a disabled account stays disabled).
+        Returns the identities that were reset.
+        """
+        store = self.pool.store
+        reset = []
+        for fp, entry in self.pool.entries.items():
+            configured = fingerprint(entry.account.refresh_token)
+            seen = store.get(f"cfgtok:{fp}")
+            if seen == configured:
+                continue
+            store.set(f"cfgtok:{fp}", configured)
+            if seen is None:
+                continue  # first start with this account: nothing to compare with
+            rotated = store.get(f"rot:{fp}")
+            if rotated and fingerprint(rotated) == configured:
+                continue  # the token the service wrote back itself
+            store.delete(f"rot:{fp}")
+            self.upstream.invalidate(entry.account)
+            self.pool.apply(fp, Event.TOKEN_CHANGED)
+            log.info("%s: its configured token changed; it starts fresh", entry.account)
+            reset.append(fp)
+        return reset
 
     def on_rotation(self, account: Account, new_token: str) -> None:
         """The upstream issued a new refresh token (the store already has it).

@@ -5,7 +5,9 @@
     cooling/active --success--> active (failure count reset)
     any --rejected (40102)--> dead: never used again until an operator enables
                                     or re-checks it, or the token changes
-                                    (a new token is a new fingerprint: a new account)
+                                    (a new token is a new fingerprint: a new account;
+                                    on an ``id=`` line the identity stays and the pool
+                                    applies ``token_changed`` at start-up)
     any --disable--> disabled --enable--> active
 
 Pure: no clock, no store. ``transition`` takes ``now`` and returns a new
@@ -34,6 +36,7 @@ class Event(StrEnum):
     DISABLE = "disable"  # operator
     ENABLE = "enable"  # operator
     CHECK_OK = "check_ok"  # operator re-check: the token refreshed fine
+    TOKEN_CHANGED = "token_changed"  # the operator configured a new token for the account
 
 
 A, C, D, X = State.ACTIVE, State.COOLING, State.DEAD, State.DISABLED
@@ -45,12 +48,14 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (A, Event.DISABLE): X,
     (A, Event.ENABLE): A,
     (A, Event.CHECK_OK): A,
+    (A, Event.TOKEN_CHANGED): A,
     (C, Event.SUCCESS): A,
     (C, Event.FAILURE): C,
     (C, Event.REJECTED): D,
     (C, Event.DISABLE): X,
     (C, Event.ENABLE): A,
     (C, Event.CHECK_OK): A,
+    (C, Event.TOKEN_CHANGED): A,
     # A stream that began before the 40102 may still finish: the account stays dead.
     (D, Event.SUCCESS): D,
     (D, Event.FAILURE): D,
@@ -58,6 +63,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (D, Event.DISABLE): X,
     (D, Event.ENABLE): A,
     (D, Event.CHECK_OK): A,
+    (D, Event.TOKEN_CHANGED): A,
     # Disabled means "hands off" whatever the account does; only enable undoes it.
     (X, Event.SUCCESS): X,
     (X, Event.FAILURE): X,
@@ -65,6 +71,7 @@ TRANSITIONS: dict[tuple[State, Event], State] = {
     (X, Event.DISABLE): X,
     (X, Event.ENABLE): A,
     (X, Event.CHECK_OK): X,
+    (X, Event.TOKEN_CHANGED): X,
 }
 
 
@@ -129,7 +136,8 @@ def transition(
         failures = health.failures + 1
         return Health(State.COOLING, failures, now + cooldown(failures, base, maximum), error, now)
     if target is State.ACTIVE:
-        last_error = "" if event in (Event.ENABLE, Event.CHECK_OK) else health.last_error
+        fresh = event in (Event.ENABLE, Event.CHECK_OK, Event.TOKEN_CHANGED)
+        last_error = "" if fresh else health.last_error
         return Health(State.ACTIVE, 0, 0.0, last_error, changed_at)
     if event in (Event.REJECTED, Event.FAILURE) and error:
         return replace(health, state=target, last_error=error, changed_at=changed_at)

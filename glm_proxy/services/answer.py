@@ -7,10 +7,15 @@ collects everything; both see the same deltas, so stream and non-stream
 answers always agree.
 
 Guarantees, on every path (finish, upstream error, client disconnect, which
-arrives here as ``cancel()`` killing the producer):
+arrives here as ``cancel()`` stopping the producer):
 - the upstream response is closed and the account lease released;
 - the conversation the upstream created is deleted in the background, unless
-  the client continues or asked to keep it;
+  the client continues or asked to keep it. The upstream names a new
+  conversation only in its first event, so a client that hangs up while an
+  upstream request is in flight but before that event (slow first byte, a
+  silent search) does not kill the producer at once: it reads on, in the
+  background and bounded by the upstream timeouts, until it learns the id,
+  then stops and the conversation is deleted like any other;
 - transient failures are retried (on another account when there is one) only
   while nothing has been handed to the client.
 """
@@ -67,6 +72,10 @@ class AnswerRequest:
     continue_conversation: str | None = None  # client continues this upstream conversation
     keep_conversation: bool = False
     pinned_account: Account | None = None  # conversation affinity
+    # The caller reads the whole answer before replying (non-stream): deltas are
+    # held until the attempt succeeded, so nothing has reached the client when an
+    # upstream stream breaks mid-answer, and that failure is retried too.
+    buffered: bool = False
 
 
 class AnswerJob:
@@ -81,6 +90,8 @@ class AnswerJob:
         self._greenlet: gevent.Greenlet | None = None
         self._peeked: Any = None
         self._leased = Event()  # set once an account is leased (or the job ended)
+        self._attempt: _AttemptState | None = None  # the attempt in progress, if any
+        self._cancelled = False
 
     # -- consumer side -------------------------------------------------------
 
@@ -129,9 +140,36 @@ class AnswerJob:
                 return
 
     def cancel(self) -> None:
-        """Stop the producer (client went away); its ``finally`` blocks clean up."""
-        if self._greenlet is not None and not self._greenlet.dead:
-            self._greenlet.kill(block=True, timeout=10)
+        """Stop the producer (client went away); its ``finally`` blocks clean up.
+
+        Never waits for the upstream: when the upstream may have created a
+        conversation whose id has not arrived yet, the producer is left to read
+        on in the background until the first event names it (it stops itself
+        there, and cleanup deletes it); a timer kills it if even the upstream
+        timeouts do not end that wait.
+        """
+        greenlet = self._greenlet
+        if greenlet is None or greenlet.dead:
+            return
+        self._cancelled = True
+        if self._awaiting_conversation_id():
+            s = self.services.settings
+            gevent.spawn_later(
+                s.glm_connect_timeout + 2 * s.glm_read_timeout, greenlet.kill, block=False
+            )
+            return
+        greenlet.kill(block=True, timeout=10)
+
+    def _awaiting_conversation_id(self) -> bool:
+        """An upstream request is in flight whose new conversation is still unnamed."""
+        state = self._attempt
+        return (
+            state is not None
+            and state.requested
+            and state.conversation_id is None
+            and not self.request.continue_conversation
+            and (state.translator is None or state.translator.conversation_id is None)
+        )
 
     # -- producer side -------------------------------------------------------
 
@@ -153,6 +191,8 @@ class AnswerJob:
         tried: set[str] = set()
         last_error: GLMProxyError | None = None
         while True:
+            if self._cancelled:
+                raise gevent.GreenletExit  # the client is gone: no further attempt
             if self.attempts > s.glm_retries:
                 raise last_error or UpstreamRetryable("the upstream kept failing")
             try:
@@ -169,8 +209,9 @@ class AnswerJob:
             self.account = account
             self._leased.set()
             self.attempts += 1
-            state = _AttemptState()
+            state = self._attempt = _AttemptState()
             succeeded = False
+            delay = 0.0
             try:
                 self._stream_once(account, state)
                 self.services.pool.report_success(account)
@@ -196,8 +237,8 @@ class AnswerJob:
                     raise
                 delay = s.glm_retry_backoff * (2 ** (self.attempts - 1))
                 log.info("retrying after %s on %s in %.2fs", exc.code, account, delay)
-                gevent.sleep(delay)
             finally:
+                self._attempt = None
                 # In its own greenlet: cancel() (client gone, or the view done with
                 # the answer) must not cut the store I/O of cleanup and release short.
                 gevent.spawn(self._finish_attempt, account, state, lease).join()
@@ -206,10 +247,16 @@ class AnswerJob:
                 # client that asks again right away finds its account available.
                 self.queue.put(End(account))
                 return
+            # The backoff runs after the failed attempt's lease went back, so it
+            # never holds an account another request could use meanwhile.
+            gevent.sleep(delay)
 
     def _stream_once(self, account: Account, state: _AttemptState) -> None:
         upstream = self.services.upstream
         payload = self.request.build_payload(account)
+        if self._cancelled:
+            raise gevent.GreenletExit  # the client left while we prepared: ask nothing
+        state.requested = True  # from here on the upstream may create a conversation
         response = upstream.open_stream(account, payload, referer=self.request.referer)
         state.response = response
         translator = Translator(self.request.translate_options)
@@ -224,6 +271,8 @@ class AnswerJob:
             self._empty_stream()
         for delta in translator.finish():
             self._hand_over(delta, state)
+        if not state.committed:
+            self._commit(state)  # a buffered answer, complete: hand it over
 
     def _feed(self, translator: Translator, data: str, state: _AttemptState) -> None:
         if not data or data == "[DONE]":
@@ -235,6 +284,9 @@ class AnswerJob:
             raise UpstreamProtocolError("the upstream sent an event that is not JSON") from None
         for delta in translator.feed(event):
             self._hand_over(delta, state)
+        if self._cancelled:
+            # cancel() let us read on only to learn the conversation id (see cancel)
+            raise gevent.GreenletExit
 
     def _empty_stream(self) -> None:
         """A zero-byte answer: the upstream's reply to an unknown conversation id."""
@@ -248,17 +300,30 @@ class AnswerJob:
         raise UpstreamRetryable("the upstream closed the answer stream without sending anything")
 
     def _hand_over(self, delta: Delta, state: _AttemptState) -> None:
-        """Queue a delta; the conversation id waits until real content commits the attempt."""
+        """Queue a delta; the conversation id waits until real content commits the attempt.
+
+        A buffered request holds every delta until the attempt has ended well.
+        """
         if isinstance(delta, ConversationStarted):
             state.conversation_id = delta.conversation_id
             state.started = delta
             return
+        if self.request.buffered and not state.committed:
+            state.held.append(delta)
+            return
         if not state.committed:
-            state.committed = True
-            self.conversation_id = state.conversation_id
-            if state.started is not None:
-                self.queue.put(state.started)
+            self._commit(state)
         self.queue.put(delta)
+
+    def _commit(self, state: _AttemptState) -> None:
+        """This attempt's answer goes to the client: no retry from here on."""
+        state.committed = True
+        self.conversation_id = state.conversation_id
+        if state.started is not None:
+            self.queue.put(state.started)
+        held, state.held = state.held, []
+        for delta in held:
+            self.queue.put(delta)
 
     def _finish_attempt(self, account: Account, state: _AttemptState, lease) -> None:
         try:
@@ -290,9 +355,11 @@ class AnswerJob:
 
 @dataclass
 class _AttemptState:
+    requested: bool = False  # the stream request was sent (a conversation may exist)
     response: Any = None
     conversation_id: str | None = None
     started: ConversationStarted | None = None
     committed: bool = False
+    held: list[Delta] = field(default_factory=list)  # a buffered request's answer so far
     events: int = 0
     translator: Translator | None = None

@@ -149,5 +149,6 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         continue_conversation=plan.conversation_id,
         keep_conversation=plan.keep_conversation,
         pinned_account=pinned,
+        buffered=not plan.stream,
     )
     return AnswerJob(services, caller.accounts, request).start()

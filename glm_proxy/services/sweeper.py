@@ -59,6 +59,8 @@ class Sweeper:
         while True:
             try:
                 self.run_round()
+            except GLMProxyError as exc:  # e.g. Redis is down: one line, not a traceback a minute
+                log.warning("conversation sweep skipped: %s", exc.code or type(exc).__name__)
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("conversation sweep failed")
             gevent.sleep(interval)

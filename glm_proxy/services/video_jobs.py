@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 PREFIX = "vjob:"
 ALIVE_TTL = 60.0
 ALIVE_EVERY = 15.0
+UNFINISHED = ("queued", "in_progress")
 STATUS_MAP = {"init": ("queued", 0), "queued": ("queued", 0), "processing": ("in_progress", 50)}
 PUBLIC_FIELDS = (
     "id",
@@ -138,17 +139,21 @@ class VideoJobs:
         job = self._load(job_id)
         if job is None or job.get("owner") != owner_of(caller):
             raise NotFound(f"No video job with id {job_id!r}.", param="video_id")
-        if job["status"] in ("queued", "in_progress") and not self.store.get(
-            f"{PREFIX}{job_id}:alive"
-        ):
-            job.update(
-                status="failed",
-                error={
-                    "code": "worker_lost",
-                    "message": "The worker running this job stopped before it finished; "
-                    "create the job again.",
-                },
-            )
+        if job["status"] in UNFINISHED and not self.store.get(f"{PREFIX}{job_id}:alive"):
+            # The runner saves the final state, then drops its alive key: it may have
+            # finished between our two reads. Only a job still unfinished now is lost.
+            job = self._load(job_id)
+            if job is None:
+                raise NotFound(f"No video job with id {job_id!r}.", param="video_id")
+            if job["status"] in UNFINISHED:
+                job.update(
+                    status="failed",
+                    error={
+                        "code": "worker_lost",
+                        "message": "The worker running this job stopped before it finished; "
+                        "create the job again.",
+                    },
+                )
         return self.public(job)
 
     def delete(self, caller: Caller, job_id: str) -> dict[str, Any]:
@@ -162,8 +167,13 @@ class VideoJobs:
     # -- runner --------------------------------------------------------------------
 
     def _keep_alive(self, job_id: str) -> None:
+        """Refresh the alive key until killed; a store hiccup must not end the beat (the job
+        would read as ``worker_lost`` a minute later while it is still running)."""
         while True:
-            self.store.set(f"{PREFIX}{job_id}:alive", "1", ttl=ALIVE_TTL)
+            try:
+                self.store.set(f"{PREFIX}{job_id}:alive", "1", ttl=ALIVE_TTL)
+            except Exception as exc:  # noqa: BLE001 - the next beat tries again
+                log.warning("video job %s: could not refresh its liveness: %s", job_id, exc)
             gevent.sleep(ALIVE_EVERY)
 
     def _run(self, job: dict[str, Any], caller: Caller, plan: VideoPlan) -> None:

@@ -155,7 +155,7 @@ def _create_task(svc, caller: Caller, plan: VideoPlan, frame: bytes | None):
             svc.upstream.invalidate(account)
             tried.add(account.fingerprint)
             if len(tried) >= len(caller.accounts):
-                raise
+                raise svc.pool.all_dead(caller.accounts, exc) from None
             last = exc
         except UpstreamRetryable as exc:
             if not isinstance(exc, UpstreamBusy):

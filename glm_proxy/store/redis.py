@@ -31,8 +31,19 @@ class StoreUnavailable(ServiceUnavailable):
     code = "store_unavailable"
 
 
+def _unavailable(exc: redis.RedisError) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"The shared state store (Redis) is unavailable ({type(exc).__name__}).",
+        headers={"Retry-After": "5"},
+    )
+
+
 def _translate_errors(cls: type) -> type:
-    """Turn ``redis.RedisError`` escaping a plain store call into ``StoreUnavailable``."""
+    """Turn ``redis.RedisError`` escaping a plain store call into ``StoreUnavailable``.
+
+    ``lock`` and ``scan`` are a context manager and a generator: they translate
+    their own errors where they happen.
+    """
     skip = {"lock", "scan", "subscribe", "ping", "close", "from_url", "k"}
     for name, member in list(vars(cls).items()):
         if name.startswith("_") or name in skip or not callable(member):
@@ -44,10 +55,7 @@ def _translate_errors(cls: type) -> type:
                 try:
                     return method(self, *args, **kwargs)
                 except redis.RedisError as exc:
-                    raise StoreUnavailable(
-                        f"The shared state store (Redis) is unavailable ({type(exc).__name__}).",
-                        headers={"Retry-After": "5"},
-                    ) from None
+                    raise _unavailable(exc) from None
 
             return call
 
@@ -120,8 +128,11 @@ class RedisStore(Store):
 
     def scan(self, prefix: str) -> Iterator[str]:
         cut = len(self.prefix)
-        for key in self.client.scan_iter(match=self.k(prefix) + "*", count=500):
-            yield key[cut:]
+        try:
+            for key in self.client.scan_iter(match=self.k(prefix) + "*", count=500):
+                yield key[cut:]
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
 
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0, blocking_timeout: float | None = None):
@@ -131,7 +142,10 @@ class RedisStore(Store):
             blocking_timeout=blocking_timeout,
             sleep=0.02,
         )
-        acquired = lock.acquire()
+        try:
+            acquired = lock.acquire()
+        except redis.RedisError as exc:
+            raise _unavailable(exc) from None
         try:
             yield acquired
         finally:
@@ -140,6 +154,8 @@ class RedisStore(Store):
                     lock.release()
                 except redis.exceptions.LockError:
                     pass  # expired while held: someone else may own it now
+                except redis.RedisError as exc:  # it expires after ``timeout`` anyway
+                    log.warning("could not release the store lock %s: %s", name, exc)
 
     # -- hashes ----------------------------------------------------------------------
 

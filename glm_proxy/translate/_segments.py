@@ -13,17 +13,25 @@ Keys:
   in the event); segment order = order of first appearance;
 * an item inside a segment is keyed by ``(type, ordinal among items of that type)``.
 
-Merge rule for a string item (``merge_value``), in this order:
+Merge rule for a string item (``merge_value``), in this order (the rule of
+spec §6.4):
 
 1. new == held: no-op;
 2. new starts with held: a cumulative snapshot, take it (covers held == "");
 3. the part's status in this event is ``finish`` and new differs: the authoritative
    full text, take it (rendering never un-sends; see ``_translator``);
-4. held starts with new: a stale, shorter snapshot: no-op;
-5. anything else is a delta: append.
+4. the item was already finished and held starts with new: a stale repeat of a
+   finished part, no-op;
+5. anything else is a delta: append. That includes a delta that happens to equal
+   the start of what the item holds ("我" while the text began with "我认为"):
+   a snapshot stream never sends an item shorter than before, a delta stream
+   does so all the time.
 
-A mid-stream snapshot that *rewrites* earlier characters is indistinguishable
-from a delta and is therefore appended; the part's finish frame then repairs it.
+Limits (both only while an item is still shorter than one delta): a delta equal
+to everything held so far is read as an unchanged snapshot (rule 1), one that
+starts with everything held as a snapshot (rule 2). A mid-stream snapshot that
+*rewrites* earlier characters is indistinguishable from a delta and is
+therefore appended; the part's finish frame then repairs it.
 Image URL lists and ``match_key`` search results are merged as ordered unions,
 which is right for all three shapes; a ``metadata_list`` is positional (marker
 ``【n†…】`` means its n-th entry), so the longest list seen is kept as sent.
@@ -110,6 +118,7 @@ class Segment:
             item = self.items.get((kind, ordinal))
             if item is None:
                 item = self.items[(kind, ordinal)] = Item(kind)
+            finished_before = item.finished or self.finished
             if raw.get("status") in _DONE_STATUSES:
                 item.finished = True
             if kind == "image":
@@ -117,7 +126,7 @@ class Segment:
             else:
                 value = raw.get(VALUE_FIELDS[kind])
                 changed = isinstance(value, str) and item.set_value(
-                    merge_value(item.value, value, authoritative)
+                    merge_value(item.value, value, authoritative, finished_before)
                 )
             if changed:
                 item.version += 1
@@ -141,13 +150,16 @@ class Segment:
                     self.results.setdefault(key, source)
 
 
-def merge_value(held: str, new: str, authoritative: bool) -> str:
-    """The merge rule of this module's docstring; returns the value to hold."""
+def merge_value(held: str, new: str, authoritative: bool, finished: bool = False) -> str:
+    """The merge rule of this module's docstring; returns the value to hold.
+
+    ``finished``: the item (or its part) had already finished before this frame.
+    """
     if new == held or new.startswith(held):
         return new
     if authoritative and new:
         return new
-    if held.startswith(new):
+    if finished and held.startswith(new):
         return held
     return held + new
 
