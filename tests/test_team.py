@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import uuid
 
 import openai
 import pytest
@@ -216,3 +217,30 @@ def test_usage_is_counted_per_key(team) -> None:
     assert bob["1h"]["errors"] == bob_before["errors"] + 1
     assert bob["1h"]["completion_tokens"] > bob_before["completion_tokens"]
     assert bob["24h"]["requests"] >= bob["1h"]["requests"]
+
+
+def test_a_dead_pool_is_503_for_team_chat_not_401(simulator, tmp_path) -> None:
+    """The first request after the pool's only account dies must not tell a team member
+    to "log in again" (the SDK's AuthenticationError reads as a bad API key)."""
+    key = new_key("dead")
+    server = start_proxy(
+        simulator, tmp_path, ACCOUNTS=f"dead-{uuid.uuid4().hex}", API_KEYS=f"team:{key}"
+    )
+    try:
+        for stream in (False, True):
+            with pytest.raises(openai.APIStatusError) as info:
+                ask(server, key, "hi", stream=stream)
+            assert info.value.status_code == 503, info.value
+            assert info.value.body["code"] == "service_unavailable"
+    finally:
+        stop_proxy(server)
+
+
+def test_token_check_needs_a_team_key_when_passthrough_is_off(team, simulator) -> None:
+    proxy, key = team["proxy"], team["keys"]["alice"]
+    url = f"{proxy.base}/token/check"
+    assert requests.post(url, json={"token": "rt-x"}, timeout=10).status_code == 401
+    ok = requests.post(
+        url, json={"token": "rt-x"}, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert ok.status_code == 200 and ok.json() == {"live": True}

@@ -1,9 +1,16 @@
-"""``POST /token/check``: is a chatglm refresh token still alive?"""
+"""``POST /token/check``: is a chatglm refresh token still alive?
+
+Open like the web app's proxies had it while the server runs in pass-through
+mode (the caller holds the token anyway). On a team server that does not
+accept raw refresh tokens it needs a team API key, so strangers cannot use it
+to hammer the upstream's login endpoint.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, current_app, request
 
+from glm_proxy.auth import authenticate
 from glm_proxy.schemas import TokenCheckSchema, load
 from glm_proxy.services import services
 from glm_proxy.web import json_response, read_json
@@ -14,6 +21,8 @@ TOKEN_CHECK_SCHEMA = TokenCheckSchema()
 
 @bp.post("/token/check")
 def check() -> Response:
+    if not current_app.extensions["glm_auth"].passthrough:
+        authenticate(request)
     body = load(TOKEN_CHECK_SCHEMA, read_json())
     live = services().upstream.check_token(body["token"])
     return json_response({"live": live})

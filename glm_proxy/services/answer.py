@@ -219,11 +219,15 @@ class AnswerJob:
             except RefreshTokenExpired as exc:
                 self.services.pool.report_dead(account)
                 self.services.upstream.invalidate(account)
-                if state.committed or self.request.pinned_account is not None:
+                if state.committed:
                     raise
+                pool = self.services.pool
+                if self.request.pinned_account is not None:
+                    raise pool.all_dead([account], exc) from None
                 tried.add(account.fingerprint)
                 if len(tried) >= len(self.candidates):
-                    raise
+                    # A team caller's key is fine: a dead pool is a 503, not "log in again".
+                    raise pool.all_dead(self.candidates, exc) from None
                 last_error = exc
                 self.attempts -= 1  # a dead account is not an attempt at this answer
             except UpstreamRetryable as exc:

@@ -35,7 +35,7 @@ from glm_proxy.errors import (
     UpstreamTimeout,
 )
 from glm_proxy.store.base import Store
-from glm_proxy.upstream.envelope import classify_failure, unwrap
+from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
 from glm_proxy.upstream.signing import signature_headers
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,10 @@ class UpstreamClient:
             return self.session.send(
                 prepared, stream=stream, timeout=timeout, allow_redirects=False
             )
-        except requests.exceptions.ConnectTimeout as exc:
-            raise UpstreamConnectError(f"could not connect to the upstream: {exc}") from None
+        except requests.exceptions.ConnectTimeout:
+            raise UpstreamTimeout(
+                "could not connect to the upstream in time", code="upstream_connect_timeout"
+            ) from None
         except requests.exceptions.Timeout:
             raise UpstreamTimeout("the upstream did not answer in time") from None
         except requests.exceptions.ConnectionError as exc:
@@ -204,7 +206,11 @@ class UpstreamClient:
             data=b"{}",
         )
         self.refresh_count += 1
-        result = unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+        try:
+            result = unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+        except AccessTokenExpired:
+            # 401/40103 from the refresh endpoint itself: the refresh token is not accepted.
+            raise RefreshTokenExpired(RELOGIN_MESSAGE) from None
         if isinstance(result, GLMProxyError):  # pragma: no cover - unwrap raises
             raise result
         if not isinstance(result, dict):
@@ -261,13 +267,25 @@ class UpstreamClient:
     def check_token(self, refresh_token: str) -> bool:
         """Liveness of a refresh token: can it still be exchanged for an access token?"""
         try:
-            return bool(self.refresh(refresh_token).access_token)
+            grant = self.refresh(refresh_token)
         except RefreshTokenExpired:
             return False
         except UpstreamError as exc:
             if exc.code == "access_token_expired":
                 return False
             raise
+        if (
+            self.settings.follow_token_rotation
+            and grant.refresh_token
+            and grant.refresh_token != refresh_token
+        ):
+            # The check itself rotated the token: keep the new one, or (when the
+            # upstream retires old tokens) checking an account would kill it.
+            account = Account.from_token(refresh_token)
+            self.store.set(f"rot:{account.fingerprint}", grant.refresh_token)
+            if self.on_rotation is not None:
+                self.on_rotation(account, grant.refresh_token)
+        return bool(grant.access_token)
 
     # -- authenticated calls -------------------------------------------------
 

@@ -62,12 +62,18 @@ def classify_failure(
             return AccessTokenExpired(f"upstream rejected the access token: {message}")
         if {str(c) for c in codes} & set(busy_codes):
             return UpstreamBusy(
-                f"the upstream account is already answering another request: {message}"
+                f"the upstream account is already answering another request: {message}",
+                headers={"Retry-After": "2"},
             )
         if http_status >= 500 or codes & {500, 502, 503, 504}:
             return UpstreamRetryable(f"upstream failure (HTTP {http_status}): {message}")
         if http_status == 429 or 429 in codes:
-            return UpstreamRetryable(f"upstream rate limit: {message}", status=429)
+            return UpstreamRetryable(
+                f"upstream rate limit: {message}",
+                status=429,
+                code="upstream_rate_limited",
+                headers={"Retry-After": "10"},
+            )
         return UpstreamError(f"upstream refused the request: {message or 'no message'}")
     if http_status >= 500:
         return UpstreamRetryable(f"upstream failure (HTTP {http_status}, non-JSON body)")
