@@ -73,3 +73,29 @@ def test_relogin_message_names_the_action():
     error = classify_failure(401, b'{"status":40102,"message":"x 40102"}')
     assert error.status == 401
     assert "log in" in error.message.lower()
+
+
+def test_browser_headers_follow_settings_and_carry_the_signature():
+    from glm_proxy.config import Settings
+    from glm_proxy.upstream.headers import browser_headers
+
+    settings = Settings.from_mapping(
+        {"GLM_APP_VERSION": "9.9.9", "GLM_EXTRA_HEADERS": "X-Exp-Groups: a:b; X-Lang: en"}
+    )
+    signature = signature_headers(1745827200123, "ab" * 16, SECRET)
+    headers = browser_headers(
+        settings,
+        token="at-1",
+        referer=None,
+        content_type=None,
+        accept="text/event-stream",
+        request_ids=("1" * 32, "2" * 32),
+        signature=signature,
+    )
+    assert headers["App-Name"] == "chatglm"
+    assert headers["X-App-Version"] == "9.9.9"
+    assert headers["X-Lang"] == "en" and headers["X-Exp-Groups"] == "a:b"
+    assert headers["Authorization"] == "Bearer at-1"
+    assert headers["X-Device-Id"] == "1" * 32 and headers["X-Request-Id"] == "2" * 32
+    assert headers["X-Sign"] == signature["X-Sign"]
+    assert "Content-Type" not in headers

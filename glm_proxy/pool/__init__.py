@@ -13,9 +13,10 @@ import logging
 from flask import Flask
 
 from glm_proxy.pool.conversations import ConversationBook
-from glm_proxy.pool.core import AccountPool, PoolOperations
+from glm_proxy.pool.core import AccountPool
 from glm_proxy.pool.health import Event, Health, State
 from glm_proxy.pool.lease import Lease, Slot
+from glm_proxy.pool.operations import PoolOperations
 from glm_proxy.pool.registry import PoolEntry, load_pool
 
 log = logging.getLogger(__name__)

@@ -36,11 +36,11 @@ from glm_proxy.errors import (
 )
 from glm_proxy.store.base import Store
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
+from glm_proxy.upstream.headers import JSON_CT, browser_headers
 from glm_proxy.upstream.signing import signature_headers
 
 log = logging.getLogger(__name__)
 
-JSON_CT = "application/json;charset=UTF-8"
 MAX_ERROR_BODY = 64 * 1024
 
 
@@ -102,48 +102,25 @@ class UpstreamClient:
         content_type: str | None = JSON_CT,
         accept: str = "application/json, text/plain, */*",
     ) -> dict[str, str]:
-        s = self.settings
-        headers = {
-            "Accept": accept,
-            "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
-            "App-Name": "chatglm",
-            "Cache-Control": "no-cache",
-            "Pragma": "no-cache",
-            "Origin": s.glm_origin,
-            "Referer": referer or f"{s.glm_origin}/main/alltoolsdetail",
-            "Sec-Ch-Ua": '"Chromium";v="131", "Not_A Brand";v="24", "Google Chrome";v="131"',
-            "Sec-Ch-Ua-Mobile": "?0",
-            "Sec-Ch-Ua-Platform": '"Windows"',
-            "Sec-Fetch-Dest": "empty",
-            "Sec-Fetch-Mode": "cors",
-            "Sec-Fetch-Site": "same-origin",
-            "User-Agent": s.glm_user_agent,
-            "X-App-Platform": s.glm_app_platform,
-            "X-App-Version": s.glm_app_version,
-            "X-App-Fr": s.glm_app_fr,
-            "X-Device-Brand": "",
-            "X-Device-Model": "",
-            "X-Lang": "zh",
-            "X-Device-Id": uuid.uuid4().hex,
-            "X-Request-Id": uuid.uuid4().hex,
-        }
-        if s.glm_exp_groups:
-            headers["X-Exp-Groups"] = s.glm_exp_groups
-        if content_type:
-            headers["Content-Type"] = content_type
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
+        """Headers for one request: a fresh identity, and a signature when ``signed``."""
+        signature = None
         if signed:
-            headers.update(
-                signature_headers(
-                    int(self._clock() * 1000),
-                    self._nonce(),
-                    s.glm_sign_secret,
-                    check_digit=s.glm_sign_check_digit,
-                )
+            s = self.settings
+            signature = signature_headers(
+                int(self._clock() * 1000),
+                self._nonce(),
+                s.glm_sign_secret,
+                check_digit=s.glm_sign_check_digit,
             )
-        headers.update(s.extra_headers)
-        return headers
+        return browser_headers(
+            self.settings,
+            token=token,
+            referer=referer,
+            content_type=content_type,
+            accept=accept,
+            request_ids=(uuid.uuid4().hex, uuid.uuid4().hex),
+            signature=signature,
+        )
 
     # -- transport -----------------------------------------------------------
 

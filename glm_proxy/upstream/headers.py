@@ -1,0 +1,67 @@
+"""The web app's request headers, built by a pure function.
+
+The upstream only checks a few of these (``App-Name``, the signature); the rest
+make our requests look like the browser's. Every value that might need to
+follow an upstream change comes from a setting; ids and the signature are
+passed in, so the result is reproducible in tests.
+"""
+
+from __future__ import annotations
+
+from glm_proxy.config import Settings
+
+JSON_CT = "application/json;charset=UTF-8"
+CHROME_UA_HINT = '"Chromium";v="131", "Not_A Brand";v="24", "Google Chrome";v="131"'
+
+
+def browser_headers(
+    settings: Settings,
+    *,
+    token: str | None,
+    referer: str | None,
+    content_type: str | None,
+    accept: str,
+    request_ids: tuple[str, str],
+    signature: dict[str, str] | None,
+) -> dict[str, str]:
+    """Headers for one upstream request.
+
+    :param request_ids: fresh ``(X-Device-Id, X-Request-Id)`` values (32 hex each).
+    :param signature: the ``X-Timestamp``/``X-Nonce``/``X-Sign`` triple, or None.
+    """
+    s = settings
+    device_id, request_id = request_ids
+    headers = {
+        "Accept": accept,
+        "Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8",
+        "App-Name": "chatglm",
+        "Cache-Control": "no-cache",
+        "Pragma": "no-cache",
+        "Origin": s.glm_origin,
+        "Referer": referer or f"{s.glm_origin}/main/alltoolsdetail",
+        "Sec-Ch-Ua": CHROME_UA_HINT,
+        "Sec-Ch-Ua-Mobile": "?0",
+        "Sec-Ch-Ua-Platform": '"Windows"',
+        "Sec-Fetch-Dest": "empty",
+        "Sec-Fetch-Mode": "cors",
+        "Sec-Fetch-Site": "same-origin",
+        "User-Agent": s.glm_user_agent,
+        "X-App-Platform": s.glm_app_platform,
+        "X-App-Version": s.glm_app_version,
+        "X-App-Fr": s.glm_app_fr,
+        "X-Device-Brand": "",
+        "X-Device-Model": "",
+        "X-Lang": "zh",
+        "X-Device-Id": device_id,
+        "X-Request-Id": request_id,
+    }
+    if s.glm_exp_groups:
+        headers["X-Exp-Groups"] = s.glm_exp_groups
+    if content_type:
+        headers["Content-Type"] = content_type
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if signature:
+        headers.update(signature)
+    headers.update(s.extra_headers)
+    return headers
