@@ -217,3 +217,25 @@ def test_streamed_chat_with_an_image(mclient, simulator, token, file_server):
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     (items,) = stream_items(simulator, token)
     assert [i["type"] for i in items] == ["text", "image"]
+
+
+def test_a_retry_on_another_account_does_not_fetch_the_file_again(
+    media_proxy, simulator, file_server, token
+):
+    """Attachments are fetched once per answer, before any account is leased: the
+    attempts on the second account and back on the first reuse the same bytes."""
+    other = token + "-b"
+    url = file_server.add("/retry/report.pdf", pdf_bytes("retry"), "application/pdf")
+    simulator.fault(token, "http_500", count=1)
+    simulator.fault(other, "http_500", count=1)
+    client = openai.OpenAI(
+        base_url=media_proxy.v1, api_key=f"{token},{other}", max_retries=0, timeout=30
+    )
+    completion, _ = ask(client, [part_for("file", url)])
+    assert completion.choices[0].message.content
+    assert file_server.hit_count("/retry/report.pdf") == 1
+    attempts = [
+        r for r in simulator.requests_log("/assistant/stream") if r.get("account") in (token, other)
+    ]
+    assert len(attempts) == 3  # failed on one account, failed on the other, then answered
+    assert len(uploads_of(simulator, token)) == 1 and len(uploads_of(simulator, other)) == 1

@@ -1,8 +1,9 @@
 """Attachments in chat: fetch or decode, classify, upload once per account, reference.
 
-``AttachmentService.prepare(account, refs)`` is called by the chat service
-inside the answer job, once per account attempt, and returns the upstream
-``file`` and ``image`` item lists (protocol notes §6.1, §7).
+The chat service calls ``AttachmentService.fetch_all(refs)`` once per answer,
+before an account is leased, and ``upload_all(account, blobs)`` inside each
+account attempt; the result is the upstream ``file`` and ``image`` item lists
+(protocol notes §6.1, §7).
 
 Upload cache: the upstream keeps uploaded files per account, so the result of
 uploading a file is remembered in the store under
@@ -119,32 +120,58 @@ class AttachmentService:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return None
 
+    def fetch_all(self, refs: list[AttachmentRef]) -> list[Blob]:
+        """The distinct attachments' contents, fetched once per answer, before any lease.
+
+        Fetching happens before an account is leased (a slow download must not
+        hold an account) and only once however many accounts the answer is
+        tried on. The same URL, or the same content under two URLs, counts
+        once. A failure names the message that carried the URL. The caller
+        closes the blobs.
+        """
+        blobs: list[Blob] = []
+        seen_urls: set[str] = set()
+        seen_content: set[str] = set()
+        try:
+            for ref in refs:
+                if ref.url in seen_urls:
+                    continue
+                seen_urls.add(ref.url)
+                try:
+                    blob = self.materialize(ref.url, ref.filename)
+                except GLMProxyError as exc:
+                    if exc.param is None and exc.status < 500:
+                        exc.param = f"messages[{ref.message_index}].content"
+                    raise
+                if blob.sha256 in seen_content:
+                    blob.close()
+                    continue
+                seen_content.add(blob.sha256)
+                blobs.append(blob)
+        except BaseException:
+            for blob in blobs:
+                blob.close()
+            raise
+        return blobs
+
+    def upload_all(
+        self, account: Account, blobs: list[Blob]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(documents, images) upload records for ``blobs`` on ``account``, in order."""
+        files: list[dict[str, Any]] = []
+        images: list[dict[str, Any]] = []
+        for blob in blobs:
+            kind, record = self.upload(account, blob)
+            (images if kind == "image" else files).append(record)
+        return files, images
+
     def prepare(
         self, account: Account, refs: list[AttachmentRef]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """(documents, images) upload records for every distinct attachment, in order.
-
-        The same URL (or the same content under two URLs) is uploaded and
-        referenced once. A failure names the message that carried the URL.
-        """
-        files: list[dict[str, Any]] = []
-        images: list[dict[str, Any]] = []
-        seen_urls: set[str] = set()
-        seen_content: set[str] = set()
-        for ref in refs:
-            if ref.url in seen_urls:
-                continue
-            seen_urls.add(ref.url)
-            try:
-                blob = self.materialize(ref.url, ref.filename)
-            except GLMProxyError as exc:
-                if exc.param is None and exc.status < 500:
-                    exc.param = f"messages[{ref.message_index}].content"
-                raise
-            with blob:
-                if blob.sha256 in seen_content:
-                    continue
-                seen_content.add(blob.sha256)
-                kind, record = self.upload(account, blob)
-            (images if kind == "image" else files).append(record)
-        return files, images
+        """Fetch and upload in one go (for callers that hold no answer job)."""
+        blobs = self.fetch_all(refs)
+        try:
+            return self.upload_all(account, blobs)
+        finally:
+            for blob in blobs:
+                blob.close()

@@ -76,6 +76,11 @@ class AnswerRequest:
     # held until the attempt succeeded, so nothing has reached the client when an
     # upstream stream breaks mid-answer, and that failure is retried too.
     buffered: bool = False
+    # Work that needs no account (fetching attachments): run once, before the first
+    # lease, so it neither holds an account nor repeats when another account is tried.
+    before_lease: Callable[[], None] | None = None
+    # Runs when the job ends, on every path (e.g. closes fetched attachments).
+    on_end: Callable[[], None] | None = None
 
 
 class AnswerJob:
@@ -175,6 +180,8 @@ class AnswerJob:
 
     def _run(self) -> None:
         try:
+            if self.request.before_lease is not None:
+                self.request.before_lease()
             self._attempt_until_done()
         except GLMProxyError as exc:
             self.queue.put(Failure(exc))
@@ -185,6 +192,11 @@ class AnswerJob:
             self.queue.put(Failure(GLMProxyError("internal error while producing the answer")))
         finally:
             self._leased.set()
+            if self.request.on_end is not None:
+                try:
+                    self.request.on_end()
+                except Exception:  # noqa: BLE001 - cleanup must not mask the answer
+                    log.exception("answer job cleanup failed")
 
     def _attempt_until_done(self) -> None:
         s = self.services.settings

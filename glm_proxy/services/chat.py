@@ -134,11 +134,18 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
     if plan.conversation_id:
         pinned = conversation_owner(services, caller, plan.conversation_id)
     attachments = getattr(services, "attachments", None)
+    refs = plan.prompt.attachments if attachments is not None else []
+    blobs: list = []
+
+    def fetch_attachments() -> None:
+        blobs.extend(attachments.fetch_all(refs))
+
+    def close_attachments() -> None:
+        for blob in blobs:
+            blob.close()
 
     def build_payload(account: Account) -> dict[str, Any]:
-        files, images = [], []
-        if attachments is not None and plan.prompt.attachments:
-            files, images = attachments.prepare(account, plan.prompt.attachments)
+        files, images = attachments.upload_all(account, blobs) if blobs else ([], [])
         return build_upstream_payload(plan, files=files, images=images)
 
     request = AnswerRequest(
@@ -150,5 +157,7 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         keep_conversation=plan.keep_conversation,
         pinned_account=pinned,
         buffered=not plan.stream,
+        before_lease=fetch_attachments if refs else None,
+        on_end=close_attachments if refs else None,
     )
     return AnswerJob(services, caller.accounts, request).start()
