@@ -100,13 +100,9 @@ def create_message() -> Response:
             return _complete(job, plan)
         finally:
             job.cancel()
-    wait_leased = getattr(job, "wait_leased", None)
-    if wait_leased is not None:
-        wait_leased()
-    first = job.peek(timeout=svc.settings.stream_header_wait)
-    if isinstance(first, Failure):
-        job.cancel()
-        return _error(first.error)
+    error = job.opening_failure(svc.settings.stream_header_wait)
+    if error is not None:
+        return _error(error)
     return Response(
         _stream(job, plan, svc.settings, g.log_fields),
         mimetype="text/event-stream",

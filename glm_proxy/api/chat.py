@@ -58,12 +58,10 @@ def create_chat_completion() -> Response:
             return _complete(job, plan)
         finally:
             job.cancel()
-    job.wait_leased()  # queued for an account: a 429 at the deadline keeps its status
-    first = job.peek(timeout=svc.settings.stream_header_wait)
-    if isinstance(first, Failure):
-        job.cancel()
+    error = job.opening_failure(svc.settings.stream_header_wait)
+    if error is not None:
         _note_account(job)
-        return error_response(first.error)
+        return error_response(error)
     return Response(
         _stream(job, plan, svc.settings, g.log_fields),
         mimetype="text/event-stream",

@@ -136,6 +136,21 @@ class AnswerJob:
             self._peeked = item
         return self._peeked
 
+    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
+        """For a streaming view: the error to answer with a real HTTP status, if any.
+
+        Waits while the job queues for an account (so a 429 at the deadline
+        keeps its status), then up to ``header_wait`` seconds for the upstream;
+        a failure by then is returned (and the job cancelled). None means:
+        commit to ``200 text/event-stream``; later failures go in the stream.
+        """
+        self.wait_leased()
+        first = self.peek(timeout=header_wait)
+        if isinstance(first, Failure):
+            self.cancel()
+            return first.error
+        return None
+
     def items(self) -> Iterator[Any]:
         """Every item until the end (no keep-alives): the non-stream path."""
         while True:
