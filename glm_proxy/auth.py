@@ -28,12 +28,11 @@ import logging
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from flask import Request, current_app
 
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.config import ConfigError
+from glm_proxy.config import ConfigError, read_setting_file
 from glm_proxy.errors import AuthenticationError, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -93,11 +92,7 @@ def parse_key_entry(text: str, source: str) -> ApiKey | None:
 def load_keys(settings) -> tuple[ApiKey, ...]:
     keys = [parse_key_entry(item, "API_KEYS") for item in settings.api_keys]
     if settings.api_keys_file:
-        path = Path(settings.api_keys_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"API_KEYS_FILE {path}: {exc.strerror or exc}") from None
+        lines = read_setting_file(settings.api_keys_file, "API_KEYS_FILE")
         keys += [parse_key_entry(line, "API_KEYS_FILE") for line in lines]
     found = [k for k in keys if k is not None]
     names = [k.name for k in found]

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
@@ -368,6 +369,14 @@ class Settings:
         merged: dict[str, Any] = dict(os.environ)
         merged.update(overrides or {})
         return cls.from_mapping(merged)
+
+
+def read_setting_file(path: str, variable: str) -> list[str]:
+    """The lines of a file a setting names; a missing or unreadable file is a start-up error."""
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{variable} {path}: {exc.strerror or exc}") from None
 
 
 def documented_settings() -> list[tuple[str, Any, str]]:

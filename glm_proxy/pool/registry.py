@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.config import ConfigError
+from glm_proxy.config import ConfigError, read_setting_file
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +79,7 @@ def load_pool(settings) -> list[PoolEntry]:
         if entry is not None:
             entries.append(entry)
     if settings.accounts_file:
-        path = Path(settings.accounts_file)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"ACCOUNTS_FILE {path}: {exc.strerror or exc}") from None
+        lines = read_setting_file(settings.accounts_file, "ACCOUNTS_FILE")
         for line in lines:
             entry = parse_entry(line, settings.account_max_streams, "ACCOUNTS_FILE")
             if entry is not None:

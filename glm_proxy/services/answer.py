@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
-import orjson
 from gevent.event import Event
 from gevent.queue import Empty, Queue
 
@@ -38,11 +37,10 @@ from glm_proxy.errors import (
     NotFound,
     RefreshTokenExpired,
     UpstreamBusy,
-    UpstreamProtocolError,
     UpstreamRetryable,
 )
 from glm_proxy.events import ConversationStarted, Delta
-from glm_proxy.sse import SSEDecoder
+from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.translate import TranslateOptions, Translator
 
 log = logging.getLogger(__name__)
@@ -295,9 +293,9 @@ class AnswerJob:
         decoder = SSEDecoder()
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
-                self._feed(translator, event.data, state)
+                self._feed(translator, event, state)
         for event in decoder.finish():
-            self._feed(translator, event.data, state)
+            self._feed(translator, event, state)
         if not state.events:
             self._empty_stream()
         for delta in translator.finish():
@@ -305,15 +303,11 @@ class AnswerJob:
         if not state.committed:
             self._commit(state)  # a buffered answer, complete: hand it over
 
-    def _feed(self, translator: Translator, data: str, state: _AttemptState) -> None:
-        if not data or data == "[DONE]":
+    def _feed(self, translator: Translator, event: ServerSentEvent, state: _AttemptState) -> None:
+        if not event.data or event.data == "[DONE]":
             return
         state.events += 1
-        try:
-            event = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise UpstreamProtocolError("the upstream sent an event that is not JSON") from None
-        for delta in translator.feed(event):
+        for delta in translator.feed(decode_json(event)):
             self._hand_over(delta, state)
         if self._cancelled:
             # cancel() let us read on only to learn the conversation id (see cancel)

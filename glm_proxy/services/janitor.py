@@ -50,7 +50,3 @@ class Janitor:
 
     def join(self, timeout: float | None = None) -> None:
         self._pending.join(timeout=timeout)
-
-    @property
-    def pending(self) -> int:
-        return len(self._pending)

@@ -80,7 +80,6 @@ class UpstreamClient:
         self._nonce = nonce
         self._local_flight = threading.Lock()
         self.on_rotation: Callable[[Account, str], None] | None = None
-        self.refresh_count = 0
 
     # -- request building (pure-ish) ----------------------------------------
 
@@ -182,7 +181,6 @@ class UpstreamClient:
             headers=self.headers(token=refresh_token, signed=not legacy),
             data=b"{}",
         )
-        self.refresh_count += 1
         try:
             result = unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
         except AccessTokenExpired:
