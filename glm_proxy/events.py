@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-FinishReason = Literal["stop", "content_filter", "length"]
+FinishReason = Literal["stop", "content_filter", "length", "tool_calls"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,50 @@ class Citation:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCallStart:
+    """The model called one of the client's tools (emulated tool calling).
+
+    Emitted only once the call parsed and validated against the tool's schema;
+    the arguments follow as one or more ``ToolCallArguments`` with the same
+    ``index``. ``index`` counts this answer's calls from 0.
+    """
+
+    index: int
+    call_id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallArguments:
+    """A piece of a tool call's arguments, a JSON object serialised as text."""
+
+    index: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Finished:
-    """The answer is complete. ``message`` carries the content filter's explanation."""
+    """The answer is complete. ``message`` carries the content filter's explanation.
+
+    ``stop_sequence`` names the client's stop string that ended the answer
+    (``reason`` is then ``"stop"``).
+    """
 
     reason: FinishReason
     message: str = ""
+    stop_sequence: str | None = None
 
 
-Delta = ConversationStarted | TextDelta | ReasoningDelta | ImageGenerated | Citation | Finished
+Delta = (
+    ConversationStarted
+    | TextDelta
+    | ReasoningDelta
+    | ImageGenerated
+    | Citation
+    | ToolCallStart
+    | ToolCallArguments
+    | Finished
+)
 
 __all__ = [
     "Citation",
@@ -76,4 +112,6 @@ __all__ = [
     "ImageGenerated",
     "ReasoningDelta",
     "TextDelta",
+    "ToolCallArguments",
+    "ToolCallStart",
 ]
