@@ -319,6 +319,15 @@ class Settings:
         "KEY_MAX_CONCURRENT", 0, int, "Concurrent requests per API key (0 = no limit)."
     )
 
+    # -- Responses API (/v1/responses) -------------------------------------------------
+    responses_ttl: int = _setting(
+        "RESPONSES_TTL",
+        86400,
+        int,
+        "Seconds a stored response (`store: true`) can be retrieved or continued with "
+        "`previous_response_id`.",
+    )
+
     def __post_init__(self) -> None:
         if self.web_concurrency < 1:
             raise ConfigError("WEB_CONCURRENCY must be at least 1")

@@ -1,0 +1,122 @@
+"""Stored responses (``store: true``): retrieval, deletion, and the history behind them.
+
+One store key per response, ``response:<id>`` (TTL ``RESPONSES_TTL``), holding
+the ``response`` object, the items of the whole conversation so far (earlier
+turns' input and output plus this turn's), and the upstream conversation the
+answer lives in with the account that owns it. ``previous_response_id``
+continues that upstream conversation while it is still kept (the idle
+sweeper deletes it after ``CONVERSATION_IDLE_TTL``), and replays the stored
+items otherwise.
+
+A response belongs to its caller: the team API key that created it, or, in
+pass-through mode, the refresh tokens (by fingerprint) that served it. Anybody
+else gets the same 404 as for an id that never existed.
+
+While a response streams, ``response:<id>:live`` names it so that
+``POST /v1/responses/<id>/cancel`` (possibly on another worker or replica)
+can stop it through the store's publish/subscribe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from glm_proxy.auth import Caller
+from glm_proxy.errors import NotFound
+
+CANCEL_CHANNEL = "responses:cancel"
+LIVE_TTL = 3600.0
+
+
+def response_key(response_id: str) -> str:
+    return f"response:{response_id}"
+
+
+def live_key(response_id: str) -> str:
+    return f"response:{response_id}:live"
+
+
+def owner_of(caller: Caller) -> dict[str, Any]:
+    """What identifies the caller a response belongs to (no secret: names and fingerprints)."""
+    if caller.key_name:
+        return {"key": caller.key_name}
+    return {"accounts": sorted(a.fingerprint for a in caller.accounts)}
+
+
+def owned_by(owner: dict[str, Any], caller: Caller) -> bool:
+    if owner.get("key") or caller.key_name:
+        return owner.get("key") == caller.key_name
+    mine = {a.fingerprint for a in caller.accounts}
+    return bool(mine & set(owner.get("accounts") or ()))
+
+
+def not_found(response_id: str, param: str | None = None) -> NotFound:
+    return NotFound(
+        f"Response with id '{response_id}' not found (it may have expired, been deleted, "
+        "or been created with store=false).",
+        param=param,
+        code="response_not_found",
+    )
+
+
+@dataclass
+class StoredResponse:
+    response: dict[str, Any]
+    items: list[dict[str, Any]] = field(default_factory=list)
+    owner: dict[str, Any] = field(default_factory=dict)
+    conversation_id: str | None = None
+    account: str | None = None  # fingerprint of the account owning the conversation
+    assistant_id: str | None = None
+
+    def to_json(self) -> str:
+        return orjson.dumps(self.__dict__).decode()
+
+    @classmethod
+    def from_json(cls, raw: str) -> StoredResponse:
+        return cls(**orjson.loads(raw))
+
+
+class ResponseStore:
+    def __init__(self, store, settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    def save(self, record: StoredResponse) -> None:
+        self.store.set(
+            response_key(record.response["id"]), record.to_json(), ttl=self.settings.responses_ttl
+        )
+
+    def load(self, response_id: str, caller: Caller, param: str | None = None) -> StoredResponse:
+        """The caller's stored response, or a 404 ``response_not_found``."""
+        raw = self.store.get(response_key(response_id))
+        if not raw:
+            raise not_found(response_id, param)
+        record = StoredResponse.from_json(raw)
+        if not owned_by(record.owner, caller):
+            raise not_found(response_id, param)
+        return record
+
+    def delete(self, response_id: str) -> None:
+        self.store.delete(response_key(response_id))
+
+    # -- streams in flight -------------------------------------------------------------
+
+    def mark_live(self, response_id: str, owner: dict[str, Any], snapshot: dict) -> None:
+        value = orjson.dumps({"owner": owner, "response": snapshot}).decode()
+        self.store.set(live_key(response_id), value, ttl=LIVE_TTL)
+
+    def live(self, response_id: str, caller: Caller) -> dict[str, Any] | None:
+        raw = self.store.get(live_key(response_id))
+        if not raw:
+            return None
+        value = orjson.loads(raw)
+        return value["response"] if owned_by(value["owner"], caller) else None
+
+    def end_live(self, response_id: str) -> None:
+        self.store.delete(live_key(response_id))
+
+    def request_cancel(self, response_id: str) -> None:
+        self.store.publish(CANCEL_CHANNEL, response_id)

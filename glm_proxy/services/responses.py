@@ -1,0 +1,155 @@
+"""One Responses turn: previous response -> chat plan -> answer job -> stored response.
+
+``prepare`` resolves ``previous_response_id`` (a 404 when unknown, expired or
+someone else's), decides whether the turn continues the upstream
+conversation the previous answer lives in (it does while the conversation is
+still kept: same account, only the new input is sent) or replays the stored
+history, and plans the chat answer. ``start`` runs it on the chat machinery;
+``from_history`` re-plans a turn whose kept conversation turned out to be
+gone upstream. ``save`` stores the finished response (``store: true``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from glm_proxy.auth import Caller
+from glm_proxy.errors import GLMProxyError
+from glm_proxy.formats.responses import ResponseBuilder
+from glm_proxy.services.answer import AnswerJob
+from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
+from glm_proxy.services.response_store import ResponseStore, StoredResponse, owner_of
+from glm_proxy.services.responses_input import (
+    ResponsesRequest,
+    output_items,
+    skeleton,
+    to_chat_body,
+)
+
+__all__ = ["Turn", "new_response_id", "prepare"]
+
+
+def new_response_id() -> str:
+    return "resp_" + uuid.uuid4().hex
+
+
+def _item_id(prefix: str) -> str:
+    return prefix + uuid.uuid4().hex
+
+
+@dataclass
+class Turn:
+    body: dict[str, Any]
+    response_id: str
+    created_at: int
+    request: ResponsesRequest
+    plan: ChatPlan
+    owner: dict[str, Any]
+    previous: StoredResponse | None = None
+
+    @property
+    def native(self) -> bool:
+        """The turn continues a kept upstream conversation (only the new input is sent)."""
+        return self.plan.conversation_id is not None
+
+    @property
+    def store(self) -> bool:
+        return bool(self.body.get("store", True))
+
+    def builder(self, settings, new_id: Callable[[str], str] = _item_id) -> ResponseBuilder:
+        include = self.plan.translate_options.include_reasoning
+        return ResponseBuilder(
+            skeleton(self.body, self.response_id, self.created_at),
+            prompt_text=self.plan.prompt.text,
+            custom_tools=self.request.custom_tools,
+            new_id=new_id,
+            include_reasoning=include and settings.reasoning_output != "hidden",
+        )
+
+
+def _plan(svc, body: dict[str, Any], previous: StoredResponse | None, conversation_id):
+    request = to_chat_body(
+        body, history=previous.items if previous else None, conversation_id=conversation_id
+    )
+    return request, plan_chat(request.chat_body, svc.settings, svc.models)
+
+
+def prepare(svc, caller: Caller, body: dict[str, Any], clock=time.time) -> Turn:
+    """Plan one turn; raises the 404 for an unknown ``previous_response_id``."""
+    responses = ResponseStore(svc.store, svc.settings)
+    previous = None
+    conversation_id = None
+    if body.get("previous_response_id"):
+        previous = responses.load(
+            body["previous_response_id"], caller, param="previous_response_id"
+        )
+        kept = previous.conversation_id
+        if kept and svc.pool.conversations.owner(kept) == previous.account:
+            conversation_id = kept
+    request, plan = _plan(svc, body, previous, conversation_id)
+    return Turn(
+        body=body,
+        response_id=new_response_id(),
+        created_at=int(clock()),
+        request=request,
+        plan=plan,
+        owner=owner_of(caller),
+        previous=previous,
+    )
+
+
+def from_history(svc, turn: Turn) -> Turn:
+    """The same turn answered from the stored history (its kept conversation is gone)."""
+    request, plan = _plan(svc, turn.body, turn.previous, None)
+    return replace(turn, request=request, plan=plan)
+
+
+def conversation_gone(error: GLMProxyError, turn: Turn) -> bool:
+    """The upstream no longer has the conversation this turn meant to continue."""
+    return turn.native and error.code == "conversation_not_found"
+
+
+def start(svc, caller: Caller, turn: Turn) -> AnswerJob:
+    return start_chat(svc, caller, turn.plan)
+
+
+def save(svc, turn: Turn, builder: ResponseBuilder, job: AnswerJob | None) -> None:
+    """Store the finished response and the conversation's items so far (``store: true``)."""
+    if not turn.store:
+        return
+    request = turn.request
+    items = [*request.history, *request.items, *output_items(builder.output())]
+    account = job.account.fingerprint if job is not None and job.account is not None else None
+    conversation_id = (job.conversation_id if job is not None else None) or builder.conversation_id
+    record = StoredResponse(
+        response=builder.response(),
+        items=items,
+        owner=turn.owner,
+        conversation_id=conversation_id or turn.plan.conversation_id,
+        account=account,
+        assistant_id=turn.plan.assistant_id,
+    )
+    ResponseStore(svc.store, svc.settings).save(record)
+
+
+def delete(svc, caller: Caller, response_id: str) -> dict[str, Any]:
+    """Forget a stored response and delete the upstream conversation it kept."""
+    responses = ResponseStore(svc.store, svc.settings)
+    record = responses.load(response_id, caller)
+    responses.delete(response_id)
+    conversation_id = record.conversation_id
+    book = svc.pool.conversations
+    if conversation_id and record.account and book.owner(conversation_id) == record.account:
+        account = next((a for a in caller.accounts if a.fingerprint == record.account), None)
+        if account is None:
+            account = svc.pool.account_by_fingerprint(record.account)
+        if account is not None:
+            book.forget(conversation_id)
+            svc.janitor.delete_later(
+                account, record.assistant_id or svc.settings.glm_assistant_id, conversation_id
+            )
+    return {"id": response_id, "object": "response.deleted", "deleted": True}
