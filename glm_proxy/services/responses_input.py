@@ -148,7 +148,9 @@ def to_messages(items: list[dict[str, Any]], path: str = "input") -> list[dict[s
             role = item.get("role")
             if role not in MESSAGE_ROLES:
                 raise _bad(f"{where}.role", f"must be one of {', '.join(MESSAGE_ROLES)}.")
-            messages.append({"role": role, "content": _content(item.get("content"), where)})
+            messages.append(
+                {"role": role, "content": _content(item.get("content"), f"{where}.content")}
+            )
         elif kind in ("function_call", "custom_tool_call"):
             call = _tool_call(item, where)
             last = messages[-1] if messages else None

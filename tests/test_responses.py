@@ -1,0 +1,353 @@
+"""Responses API end to end: real gunicorn server, official SDK, upstream simulator."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import openai
+import orjson
+import pytest
+import requests
+
+from tests.conftest import start_proxy, stop_proxy
+from tests.fileserver import image_bytes
+from tests.simulator.scripts import (
+    ERROR_PARTIAL,
+    SEARCH_SOURCES,
+    THINK_ANSWER,
+    THINK_REASONING,
+)
+
+SIM_TEXT = "你好！这是模拟回答。Simulated answer 🚀"
+
+
+def stream_requests(simulator, token: str) -> list[dict]:
+    return [
+        r
+        for r in simulator.requests_log("/assistant/stream")
+        if r.get("account") == token and r.get("stream")
+    ]
+
+
+def prompt_of(entry: dict) -> str:
+    return "".join(
+        c["item"].get("text") or ""
+        for c in entry["stream"]["content"]
+        if c["item"].get("type") == "text"
+    )
+
+
+def test_text_response(client, simulator, token):
+    response = client.responses.create(model="glm-4", input="hello")
+    assert response.id.startswith("resp_")
+    assert response.object == "response" and response.status == "completed"
+    assert response.output_text.startswith(SIM_TEXT)
+    (message,) = response.output
+    assert message.type == "message" and message.role == "assistant"
+    assert message.status == "completed"
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+    assert response.usage.output_tokens_details.reasoning_tokens == 0
+    assert response.store is True and response.model == "glm-4"
+    (entry,) = stream_requests(simulator, token)
+    assert prompt_of(entry) == "hello"
+
+
+def test_instructions_and_message_items(client, simulator, token):
+    client.responses.create(
+        model="glm-4",
+        instructions="You are terse.",
+        input=[
+            {"role": "developer", "content": "Answer in English."},
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "q1"}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": "a1"}]},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA"},
+            {"role": "user", "content": "q2"},
+        ],
+        store=False,
+    )
+    text = prompt_of(stream_requests(simulator, token)[-1])
+    order = [text.index(s) for s in ("You are terse.", "Answer in English.", "q1", "a1", "q2")]
+    assert order == sorted(order)
+    assert "gAAA" not in text
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+
+
+def test_reasoning_model(client, simulator, token):
+    response = client.responses.create(model="glm-4-think", input="hi [[sim:think]]")
+    reasoning, message = response.output
+    assert reasoning.type == "reasoning"
+    assert reasoning.summary[0].type == "summary_text"
+    assert reasoning.summary[0].text == THINK_REASONING
+    assert response.output_text == THINK_ANSWER
+    assert response.usage.output_tokens_details.reasoning_tokens > 0
+    effort = client.responses.create(model="glm-4", input="x", reasoning={"effort": "high"})
+    assert effort.reasoning.effort == "high"
+    assert stream_requests(simulator, token)[-1]["stream"]["chat_mode"] == "zero"
+
+
+def test_search_citations_are_annotations(client, simulator, token):
+    response = client.responses.create(
+        model="glm-4", input="news? [[sim:search]]", tools=[{"type": "web_search"}]
+    )
+    assert stream_requests(simulator, token)[-1]["body"]["meta_data"]["is_networking"] is True
+    content = response.output[0].content[0]
+    urls = {a.url for a in content.annotations}
+    assert urls == {s["url"] for s in SEARCH_SOURCES}
+    for annotation in content.annotations:
+        assert annotation.type == "url_citation" and annotation.title
+        span = content.text[annotation.start_index : annotation.end_index]
+        assert span.endswith(f"]({annotation.url})")
+
+
+def test_image_input(client, simulator, token):
+    png = image_bytes("PNG", (64, 48))
+    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    response = client.responses.create(
+        model="glm-4",
+        input=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "what is this?"},
+                    {"type": "input_image", "image_url": url, "detail": "auto"},
+                ],
+            }
+        ],
+    )
+    assert response.status == "completed"
+    uploads = [u for u in simulator.state()["uploads"] if u["account"] == token]
+    assert len(uploads) == 1 and uploads[0]["content_type"] == "image/png"
+    items = [c["item"] for c in stream_requests(simulator, token)[-1]["stream"]["content"]]
+    assert any(i["type"] == "image" for i in items)
+
+
+STREAM_ORDER = [
+    "response.created",
+    "response.in_progress",
+    "response.output_item.added",
+    "response.reasoning_summary_part.added",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_summary_text.done",
+    "response.reasoning_summary_part.done",
+    "response.output_item.done",
+    "response.output_item.added",
+    "response.content_part.added",
+    "response.output_text.delta",
+    "response.output_text.done",
+    "response.content_part.done",
+    "response.output_item.done",
+    "response.completed",
+]
+
+
+def test_stream_event_sequence_matches_non_stream(client):
+    with client.responses.stream(model="glm-4-think", input="hi [[sim:think]]") as stream:
+        events = list(stream)
+        final = stream.get_final_response()
+    kinds = [e.type for e in events]
+    collapsed = [k for i, k in enumerate(kinds) if i == 0 or kinds[i - 1] != k]
+    assert collapsed == STREAM_ORDER
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    streamed = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    full = client.responses.create(model="glm-4-think", input="hi [[sim:think]]")
+    assert streamed == final.output_text == full.output_text == THINK_ANSWER
+    assert final.output[0].summary[0].text == full.output[0].summary[0].text
+    assert events[0].response.id == final.id
+    assert client.responses.retrieve(final.id).output_text == THINK_ANSWER
+
+
+def test_stream_keepalive_and_raw_sse(proxy, token):
+    resp = requests.post(
+        f"{proxy.v1}/responses",
+        json={"model": "glm-4", "input": "slow [[sim:slow]]", "stream": True},
+        headers={"Authorization": f"Bearer {token}"},
+        stream=True,
+        timeout=30,
+    )
+    assert resp.headers["content-type"].startswith("text/event-stream")
+    lines = list(resp.iter_lines())
+    assert b": keep-alive" in lines
+    names = [line[len(b"event: ") :].decode() for line in lines if line.startswith(b"event: ")]
+    datas = [orjson.loads(line[6:]) for line in lines if line.startswith(b"data: ")]
+    assert names == [d["type"] for d in datas]
+    assert names[-1] == "response.completed"
+
+
+def test_upstream_error_mid_stream(client, simulator, token):
+    with client.responses.stream(model="glm-4", input="x [[sim:error]]", store=False) as stream:
+        events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[-2:] == ["error", "response.failed"]
+    assert ERROR_PARTIAL in "".join(
+        e.delta for e in events if e.type == "response.output_text.delta"
+    )
+    assert events[-1].response.status == "failed"
+    assert events[-1].response.error.code == "server_error"
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+    with client.responses.stream(model="glm-4", input="x [[sim:error]]") as stream:
+        stored = list(stream)[-1].response.id
+    assert client.responses.retrieve(stored).status == "failed"
+
+
+def test_previous_response_id_three_turns(client, simulator, token):
+    first = client.responses.create(model="glm-4", input="turn one")
+    second = client.responses.create(
+        model="glm-4", input="turn two", previous_response_id=first.id
+    )
+    third = client.responses.create(
+        model="glm-4", input="turn three", previous_response_id=second.id
+    )
+    assert "turn 3)" in third.output_text
+    assert third.previous_response_id == second.id
+    one, two, three = stream_requests(simulator, token)
+    conversation = two["body"]["conversation_id"]
+    assert one["body"]["conversation_id"] == ""
+    assert conversation and three["body"]["conversation_id"] == conversation
+    assert prompt_of(two) == "turn two" and prompt_of(three) == "turn three"
+    account = simulator.account(token)
+    assert account["conversations_alive"] == [conversation]
+
+
+def test_retrieve_and_delete(client, simulator, token):
+    created = client.responses.create(model="glm-4", input="keep me")
+    fetched = client.responses.retrieve(created.id)
+    assert fetched.id == created.id and fetched.output_text == created.output_text
+    assert fetched.status == "completed"
+    assert simulator.account(token)["conversations_alive"]
+    client.responses.delete(created.id)
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+    with pytest.raises(openai.NotFoundError) as info:
+        client.responses.retrieve(created.id)
+    assert info.value.body["code"] == "response_not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.delete(created.id)
+
+
+def test_other_callers_cannot_see_a_response(client, proxy):
+    created = client.responses.create(model="glm-4", input="mine")
+    other = openai.OpenAI(base_url=proxy.v1, api_key="rt-someone-else", max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="glm-4", input="x", previous_response_id=created.id)
+
+
+def test_store_false_is_not_kept(client, simulator, token):
+    created = client.responses.create(model="glm-4", input="forget me", store=False)
+    assert created.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+
+
+def test_cancel_a_streaming_response(client, simulator, token):
+    with client.responses.stream(
+        model="glm-4", input="go [[sim:long n=200 delay=0.05]]"
+    ) as stream:
+        events = []
+        for event in stream:
+            events.append(event)
+            if event.type == "response.output_text.delta":
+                break
+        response_id = events[0].response.id
+        assert client.responses.retrieve(response_id).status == "in_progress"
+        cancelled = client.responses.cancel(response_id)
+        assert cancelled.status == "cancelled"
+        events.extend(stream)
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.status == "cancelled"
+    assert client.responses.retrieve(response_id).status == "cancelled"
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(response_id)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "glm-4"}, "input"),
+        ({"model": "glm-4", "input": 3}, "input"),
+        ({"model": "glm-4", "input": [{"type": "bogus"}]}, "input[0].type"),
+        ({"model": "glm-4", "input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
+        ({"model": "glm-4", "input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type"),
+        ({"model": "glm-4", "input": "x", "background": True}, "background"),
+        ({"model": "glm-4", "input": "x", "reasoning": {"effort": "max"}}, "reasoning.effort"),
+        (
+            {
+                "model": "glm-4",
+                "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}],
+            },
+            "input[0].content[0]",
+        ),
+        ({"model": "glm-4", "input": "x", "previous_response_id": "nope"}, "previous_response_id"),
+    ],
+)
+def test_bad_requests_are_400s(proxy, token, body, param):
+    resp = requests.post(
+        f"{proxy.v1}/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert resp.status_code == 400, resp.text
+    error = resp.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_unknown_previous_response_is_404(client):
+    with pytest.raises(openai.NotFoundError) as info:
+        client.responses.create(
+            model="glm-4", input="x", previous_response_id="resp_0123456789abcdef"
+        )
+    assert info.value.body["param"] == "previous_response_id"
+
+
+@pytest.fixture(scope="module")
+def short_proxy(simulator, tmp_path_factory):
+    server = start_proxy(
+        simulator,
+        tmp_path_factory.mktemp("short"),
+        RESPONSES_TTL="3",
+        CONVERSATION_IDLE_TTL="0.5",
+        SWEEP_INTERVAL="0.3",
+    )
+    yield server
+    stop_proxy(server)
+
+
+def test_expired_response_and_history_fallback(short_proxy, simulator, token):
+    client = openai.OpenAI(base_url=short_proxy.v1, api_key=token, max_retries=0, timeout=30)
+    first = client.responses.create(model="glm-4", input="remember the word kumquat")
+    # The idle sweeper deletes the kept conversation; the stored history carries on.
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+    second = client.responses.create(
+        model="glm-4", input="which word?", previous_response_id=first.id
+    )
+    entry = stream_requests(simulator, token)[-1]
+    assert entry["body"]["conversation_id"] == ""
+    text = prompt_of(entry)
+    assert text.index("kumquat") < text.index(first.output_text[:10]) < text.index("which word?")
+    assert second.status == "completed"
+    time.sleep(3.5)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(first.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="glm-4", input="x", previous_response_id=second.id)
+
+
+def test_concurrent_streams_cancel_only_their_own(client):
+    """A cancel reaches only the response it names."""
+    results: dict[str, list] = {}
+
+    def run(name: str, prompt: str) -> None:
+        with client.responses.stream(model="glm-4", input=prompt) as stream:
+            results[name] = list(stream)
+
+    slow = threading.Thread(target=run, args=("slow", "a [[sim:long n=40 delay=0.05]]"))
+    slow.start()
+    quick = client.responses.create(model="glm-4", input="b")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(quick.id)
+    slow.join(30)
+    assert results["slow"][-1].type == "response.completed"
