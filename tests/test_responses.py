@@ -193,9 +193,7 @@ def test_upstream_error_mid_stream(client, simulator, token):
 
 def test_previous_response_id_three_turns(client, simulator, token):
     first = client.responses.create(model="glm-4", input="turn one")
-    second = client.responses.create(
-        model="glm-4", input="turn two", previous_response_id=first.id
-    )
+    second = client.responses.create(model="glm-4", input="turn two", previous_response_id=first.id)
     third = client.responses.create(
         model="glm-4", input="turn three", previous_response_id=second.id
     )
@@ -243,9 +241,7 @@ def test_store_false_is_not_kept(client, simulator, token):
 
 
 def test_cancel_a_streaming_response(client, simulator, token):
-    with client.responses.stream(
-        model="glm-4", input="go [[sim:long n=200 delay=0.05]]"
-    ) as stream:
+    with client.responses.stream(model="glm-4", input="go [[sim:long n=200 delay=0.05]]") as stream:
         events = []
         for event in stream:
             events.append(event)
