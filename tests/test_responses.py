@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+from pathlib import Path
 
 import openai
 import orjson
@@ -19,8 +20,10 @@ from tests.simulator.scripts import (
     THINK_ANSWER,
     THINK_REASONING,
 )
+from tests.test_simulator import Sim
 
 SIM_TEXT = "你好！这是模拟回答。Simulated answer 🚀"
+CODEX_FIXTURE = Path(__file__).parent / "fixtures" / "codex_responses_request.json"
 
 
 def stream_requests(simulator, token: str) -> list[dict]:
@@ -347,3 +350,53 @@ def test_concurrent_streams_cancel_only_their_own(client):
         client.responses.cancel(quick.id)
     slow.join(30)
     assert results["slow"][-1].type == "response.completed"
+
+
+def test_codex_shaped_request_is_answered(proxy, simulator, token):
+    request = orjson.loads(CODEX_FIXTURE.read_bytes())
+    resp = requests.post(
+        f"{proxy.v1}/responses",
+        json=request,
+        headers={"Authorization": f"Bearer {token}", "OpenAI-Beta": "responses=experimental"},
+        stream=True,
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    events = [orjson.loads(line[6:]) for line in resp.iter_lines() if line.startswith(b"data: ")]
+    assert events[0]["type"] == "response.created"
+    assert events[-1]["type"] == "response.completed"
+    final = events[-1]["response"]
+    assert final["store"] is False and final["status"] == "completed"
+    assert final["output_text"].startswith(SIM_TEXT)
+    text = prompt_of(stream_requests(simulator, token)[-1])
+    assert "Thanks. Now summarise" in text and "sum_two" in text
+    assert "gAAAA" not in text  # reasoning items are dropped
+    assert not simulator.wait_deleted(token)["conversations_alive"]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_gone_upstream_conversation_falls_back_to_history(client, simulator, token, stream):
+    first = client.responses.create(model="glm-4", input="remember the word quince")
+    (entry,) = stream_requests(simulator, token)
+    sim = Sim(simulator.base)
+    conversation = simulator.account(token)["conversations_alive"][0]
+    deleted = sim.post(
+        "/chatglm/backend-api/assistant/conversation/delete",
+        sim.access(token),
+        json={"assistant_id": entry["body"]["assistant_id"], "conversation_id": conversation},
+    )
+    assert deleted.json()["status"] == 0
+    if stream:
+        with client.responses.stream(
+            model="glm-4", input="which word?", previous_response_id=first.id
+        ) as events:
+            second = events.get_final_response()
+    else:
+        second = client.responses.create(
+            model="glm-4", input="which word?", previous_response_id=first.id
+        )
+    assert second.status == "completed" and second.output_text.startswith(SIM_TEXT)
+    tried, replayed = stream_requests(simulator, token)[-2:]
+    assert tried["body"]["conversation_id"] == conversation
+    assert replayed["body"]["conversation_id"] == ""
+    assert "quince" in prompt_of(replayed)

@@ -1,0 +1,245 @@
+"""Responses request -> chat request: input items, tools, tool_choice and the other controls
+(pure functions, no server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import orjson
+import pytest
+
+from glm_proxy.errors import InvalidRequest
+from glm_proxy.schemas import load
+from glm_proxy.schemas_responses import ResponsesSchema
+from glm_proxy.services.responses_input import (
+    map_tool_choice,
+    map_tools,
+    output_items,
+    to_chat_body,
+    to_messages,
+)
+
+CODEX_FIXTURE = Path(__file__).parent / "fixtures" / "codex_responses_request.json"
+
+
+def body(**fields) -> dict:
+    return load(ResponsesSchema(), {"model": "glm-4", "input": "hi", **fields})
+
+
+def test_string_input_and_defaults():
+    mapped = to_chat_body(body())
+    assert mapped.chat_body["messages"] == [{"role": "user", "content": "hi"}]
+    assert mapped.chat_body["keep_conversation"] is True  # store defaults to true
+    assert mapped.chat_body["conversation_id"] is None
+    assert "tools" not in mapped.chat_body and "web_search" not in mapped.chat_body
+
+
+def test_tool_items_become_chat_tool_calls():
+    items = [
+        {"role": "user", "content": [{"type": "input_text", "text": "weather and patch?"}]},
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "On it."}]},
+        {"type": "function_call", "call_id": "c1", "name": "weather", "arguments": '{"q":1}'},
+        {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** P"},
+        {"type": "function_call_output", "call_id": "c1", "output": "sunny"},
+        {
+            "type": "custom_tool_call_output",
+            "call_id": "c2",
+            "output": [{"type": "input_text", "text": "done"}],
+        },
+    ]
+    messages = to_messages(items)
+    assert messages[0] == {
+        "role": "user",
+        "content": [{"type": "text", "text": "weather and patch?"}],
+    }
+    assistant = messages[1]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"] == [{"type": "text", "text": "On it."}]
+    assert assistant["tool_calls"] == [
+        {"id": "c1", "type": "function", "function": {"name": "weather", "arguments": '{"q":1}'}},
+        {
+            "id": "c2",
+            "type": "function",
+            "function": {"name": "apply_patch", "arguments": '{"input":"*** P"}'},
+        },
+    ]
+    assert messages[2] == {"role": "tool", "tool_call_id": "c1", "content": "sunny"}
+    assert messages[3]["tool_call_id"] == "c2"
+    assert messages[3]["content"] == [{"type": "text", "text": "done"}]
+
+
+def test_a_call_without_preceding_text_opens_an_assistant_message():
+    messages = to_messages(
+        [{"type": "function_call", "call_id": "c", "name": "f", "arguments": {"a": 1}}]
+    )
+    assert messages == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}}
+            ],
+        }
+    ]
+
+
+def test_attachments_map_to_chat_parts():
+    (message,) = to_messages(
+        [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_image", "image_url": "https://x.example/a.png"},
+                    {"type": "input_file", "file_data": "QUJD", "filename": "a.txt"},
+                    {"type": "input_file", "file_url": "https://x.example/b.pdf"},
+                ],
+            }
+        ]
+    )
+    assert message["content"] == [
+        {"type": "image_url", "image_url": {"url": "https://x.example/a.png"}},
+        {"type": "file", "file": {"file_data": "QUJD", "filename": "a.txt"}},
+        {"type": "file", "file_url": {"url": "https://x.example/b.pdf"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("items", "param"),
+    [
+        ([{"type": "function_call", "name": "f", "arguments": "{}"}], "input[0].call_id"),
+        ([{"type": "function_call", "call_id": "c", "arguments": "{}"}], "input[0].name"),
+        ([{"type": "function_call_output", "output": "x"}], "input[0].call_id"),
+        ([{"type": "item_reference", "id": "msg_1"}], "input[0]"),
+        ([{"role": "user", "content": [{"type": "input_audio"}]}], "input[0].content[0]"),
+        ([{"role": "user", "content": 5}], "input[0].content"),
+    ],
+)
+def test_bad_items_name_their_place(items, param):
+    with pytest.raises(InvalidRequest) as info:
+        to_messages(items)
+    assert info.value.param == param
+
+
+def test_tools_custom_and_web_search():
+    tools = [
+        {"type": "function", "name": "f", "description": "d", "parameters": {"type": "object"}},
+        {
+            "type": "custom",
+            "name": "apply_patch",
+            "description": "Apply a patch.",
+            "format": {"type": "grammar", "syntax": "lark", "definition": "start: 'x'"},
+        },
+        {"type": "web_search"},
+    ]
+    chat, custom, web_search = map_tools(tools)
+    assert custom == frozenset({"apply_patch"}) and web_search
+    assert chat[0] == {
+        "type": "function",
+        "function": {"name": "f", "description": "d", "parameters": {"type": "object"}},
+    }
+    patch = chat[1]["function"]
+    assert patch["name"] == "apply_patch"
+    assert patch["parameters"]["required"] == ["input"]
+    assert patch["parameters"]["properties"]["input"]["type"] == "string"
+    assert "lark" in patch["description"] and "start: 'x'" in patch["description"]
+
+
+@pytest.mark.parametrize(
+    ("choice", "expected", "names"),
+    [
+        ("auto", "auto", ["f", "g"]),
+        ("required", "required", ["f", "g"]),
+        ({"type": "function", "name": "g"}, {"type": "function", "function": {"name": "g"}}, None),
+        ({"type": "custom", "name": "f"}, {"type": "function", "function": {"name": "f"}}, None),
+        (
+            {
+                "type": "allowed_tools",
+                "mode": "required",
+                "tools": [{"type": "function", "name": "g"}],
+            },
+            "required",
+            ["g"],
+        ),
+        ({"type": "web_search"}, "auto", ["f", "g"]),
+    ],
+)
+def test_tool_choice(choice, expected, names):
+    chat, _, _ = map_tools([{"type": "function", "name": "f"}, {"type": "custom", "name": "g"}])
+    mapped, kept = map_tool_choice(choice, chat)
+    assert mapped == expected
+    if names is not None:
+        assert [t["function"]["name"] for t in kept] == names
+
+
+def test_tool_choice_naming_an_unknown_tool_is_400():
+    with pytest.raises(InvalidRequest) as info:
+        map_tool_choice({"type": "function", "name": "nope"}, [])
+    assert info.value.param == "tool_choice.name"
+
+
+def test_controls_map_to_chat_fields():
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    mapped = to_chat_body(
+        body(
+            instructions="Be brief.",
+            reasoning={"effort": "low"},
+            text={"format": {"type": "json_schema", "name": "x", "schema": schema, "strict": True}},
+            max_output_tokens=50,
+            parallel_tool_calls=False,
+            store=False,
+            stream=True,
+            user="u1",
+        )
+    ).chat_body
+    assert mapped["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert mapped["reasoning_effort"] == "low"
+    assert mapped["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "x", "schema": schema, "strict": True},
+    }
+    assert mapped["max_tokens"] == 50
+    assert mapped["parallel_tool_calls"] is False
+    assert mapped["keep_conversation"] is False and mapped["stream"] is True
+    json_object = to_chat_body(body(text={"format": {"type": "json_object"}})).chat_body
+    assert json_object["response_format"] == {"type": "json_object"}
+    plain = to_chat_body(body(text={"format": {"type": "text"}})).chat_body
+    assert "response_format" not in plain
+
+
+def test_history_is_replayed_unless_the_conversation_continues():
+    history = [
+        {"role": "user", "content": "first"},
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "1"}]},
+    ]
+    replayed = to_chat_body(body(input="second"), history=history)
+    assert [m["role"] for m in replayed.chat_body["messages"]] == ["user", "assistant", "user"]
+    native = to_chat_body(body(input="second"), history=history, conversation_id="abc123")
+    assert native.chat_body["messages"] == [{"role": "user", "content": "second"}]
+    assert native.chat_body["conversation_id"] == "abc123"
+    assert native.history == history
+
+
+def test_output_items_drop_reasoning():
+    output = [
+        {"type": "reasoning", "id": "rs_1", "summary": []},
+        {"type": "message", "id": "msg_1", "role": "assistant", "content": []},
+        {"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"},
+    ]
+    assert [i["type"] for i in output_items(output)] == ["message", "function_call"]
+
+
+def test_codex_shaped_request_maps():
+    request = orjson.loads(CODEX_FIXTURE.read_bytes())
+    mapped = to_chat_body(load(ResponsesSchema(), request))
+    chat = mapped.chat_body
+    assert chat["messages"][0]["role"] == "system"  # the instructions
+    assert mapped.custom_tools == frozenset({"apply_patch"})
+    names = [t["function"]["name"] for t in chat["tools"]]
+    assert len(names) == len(request["tools"]) and "apply_patch" in names
+    assert chat["keep_conversation"] is False  # store: false
+    roles = [m["role"] for m in chat["messages"]]
+    assert "tool" in roles and roles[-1] == "user"
+    assert json.dumps(request).count('"type": "reasoning"') >= 1  # present, and dropped:
+    assert all("encrypted" not in json.dumps(m) for m in chat["messages"])
