@@ -400,3 +400,24 @@ def test_gone_upstream_conversation_falls_back_to_history(client, simulator, tok
     assert tried["body"]["conversation_id"] == conversation
     assert replayed["body"]["conversation_id"] == ""
     assert "quince" in prompt_of(replayed)
+
+
+def test_content_filter_is_incomplete(client, simulator, token):
+    response = client.responses.create(model="glm-4", input="bad [[sim:intervene]]", store=False)
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "content_filter"
+    with client.responses.stream(model="glm-4", input="bad [[sim:intervene]]") as stream:
+        events = list(stream)
+    assert events[-1].type == "response.incomplete"
+    assert events[-1].response.output_text == response.output_text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_dead_token_is_401_before_the_stream(proxy, stream):
+    dead = openai.OpenAI(base_url=proxy.v1, api_key="dead-token-x", max_retries=0, timeout=30)
+    with pytest.raises(openai.AuthenticationError):
+        if stream:
+            with dead.responses.stream(model="glm-4", input="x") as events:
+                list(events)
+        else:
+            dead.responses.create(model="glm-4", input="x")

@@ -156,11 +156,11 @@ def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
                 live.job_queue = job.queue
                 continue
             break
+        _note(job, g.log_fields, builder)
+        turns.save(svc, turn, builder, job)  # before the live record goes: never a gap
     finally:
         job.cancel()
         live.end()
-    _note(job, g.log_fields, builder)
-    turns.save(svc, turn, builder, job)
     return json_response(builder.response())
 
 
