@@ -27,6 +27,7 @@ from glm_proxy.events import (
 )
 from glm_proxy.formats.responses import (
     ResponseBuilder,
+    ResponseCancelled,
     ResponsesWire,
     counter_ids,
     url_annotations,
@@ -270,3 +271,32 @@ def test_reasoning_can_be_hidden(reasoning):
     _, response = run([ReasoningDelta("r"), TextDelta("t"), Finished("stop")], b)
     kinds = [o["type"] for o in response["output"]]
     assert kinds == (["reasoning", "message"] if reasoning else ["message"])
+
+
+def test_wire_error_before_any_delta_still_opens_the_response():
+    saved = []
+    wire = ResponsesWire(builder(), on_end=saved.append)
+    decoder = SSEDecoder()
+    events = decoder.feed(wire.error(UpstreamError("broke early"))) + decoder.finish()
+    assert [e.event for e in events] == [
+        "response.created",
+        "response.in_progress",
+        "error",
+        "response.failed",
+    ]
+    replay_with_sdk([orjson.loads(e.data) for e in events if e.event != "error"])
+    assert saved and saved[0].status == "failed"
+    assert wire.usage["completion_tokens"] == 0
+
+
+def test_wire_cancel_and_collect():
+    wire = ResponsesWire(builder())
+    out = wire.open() + wire.feed(TextDelta("so far")) + wire.error(ResponseCancelled("stop"))
+    assert b"event: error" not in out
+    assert out.rstrip().splitlines()[-2] == b"event: response.incomplete"
+    saved = []
+    collector = ResponsesWire(builder(), on_end=saved.append)
+    response = collector.collect([TextDelta("a"), TextDelta("b"), Finished("stop")])
+    assert response["status"] == "completed" and response["output_text"] == "ab"
+    assert collector.usage == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    assert saved[0] is collector.builder

@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, g, request
-from gevent.queue import Queue
 
 from glm_proxy.auth import authenticate
 from glm_proxy.errors import GLMProxyError, InvalidRequest
-from glm_proxy.formats.responses import ResponseBuilder, ResponsesWire
+from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
 from glm_proxy.schemas import load
 from glm_proxy.schemas_responses import ResponsesSchema
 from glm_proxy.services import responses as turns
@@ -28,8 +27,6 @@ bp = Blueprint("responses", __name__, url_prefix="/v1")
 
 SCHEMA = ResponsesSchema()
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-CANCELLED = object()
-"""Queued into the job's queue when the client cancels the response."""
 
 
 @bp.post("/responses")
@@ -48,10 +45,11 @@ def create_response() -> Response:
         job = turns.start(svc, caller, turn)
         error = job.opening_failure(svc.settings.stream_header_wait)
     if error is not None:
-        _note(job, g.log_fields)
+        _note_account(job, g.log_fields)
         return error_response(error)
+    wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
     return Response(
-        _stream(svc, turn, job, g.log_fields),
+        _live(svc, turn, job, _pump(job, wire, svc.settings.keepalive_interval, g.log_fields)),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -97,12 +95,18 @@ def cancel_response(response_id: str) -> Response:
 
 
 class _Live:
-    """While a response is in progress: its cancel hook, and the store record naming it."""
+    """While a response is in progress: the store record naming it, and its cancel hook.
+
+    A cancel (from any worker, through the store's publish/subscribe) is queued
+    into the answer job as a ``Failure(ResponseCancelled)``: the stream then
+    ends like after any final item, and the job is cancelled in the pump's
+    ``finally``.
+    """
 
     def __init__(self, svc, turn: turns.Turn, job: AnswerJob) -> None:
         self.responses = ResponseStore(svc.store, svc.settings)
         self.response_id = turn.response_id
-        self.job_queue: Queue = job.queue
+        self.job = job
         self.responses.mark_live(
             turn.response_id, turn.owner, turn.builder(svc.settings).response()
         )
@@ -110,100 +114,108 @@ class _Live:
 
     def _on_cancel(self, response_id: str) -> None:
         if response_id == self.response_id:
-            self.job_queue.put(CANCELLED)
+            self.job.queue.put(Failure(ResponseCancelled("The response was cancelled.")))
 
     def end(self) -> None:
         self._unsubscribe()
         self.responses.end_live(self.response_id)
 
 
-def _note(job: AnswerJob, log_fields: dict, builder: ResponseBuilder | None = None) -> None:
-    """The account for the request log, and the usage for per-key counters (chat terms)."""
+def _live(svc, turn: turns.Turn, job: AnswerJob, stream: Iterator[bytes]) -> Iterator[bytes]:
+    """``stream``, with the response marked live (retrievable, cancellable) while it runs."""
+    live = _Live(svc, turn, job)
+    try:
+        yield from stream
+    finally:
+        live.end()
+
+
+def _saver(svc, turn: turns.Turn, job: AnswerJob):
+    def save(builder: ResponseBuilder) -> None:
+        turns.save(svc, turn, builder, job)
+
+    return save
+
+
+def _note_account(job: AnswerJob, log_fields: dict) -> None:
     if job.account is not None:
         log_fields["account"] = job.account.fingerprint
-    if builder is not None:
-        usage = builder.usage()
-        log_fields["usage"] = {
-            "prompt_tokens": usage["input_tokens"],
-            "completion_tokens": usage["output_tokens"],
-            "total_tokens": usage["total_tokens"],
-        }
 
 
 def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
+    """The non-stream answer; a kept conversation gone upstream is answered from history."""
     live = _Live(svc, turn, job)
     try:
         while True:
-            builder = turn.builder(svc.settings)
+            wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
             try:
-                for item in job.items():
-                    if item is CANCELLED:
-                        builder.cancel()
-                        break
-                    if isinstance(item, Failure):
-                        raise item.error
-                    if isinstance(item, End):
-                        builder.finish()
-                        break
-                    builder.feed(item)
+                body = _collect(job, wire)
             except GLMProxyError as exc:
+                _note_account(job, g.log_fields)
                 if not turns.conversation_gone(exc, turn):
-                    _note(job, g.log_fields)
                     raise
                 job.cancel()
                 turn = turns.from_history(svc, turn)
-                job = turns.start(svc, caller, turn)
-                live.job_queue = job.queue
+                job = live.job = turns.start(svc, caller, turn)
                 continue
-            break
-        _note(job, g.log_fields, builder)
-        turns.save(svc, turn, builder, job)  # before the live record goes: never a gap
+            _note_account(job, g.log_fields)
+            g.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+            return json_response(body)
     finally:
         job.cancel()
         live.end()
-    return json_response(builder.response())
 
 
-def _stream(svc, turn: turns.Turn, job: AnswerJob, log_fields: dict) -> Iterator[bytes]:
-    """SSE bytes for one streamed response; items already queued go out in one write."""
-    builder = turn.builder(svc.settings)
-    wire = ResponsesWire(builder)
-    keepalive = svc.settings.keepalive_interval
-    live = _Live(svc, turn, job)
+def _collect(job: AnswerJob, wire: ResponsesWire) -> dict:
+    """Fold the whole answer; a cancel returns the response so far, a failure is raised."""
+    deltas = []
+    for item in job.items():
+        if isinstance(item, Failure):
+            if isinstance(item.error, ResponseCancelled):
+                wire.error(item.error)
+                return wire.builder.response()
+            raise item.error
+        if isinstance(item, End):
+            break
+        deltas.append(item)
+    return wire.collect(deltas)
+
+
+def _pump(job: AnswerJob, wire, keepalive_interval: float, log_fields: dict) -> Iterator[bytes]:
+    """SSE bytes for one streamed answer (batching, keep-alives, cleanup in ``finally``)."""
+    opened = False
     try:
-        yield wire.open()
-        done = False
-        while not done:
-            item = job.next_item(timeout=keepalive)
+        while True:
+            item = job.next_item(timeout=keepalive_interval)
             if item is KEEPALIVE:
                 yield wire.keepalive()
                 continue
             out: list[bytes] = []
+            done = False
             while True:
-                if item is CANCELLED:
-                    out.append(wire.cancel())
-                    done = True
-                elif isinstance(item, Failure):
+                if isinstance(item, Failure):
+                    _note_account(job, log_fields)
                     log_fields["error"] = item.error.code or "error"
                     out.append(wire.error(item.error))
                     done = True
-                elif isinstance(item, End):
-                    _note(job, log_fields, builder)
-                    closing = wire.finish(item)
-                    turns.save(svc, turn, builder, job)  # before the client may continue it
-                    out.append(closing)
-                    done = True
                 else:
-                    out.append(wire.feed(item))
+                    if not opened:
+                        opened = True
+                        out.append(wire.open())
+                    if isinstance(item, End):
+                        out.append(wire.finish(item))
+                        log_fields["usage"] = wire.usage
+                        _note_account(job, log_fields)
+                        done = True
+                    else:
+                        out.append(wire.feed(item))
                 if done:
                     break
                 item = job.next_ready()
                 if item is None:
                     break
-            if done and builder.status in ("failed", "cancelled"):
-                _note(job, log_fields, builder)
-                turns.save(svc, turn, builder, job)
             yield b"".join(out)
+            if done:
+                return
     finally:
         job.cancel()
-        live.end()

@@ -30,7 +30,7 @@ No clock, no random: ids come from an injected ``new_id``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -53,6 +53,7 @@ from glm_proxy.usage import estimate_tokens
 __all__ = [
     "CUSTOM_INPUT",
     "ResponseBuilder",
+    "ResponseCancelled",
     "ResponsesWire",
     "counter_ids",
     "encode_response_event",
@@ -365,30 +366,74 @@ class ResponseBuilder:
         return events
 
 
-class ResponsesWire:
-    """The Responses stream as bytes: the ``Wire`` the streaming pump drives."""
+class ResponseCancelled(GLMProxyError):
+    """The client cancelled the response (``POST /v1/responses/<id>/cancel``).
 
-    def __init__(self, builder: ResponseBuilder) -> None:
+    Queued into the answer job as a ``Failure`` so the pump ends the stream
+    like any other final item; the wire renders it as a cancellation, not an
+    error.
+    """
+
+    status = 400
+    openai_type = "invalid_request_error"
+    code = "response_cancelled"
+
+
+class ResponsesWire:
+    """The Responses stream as bytes: the ``Wire`` the streaming pump drives.
+
+    ``on_end`` runs when the answer is over (finished, failed or cancelled),
+    before the final event's bytes are returned: the view stores the
+    response there, so a client that continues it at once finds it.
+    """
+
+    def __init__(
+        self, builder: ResponseBuilder, on_end: Callable[[ResponseBuilder], None] | None = None
+    ) -> None:
         self.builder = builder
+        self.on_end = on_end
+        self.opened = False
+        self.usage: dict[str, Any] | None = None
 
     @staticmethod
     def _encode(events: list[dict[str, Any]]) -> bytes:
         return b"".join(encode_response_event(e) for e in events)
 
+    def _ended(self, events: list[dict[str, Any]]) -> bytes:
+        usage = self.builder.usage()
+        self.usage = {  # OpenAI chat terms, for the per-key counters
+            "prompt_tokens": usage["input_tokens"],
+            "completion_tokens": usage["output_tokens"],
+            "total_tokens": usage["total_tokens"],
+        }
+        if self.on_end is not None:
+            self.on_end(self.builder)
+        return self._encode(events)
+
     def open(self) -> bytes:
+        if self.opened:
+            return b""
+        self.opened = True
         return self._encode(self.builder.start())
 
     def feed(self, delta: Delta) -> bytes:
         return self._encode(self.builder.feed(delta))
 
     def finish(self, end: Any = None) -> bytes:
-        return self._encode(self.builder.finish())
+        return self.open() + self._ended(self.builder.finish())
 
     def error(self, err: GLMProxyError) -> bytes:
-        return self._encode(self.builder.fail(err))
-
-    def cancel(self) -> bytes:
-        return self._encode(self.builder.cancel())
+        """A failure after the stream began (the SDK needs ``response.created`` first)."""
+        if isinstance(err, ResponseCancelled):
+            return self.open() + self._ended(self.builder.cancel())
+        return self.open() + self._ended(self.builder.fail(err))
 
     def keepalive(self) -> bytes:
         return KEEPALIVE
+
+    def collect(self, deltas: Iterable[Delta]) -> dict[str, Any]:
+        """The non-stream ``response`` object for a whole answer."""
+        for delta in deltas:
+            self.builder.feed(delta)
+        self._ended(self.builder.finish())
+        return self.builder.response()
