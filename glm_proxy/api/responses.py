@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from flask import Blueprint, Response, g, request
 
+from glm_proxy.api._streaming import STREAM_HEADERS, pump
 from glm_proxy.auth import authenticate
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
@@ -19,14 +20,13 @@ from glm_proxy.schemas import load
 from glm_proxy.schemas_responses import ResponsesSchema
 from glm_proxy.services import responses as turns
 from glm_proxy.services import services
-from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
+from glm_proxy.services.answer import AnswerJob, Failure
 from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
 from glm_proxy.web import error_response, json_response, read_json
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 
 SCHEMA = ResponsesSchema()
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 @bp.post("/responses")
@@ -49,7 +49,7 @@ def create_response() -> Response:
         return error_response(error)
     wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
     return Response(
-        _live(svc, turn, job, _pump(job, wire, svc.settings.keepalive_interval, g.log_fields)),
+        _live(svc, turn, job, pump(job, wire, svc.settings.keepalive_interval, g.log_fields)),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -144,78 +144,21 @@ def _note_account(job: AnswerJob, log_fields: dict) -> None:
 
 def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
     """The non-stream answer; a kept conversation gone upstream is answered from history."""
-    live = _Live(svc, turn, job)
     try:
         while True:
             wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
             try:
-                body = _collect(job, wire)
+                body = wire.collect(job.deltas())
             except GLMProxyError as exc:
                 _note_account(job, g.log_fields)
                 if not turns.conversation_gone(exc, turn):
                     raise
                 job.cancel()
                 turn = turns.from_history(svc, turn)
-                job = live.job = turns.start(svc, caller, turn)
+                job = turns.start(svc, caller, turn)
                 continue
             _note_account(job, g.log_fields)
             g.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
             return json_response(body)
-    finally:
-        job.cancel()
-        live.end()
-
-
-def _collect(job: AnswerJob, wire: ResponsesWire) -> dict:
-    """Fold the whole answer; a cancel returns the response so far, a failure is raised."""
-    deltas = []
-    for item in job.items():
-        if isinstance(item, Failure):
-            if isinstance(item.error, ResponseCancelled):
-                wire.error(item.error)
-                return wire.builder.response()
-            raise item.error
-        if isinstance(item, End):
-            break
-        deltas.append(item)
-    return wire.collect(deltas)
-
-
-def _pump(job: AnswerJob, wire, keepalive_interval: float, log_fields: dict) -> Iterator[bytes]:
-    """SSE bytes for one streamed answer (batching, keep-alives, cleanup in ``finally``)."""
-    opened = False
-    try:
-        while True:
-            item = job.next_item(timeout=keepalive_interval)
-            if item is KEEPALIVE:
-                yield wire.keepalive()
-                continue
-            out: list[bytes] = []
-            done = False
-            while True:
-                if isinstance(item, Failure):
-                    _note_account(job, log_fields)
-                    log_fields["error"] = item.error.code or "error"
-                    out.append(wire.error(item.error))
-                    done = True
-                else:
-                    if not opened:
-                        opened = True
-                        out.append(wire.open())
-                    if isinstance(item, End):
-                        out.append(wire.finish(item))
-                        log_fields["usage"] = wire.usage
-                        _note_account(job, log_fields)
-                        done = True
-                    else:
-                        out.append(wire.feed(item))
-                if done:
-                    break
-                item = job.next_ready()
-                if item is None:
-                    break
-            yield b"".join(out)
-            if done:
-                return
     finally:
         job.cancel()
