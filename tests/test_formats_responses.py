@@ -300,3 +300,53 @@ def test_wire_cancel_and_collect():
     assert response["status"] == "completed" and response["output_text"] == "ab"
     assert collector.usage == {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
     assert saved[0] is collector.builder
+
+
+TOOL_ANSWER: list[Delta] = [
+    ConversationStarted("conv1", "m1"),
+    ReasoningDelta("The user wants weather."),
+    TextDelta("Let me check."),
+    ToolCallStart(0, "call_abc", "get_weather"),
+    ToolCallArguments(0, '{"city": '),
+    ToolCallArguments(0, '"Paris"}'),
+    ToolCallStart(1, "call_def", "apply_patch"),
+    ToolCallArguments(1, '{"input": "*** Begin Patch"}'),
+    Finished("tool_calls"),
+]
+
+
+@pytest.mark.parametrize("deltas", [TOOL_ANSWER, "e2_think_search.sse", "e2_intervene.sse"])
+def test_sdk_stream_helper_rebuilds_the_collected_response(deltas):
+    """The wire's bytes, served over HTTP to ``client.responses.stream()``, rebuild exactly the
+    response ``collect()`` returns for the non-stream request."""
+    import httpx
+    import openai
+
+    if isinstance(deltas, str):
+        deltas = recorded(deltas)
+    custom = frozenset({"apply_patch"})
+    wire = ResponsesWire(builder(custom))
+    parts = [wire.keepalive(), wire.open()]
+    for delta in deltas:
+        parts.extend([wire.feed(delta), wire.keepalive()])
+    parts.append(wire.finish(None))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=b"".join(parts), headers={"content-type": "text/event-stream"}
+        )
+
+    client = openai.OpenAI(
+        base_url="http://proxy.test/v1",
+        api_key="k",
+        http_client=httpx.Client(transport=httpx.MockTransport(handler)),
+        max_retries=0,
+    )
+    with client.responses.stream(model="glm-4", input="hi") as stream:
+        events = list(stream)
+        if events[-1].type == "response.completed":
+            final = stream.get_final_response().model_dump(exclude_none=True)
+        else:
+            final = events[-1].response.model_dump(exclude_none=True)
+    collected = ResponsesWire(builder(custom)).collect(deltas)
+    assert final == Response.model_validate(collected).model_dump(exclude_none=True)
