@@ -421,3 +421,15 @@ def test_dead_token_is_401_before_the_stream(proxy, stream):
                 list(events)
         else:
             dead.responses.create(model="glm-4", input="x")
+
+
+def test_a_dead_token_fails_over_to_the_next(proxy, simulator, token):
+    both = openai.OpenAI(
+        base_url=proxy.v1, api_key=f"dead-{token[3:]},{token}", max_retries=0, timeout=30
+    )
+    with both.responses.stream(model="glm-4", input="fail over") as stream:
+        final = stream.get_final_response()
+    assert final.status == "completed"
+    assert stream_requests(simulator, token)[-1]["stream"]
+    again = both.responses.create(model="glm-4", input="again", previous_response_id=final.id)
+    assert "turn 2)" in again.output_text
