@@ -199,13 +199,16 @@ def test_controls_map_to_chat_fields():
         "type": "json_schema",
         "json_schema": {"name": "x", "schema": schema, "strict": True},
     }
-    assert mapped["max_tokens"] == 50
+    assert mapped["max_completion_tokens"] == 50  # counts reasoning too, as at OpenAI
+    assert "logprobs" not in mapped
     assert mapped["parallel_tool_calls"] is False
     assert mapped["keep_conversation"] is False and mapped["stream"] is True
     json_object = to_chat_body(body(text={"format": {"type": "json_object"}})).chat_body
     assert json_object["response_format"] == {"type": "json_object"}
     plain = to_chat_body(body(text={"format": {"type": "text"}})).chat_body
     assert "response_format" not in plain
+    logprobs = to_chat_body(body(include=["message.output_text.logprobs"], top_logprobs=2))
+    assert logprobs.chat_body["logprobs"] is True and logprobs.chat_body["top_logprobs"] == 2
 
 
 def test_history_is_replayed_unless_the_conversation_continues():

@@ -26,6 +26,7 @@ from glm_proxy.formats.responses import CUSTOM_INPUT
 WEB_SEARCH_TOOLS = ("web_search", "web_search_preview", "web_search_2025_08_26")
 MESSAGE_ROLES = ("user", "system", "developer", "assistant")
 DROPPED_ITEMS = ("reasoning", "web_search_call", "compaction")
+LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
 @dataclass
@@ -322,7 +323,12 @@ def to_chat_body(
     if response_format is not None:
         chat["response_format"] = response_format
     if body.get("max_output_tokens"):
-        chat["max_tokens"] = body["max_output_tokens"]
+        # OpenAI counts reasoning tokens in max_output_tokens, as chat's max_completion_tokens.
+        chat["max_completion_tokens"] = body["max_output_tokens"]
+    if body.get("top_logprobs") or LOGPROBS_INCLUDE in (body.get("include") or ()):
+        chat["logprobs"] = True  # the chat controls honour it or refuse it loudly
+        if body.get("top_logprobs"):
+            chat["top_logprobs"] = body["top_logprobs"]
     if body.get("user"):
         chat["user"] = body["user"]
     return ResponsesRequest(chat, items, custom, list(history or []))
