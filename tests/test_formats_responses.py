@@ -32,7 +32,7 @@ from glm_proxy.formats.responses import (
     counter_ids,
     url_annotations,
 )
-from glm_proxy.services.responses_input import skeleton
+from glm_proxy.services.responses import skeleton
 from glm_proxy.sse import SSEDecoder, decode_json
 from glm_proxy.translate import translate_all
 

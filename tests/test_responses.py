@@ -433,3 +433,31 @@ def test_a_dead_token_fails_over_to_the_next(proxy, simulator, token):
     assert stream_requests(simulator, token)[-1]["stream"]
     again = both.responses.create(model="glm-4", input="again", previous_response_id=final.id)
     assert "turn 2)" in again.output_text
+
+
+def test_input_items_lists_this_turns_input(client, proxy, token):
+    first = client.responses.create(model="glm-4", input="first turn")
+    second = client.responses.create(
+        model="glm-4",
+        previous_response_id=first.id,
+        input=[
+            {"role": "user", "content": "second turn"},
+            {"role": "user", "content": [{"type": "input_text", "text": "and more"}]},
+        ],
+    )
+    items = list(client.responses.input_items.list(second.id, order="asc"))
+    assert [i.type for i in items] == ["message", "message"]
+    assert items[0].content[0].text == "second turn" and items[0].id
+    assert items[1].content[0].type == "input_text"
+    newest_first = client.responses.input_items.list(second.id, limit=1)
+    assert [i.id for i in newest_first.data] == [items[1].id] and newest_first.has_more
+    rest = client.responses.input_items.list(second.id, limit=1, after=items[1].id)
+    assert [i.id for i in rest.data] == [items[0].id] and not rest.has_more
+    (only,) = client.responses.input_items.list(first.id).data
+    assert only.content[0].text == "first turn"
+    resp = requests.get(
+        f"{proxy.v1}/responses/{second.id}/input_items?limit=0",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "limit"

@@ -2,8 +2,9 @@
 
 ``POST /v1/responses`` answers (streamed as typed Responses events, or as one
 ``response`` object), ``GET``/``DELETE /v1/responses/<id>`` read and delete a
-stored response, ``POST /v1/responses/<id>/cancel`` stops one still in
-progress. Errors use the OpenAI error shape like every OpenAI route.
+stored response, ``GET /v1/responses/<id>/input_items`` lists its input,
+``POST /v1/responses/<id>/cancel`` stops one still in progress. Errors use
+the OpenAI error shape like every OpenAI route.
 """
 
 from __future__ import annotations
@@ -66,6 +67,41 @@ def get_response(response_id: str) -> Response:
     if snapshot is not None:
         return json_response(snapshot)
     return json_response(responses.load(response_id, caller).response)
+
+
+@bp.get("/responses/<response_id>/input_items")
+def list_input_items(response_id: str) -> Response:
+    """This response's own input items (not the earlier turns'), OpenAI's cursor page."""
+    svc = services()
+    caller = authenticate(request, svc.settings)
+    order = request.args.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise InvalidRequest("Invalid value for 'order': must be asc or desc.", param="order")
+    try:
+        limit = int(request.args.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 100:
+        raise InvalidRequest("Invalid value for 'limit': an integer from 1 to 100.", param="limit")
+    items = ResponseStore(svc.store, svc.settings).load(response_id, caller).input_items()
+    if order == "desc":
+        items.reverse()
+    after = request.args.get("after")
+    if after:
+        ids = [item.get("id") for item in items]
+        if after not in ids:
+            raise InvalidRequest(f"No input item with id {after!r}.", param="after")
+        items = items[ids.index(after) + 1 :]
+    page = items[:limit]
+    return json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(items) > limit,
+        }
+    )
 
 
 @bp.delete("/responses/<response_id>")

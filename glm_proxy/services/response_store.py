@@ -70,13 +70,20 @@ class StoredResponse:
     conversation_id: str | None = None
     account: str | None = None  # fingerprint of the account owning the conversation
     assistant_id: str | None = None
+    turn: tuple[int, int] = (0, 0)  # this response's own input items: items[turn[0]:turn[1]]
 
     def to_json(self) -> str:
         return orjson.dumps(self.__dict__).decode()
 
     @classmethod
     def from_json(cls, raw: str) -> StoredResponse:
-        return cls(**orjson.loads(raw))
+        record = cls(**orjson.loads(raw))
+        record.turn = tuple(record.turn)  # type: ignore[assignment]
+        return record
+
+    def input_items(self) -> list[dict[str, Any]]:
+        start, end = self.turn
+        return self.items[start:end]
 
 
 class ResponseStore:

@@ -25,8 +25,8 @@ from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
 from glm_proxy.services.response_store import ResponseStore, StoredResponse, owner_of
 from glm_proxy.services.responses_input import (
     ResponsesRequest,
+    input_item,
     output_items,
-    skeleton,
     to_chat_body,
 )
 
@@ -39,6 +39,46 @@ def new_response_id() -> str:
 
 def _item_id(prefix: str) -> str:
     return prefix + uuid.uuid4().hex
+
+
+def skeleton(body: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
+    """The ``response`` object's fields that echo the request (OpenAI's defaults otherwise)."""
+    reasoning = body.get("reasoning") or {}
+    text = body.get("text") or {}
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": "in_progress",
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "max_tool_calls": body.get("max_tool_calls"),
+        "model": body["model"],
+        "output": [],
+        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
+        "previous_response_id": body.get("previous_response_id"),
+        "reasoning": {
+            "effort": reasoning.get("effort"),
+            "summary": reasoning.get("summary") or reasoning.get("generate_summary"),
+        },
+        "service_tier": "default",
+        "store": bool(body.get("store", True)),
+        "temperature": body.get("temperature") if body.get("temperature") is not None else 1.0,
+        "text": {
+            "format": text.get("format") or {"type": "text"},
+            "verbosity": text.get("verbosity") or "medium",
+        },
+        "tool_choice": body.get("tool_choice") or "auto",
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p") if body.get("top_p") is not None else 1.0,
+        "truncation": body.get("truncation") or "disabled",
+        "usage": None,
+        "user": body.get("user"),
+        "metadata": body.get("metadata") or {},
+    }
 
 
 @dataclass
@@ -122,7 +162,8 @@ def save(svc, turn: Turn, builder: ResponseBuilder, job: AnswerJob | None) -> No
     if not turn.store:
         return
     request = turn.request
-    items = [*request.history, *request.items, *output_items(builder.output())]
+    inputs = [input_item(item, turn.response_id, n) for n, item in enumerate(request.items)]
+    items = [*request.history, *inputs, *output_items(builder.output())]
     account = job.account.fingerprint if job is not None and job.account is not None else None
     conversation_id = (job.conversation_id if job is not None else None) or builder.conversation_id
     record = StoredResponse(
@@ -132,6 +173,7 @@ def save(svc, turn: Turn, builder: ResponseBuilder, job: AnswerJob | None) -> No
         conversation_id=conversation_id or turn.plan.conversation_id,
         account=account,
         assistant_id=turn.plan.assistant_id,
+        turn=(len(request.history), len(request.history) + len(inputs)),
     )
     ResponseStore(svc.store, svc.settings).save(record)
 

@@ -334,44 +334,26 @@ def to_chat_body(
     return ResponsesRequest(chat, items, custom, list(history or []))
 
 
-def skeleton(body: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:
-    """The ``response`` object's fields that echo the request (OpenAI's defaults otherwise)."""
-    reasoning = body.get("reasoning") or {}
-    text = body.get("text") or {}
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": created_at,
-        "status": "in_progress",
-        "background": False,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "max_tool_calls": body.get("max_tool_calls"),
-        "model": body["model"],
-        "output": [],
-        "parallel_tool_calls": body.get("parallel_tool_calls") is not False,
-        "previous_response_id": body.get("previous_response_id"),
-        "reasoning": {
-            "effort": reasoning.get("effort"),
-            "summary": reasoning.get("summary") or reasoning.get("generate_summary"),
-        },
-        "service_tier": "default",
-        "store": bool(body.get("store", True)),
-        "temperature": body.get("temperature") if body.get("temperature") is not None else 1.0,
-        "text": {
-            "format": text.get("format") or {"type": "text"},
-            "verbosity": text.get("verbosity") or "medium",
-        },
-        "tool_choice": body.get("tool_choice") or "auto",
-        "tools": body.get("tools") or [],
-        "top_p": body.get("top_p") if body.get("top_p") is not None else 1.0,
-        "truncation": body.get("truncation") or "disabled",
-        "usage": None,
-        "user": body.get("user"),
-        "metadata": body.get("metadata") or {},
-    }
+ITEM_ID_PREFIX = {
+    "message": "msg_",
+    "function_call": "fc_",
+    "function_call_output": "fco_",
+    "custom_tool_call": "ctc_",
+    "custom_tool_call_output": "ctco_",
+}
+
+
+def input_item(item: dict[str, Any], response_id: str, number: int) -> dict[str, Any]:
+    """An input item as stored and listed: typed, with an ``id``, message content as parts."""
+    kind = item.get("type") or ("message" if "role" in item else "item")
+    stored = {**item, "type": kind}
+    if kind == "message" and isinstance(item.get("content"), str):
+        part = "output_text" if item.get("role") == "assistant" else "input_text"
+        stored["content"] = [{"type": part, "text": item["content"]}]
+    if not stored.get("id"):
+        prefix = ITEM_ID_PREFIX.get(kind, "item_")
+        stored["id"] = f"{prefix}{response_id.removeprefix('resp_')}{number:03d}"
+    return stored
 
 
 def output_items(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
