@@ -7,6 +7,7 @@ Heroku and the Dockerfile install that file alone. Steps, each fatal on failure:
 
 1. the start command is the same in ``Procfile``, ``render.yaml`` and the ``Dockerfile``;
 2. a brand-new virtualenv (temp dir, no system site-packages) gets ``requirements.txt`` only;
+   ``pip check`` passes and every installed package is pinned there at that version;
 3. the upstream simulator starts (with this interpreter, which has the dev requirements);
 4. the ``web:`` line of ``Procfile`` starts through bash, as Heroku does, with the venv first
    on ``PATH``, a scrubbed environment, ``PORT`` and ``GLM_BASE_URL`` pointing at the simulator;
@@ -101,7 +102,36 @@ def make_venv(root: Path, where: Path) -> Path:
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
     if check.returncode != 0:
         raise SmokeFailure(f"pip check: an inconsistent tree: {check.stdout}{check.stderr}")
+    check_all_pinned(root, python)
     return venv / "bin"
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_all_pinned(root: Path, python: Path) -> None:
+    """Every package the install brought in is pinned, at that version, in requirements.txt.
+
+    An unpinned transitive dependency lets two deploys of the same commit differ.
+    """
+    pins = {}
+    for line in (root / "requirements.txt").read_text().splitlines():
+        match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
+        if match:
+            pins[normalize(match.group(1))] = match.group(3)
+    listing = subprocess.run(
+        [str(python), "-m", "pip", "list", "--format=json", "--exclude-editable"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    unpinned = [
+        f"{dist['name']}=={dist['version']}"
+        for dist in json.loads(listing.stdout)
+        if normalize(dist["name"]) not in {"pip", "setuptools", "wheel"}
+        and pins.get(normalize(dist["name"])) != dist["version"]
+    ]
+    if unpinned:
+        raise SmokeFailure(f"installed but not pinned in requirements.txt: {', '.join(unpinned)}")
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> int:
