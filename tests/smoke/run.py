@@ -7,7 +7,8 @@ Heroku and the Dockerfile install that file alone. Steps, each fatal on failure:
 
 1. the start command is the same in ``Procfile``, ``render.yaml`` and the ``Dockerfile``;
 2. a brand-new virtualenv (temp dir, no system site-packages) gets ``requirements.txt`` only;
-   ``pip check`` passes and every installed package is pinned there at that version;
+   ``pip check`` passes; a package installed but not pinned there at that version is
+   reported (and fails the run with ``--strict-pins``);
 3. the upstream simulator starts (with this interpreter, which has the dev requirements);
 4. the ``web:`` line of ``Procfile`` starts through bash, as Heroku does, with the venv first
    on ``PATH``, a scrubbed environment, ``PORT`` and ``GLM_BASE_URL`` pointing at the simulator;
@@ -77,7 +78,7 @@ def check_start_commands(root: Path, web: str) -> None:
         raise SmokeFailure(f"Dockerfile CMD {cmd} differs from Procfile {web!r}")
 
 
-def make_venv(root: Path, where: Path) -> Path:
+def make_venv(root: Path, where: Path, strict_pins: bool) -> Path:
     """A fresh virtualenv with requirements.txt and nothing else; returns its bin dir."""
     venv = where / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -102,7 +103,11 @@ def make_venv(root: Path, where: Path) -> Path:
     check = subprocess.run([str(python), "-m", "pip", "check"], capture_output=True, text=True)
     if check.returncode != 0:
         raise SmokeFailure(f"pip check: an inconsistent tree: {check.stdout}{check.stderr}")
-    check_all_pinned(root, python)
+    unpinned = unpinned_packages(root, python)
+    if unpinned and strict_pins:
+        raise SmokeFailure(f"installed but not pinned in requirements.txt: {unpinned}")
+    if unpinned:
+        step(f"warning: installed but not pinned in requirements.txt: {unpinned}")
     return venv / "bin"
 
 
@@ -110,8 +115,8 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def check_all_pinned(root: Path, python: Path) -> None:
-    """Every package the install brought in is pinned, at that version, in requirements.txt.
+def unpinned_packages(root: Path, python: Path) -> str:
+    """Installed packages that requirements.txt does not pin at that version ("" if none).
 
     An unpinned transitive dependency lets two deploys of the same commit differ.
     """
@@ -130,8 +135,7 @@ def check_all_pinned(root: Path, python: Path) -> None:
         if normalize(dist["name"]) not in {"pip", "setuptools", "wheel"}
         and pins.get(normalize(dist["name"])) != dist["version"]
     ]
-    if unpinned:
-        raise SmokeFailure(f"installed but not pinned in requirements.txt: {', '.join(unpinned)}")
+    return " ".join(unpinned)
 
 
 def wait_http(url: str, proc: subprocess.Popen, timeout: float) -> int:
@@ -233,14 +237,14 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
 
 
-def run(root: Path, stop_timeout: float) -> None:
+def run(root: Path, stop_timeout: float, strict_pins: bool) -> None:
     web = procfile_web_command(root)
     step(f"Procfile web: {web}")
     check_start_commands(root, web)
     with tempfile.TemporaryDirectory(prefix="glm-smoke-") as tmp:
         tmp_dir = Path(tmp)
         started = time.monotonic()
-        bin_dir = make_venv(root, tmp_dir)
+        bin_dir = make_venv(root, tmp_dir, strict_pins)
         step(f"fresh virtualenv with requirements.txt only ({time.monotonic() - started:.0f}s)")
 
         sim_port = free_port()
@@ -314,9 +318,12 @@ def run(root: Path, stop_timeout: float) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stop-timeout", type=float, default=30.0, help="seconds after SIGTERM")
+    parser.add_argument(
+        "--strict-pins", action="store_true", help="fail when an installed package is unpinned"
+    )
     args = parser.parse_args()
     try:
-        run(ROOT, args.stop_timeout)
+        run(ROOT, args.stop_timeout, args.strict_pins)
     except SmokeFailure as exc:
         print(f"smoke: FAILED: {exc}", file=sys.stderr, flush=True)
         return 1
