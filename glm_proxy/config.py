@@ -334,6 +334,13 @@ class Settings:
         "Seconds a stream may wait on a client that stopped reading; then the answer is "
         "ended, the upstream answer stopped and its conversation deleted.",
     )
+    stream_send_buffer: int = _setting(
+        "STREAM_SEND_BUFFER",
+        0,
+        _size,
+        "Kernel send buffer per streaming connection (e.g. `64K`; 0 = the OS default, which "
+        "can hold megabytes for a client that stopped reading).",
+    )
     shutdown_margin: float = _setting(
         "SHUTDOWN_MARGIN",
         5.0,

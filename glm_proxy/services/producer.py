@@ -53,6 +53,7 @@ class Attempt:
         self.translator: Translator | None = None
         self.filter: DeltaFilter | None = None
         self.reasked = False
+        self.completed = False  # the upstream answer ended normally
 
     def upstream_conversation_id(self) -> str | None:
         """The conversation the upstream named, even if no delta was handed over yet."""
@@ -72,6 +73,7 @@ class Attempt:
         reask = self._read(payload, final)
         if reask is not None:
             self._reask(reask)
+        self.completed = True
         if not self.committed:
             self._commit()  # a buffered (or fully held) answer, complete: hand it over
 
@@ -169,7 +171,7 @@ class Attempt:
             return
         if not self.committed:
             self._commit()
-        self.job.queue.put(delta)
+        self.job.put(delta)
 
     def _commit(self) -> None:
         """This attempt's answer goes to the client: no retry from here on."""
@@ -177,12 +179,25 @@ class Attempt:
         job = self.job
         job.conversation_id = self.conversation_id
         if self.started is not None:
-            job.queue.put(self.started)
+            job.put(self.started)
         held, self.held = self.held, []
         for delta in held:
-            job.queue.put(delta)
+            job.put(delta)
 
     # -- cleanup -------------------------------------------------------------
+
+    def _stop_upstream(self) -> None:
+        """Ask the upstream to stop generating (when its client offers that call)."""
+        stop = getattr(self.job.services.upstream, "stop_stream", None)
+        history_id = self.started.message_id if self.started is not None else None
+        if history_id is None and self.translator is not None:
+            history_id = getattr(self.translator, "message_id", None)
+        if stop is None or not history_id:
+            return
+        try:
+            stop(self.account, history_id)
+        except Exception as exc:  # noqa: BLE001 - closing the stream still ends it
+            log.info("stopping the upstream answer failed: %s", type(exc).__name__)
 
     def finish(self, lease: Any) -> None:
         """Close the upstream response, delete or keep the conversation, release the lease."""
@@ -193,6 +208,8 @@ class Attempt:
 
     def _cleanup(self) -> None:
         if self.response is not None:
+            if self.job.stop_upstream and not self.completed:
+                self._stop_upstream()
             self.response.close()
         # The first event may already be an error: the id is known, the delta was not sent.
         conversation_id = self.upstream_conversation_id()
