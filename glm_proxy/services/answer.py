@@ -108,6 +108,7 @@ class AnswerJob:
         # longer wait only frees a producer whose consumer vanished without a pump.
         self.stall_timeout: float | None = 2 * settings.stream_stall_timeout if settings else None
         self.stop_upstream = False  # abort(): ask the upstream to stop generating
+        self.aborted: GLMProxyError | None = None  # why abort() ended the answer
         self.account: Account | None = None
         self.conversation_id: str | None = None
         self.attempts = 0
@@ -143,6 +144,7 @@ class AnswerJob:
         if greenlet is None or greenlet.dead or self._ending:
             return
         self.stop_upstream = True
+        self.aborted = error
         greenlet.kill(error, block=False)
         if not self._running:  # killed before it ran: _run never will
             _ACTIVE.discard(self)
@@ -276,7 +278,7 @@ class AnswerJob:
                 self.request.before_lease()
             self._attempt_until_done()
         except GLMProxyError as exc:
-            final = Failure(exc)
+            final = Failure(self.aborted or exc)
         except gevent.GreenletExit:
             raise
         except Exception:  # noqa: BLE001 - a bug must not hang the client
@@ -322,11 +324,12 @@ class AnswerJob:
                 attempt.run()
                 pool.report_success(account)
             except GLMProxyError as exc:
-                failure = exc
-                self._report(account, exc)
+                # An abort may surface wrapped (a read interrupted mid-stream): say why.
+                failure = self.aborted or exc
+                self._report(account, failure)
                 tried.add(account.fingerprint)
                 decision = on_failure(
-                    exc,
+                    failure,
                     committed=attempt.committed,
                     attempts=self.attempts,
                     retries=s.glm_retries,

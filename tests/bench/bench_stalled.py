@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stall")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after hanging up")
     parser.add_argument("--stall", type=float, default=10.0, help="STREAM_STALL_TIMEOUT")
+    parser.add_argument("--send-buffer", default="0", help="STREAM_SEND_BUFFER (e.g. 64K)")
     parser.add_argument(
         "--shape", default="delta", help="simulator event shape (all/current/delta)"
     )
@@ -111,6 +112,7 @@ def main() -> None:
         "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
         "REDIS_URL": "",
         "STREAM_STALL_TIMEOUT": str(args.stall),
+        "STREAM_SEND_BUFFER": args.send_buffer,
     }
     proxy = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
@@ -142,6 +144,7 @@ def main() -> None:
         sockets = [stalled_stream(proxy_port, t, prompt) for t in tokens]
         time.sleep(max(0.0, args.hold - (time.monotonic() - started)))
         held_peak = max(peaks)
+        left_held = alive_conversations(sim_base, set(tokens))
         for sock in sockets:
             sock.close()
         time.sleep(args.settle)
@@ -152,13 +155,16 @@ def main() -> None:
         mib = 2**20
         print(
             f"{args.n} stalled streams x {args.sentences} sentences, held {args.hold:.0f}s "
-            f"(STREAM_STALL_TIMEOUT={args.stall:g}s)"
+            f"(STREAM_STALL_TIMEOUT={args.stall:g}s, STREAM_SEND_BUFFER={args.send_buffer})"
         )
         print(
             f"worker RSS: idle {idle / mib:.1f} MiB, peak {held_peak / mib:.1f} MiB, "
             f"final {final / mib:.1f} MiB ({args.settle:.0f}s after the clients left)"
         )
-        print(f"upstream conversations still alive: {left}")
+        print(
+            f"upstream conversations alive: {left_held} while the clients stalled, "
+            f"{left} after they left"
+        )
     finally:
         proxy.send_signal(2)
         sim.terminate()
