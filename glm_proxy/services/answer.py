@@ -128,6 +128,11 @@ class AnswerJob:
         return self
 
     @property
+    def cancelled(self) -> bool:
+        """The client went away (``cancel()``): the producer stops at the next step."""
+        return self._cancelled
+
+    @property
     def leased(self) -> bool:
         """An account was leased (False while the job waits in the account queue)."""
         return self.account is not None

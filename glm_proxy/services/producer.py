@@ -18,7 +18,7 @@ conversation; the job runs it on every path.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gevent
 
@@ -29,18 +29,29 @@ from glm_proxy.parsers import DeltaFilter, Reask
 from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.translate import Translator
 
-if TYPE_CHECKING:
-    from glm_proxy.services.answer import AnswerJob
-
 log = logging.getLogger(__name__)
 
-__all__ = ["Attempt"]
+__all__ = ["Attempt", "Job"]
+
+
+class Job(Protocol):
+    """What an attempt uses of its ``AnswerJob`` (a protocol: no import back)."""
+
+    request: Any  # AnswerRequest
+    services: Any
+    conversation_id: str | None
+    stop_upstream: bool
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def put(self, item: Any) -> None: ...
 
 
 class Attempt:
     """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
 
-    def __init__(self, job: AnswerJob, account: Account) -> None:
+    def __init__(self, job: Job, account: Account) -> None:
         self.job = job
         self.account = account
         self.requested = False  # the stream request was sent (a conversation may exist)
@@ -66,7 +77,7 @@ class Attempt:
     def run(self) -> None:
         request = self.job.request
         payload = request.build_payload(self.account)
-        if self.job._cancelled:
+        if self.job.cancelled:
             raise gevent.GreenletExit  # the client left while we prepared: ask nothing
         self.requested = True  # from here on the upstream may create a conversation
         final = request.make_filter is None or request.build_followup is None
@@ -136,7 +147,7 @@ class Attempt:
         self.events += 1
         for delta in translator.feed(decode_json(event)):
             self._hand_over(delta)
-        if self.job._cancelled:
+        if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
             raise gevent.GreenletExit
 
