@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
@@ -42,6 +42,9 @@ from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
 from glm_proxy.translate import TranslateOptions
+
+if TYPE_CHECKING:
+    from glm_proxy.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +99,9 @@ class AnswerRequest:
 
 
 class AnswerJob:
-    def __init__(self, services, candidates: tuple[Account, ...], request: AnswerRequest) -> None:
+    def __init__(
+        self, services: Services, candidates: tuple[Account, ...], request: AnswerRequest
+    ) -> None:
         self.services = services
         self.candidates = candidates
         self.request = request
