@@ -1,7 +1,8 @@
 """gunicorn settings for ``bench_core.py --profile``: the usual ones, worker under a profiler.
 
-``--profile x.prof``: cProfile stats; ``--profile x.txt``/``x.html``: pyinstrument
-(a sampling profiler: greenlet waits show as the hub's loop, not as time in callers).
+``--profile x.yappi``: yappi on CPU time, greenlet-aware (the useful one under
+gevent; ``pip install yappi``); ``x.prof``: cProfile stats; ``x.txt``/``x.html``:
+pyinstrument (sampling; greenlet waits show as the hub's loop).
 """
 
 import os
@@ -18,7 +19,13 @@ _profiler = None
 def post_worker_init(worker):  # noqa: F811
     global _profiler
     _post_worker_init(worker)
-    if _out.endswith(".prof"):
+    if _out.endswith(".yappi"):
+        import yappi
+
+        yappi.set_clock_type("cpu")
+        yappi.set_context_backend("greenlet")
+        yappi.start(builtins=True)
+    elif _out.endswith(".prof"):
         import cProfile
 
         _profiler = cProfile.Profile()
@@ -31,7 +38,18 @@ def post_worker_init(worker):  # noqa: F811
 
 
 def worker_exit(server, worker):  # noqa: F811
-    if _out.endswith(".prof"):
+    if _out.endswith(".yappi"):
+        import yappi
+
+        yappi.stop()
+        stats = yappi.get_func_stats()
+        stats.save(_out + ".pstat", type="pstat")
+        with open(_out, "w") as out:
+            stats.sort("tsub").print_all(
+                out=out,
+                columns={0: ("name", 70), 1: ("ncall", 10), 2: ("tsub", 8), 3: ("ttot", 8)},
+            )
+    elif _out.endswith(".prof"):
         _profiler.disable()
         _profiler.dump_stats(_out)
     else:
