@@ -9,11 +9,9 @@ the OpenAI error shape like every OpenAI route.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 from flask import Blueprint, Response, g, request
 
-from glm_proxy.api._streaming import STREAM_HEADERS, pump
+from glm_proxy.api._streaming import respond
 from glm_proxy.auth import authenticate
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
@@ -21,7 +19,7 @@ from glm_proxy.schemas import load
 from glm_proxy.schemas_responses import ResponsesSchema
 from glm_proxy.services import responses as turns
 from glm_proxy.services import services
-from glm_proxy.services.answer import AnswerJob, Failure
+from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
 from glm_proxy.web import error_response, json_response, read_json
 
@@ -49,11 +47,17 @@ def create_response() -> Response:
         _note_account(job, g.log_fields)
         return error_response(error)
     wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
-    return Response(
-        _live(svc, turn, job, pump(job, wire, svc.settings.keepalive_interval, g.log_fields)),
-        mimetype="text/event-stream",
-        headers=STREAM_HEADERS,
+    live = _Live(svc, turn, job)
+    response = respond(
+        job,
+        wire,
+        stream=True,
+        settings=svc.settings,
+        log_fields=g.log_fields,
+        error_response=error_response,
     )
+    response.call_on_close(live.end)  # also when the stream never started
+    return response
 
 
 @bp.get("/responses/<response_id>")
@@ -131,12 +135,12 @@ def cancel_response(response_id: str) -> Response:
 
 
 class _Live:
-    """While a response is in progress: the store record naming it, and its cancel hook.
+    """While a response streams: the store record naming it, and its cancel hook.
 
-    A cancel (from any worker, through the store's publish/subscribe) is queued
-    into the answer job as a ``Failure(ResponseCancelled)``: the stream then
-    ends like after any final item, and the job is cancelled in the pump's
-    ``finally``.
+    A cancel (from any worker, through the store's publish/subscribe) aborts
+    the answer job with ``ResponseCancelled``: the upstream answer stops, the
+    pump gets it as the final ``Failure`` and the wire ends the stream with
+    the cancelled response.
     """
 
     def __init__(self, svc, turn: turns.Turn, job: AnswerJob) -> None:
@@ -150,20 +154,11 @@ class _Live:
 
     def _on_cancel(self, response_id: str) -> None:
         if response_id == self.response_id:
-            self.job.queue.put(Failure(ResponseCancelled("The response was cancelled.")))
+            self.job.abort(ResponseCancelled("The response was cancelled."))
 
     def end(self) -> None:
         self._unsubscribe()
         self.responses.end_live(self.response_id)
-
-
-def _live(svc, turn: turns.Turn, job: AnswerJob, stream: Iterator[bytes]) -> Iterator[bytes]:
-    """``stream``, with the response marked live (retrievable, cancellable) while it runs."""
-    live = _Live(svc, turn, job)
-    try:
-        yield from stream
-    finally:
-        live.end()
 
 
 def _saver(svc, turn: turns.Turn, job: AnswerJob):
