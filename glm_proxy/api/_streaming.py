@@ -150,6 +150,8 @@ def pump(
                 if pending is not None:
                     pending[state] = time.monotonic()
                 yield wire.keepalive()
+                if pending is not None:
+                    pending.pop(state, None)  # written: no longer pending
                 continue
             out: list[bytes] = []
             done = state.render(item, out)
@@ -161,6 +163,8 @@ def pump(
             if pending is not None:
                 pending[state] = time.monotonic()
             yield b"".join(out)
+            if pending is not None:
+                pending.pop(state, None)
             if done:
                 return
     finally:

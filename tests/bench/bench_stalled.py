@@ -99,6 +99,8 @@ def main() -> None:
             str(sim_port),
             "--shape",
             args.shape,
+            "--chunk-size",
+            "0",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
