@@ -128,7 +128,21 @@ def main() -> None:
         wait_http(f"{sim_base}/_sim/health", proc=sim)
         wait_http(f"http://127.0.0.1:{proxy_port}/ping", proc=proxy)
         worker = worker_process(proxy.pid)
-        time.sleep(1.0)
+        # Warm up (imports, pools, caches) with a few streams read to the end, so
+        # "baseline" means a worker that has served answers, not a fresh one.
+        for i in range(3):
+            warm = requests.post(
+                f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+                json={
+                    "model": "glm-4",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"Authorization": f"Bearer warm-{i}-{uuid.uuid4().hex[:8]}"},
+                timeout=60,
+            )
+            warm.raise_for_status()
+        time.sleep(2.0)
         idle = worker.memory_info().rss
         peaks = [idle]
         sampling = threading.Event()
@@ -160,7 +174,7 @@ def main() -> None:
             f"(STREAM_STALL_TIMEOUT={args.stall:g}s, STREAM_SEND_BUFFER={args.send_buffer})"
         )
         print(
-            f"worker RSS: idle {idle / mib:.1f} MiB, peak {held_peak / mib:.1f} MiB, "
+            f"worker RSS: baseline {idle / mib:.1f} MiB, peak {held_peak / mib:.1f} MiB, "
             f"final {final / mib:.1f} MiB ({args.settle:.0f}s after the clients left)"
         )
         print(
