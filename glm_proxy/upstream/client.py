@@ -35,8 +35,10 @@ from glm_proxy.errors import (
     UpstreamTimeout,
 )
 from glm_proxy.store.base import Store
+from glm_proxy.upstream import control
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
 from glm_proxy.upstream.headers import JSON_CT, browser_headers
+from glm_proxy.upstream.identity import DeviceIds, cookie_header, parse_cookies
 from glm_proxy.upstream.signing import signature_headers
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,15 @@ class UpstreamClient:
         self._nonce = nonce
         self._local_flight = threading.Lock()
         self.on_rotation: Callable[[Account, str], None] | None = None
+        self.device_ids = DeviceIds(
+            settings.glm_device_id_strategy,
+            settings.glm_device_id,
+            settings.glm_device_rotate_every,
+        )
+        # Server clock: offset (ms) added to the local clock when signing; see upstream/control.
+        self.clock_offset_ms = 0.0
+        self.clock_synced_at: float | None = None
+        self._jars: dict[str, dict[str, str]] = {}
 
     # -- request building (pure-ish) ----------------------------------------
 
@@ -100,26 +111,64 @@ class UpstreamClient:
         referer: str | None = None,
         content_type: str | None = JSON_CT,
         accept: str = "application/json, text/plain, */*",
+        account: Account | None = None,
+        refreshing: bool = False,
     ) -> dict[str, str]:
-        """Headers for one request: a fresh identity, and a signature when ``signed``."""
+        """Headers for one request, and a signature when ``signed``.
+
+        With an ``account``, its device id (per ``GLM_DEVICE_ID_STRATEGY``) and
+        its browser cookies (token cookies kept equal to the tokens in use) come
+        along; ``refreshing`` means ``token`` is the refresh token itself.
+        """
         signature = None
         if signed:
             s = self.settings
             signature = signature_headers(
-                int(self._clock() * 1000),
+                self.now_ms(),
                 self._nonce(),
                 s.glm_sign_secret,
                 check_digit=s.glm_sign_check_digit,
             )
+        cookie = ""
+        refresh_token = None
+        if account is not None:
+            refresh_token = self.current_refresh_token(account)
+            jar = self.cookie_jar(account)
+            cookie = cookie_header(jar, None if refreshing else token, refresh_token)
+        device = self.device_ids.for_request(
+            refresh_token, account.fingerprint if account is not None else None
+        )
         return browser_headers(
             self.settings,
             token=token,
             referer=referer,
             content_type=content_type,
             accept=accept,
-            request_ids=(uuid.uuid4().hex, uuid.uuid4().hex),
+            request_ids=(device, uuid.uuid4().hex),
             signature=signature,
+            cookie=cookie,
         )
+
+    def now_ms(self) -> int:
+        """Milliseconds for ``X-Timestamp``: the local clock plus the server offset."""
+        return int(self._clock() * 1000 + self.clock_offset_ms)
+
+    def cookie_jar(self, account: Account) -> dict[str, str]:
+        """The account's browser cookies: set through the admin API (store), else configured."""
+        text = self.store.get(f"ck:{account.fingerprint}") or account.cookies
+        if not text:
+            return {}
+        jar = self._jars.get(text)
+        if jar is None:
+            try:
+                jar = parse_cookies(text)
+            except ValueError:
+                log.warning("ignoring unreadable cookies of %s", account)
+                jar = {}
+            if len(self._jars) > 1024:
+                self._jars.clear()
+            self._jars[text] = jar
+        return jar
 
     # -- transport -----------------------------------------------------------
 
@@ -169,16 +218,20 @@ class UpstreamClient:
 
     # -- tokens --------------------------------------------------------------
 
-    def refresh(self, refresh_token: str) -> TokenGrant:
+    def refresh(self, refresh_token: str, account: Account | None = None) -> TokenGrant:
         """Exchange a refresh token for an access token (no cache)."""
         s = self.settings
         legacy = s.glm_refresh_mode == "legacy"
         path = s.glm_legacy_refresh_path if legacy else s.glm_refresh_path
+        if s.glm_time_sync and not legacy:
+            control.ensure_clock(self)
         resp = self._send(
             "POST",
             self.url(path),
             timeout=(s.glm_connect_timeout, s.glm_request_timeout),
-            headers=self.headers(token=refresh_token, signed=not legacy),
+            headers=self.headers(
+                token=refresh_token, signed=not legacy, account=account, refreshing=True
+            ),
             data=b"{}",
         )
         try:
@@ -216,7 +269,7 @@ class UpstreamClient:
             cached = self.store.get(key)
             if cached:
                 return cached
-            grant = self.refresh(self.current_refresh_token(account))
+            grant = self.refresh(self.current_refresh_token(account), account)
             self.store.set(key, grant.access_token, ttl=self.settings.glm_access_token_ttl)
             if (
                 grant.refresh_token
@@ -239,10 +292,10 @@ class UpstreamClient:
     def invalidate(self, account: Account) -> None:
         self.store.delete(self._cache_key(account))
 
-    def check_token(self, refresh_token: str) -> bool:
+    def check_token(self, refresh_token: str, account: Account | None = None) -> bool:
         """Liveness of a refresh token: can it still be exchanged for an access token?"""
         try:
-            grant = self.refresh(refresh_token)
+            grant = self.refresh(refresh_token, account)
         except RefreshTokenExpired:
             return False
         except UpstreamError as exc:
@@ -266,6 +319,7 @@ class UpstreamClient:
 
     def _with_access(self, account: Account, attempt: Callable[[str], Any]) -> Any:
         """Run ``attempt(access_token)``; on an expired access token refresh once and retry."""
+        control.ensure_clock(self)
         token = self.access_token(account)
         try:
             return attempt(token)
@@ -301,6 +355,7 @@ class UpstreamClient:
                     signed=signed,
                     referer=referer,
                     content_type=None if files is not None else JSON_CT,
+                    account=account,
                 ),
                 data=body,
                 files=files,
@@ -326,7 +381,11 @@ class UpstreamClient:
                 self.url(s.glm_stream_path),
                 timeout=(s.glm_connect_timeout, s.glm_read_timeout),
                 headers=self.headers(
-                    token=token, signed=True, referer=referer, accept="text/event-stream"
+                    token=token,
+                    signed=True,
+                    referer=referer,
+                    accept="text/event-stream",
+                    account=account,
                 ),
                 data=body,
                 stream=True,
@@ -373,16 +432,14 @@ class UpstreamClient:
         finally:
             resp.close()
 
-    def delete_conversation(
-        self, account: Account, assistant_id: str, conversation_id: str
-    ) -> None:
-        self.call(
-            account,
-            "POST",
-            self.settings.glm_delete_path,
-            json={"assistant_id": assistant_id, "conversation_id": conversation_id},
-            referer=f"{self.settings.glm_origin}/main/alltoolsdetail",
-        )
+    def delete_conversation(self, account: Account, assistant_id: str, conversation_id: str) -> str:
+        """Delete one conversation by the configured calls in order; returns the call that
+        worked (see ``upstream.control.delete_conversations``)."""
+        return control.delete_conversations(self, account, assistant_id, [conversation_id])
+
+    def stop_stream(self, account: Account, history_id: str) -> None:
+        """Ask the upstream to stop generating an answer (``mainchat-api/stream/stop_stream``)."""
+        control.stop_stream(self, account, history_id)
 
 
 def init_app(app) -> None:
