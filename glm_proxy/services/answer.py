@@ -365,17 +365,32 @@ class AnswerJob:
             conversation_id = state.translator.conversation_id
         if not conversation_id:
             return
+        # protocol: an answer the client left unfinished is stopped upstream (stop_stream)
+        stop_id = unfinished_history_id(state.translator)
         conversations = self.services.pool.conversations
         if conversation_id == self.request.continue_conversation:
             if state.committed:
                 conversations.touch(conversation_id)  # the idle sweeper's clock restarts
+            if stop_id:
+                self.services.janitor.stop_later(account, stop_id)
             return
         s = self.services.settings
         keep = state.committed and (self.request.keep_conversation or not s.delete_conversations)
         if keep:
             conversations.remember(account, conversation_id, self.request.assistant_id)
+            if stop_id:
+                self.services.janitor.stop_later(account, stop_id)
             return
-        self.services.janitor.delete_later(account, self.request.assistant_id, conversation_id)
+        self.services.janitor.delete_later(
+            account, self.request.assistant_id, conversation_id, stop_history_id=stop_id
+        )
+
+
+def unfinished_history_id(translator: Translator | None) -> str | None:
+    """The upstream answer id when the answer had started but not ended (protocol)."""
+    if translator is None or translator.finished:
+        return None
+    return translator.history_id
 
 
 @dataclass

@@ -437,6 +437,10 @@ class UpstreamClient:
         worked (see ``upstream.control.delete_conversations``)."""
         return control.delete_conversations(self, account, assistant_id, [conversation_id])
 
+    def delete_conversations(self, account: Account, assistant_id: str, ids: list[str]) -> str:
+        """Delete several conversations of one account (one ``bulk_delete`` when enabled)."""
+        return control.delete_conversations(self, account, assistant_id, ids)
+
     def stop_stream(self, account: Account, history_id: str) -> None:
         """Ask the upstream to stop generating an answer (``mainchat-api/stream/stop_stream``)."""
         control.stop_stream(self, account, history_id)
