@@ -224,7 +224,7 @@ class UpstreamClient:
         legacy = s.glm_refresh_mode == "legacy"
         path = s.glm_legacy_refresh_path if legacy else s.glm_refresh_path
         if s.glm_time_sync and not legacy:
-            control.ensure_clock(self)
+            control.ensure_clock(self, account)
         resp = self._send(
             "POST",
             self.url(path),
@@ -319,7 +319,7 @@ class UpstreamClient:
 
     def _with_access(self, account: Account, attempt: Callable[[str], Any]) -> Any:
         """Run ``attempt(access_token)``; on an expired access token refresh once and retry."""
-        control.ensure_clock(self)
+        control.ensure_clock(self, account)
         token = self.access_token(account)
         try:
             return attempt(token)

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 NOT_FOUND_HINTS = ("不存在", "not found", "not exist")
 
 
-def sync_clock(client) -> float:
+def sync_clock(client, account: Account | None = None) -> float:
     """Ask the server for its time and keep ``offset = server + rtt/2 - local`` (ms).
 
     Raises our upstream errors when the call fails; the caller decides to fall
@@ -39,7 +39,7 @@ def sync_clock(client) -> float:
         "GET",
         client.url(s.glm_time_path),
         timeout=(s.glm_connect_timeout, s.glm_request_timeout),
-        headers=client.headers(token=None, signed=True, content_type=None),
+        headers=client.headers(token=None, signed=True, content_type=None, account=account),
     )
     result = unwrap(resp.status_code, client._read_capped(resp), s.glm_busy_codes)
     ended = client._clock()
@@ -54,7 +54,7 @@ def sync_clock(client) -> float:
     return client.clock_offset_ms
 
 
-def ensure_clock(client) -> None:
+def ensure_clock(client, account: Account | None = None) -> None:
     """Re-sync the server clock when due; a failure keeps the local clock (logged once)."""
     s = client.settings
     if not s.glm_time_sync:
@@ -66,7 +66,7 @@ def ensure_clock(client) -> None:
     if not client._local_flight.acquire(blocking=False):
         return  # another greenlet is syncing; sign with the current offset meanwhile
     try:
-        offset = sync_clock(client)
+        offset = sync_clock(client, account)
         CLOCK_SYNCS.labels("ok").inc()
         log.debug("server clock offset %.0f ms", offset)
     except GLMProxyError as exc:

@@ -55,7 +55,22 @@ def parse_json(body: bytes) -> Any:
 def classify_failure(
     http_status: int, body: bytes, busy_codes: Iterable[str] = ()
 ) -> GLMProxyError:
-    """The error for an upstream reply that is not a success envelope."""
+    """The error for an upstream reply that is not a success envelope.
+
+    The error remembers what the upstream said (``upstream_http``,
+    ``upstream_code``) for diagnostics such as the doctor command.
+    """
+    error = _classify(http_status, body, busy_codes)
+    data = parse_json(body) if body else None
+    error.upstream_http = http_status  # type: ignore[attr-defined]
+    if isinstance(data, dict):
+        error.upstream_code = _number(data.get("status"))  # type: ignore[attr-defined]
+        if error.upstream_code is None:  # type: ignore[attr-defined]
+            error.upstream_code = _number(data.get("code"))  # type: ignore[attr-defined]
+    return error
+
+
+def _classify(http_status: int, body: bytes, busy_codes: Iterable[str]) -> GLMProxyError:
     data = parse_json(body) if body else None
     if isinstance(data, dict):
         code = _number(data.get("code"))

@@ -45,8 +45,7 @@ class MultipartFile:
             filename.replace("\\", "_").replace('"', "'").replace("\r", "").replace("\n", "")
         )
         plain = "".join(
-            f"--{self.boundary}\r\n"
-            f'Content-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
             for name, value in (fields or {}).items()
         )
         self._head = (
