@@ -206,7 +206,7 @@ class Delivery:
                     yield from split_chunks(encode_event(stopped, env.e3), chunk)
                     return
                 frame = encode_event(event, env.e3)
-                final = event["status"] != "init"
+                final = event["status"] not in ("init", "processing")
                 if self.fault in CUTTING_FAULTS and (final or index >= DROP_AFTER_EVENTS):
                     if self.fault == "drop_mid_stream":
                         yield frame[: len(frame) // 2]
