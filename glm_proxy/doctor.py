@@ -153,7 +153,7 @@ def run_checks(client, account: Account) -> list[Step]:
     if not step("refresh", refresh):
         return steps
     if s.glm_time_sync:
-        step("time", lambda: f"server clock offset {control.sync_clock(client, account):+.0f} ms", True)
+        step("time", lambda: f"clock offset {control.sync_clock(client, account):+.0f} ms", True)
     if s.glm_model_catalogue:
 
         def models() -> str:
