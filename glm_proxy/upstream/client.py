@@ -37,9 +37,9 @@ from glm_proxy.errors import (
 from glm_proxy.store.base import Store
 from glm_proxy.upstream import control
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
-from glm_proxy.upstream.headers import JSON_CT, browser_headers
-from glm_proxy.upstream.identity import DeviceIds, cookie_header, parse_cookies
-from glm_proxy.upstream.signing import signature_headers
+from glm_proxy.upstream.headers import JSON_CT
+from glm_proxy.upstream.identity import DeviceIds
+from glm_proxy.upstream.requesting import RequestHeaders
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def _new_session(pool_maxsize: int) -> requests.Session:
     return session
 
 
-class UpstreamClient:
+class UpstreamClient(RequestHeaders):
     """Signed calls to the upstream on behalf of accounts."""
 
     def __init__(
@@ -92,83 +92,7 @@ class UpstreamClient:
         self.clock_synced_at: float | None = None
         self._jars: dict[str, dict[str, str]] = {}
 
-    # -- request building (pure-ish) ----------------------------------------
-
-    def url(self, path: str) -> str:
-        return self.settings.glm_base_url.rstrip("/") + path
-
-    def referer(self, assistant_id: str | None = None) -> str:
-        origin = self.settings.glm_origin
-        if assistant_id and assistant_id != self.settings.glm_assistant_id:
-            return f"{origin}/main/gdetail/{assistant_id}"
-        return f"{origin}/main/alltoolsdetail"
-
-    def headers(
-        self,
-        *,
-        token: str | None,
-        signed: bool,
-        referer: str | None = None,
-        content_type: str | None = JSON_CT,
-        accept: str = "application/json, text/plain, */*",
-        account: Account | None = None,
-        refreshing: bool = False,
-    ) -> dict[str, str]:
-        """Headers for one request, and a signature when ``signed``.
-
-        With an ``account``, its device id (per ``GLM_DEVICE_ID_STRATEGY``) and
-        its browser cookies (token cookies kept equal to the tokens in use) come
-        along; ``refreshing`` means ``token`` is the refresh token itself.
-        """
-        signature = None
-        if signed:
-            s = self.settings
-            signature = signature_headers(
-                self.now_ms(),
-                self._nonce(),
-                s.glm_sign_secret,
-                check_digit=s.glm_sign_check_digit,
-            )
-        cookie = ""
-        refresh_token = None
-        if account is not None:
-            refresh_token = self.current_refresh_token(account)
-            jar = self.cookie_jar(account)
-            cookie = cookie_header(jar, None if refreshing else token, refresh_token)
-        device = self.device_ids.for_request(
-            refresh_token, account.fingerprint if account is not None else None
-        )
-        return browser_headers(
-            self.settings,
-            token=token,
-            referer=referer,
-            content_type=content_type,
-            accept=accept,
-            request_ids=(device, uuid.uuid4().hex),
-            signature=signature,
-            cookie=cookie,
-        )
-
-    def now_ms(self) -> int:
-        """Milliseconds for ``X-Timestamp``: the local clock plus the server offset."""
-        return int(self._clock() * 1000 + self.clock_offset_ms)
-
-    def cookie_jar(self, account: Account) -> dict[str, str]:
-        """The account's browser cookies: set through the admin API (store), else configured."""
-        text = self.store.get(f"ck:{account.fingerprint}") or account.cookies
-        if not text:
-            return {}
-        jar = self._jars.get(text)
-        if jar is None:
-            try:
-                jar = parse_cookies(text)
-            except ValueError:
-                log.warning("ignoring unreadable cookies of %s", account)
-                jar = {}
-            if len(self._jars) > 1024:
-                self._jars.clear()
-            self._jars[text] = jar
-        return jar
+    # -- request building: see upstream/requesting.py -------------------------
 
     # -- transport -----------------------------------------------------------
 
