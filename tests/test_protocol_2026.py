@@ -281,6 +281,27 @@ def test_device_id_is_the_tokens_claim_and_stable(client_for, simulator):
     assert seen == {device}
 
 
+@only_2026
+def test_a_device_bound_token_needs_its_device_id(client_for, simulator, tmp_path):
+    simulator.config(require_device_match=True)
+    server = None
+    try:
+        device = uuid.uuid4().hex
+        token = jwt({"device_id": device, "n": uuid.uuid4().hex})
+        assert client_for(token).chat.completions.create(model="glm-5.3", messages=user("a"))
+        server = start_proxy(simulator, tmp_path, GLM_DEVICE_ID_STRATEGY="per_request")
+        random_ids = openai.OpenAI(
+            base_url=server.v1, api_key=jwt({"device_id": device, "m": 1}), max_retries=0
+        )
+        with pytest.raises(openai.APIStatusError) as refused:
+            random_ids.chat.completions.create(model="glm-5.3", messages=user("b"))
+        assert "device id" in refused.value.message
+    finally:
+        simulator.config(require_device_match=False)
+        if server is not None:
+            stop_proxy(server)
+
+
 @pytest.fixture
 def client_for(proxy):
     return lambda token: openai.OpenAI(base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)

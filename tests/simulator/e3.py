@@ -11,6 +11,8 @@ look like the browser (no ``acw_tc`` cookie, no browser user agent, or a
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from typing import Any
 
@@ -60,8 +62,28 @@ def request_cookies() -> dict[str, str]:
     return jar
 
 
+def device_claim(token: str | None) -> str | None:
+    """The ``device_id`` claim of the account's refresh token, when it is a JWT."""
+    if not token:
+        return None
+    state = sim_state()
+    with state.lock:
+        entry = state.access.get(token)
+    key = state.account_key(entry[0] if entry else token)
+    parts = key.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:
+        return None
+    claim = claims.get("device_id") if isinstance(claims, dict) else None
+    return claim if isinstance(claim, str) else None
+
+
 def waf_gate() -> Response | None:
-    """before_request: the WAF (``waf`` switch) and the clock check (``max_skew_ms``)."""
+    """before_request: the WAF (``waf`` switch), the device check (``require_device_match``)
+    and the clock check (``max_skew_ms``)."""
     if request.path.startswith("/_sim/") or not request.path.startswith("/chatglm"):
         return None
     state = sim_state()
@@ -73,6 +95,10 @@ def waf_gate() -> Response | None:
         stale = token and not refreshing and jar.get("chatglm_token") not in (None, token)
         if not jar.get(WAF_COOKIE) or not ua.startswith("Mozilla/") or stale:
             return fail(40012, "request blocked (simulated WAF)", 400)
+    if state.cfg("require_device_match"):
+        claim = device_claim(bearer())
+        if claim is not None and request.headers.get("X-Device-Id") != claim:
+            return bad_request("bad request: device id does not match the token")
     limit = state.cfg("max_skew_ms")
     stamp = request.headers.get("X-Timestamp", "")
     clock_call = request.path.endswith("/config/cur_ts")  # how a client learns the time

@@ -42,6 +42,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "waf": False,  # reject non-browser requests (no acw_tc cookie / non-browser UA): 40012
     "clock_skew_ms": 0,  # server clock = local + this (served by cur_ts)
     "max_skew_ms": None,  # reject signed calls whose X-Timestamp is further off (None: off)
+    "require_device_match": False,  # X-Device-Id must equal the refresh JWT's device_id claim
 }
 
 STREAM_FAULTS = frozenset(
