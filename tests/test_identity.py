@@ -123,3 +123,23 @@ def test_firefox_sends_no_client_hints_and_headers_carry_the_cookie() -> None:
     )
     assert headers["Cookie"] == "acw_tc=1" and "Sec-Ch-Ua" not in headers
     assert headers["X-Exp-Groups"] == "mainchat_server_app:exp:A"  # 2026 profile default
+
+
+def test_accounts_file_cookies_option(tmp_path) -> None:
+    from glm_proxy.config import ConfigError
+    from glm_proxy.pool.registry import parse_entry, rewrite_token
+
+    jar = tmp_path / "main.cookies"
+    jar.write_text("acw_tc=secret-waf-value; ssxmod_itna=1\n")
+    entry = parse_entry(f"rt-abc name=main cookies={jar}", 1, "ACCOUNTS_FILE")
+    assert entry.account.cookies.startswith("acw_tc=") and "secret" not in repr(entry.account)
+    (tmp_path / "bad.cookies").write_text("secret-waf-value but no pairs\n")
+    with pytest.raises(ConfigError) as bad:
+        parse_entry(f"rt-abc cookies={tmp_path / 'bad.cookies'}", 1, "ACCOUNTS_FILE")
+    assert "secret-waf-value" not in str(bad.value) and "cookies=" in str(bad.value)
+    with pytest.raises(ConfigError):
+        parse_entry(f"rt-abc cookies={tmp_path / 'missing'}", 1, "ACCOUNTS_FILE")
+    accounts = tmp_path / "accounts.txt"
+    accounts.write_text(f"rt-abc name=main cookies={jar}\n")
+    assert rewrite_token(str(accounts), entry.account.fingerprint, "rt-new")
+    assert accounts.read_text().split()[1:3] == ["name=main", f"cookies={jar}"]  # kept on rotation
