@@ -316,3 +316,23 @@ def test_janitor_batches_per_account_and_stops_before_deleting() -> None:
     off.delete_later(ACCOUNT, "a", "x", stop_history_id="h")
     off.join(5)
     assert off.upstream.calls == [("one", "x")]  # 2025: no stop endpoint
+
+
+def test_models_fall_back_to_the_static_list_and_do_not_retry_at_once(caplog) -> None:
+    from glm_proxy import create_app
+
+    app = create_app(
+        {
+            "GLM_BASE_URL": "http://127.0.0.1:9",  # nothing listens: the catalogue fails
+            "ACCOUNTS": "rt-catalogue",
+            "API_KEYS": "t:sk-catalogue",
+            "GLM_STATIC_MODELS": "glm-static-a",
+        }
+    )
+    client = app.test_client()
+    for _ in range(2):
+        listed = client.get("/v1/models", headers={"Authorization": "Bearer sk-catalogue"})
+        ids = [m["id"] for m in listed.json["data"]]
+        assert ids[:3] == ["glm-static-a", "glm-static-a-thinking", "glm-static-a-deep"]
+    assert caplog.text.count("model catalogue unavailable") == 1
+    assert "rt-catalogue" not in caplog.text

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 CACHE_KEY = "catalogue:models"
+FAILURE_TTL = 60  # seconds the static list stands in after a failed catalogue fetch
 MODE_SUFFIXES = (("", None), ("-thinking", "thinking"), ("-deep", "deep"))
 
 
@@ -44,6 +45,10 @@ def upstream_models(svc) -> list[str]:
                 ]
             except GLMProxyError as exc:
                 log.warning("model catalogue unavailable, listing GLM_STATIC_MODELS: %s", exc)
+                # ask again in a minute, not on every listing
+                static = list(settings.glm_static_models)
+                svc.store.set(CACHE_KEY, orjson.dumps(static).decode(), ttl=FAILURE_TTL)
+                return static
             else:
                 if names:
                     svc.store.set(
