@@ -1,10 +1,12 @@
 """The only code that talks to chatglm.cn.
 
 Signed requests on one gevent-friendly ``requests.Session`` (a shared connection
-pool; cookies are refused so accounts never leak into each other), an
-access-token cache with single-flight refresh, the answer stream, conversation
-delete. It knows nothing about OpenAI. ``requests`` exceptions become our
-errors here and nowhere else.
+pool; ``Set-Cookie`` is refused so accounts never leak into each other: an
+account's browser cookies are sent explicitly, see ``requesting.py``), an
+access-token cache with single-flight refresh, the answer stream. The 2026
+management calls (server clock, stop, deletes with fallbacks, model catalogue)
+are in ``control.py``; uploads and video in ``media.py``. It knows nothing
+about OpenAI. ``requests`` exceptions become our errors here and nowhere else.
 """
 
 from __future__ import annotations
