@@ -148,8 +148,12 @@ def test_no_conversation_left_after_a_concurrent_run(pooled, simulator, profile)
         assert bulk and len(bulk) == len(deletes)
         # batching: fewer calls than conversations (answers on one account finish together)
         assert len(bulk) < created
-        metrics = requests.get(f"{server.base}/metrics", timeout=5).text
-        assert 'glm_proxy_conversation_delete_calls_total{method="bulk",outcome="ok"}' in metrics
+        wanted = 'glm_proxy_conversation_delete_calls_total{method="bulk",outcome="ok"}'
+        deadline, metrics = time.monotonic() + 10, ""
+        while wanted not in metrics and time.monotonic() < deadline:
+            metrics = requests.get(f"{server.base}/metrics", timeout=5).text
+            time.sleep(0.1)
+        assert wanted in metrics
         stops = [s for s in simulator.state()["stops"] if s["account"] in tokens]
         assert stops  # the answers left half-way were stopped before their deletion
     else:
@@ -171,7 +175,11 @@ def test_delete_falls_back_when_bulk_delete_fails(simulator, tmp_path, token):
             "/chatglm/mainchat-api/nope",
             "/chatglm/mainchat-api/conversation/delete",
         ]
-        metrics = requests.get(f"{server.base}/metrics", timeout=5).text
+        # the counter moves once the proxy read the reply the simulator already acted on
+        deadline, metrics = time.monotonic() + 10, ""
+        while 'method="mainchat",outcome="ok"' not in metrics and time.monotonic() < deadline:
+            metrics = requests.get(f"{server.base}/metrics", timeout=5).text
+            time.sleep(0.1)
         assert 'method="bulk",outcome="failed"' in metrics
         assert 'method="mainchat",outcome="ok"' in metrics
     finally:
