@@ -37,7 +37,7 @@ from glm_proxy.errors import (
     UpstreamTimeout,
 )
 from glm_proxy.store.base import Store
-from glm_proxy.upstream import control
+from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds
@@ -150,7 +150,7 @@ class UpstreamClient(RequestHeaders):
         legacy = s.glm_refresh_mode == "legacy"
         path = s.glm_legacy_refresh_path if legacy else s.glm_refresh_path
         if s.glm_time_sync and not legacy:
-            control.ensure_clock(self, account)
+            ensure_clock(self, account)
         resp = self._send(
             "POST",
             self.url(path),
@@ -245,7 +245,7 @@ class UpstreamClient(RequestHeaders):
 
     def _with_access(self, account: Account, attempt: Callable[[str], Any]) -> Any:
         """Run ``attempt(access_token)``; on an expired access token refresh once and retry."""
-        control.ensure_clock(self, account)
+        ensure_clock(self, account)
         token = self.access_token(account)
         try:
             return attempt(token)
@@ -361,15 +361,15 @@ class UpstreamClient(RequestHeaders):
     def delete_conversation(self, account: Account, assistant_id: str, conversation_id: str) -> str:
         """Delete one conversation by the configured calls in order; returns the call that
         worked (see ``upstream.control.delete_conversations``)."""
-        return control.delete_conversations(self, account, assistant_id, [conversation_id])
+        return delete_conversations(self, account, assistant_id, [conversation_id])
 
     def delete_conversations(self, account: Account, assistant_id: str, ids: list[str]) -> str:
         """Delete several conversations of one account (one ``bulk_delete`` when enabled)."""
-        return control.delete_conversations(self, account, assistant_id, ids)
+        return delete_conversations(self, account, assistant_id, ids)
 
     def stop_stream(self, account: Account, history_id: str) -> None:
         """Ask the upstream to stop generating an answer (``mainchat-api/stream/stop_stream``)."""
-        control.stop_stream(self, account, history_id)
+        stop_stream(self, account, history_id)
 
 
 def init_app(app) -> None:
