@@ -123,6 +123,8 @@ def test_sigterm_ends_long_streams_before_the_grace_period_and_refuses_queued(
             stop_proxy(server)
     assert simulator.wait_deleted(token)["conversations_alive"] == []
     assert "Worker graceful timeout" not in server.logs()  # nothing was left to kill
+    stops = [x for x in simulator.state()["stops"] if x["account"] == token]
+    assert len(stops) == 1 and stops[0]["running"]  # the upstream answer was stopped first
 
 
 def test_sigterm_deadline_ends_anthropic_streams_and_non_stream_answers(simulator, tmp_path, token):
