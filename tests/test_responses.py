@@ -77,7 +77,10 @@ def test_instructions_and_message_items(client, simulator, token):
     assert not simulator.wait_deleted(token)["conversations_alive"]
 
 
-def test_reasoning_model(client, simulator, token):
+THINKING_MODE = {"2026": "thinking", "2025": "zero"}  # chat_mode of the thinking mode
+
+
+def test_reasoning_model(client, simulator, token, profile):
     response = client.responses.create(model="glm-4-think", input="hi [[sim:think]]")
     reasoning, message = response.output
     assert reasoning.type == "reasoning"
@@ -87,7 +90,7 @@ def test_reasoning_model(client, simulator, token):
     assert response.usage.output_tokens_details.reasoning_tokens > 0
     effort = client.responses.create(model="glm-4", input="x", reasoning={"effort": "high"})
     assert effort.reasoning.effort == "high"
-    assert stream_requests(simulator, token)[-1]["stream"]["chat_mode"] == "zero"
+    assert stream_requests(simulator, token)[-1]["stream"]["chat_mode"] == THINKING_MODE[profile]
 
 
 def test_search_citations_are_annotations(client, simulator, token):
