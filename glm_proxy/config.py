@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glm_proxy.parsers.tool_prompt import check_template
+
 DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
 DEFAULT_DRAWING_ASSISTANT = "65a232c082ff90a2ad2f15e2"
 DEFAULT_SIGN_SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"
@@ -69,6 +71,21 @@ def _hex32(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
         raise ValueError("expected 32 hex characters")
     return value.lower()
+
+
+def _tool_prompt_file(value: str) -> str:
+    """A readable template with the placeholders the tool section needs (checked at start-up)."""
+    path = value.strip()
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    problem = check_template(text)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return path
 
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
@@ -317,6 +334,14 @@ class Settings:
     key_rpm: int = _setting("KEY_RPM", 0, int, "Requests per minute per API key (0 = no limit).")
     key_max_concurrent: int = _setting(
         "KEY_MAX_CONCURRENT", 0, int, "Concurrent requests per API key (0 = no limit)."
+    )
+
+    # -- Tool calling (emulated; see README "Tool calling") --------------------
+    tool_prompt_file: str = _setting(
+        "TOOL_PROMPT_FILE",
+        "",
+        _tool_prompt_file,
+        "File with the tool-section template sent when a request has tools (empty = built-in).",
     )
 
     def __post_init__(self) -> None:

@@ -7,6 +7,8 @@ upstream JSON body), so both are unit-testable; ``start_chat`` adds I/O.
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +18,9 @@ from glm_proxy.accounts import Account
 from glm_proxy.auth import Caller
 from glm_proxy.errors import NotFound
 from glm_proxy.models import ModelSpec
+from glm_proxy.parsers.tool_filter import ToolCallFilter
+from glm_proxy.parsers.tool_prompt import load_template
+from glm_proxy.parsers.tool_schema import Toolbox, ToolConfig, tool_config
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.translate import TranslateOptions
@@ -36,6 +41,7 @@ class ChatPlan:
     translate_options: TranslateOptions = field(default_factory=TranslateOptions)
     include_usage: bool = False
     stream: bool = False
+    tools: ToolConfig | None = None  # the client's tools (None: no tool section, no parsing)
 
 
 def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
@@ -51,7 +57,13 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
     if body.get("web_search") is not None:
         networking = bool(body["web_search"]) and settings.glm_networking
     conversation_id = body.get("conversation_id") or None
-    prompt = build_prompt(body["messages"], native_multi_turn=conversation_id is not None)
+    tools = tool_config(body)
+    prompt = build_prompt(
+        body["messages"],
+        native_multi_turn=conversation_id is not None,
+        tools=tools,
+        tool_prompt=load_template(settings.tool_prompt_file),
+    )
     options = TranslateOptions(include_reasoning=not spec.silent, include_sources=not spec.silent)
     stream_options = body.get("stream_options") or {}
     return ChatPlan(
@@ -66,6 +78,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         translate_options=options,
         include_usage=bool(stream_options.get("include_usage")),
         stream=bool(body.get("stream")),
+        tools=tools,
     )
 
 
@@ -160,4 +173,33 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         before_lease=fetch_attachments if refs else None,
         on_end=close_attachments if refs else None,
     )
+    if plan.tools is not None:
+        _wire_tools(request, plan)
     return AnswerJob(services, caller.accounts, request).start()
+
+
+def _new_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def _wire_tools(request: AnswerRequest, plan: ChatPlan) -> None:
+    """Parse the answer for tool calls; a correction goes to the same upstream conversation.
+
+    One ``Toolbox`` per request: the tool table and compiled validators are
+    shared by the first try and the retry.
+    """
+    config = plan.tools
+    assert config is not None
+    toolbox = Toolbox(config.tools)
+
+    def make_filter(final: bool) -> ToolCallFilter:
+        return ToolCallFilter(
+            config, final=final, new_id=_new_call_id, streamed=plan.stream, toolbox=toolbox
+        )
+
+    def build_followup(account: Account, conversation_id: str, text: str) -> dict[str, Any]:
+        followup = dataclasses.replace(plan, prompt=Prompt(text), conversation_id=conversation_id)
+        return build_upstream_payload(followup)
+
+    request.make_filter = make_filter
+    request.build_followup = build_followup
