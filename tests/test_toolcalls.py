@@ -482,3 +482,55 @@ def test_every_call_has_a_name_and_object_arguments():
                     assert isinstance(orjson.loads(d.text), dict)
             if final:
                 assert "".join(d.text for d in out if isinstance(d, TextDelta)) == sample
+
+
+TOKENS = [
+    "<glm_tool_calls>",
+    "</glm_tool_calls>",
+    '<invoke name="get_weather">',
+    '<parameter name="city">',
+    "</parameter>",
+    "</invoke>",
+    "```\n",
+    "~~~\n",
+    "\n",
+    "abc ",
+    "<",
+    "<glm_",
+    "<![CDATA[",
+    "]]>",
+    "🚀",
+]
+
+
+def test_scanner_fuzz_is_lossless_and_cut_independent():
+    """Random junk: any cut gives the same events, and the events give back the text."""
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        text = "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 30)))
+        whole = scan([text])
+        rebuilt = "".join(e.text if isinstance(e, Text) else e.raw for e in whole)
+        assert rebuilt == text
+        assert scan(list(text)) == whole
+        cuts_at = sorted(rng.sample(range(1, len(text)), min(5, len(text) - 1)))
+        pieces = [text[a:b] for a, b in itertools.pairwise([0, *cuts_at, len(text)])]
+        assert scan(pieces) == whole
+
+
+def test_filter_fuzz_never_emits_a_bad_call():
+    import random
+
+    rng = random.Random(11)
+    for _ in range(200):
+        text = "".join(rng.choice(TOKENS) for _ in range(rng.randint(1, 30)))
+        for final in (False, True):
+            out = run_filter(list(text), final=final)
+            assert run_filter([text], final=final) == out
+            names = [d.name for d in out if isinstance(d, ToolCallStart)]
+            assert all(n == "get_weather" for n in names)
+            for d in out:
+                if isinstance(d, ToolCallArguments):
+                    assert isinstance(orjson.loads(d.text), dict)
+            assert out and isinstance(out[-1], Finished | Reask)
