@@ -258,3 +258,22 @@ def test_malformed_tools_are_400(client, kwargs, param):
         client.chat.completions.create(model="glm-4", messages=USER, **kwargs)
     assert info.value.status_code == 400
     assert info.value.body["param"] == param
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_retry_before_the_first_byte_keeps_tool_calls(client, simulator, token, stream):
+    simulator.fault(token, "http_500", count=1)
+    script(simulator, token, WEATHER_CALL)
+    completion = ask(client, stream=stream)
+    assert calls(completion) == [("get_weather", {"city": "Paris", "days": 3})]
+    assert [r["fault"] for r in stream_requests(simulator, token)] == ["http_500", None]
+
+
+def test_non_stream_retry_after_a_mid_stream_drop(client, simulator, token):
+    simulator.fault(token, "drop_mid_stream", count=1)
+    long_call = {"text": "Checking.\n" + WEATHER_CALL, "steps": 8}
+    script(simulator, token, long_call, long_call)
+    completion = ask(client, stream=False)
+    assert completion.choices[0].message.content == "Checking.\n"
+    assert calls(completion) == [("get_weather", {"city": "Paris", "days": 3})]
+    assert len(stream_requests(simulator, token)) == 2
