@@ -18,6 +18,7 @@ from glm_proxy.accounts import Account
 from glm_proxy.auth import Caller
 from glm_proxy.errors import NotFound
 from glm_proxy.models import ModelSpec
+from glm_proxy.parsers import DeltaFilter, FilterChain
 from glm_proxy.parsers.tool_filter import ToolCallFilter
 from glm_proxy.parsers.tool_prompt import load_template
 from glm_proxy.parsers.tool_schema import Toolbox, ToolConfig, tool_config
@@ -185,21 +186,26 @@ def _new_call_id() -> str:
 def _wire_tools(request: AnswerRequest, plan: ChatPlan) -> None:
     """Parse the answer for tool calls; a correction goes to the same upstream conversation.
 
+    The tool filter runs first, ahead of any other answer filter already set
+    (stop strings and length limits then apply to the text around the calls).
     One ``Toolbox`` per request: the tool table and compiled validators are
     shared by the first try and the retry.
     """
     config = plan.tools
     assert config is not None
     toolbox = Toolbox(config.tools)
+    others = request.make_filter
 
-    def make_filter(final: bool) -> ToolCallFilter:
-        return ToolCallFilter(
+    def make_filter(final: bool) -> DeltaFilter:
+        tools = ToolCallFilter(
             config, final=final, new_id=_new_call_id, streamed=plan.stream, toolbox=toolbox
         )
+        return tools if others is None else FilterChain([tools, others(final)])
 
     def build_followup(account: Account, conversation_id: str, text: str) -> dict[str, Any]:
         followup = dataclasses.replace(plan, prompt=Prompt(text), conversation_id=conversation_id)
         return build_upstream_payload(followup)
 
     request.make_filter = make_filter
-    request.build_followup = build_followup
+    if request.build_followup is None:
+        request.build_followup = build_followup
