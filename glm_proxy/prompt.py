@@ -14,13 +14,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_proxy.parsers.tool_defs import ToolConfig
 from glm_proxy.parsers.tool_prompt import (
     DEFAULT_TEMPLATE,
     render_calls,
     render_result,
     render_tool_section,
 )
-from glm_proxy.parsers.tool_schema import ToolConfig
 
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")

@@ -13,7 +13,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.parsers.tool_schema import ToolDefinitionError, check_tool_choice, check_tools
+from glm_proxy.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")

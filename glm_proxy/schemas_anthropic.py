@@ -14,7 +14,7 @@ import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.parsers.tool_schema import ToolDefinitionError, anthropic_specs
+from glm_proxy.parsers.tool_defs import ToolDefinitionError, anthropic_specs
 from glm_proxy.schemas import ContentField, StopField, _nest
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}

@@ -6,8 +6,9 @@ import pytest
 
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest
+from glm_proxy.parsers.tool_defs import ToolConfig, check_tools, tool_config
 from glm_proxy.parsers.tool_prompt import DEFAULT_TEMPLATE, check_template, render_tool_section
-from glm_proxy.parsers.tool_schema import Toolbox, ToolConfig, check_tools, tool_config
+from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.parsers.toolcalls import CallScanner, parse_block
 from glm_proxy.prompt import build_prompt
 from glm_proxy.schemas import ChatCompletionSchema, load

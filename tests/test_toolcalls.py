@@ -21,9 +21,7 @@ from glm_proxy.events import (
     ToolCallStart,
 )
 from glm_proxy.parsers import FilterChain, Reask
-from glm_proxy.parsers.tool_filter import ToolCallFilter
-from glm_proxy.parsers.tool_schema import (
-    Toolbox,
+from glm_proxy.parsers.tool_defs import (
     ToolConfig,
     ToolDefinitionError,
     anthropic_specs,
@@ -31,6 +29,8 @@ from glm_proxy.parsers.tool_schema import (
     check_tools,
     tool_config,
 )
+from glm_proxy.parsers.tool_filter import ToolCallFilter
+from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.parsers.toolcalls import Block, CallScanner, RawCall, Text, parse_block
 
 WEATHER = {

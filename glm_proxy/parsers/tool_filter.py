@@ -37,7 +37,8 @@ from glm_proxy.events import (
     ToolCallStart,
 )
 from glm_proxy.parsers import Reask
-from glm_proxy.parsers.tool_schema import Toolbox, ToolConfig
+from glm_proxy.parsers.tool_defs import ToolConfig
+from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.parsers.toolcalls import CALLS_OPEN, Block, CallScanner, Text, parse_block
 
 __all__ = ["ToolCallFilter"]
@@ -160,7 +161,8 @@ class ToolCallFilter:
                 break
             valid.append((call.name, arguments))
         if problem or not valid:
-            problem = problem or "the block has no usable call"
+            # names in it come from the model: bounded, so junk cannot flood a log line
+            problem = (problem or "the block has no usable call")[:300]
             if self._can_reask() and not (visible_before and self.streamed and not self.hold_all):
                 self.reask = Reask(
                     f"Your tool call could not be used: {problem}. " + FORMAT_HINT,

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from glm_proxy.parsers.tool_schema import ToolConfig, ToolSpec
+from glm_proxy.parsers.tool_defs import ToolConfig, ToolSpec
 from glm_proxy.parsers.toolcalls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
 
 __all__ = [

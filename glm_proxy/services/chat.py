@@ -19,9 +19,10 @@ from glm_proxy.auth import Caller
 from glm_proxy.errors import NotFound
 from glm_proxy.models import ModelSpec
 from glm_proxy.parsers import DeltaFilter, FilterChain
+from glm_proxy.parsers.tool_defs import ToolConfig, tool_config
 from glm_proxy.parsers.tool_filter import ToolCallFilter
 from glm_proxy.parsers.tool_prompt import load_template
-from glm_proxy.parsers.tool_schema import Toolbox, ToolConfig, tool_config
+from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.translate import TranslateOptions

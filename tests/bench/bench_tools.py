@@ -34,8 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glm_proxy.events import Finished, TextDelta  # noqa: E402
+from glm_proxy.parsers.tool_defs import ToolConfig, check_tools  # noqa: E402
 from glm_proxy.parsers.tool_filter import ToolCallFilter  # noqa: E402
-from glm_proxy.parsers.tool_schema import ToolConfig, check_tools  # noqa: E402
 from tests.conftest import Simulator, free_port, start_proxy, stop_proxy, wait_http  # noqa: E402
 from tests.tool_support import CODE, call_block, invoke  # noqa: E402
 
