@@ -534,3 +534,25 @@ def test_filter_fuzz_never_emits_a_bad_call():
                 if isinstance(d, ToolCallArguments):
                     assert isinstance(orjson.loads(d.text), dict)
             assert out and isinstance(out[-1], Finished | Reask)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<invoke name="get_weather" id="1"><parameter name="city" type="string">Oslo</parameter>'
+        "</invoke>",
+        "<invoke=get_weather><parameter=city>Oslo</parameter></invoke>",
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}}',
+        '[{"name": "get_weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}]',
+        "{'function': {'name': 'get_weather', 'parameters': {'city': 'Oslo',},}}",
+    ],
+)
+def test_common_variants_of_the_syntax_are_understood(body):
+    calls, problem = parse_block(body)
+    assert problem == ""
+    assert Toolbox(TOOLS).arguments(calls[0]) == ({"city": "Oslo"}, "")
+
+
+def test_json_without_a_name_is_not_a_call():
+    assert parse_block('{"arguments": {}}')[1]
+    assert parse_block("[1, 2]")[1]

@@ -30,6 +30,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import json5
+import orjson
+
 __all__ = [
     "CALLS_CLOSE",
     "CALLS_OPEN",
@@ -46,9 +49,11 @@ CDATA_OPEN = "<![CDATA["
 CDATA_CLOSE = "]]>"
 INVOKE_CLOSE = "</invoke>"
 PARAM_CLOSE = "</parameter>"
-_NAME = r"""name\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'/>]+))"""
-INVOKE_OPEN = re.compile(r"<invoke\s+" + _NAME + r"\s*(/?)>")
-PARAM_OPEN = re.compile(r"<parameter\s+" + _NAME + r"\s*>")
+# name="x", name='x', name=x, or the =x shorthand some models write; other attributes ignored
+_NAME = r"""(?:\s+name\s*=|\s*=)\s*(?:"([^"]*)"|'([^']*)'|([^\s"'/>]+))"""
+_EXTRA = r"""(?:\s+[\w:-]+\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'/>]+))*"""
+INVOKE_OPEN = re.compile(r"<invoke" + _NAME + _EXTRA + r"\s*(/?)>")
+PARAM_OPEN = re.compile(r"<parameter" + _NAME + _EXTRA + r"\s*>")
 _FENCE = re.compile(r" {0,3}(`{3,}|~{3,})(.*)")
 
 
@@ -308,5 +313,36 @@ def parse_block(body: str) -> tuple[list[RawCall], str]:
         call, pos = _parse_invoke(name, body, match.end())
         calls.append(call)
     if not calls:
+        calls = _json_calls(body)
+    if not calls:
         return [], 'the block has no <invoke name="..."> element'
     return calls, ""
+
+
+def _json_calls(body: str) -> list[RawCall]:
+    """Calls a model wrote as JSON inside the block (``{"name": ..., "arguments": {...}}``
+    or a list of them), the habit of models trained on JSON tool calls."""
+    text = body.strip()
+    if text[:1] not in ("{", "["):
+        return []
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            value = json5.loads(text)
+        except ValueError:
+            return []
+    calls = []
+    for item in value if isinstance(value, list) else [value]:
+        if not isinstance(item, dict):
+            return []
+        function = item.get("function") if isinstance(item.get("function"), dict) else item
+        name = function.get("name")
+        if not isinstance(name, str):
+            return []
+        arguments = next(
+            (function[k] for k in ("arguments", "parameters", "input") if k in function), {}
+        )
+        body_text = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()
+        calls.append(RawCall(name.strip(), body=body_text.strip() or "{}"))
+    return calls
