@@ -556,3 +556,9 @@ def test_common_variants_of_the_syntax_are_understood(body):
 def test_json_without_a_name_is_not_a_call():
     assert parse_block('{"arguments": {}}')[1]
     assert parse_block("[1, 2]")[1]
+
+
+def test_required_does_not_ask_again_after_the_content_filter():
+    config = ToolConfig(TOOLS, choice="required")
+    out = run_filter(["partial"], config, finished="content_filter")
+    assert out == [TextDelta("partial"), Finished("content_filter")]

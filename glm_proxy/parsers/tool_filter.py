@@ -97,7 +97,8 @@ class ToolCallFilter:
 
     def finish(self) -> list[Delta | Reask]:
         out = self._handle(self.scanner.finish()) if self.reask is None else []
-        if self.reask is None and self.calls == 0 and self.config.choice != "auto":
+        filtered = self.finished is not None and self.finished.reason == "content_filter"
+        if self.reask is None and not self.calls and self.config.choice != "auto" and not filtered:
             wanted = (
                 f"the tool {self.config.forced!r}" if self.config.choice == "named" else "a tool"
             )
