@@ -277,3 +277,24 @@ def test_non_stream_retry_after_a_mid_stream_drop(client, simulator, token):
     assert completion.choices[0].message.content == "Checking.\n"
     assert calls(completion) == [("get_weather", {"city": "Paris", "days": 3})]
     assert len(stream_requests(simulator, token)) == 2
+
+
+def test_template_file_replaces_the_tool_section(simulator, tmp_path, token):
+    from tests.conftest import start_proxy, stop_proxy
+
+    template = tmp_path / "tools.txt"
+    template.write_text(
+        "CUSTOM TOOLS ($$ sign)\n$tools\nCall with $open ... $close.\n$choice_rule\n"
+    )
+    server = start_proxy(simulator, tmp_path, TOOL_PROMPT_FILE=str(template))
+    try:
+        client = openai.OpenAI(base_url=server.v1, api_key=token, max_retries=0, timeout=30)
+        script(simulator, token, WEATHER_CALL)
+        completion = ask(client, stream=False)
+        assert calls(completion) == [("get_weather", {"city": "Paris", "days": 3})]
+        sent = prompt_text(stream_requests(simulator, token)[-1])
+        assert 'CUSTOM TOOLS ($ sign)\n<tool name="get_weather">' in sent
+        assert "Call with <glm_tool_calls> ... </glm_tool_calls>." in sent
+        assert "# Tools of the user's application" not in sent
+    finally:
+        stop_proxy(server)
