@@ -138,6 +138,7 @@ SYSTEM = [
 COMMAND = "grep -n \"def \" src/*.py | head -5 && echo '<done>'"
 
 
+@pytest.mark.profiles("2026", "2025")
 def test_claude_code_like_loop_streams_tool_use(proxy, simulator, token):
     claude = anthropic.Anthropic(base_url=proxy.base, api_key=token, max_retries=0, timeout=30)
     tools = claude_code_tools()

@@ -21,6 +21,9 @@ from tests.tool_support import (
     stream_requests,
 )
 
+# Both upstream protocols: the parser sits behind the translator, whatever the event shapes.
+pytestmark = pytest.mark.profiles("2026", "2025")
+
 USER = [{"role": "user", "content": "What's the weather in Paris?"}]
 CHUNKS: dict[int, list] = {}  # a streamed completion's raw chunks, by id(completion)
 

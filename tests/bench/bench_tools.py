@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +35,13 @@ sys.path.insert(0, str(ROOT))
 from glm_proxy.events import Finished, TextDelta  # noqa: E402
 from glm_proxy.parsers.tool_defs import ToolConfig, check_tools  # noqa: E402
 from glm_proxy.parsers.tool_filter import ToolCallFilter  # noqa: E402
-from tests.conftest import Simulator, free_port, start_proxy, stop_proxy, wait_http  # noqa: E402
+from tests.conftest import (  # noqa: E402
+    Simulator,
+    launch_simulator,
+    start_proxy,
+    stop_proxy,
+    stop_simulator,
+)
 from tests.tool_support import CODE, call_block, invoke  # noqa: E402
 
 
@@ -135,15 +140,7 @@ def main() -> None:
             f"  {tools:>3} tools: prose {plain:6.2f} us/event, prose + call {called:6.2f} us/event"
         )
 
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    sim = Simulator(f"http://127.0.0.1:{port}", proc)
-    wait_http(f"{sim.base}/_sim/state", proc=proc)
+    sim = launch_simulator()  # the default protocol profile, like the proxy's
     proxy = start_proxy(sim, Path(tempfile.mkdtemp()), LOG_LEVEL="WARNING")
     try:
         token = "rt-bench-" + uuid.uuid4().hex
@@ -163,8 +160,7 @@ def main() -> None:
             )
     finally:
         stop_proxy(proxy)
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop_simulator(sim)
 
 
 if __name__ == "__main__":
