@@ -1,0 +1,174 @@
+"""Hostile request framing against the real server: bodies, chunked encoding, heads.
+
+Every case answers a JSON error object with a 4xx, in the route's shape, and
+does not keep the connection (or the worker) waiting for bytes that will
+never come. Raw sockets send what HTTP libraries refuse to.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+import requests
+
+from tests.conftest import start_proxy, stop_proxy
+from tests.rawhttp import chunked, exchange, request_bytes
+
+BODY_TIMEOUT = 1.5
+BODY_CAP = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def tight(simulator, tmp_path_factory):
+    server = start_proxy(
+        simulator,
+        tmp_path_factory.mktemp("limits"),
+        MAX_REQUEST_BODY=str(BODY_CAP),
+        REQUEST_BODY_TIMEOUT=str(BODY_TIMEOUT),
+    )
+    yield server
+    stop_proxy(server)
+
+
+def chat_head(token: str, **extra: str) -> dict[str, str]:
+    return {
+        "Host": "127.0.0.1",
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+        **extra,
+    }
+
+
+def openai_error(resp) -> dict:
+    body = resp.json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    return body["error"]
+
+
+def small_request(text: str = "hi") -> bytes:
+    return orjson.dumps({"model": "glm-4", "messages": [{"role": "user", "content": text}]})
+
+
+# -- chunked bodies ---------------------------------------------------------------------
+
+BAD_CHUNKED = {
+    "invalid size": b"zz\r\nabc\r\n0\r\n\r\n",
+    "negative size": b"-5\r\nabc\r\n0\r\n\r\n",
+    "missing CRLF after data": b"3\r\nabcXY0\r\n\r\n",
+    "huge chunk extension": b"3;" + b"x" * 200_000 + b"\r\nabc\r\n0\r\n\r\n",
+    "malformed chunk extension": b"3;=\x01\r\nabc\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CHUNKED))
+def test_malformed_chunked_body_is_400_json(tight, token, case):
+    head = chat_head(token, **{"Transfer-Encoding": "chunked"})
+    resp = exchange(
+        tight.base, request_bytes("POST", "/v1/chat/completions", head, b"") + BAD_CHUNKED[case]
+    )
+    assert resp.status == 400, resp.body
+    error = openai_error(resp)
+    assert error["type"] == "invalid_request_error"
+    assert error["code"] == "invalid_body"
+    assert resp.closed  # where the next request would start is unknown
+
+
+def test_malformed_chunked_body_on_anthropic_route_has_anthropic_shape(tight, token):
+    head = chat_head(token, **{"Transfer-Encoding": "chunked", "anthropic-version": "2023-06-01"})
+    resp = exchange(tight.base, request_bytes("POST", "/v1/messages", head, b"zz\r\nabc\r\n"))
+    assert resp.status == 400
+    body = resp.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == "invalid_request_error"
+
+
+def test_chunked_body_over_the_cap_is_413(tight, token):
+    text = "x" * (BODY_CAP + 1000)
+    payload = small_request(text)
+    pieces = [payload[i : i + 8192] for i in range(0, len(payload), 8192)]
+    head = chat_head(token, **{"Transfer-Encoding": "chunked"})
+    resp = exchange(
+        tight.base, request_bytes("POST", "/v1/chat/completions", head) + chunked(*pieces)
+    )
+    assert resp.status == 413, resp.body
+    error = openai_error(resp)
+    assert "MAX_REQUEST_BODY" in error["message"]
+    assert str(BODY_CAP) in error["message"]
+
+
+def test_well_formed_chunked_body_is_served(tight, token):
+    payload = small_request()
+
+    def pieces():
+        yield payload[:10]
+        yield payload[10:]
+
+    resp = requests.post(
+        f"{tight.v1}/chat/completions",
+        data=pieces(),  # requests sends a generator with Transfer-Encoding: chunked
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=30,
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["choices"][0]["message"]["content"]
+
+
+# -- slow and short bodies --------------------------------------------------------------
+
+
+def test_body_shorter_than_content_length_is_408_promptly(tight, token):
+    payload = small_request()
+    head = chat_head(token, **{"Content-Length": str(len(payload) + 500)})
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, payload))
+    assert resp.status == 408, resp.body
+    error = openai_error(resp)
+    assert error["code"] == "request_timeout"
+    assert "REQUEST_BODY_TIMEOUT" in error["message"]
+    assert resp.elapsed < BODY_TIMEOUT + 2
+    assert resp.closed  # the connection is not held open for the missing bytes
+
+
+def test_body_dripped_slowly_is_cut_at_the_deadline(tight, token):
+    payload = small_request("y" * 200)
+    head = chat_head(token, **{"Content-Length": str(len(payload))})
+    pieces = [request_bytes("POST", "/v1/chat/completions", head)]
+    pieces += [payload[i : i + 4] for i in range(0, len(payload), 4)]
+    started = time.monotonic()
+    resp = exchange(tight.base, pieces, pause=0.2)
+    assert resp.status == 408, resp.body
+    assert time.monotonic() - started < BODY_TIMEOUT + 3
+
+
+def test_server_keeps_serving_while_bodies_stall(tight, token):
+    payload = small_request()
+    head = chat_head(token, **{"Content-Length": str(len(payload) + 10)})
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, payload))
+            )
+        )
+        for _ in range(20)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    started = time.monotonic()
+    assert requests.get(f"{tight.base}/healthz", timeout=5).status_code == 200
+    assert time.monotonic() - started < 0.5
+    for thread in threads:
+        thread.join(timeout=20)
+    assert [r.status for r in results] == [408] * 20
+
+
+def test_content_length_over_the_cap_is_413_without_reading(tight, token):
+    head = chat_head(token, **{"Content-Length": str(50 * 1024**2)})
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, b"{"))
+    assert resp.status == 413
+    assert "MAX_REQUEST_BODY" in openai_error(resp)["message"]
+    assert resp.closed
