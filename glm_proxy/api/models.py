@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from glm_proxy.auth import require_key_for_catalogue
 from glm_proxy.errors import NotFound
 from glm_proxy.models import AGENT_ID, ModelTable
 from glm_proxy.services import services
 from glm_proxy.web import json_response
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
+bp.before_request(require_key_for_catalogue)
 
 
 @bp.get("")
