@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_proxy.request_guard import tick
+
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")
 ROLE_NAMES = {
@@ -148,6 +150,7 @@ def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = Fa
     """
     attachments: list[AttachmentRef] = []
     for index, message in enumerate(messages):
+        tick()  # long histories: let other requests run (request_guard.tick)
         attachments.extend(message_attachments(message.get("content"), index))
 
     if native_multi_turn or len(messages) == 1:
@@ -160,6 +163,7 @@ def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = Fa
     last_has_files = any(a.message_index == len(messages) - 1 for a in attachments)
     lines: list[str] = []
     for index, message in enumerate(messages):
+        tick()
         role = ROLE_NAMES.get(str(message.get("role")), "user")
         text = message_text(message.get("content"))
         if role == "assistant":

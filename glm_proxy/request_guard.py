@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover - another WSGI server
 SERVER_BODY_ERRORS = (ParseException, NoMoreData)
 
 READ_STEP = 64 * 1024
-YIELD_EVERY = 500  # items walked between two gevent yields
+YIELD_EVERY = 200  # items handled between two gevent yields (a few milliseconds of work)
+_ticks = 0
 
 
 class RequestTimeout(GLMProxyError):
@@ -193,9 +194,18 @@ def check_head(request, settings) -> None:
             )
 
 
-def cooperate(index: int) -> None:
-    """Let other greenlets run every ``YIELD_EVERY`` items of a long walk."""
-    if index and index % YIELD_EVERY == 0:
+def tick() -> None:
+    """Count one item of per-item request work; every ``YIELD_EVERY`` let others run.
+
+    Validation and prompt building walk every message; at the message caps
+    that is a few hundred milliseconds of pure Python, during which the only
+    worker would answer nobody else (health checks included). Calling this
+    once per item spreads it into slices of a few milliseconds.
+    """
+    global _ticks
+    _ticks += 1
+    if _ticks >= YIELD_EVERY:
+        _ticks = 0
         gevent.sleep(0)
 
 
@@ -223,7 +233,7 @@ def check_shape(body: Any, settings) -> None:
         if field == "system":
             parts += len(items)
         for index, item in enumerate(items):
-            cooperate(index)
+            tick()
             content = item.get("content") if isinstance(item, dict) else None
             if isinstance(content, list):
                 parts += len(content)

@@ -242,8 +242,7 @@ def fetch(
     except _Expired:
         raise _fail(
             url,
-            f"the download did not finish within {limits.total_timeout:g}s "
-            "(FETCH_TOTAL_TIMEOUT)",
+            f"the download did not finish within {limits.total_timeout:g}s (FETCH_TOTAL_TIMEOUT)",
         ) from None
 
 
