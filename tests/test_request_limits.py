@@ -172,3 +172,91 @@ def test_content_length_over_the_cap_is_413_without_reading(tight, token):
     assert resp.status == 413
     assert "MAX_REQUEST_BODY" in openai_error(resp)["message"]
     assert resp.closed
+
+
+# -- request line and headers -----------------------------------------------------------
+
+
+def json_error_page(resp) -> dict:
+    """What gunicorn answers itself (see glm_proxy/wire_errors.py): JSON, never HTML."""
+    assert resp.headers["content-type"] == "application/json", resp.body
+    body = resp.json()
+    assert body["type"] == "error"
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert resp.closed
+    return body["error"]
+
+
+def get(path: str, extra: list[tuple[str, str]] = ()) -> bytes:
+    return request_bytes("GET", path, [("Host", "127.0.0.1"), *extra])
+
+
+def test_long_request_target_is_414_json_from_the_app(tight):
+    resp = exchange(tight.base, get("/v1/models?q=" + "a" * 5000))
+    assert resp.status == 414, resp.body
+    error = openai_error(resp)
+    assert error["code"] == "uri_too_long" and "MAX_URL_LENGTH" in error["message"]
+
+
+def test_long_request_target_on_anthropic_route_has_anthropic_shape(tight, token):
+    head = chat_head(token, **{"Content-Length": "2"})
+    resp = exchange(tight.base, request_bytes("POST", "/v1/messages?" + "a" * 5000, head, b"{}"))
+    assert resp.status == 414
+    assert resp.json()["type"] == "error"
+
+
+def test_request_line_past_gunicorn_limit_is_414_json(tight):
+    resp = exchange(tight.base, get("/v1/models?q=" + "a" * 20000))
+    assert resp.status == 414
+    assert json_error_page(resp)["code"] == "uri_too_long"
+
+
+def test_one_large_header_is_431_json_naming_it(tight):
+    resp = exchange(tight.base, get("/v1/models", [("X-Big", "a" * 16500)]))
+    assert resp.status == 431, resp.body
+    error = openai_error(resp)
+    assert error["param"] == "X-Big" and "MAX_HEADER_SIZE" in error["message"]
+    huge = exchange(tight.base, get("/v1/models", [("X-Big", "a" * 200_000)]))
+    assert huge.status == 431
+    json_error_page(huge)
+
+
+def test_too_many_headers_is_431_json(tight):
+    many = [(f"X-H{i}", "1") for i in range(110)]
+    resp = exchange(tight.base, get("/v1/models", many))
+    assert resp.status == 431, resp.body
+    assert "MAX_HEADERS" in openai_error(resp)["message"]
+    lots = exchange(tight.base, get("/v1/models", [(f"X-H{i}", "1") for i in range(1000)]))
+    assert lots.status == 431
+    json_error_page(lots)
+
+
+FRAMING = {
+    "two content-lengths": [("Content-Length", "2"), ("Content-Length", "3")],
+    "content-length and chunked": [("Content-Length", "2"), ("Transfer-Encoding", "chunked")],
+    "chunked twice": [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+    "negative content-length": [("Content-Length", "-1")],
+    "content-length not a number": [("Content-Length", "2x")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(FRAMING))
+def test_conflicting_framing_headers_get_a_json_400(tight, token, case):
+    head = [("Host", "x"), ("Authorization", f"Bearer {token}"), *FRAMING[case]]
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, b"{}"))
+    assert resp.status == 400, resp.body
+    json_error_page(resp)
+
+
+def test_control_character_in_a_header_gets_a_json_400(tight):
+    raw = b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n"
+    resp = exchange(tight.base, raw)
+    assert resp.status == 400
+    json_error_page(resp)
+
+
+def test_unsupported_transfer_coding_gets_json(tight, token):
+    head = [("Host", "x"), ("Authorization", f"Bearer {token}"), ("Transfer-Encoding", "gzip")]
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, b"{}"))
+    assert resp.status in (400, 501)
+    json_error_page(resp)
