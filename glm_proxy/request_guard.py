@@ -37,6 +37,7 @@ except ImportError:  # pragma: no cover - another WSGI server
 SERVER_BODY_ERRORS = (ParseException, NoMoreData)
 
 READ_STEP = 64 * 1024
+DRAIN_AT_MOST = 64 * 1024  # unread body the server may still drain after a response
 YIELD_EVERY = 200  # items handled between two gevent yields (a few milliseconds of work)
 _ticks = 0
 
@@ -80,12 +81,28 @@ def body_too_large(limit: int) -> PayloadTooLarge:
 class GuardedInput:
     """``wsgi.input`` with a deadline, a size cap and 4xx errors instead of tracebacks."""
 
-    def __init__(self, inner: Any, *, deadline: float, timeout: float, limit: int) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        deadline: float,
+        timeout: float,
+        limit: int,
+        expected: int | None = None,
+    ) -> None:
         self.inner = inner
         self.deadline = deadline  # time.monotonic() by which the body must be in
         self.timeout = timeout
         self.limit = limit
+        self.expected = expected  # Content-Length; None for a chunked body
         self.received = 0
+        self.ended = False  # a read returned b"": the body is complete
+
+    @property
+    def complete(self) -> bool:
+        if self.expected is not None:
+            return self.received >= self.expected
+        return self.ended
 
     def _call(self, method: str, size: int) -> bytes:
         remaining = self.deadline - time.monotonic()
@@ -112,6 +129,8 @@ class GuardedInput:
                 code="invalid_body",
             ) from None
         self.received += len(data)
+        if size and not data:
+            self.ended = True
         if self.received > self.limit:
             abandon_body(self.inner)
             raise body_too_large(self.limit)
@@ -138,12 +157,27 @@ def guard_body(environ: dict[str, Any], settings, started: float) -> None:
     stream = environ.get("wsgi.input")
     if stream is None or isinstance(stream, GuardedInput):
         return
+    length = environ.get("CONTENT_LENGTH", "")
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
     environ["wsgi.input"] = GuardedInput(
         stream,
         deadline=started + settings.request_body_timeout,
         timeout=settings.request_body_timeout,
         limit=settings.max_request_body,
+        expected=None if chunked else int(length) if length.isdigit() else 0,
     )
+
+
+def settle_body(environ: dict[str, Any]) -> None:
+    """After the response: a large or chunked body the app did not read (an error
+    came first, say) is not drained by the server, which would read and wait for
+    it up to the keep-alive timeout; the connection is closed instead. A small
+    remainder (``DRAIN_AT_MOST``) is left to drain so the connection is reused."""
+    stream = environ.get("wsgi.input")
+    if not isinstance(stream, GuardedInput) or stream.complete:
+        return
+    if stream.expected is None or stream.expected - stream.received > DRAIN_AT_MOST:
+        abandon_body(stream)
 
 
 def read_body(environ: dict[str, Any], content_length: int | None, limit: int) -> bytes:

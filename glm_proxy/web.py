@@ -25,6 +25,7 @@ from glm_proxy.request_guard import (
     check_shape,
     guard_body,
     read_body,
+    settle_body,
 )
 
 log = logging.getLogger("glm_proxy.request")
@@ -129,6 +130,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         cors_headers(response)
+        settle_body(request.environ)
         fields = getattr(g, "log_fields", {})
         started = getattr(g, "started", time.perf_counter())
         method, path, status = request.method, request.path, response.status_code

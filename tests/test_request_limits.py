@@ -260,3 +260,26 @@ def test_unsupported_transfer_coding_gets_json(tight, token):
     resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, b"{}"))
     assert resp.status in (400, 501)
     json_error_page(resp)
+
+
+def test_an_unread_body_is_not_waited_for_after_an_early_error(tight):
+    """A 401 before the body is read: the connection closes instead of gunicorn
+    waiting (up to the keep-alive timeout) for the bytes the client promised."""
+    head = {"Host": "x", "Content-Type": "application/json", "Content-Length": "100000"}
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, b'{"a"'))
+    assert resp.status == 401
+    assert resp.closed
+
+
+def test_the_connection_stays_open_after_a_fully_read_body(tight, token):
+    payload = small_request()
+    head = chat_head(token, **{"Content-Length": str(len(payload))})
+    resp = exchange(tight.base, request_bytes("POST", "/v1/chat/completions", head, payload))
+    assert resp.status == 200
+    assert not resp.closed  # kept alive for the next request
+    unauthorised = exchange(
+        tight.base,
+        request_bytes("POST", "/v1/chat/completions", {"Host": "x", "Content-Length": "2"}, b"{}"),
+    )
+    assert unauthorised.status == 401
+    assert not unauthorised.closed  # the body had fully arrived: nothing to wait for
