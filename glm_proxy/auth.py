@@ -235,9 +235,7 @@ class Authenticator:
         return "API key" if self.team else "chatglm refresh_token"
 
     def authenticate(self, request: Request) -> Caller:
-        credential = credential_from_request(
-            request, self._hint(), self.settings.max_token_length
-        )
+        credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
         key = self.keyring.match(credential) if self.team else None
         if key is not None:
             accounts = self.pool.accounts if self.pool is not None else ()
