@@ -106,7 +106,7 @@ def test_bad_x_api_key_on_the_anthropic_route_has_the_anthropic_shape(proxy):
     assert "x-api-key" in payload["error"]["message"]
 
 
-def test_several_tokens_in_one_bearer_still_work(proxy, client):
+def test_several_tokens_in_one_bearer_still_work(proxy):
     tokens = ",".join(new_tokens(2))
     sdk = openai.OpenAI(base_url=proxy.v1, api_key=tokens, max_retries=0, timeout=30)
     done = sdk.chat.completions.create(
