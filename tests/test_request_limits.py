@@ -160,7 +160,7 @@ def test_server_keeps_serving_while_bodies_stall(tight, token):
     time.sleep(0.3)
     started = time.monotonic()
     assert requests.get(f"{tight.base}/healthz", timeout=5).status_code == 200
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 1.0
     for thread in threads:
         thread.join(timeout=20)
     assert [r.status for r in results] == [408] * 20
