@@ -327,6 +327,7 @@ class Settings:
     max_content_parts: int = _setting(
         "MAX_CONTENT_PARTS", 10000, int, "Most content parts in all messages of a request (400)."
     )
+    max_tools: int = _setting("MAX_TOOLS", 1000, int, "Most tool definitions per request (400).")
     max_token_length: int = _setting(
         "MAX_TOKEN_LENGTH", 4096, int, "Longest API key or refresh token accepted (400)."
     )

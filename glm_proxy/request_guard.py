@@ -244,14 +244,22 @@ def tick() -> None:
 
 
 def check_shape(body: Any, settings) -> None:
-    """Count messages and content parts before the schema validates each of them (400).
+    """Count tools, messages and content parts before the schema validates each (400).
 
-    ``messages`` (Chat Completions, Anthropic), ``input`` (Responses) and
-    Anthropic's ``system`` blocks are counted; a request over the limits is
-    refused before any per-item work.
+    ``tools``, ``messages`` (Chat Completions, Anthropic), ``input``
+    (Responses) and Anthropic's ``system`` blocks are counted; a request over
+    the limits is refused before any per-item work.
     """
     if not isinstance(body, dict):
         return
+    tools = body.get("tools")
+    if isinstance(tools, list) and len(tools) > settings.max_tools:
+        raise InvalidRequest(
+            f"`tools` holds {len(tools)} definitions; the limit is {settings.max_tools} "
+            "(MAX_TOOLS).",
+            param="tools",
+            code="too_many_tools",
+        )
     max_messages, max_parts = settings.max_messages, settings.max_content_parts
     parts = 0
     for field in ("messages", "input", "system"):

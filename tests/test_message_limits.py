@@ -77,7 +77,11 @@ def test_a_20mb_messages_array_is_refused_without_freezing_the_worker(proxy, tok
 @pytest.fixture(scope="module")
 def small_caps(simulator, tmp_path_factory):
     server = start_proxy(
-        simulator, tmp_path_factory.mktemp("caps"), MAX_MESSAGES="50", MAX_CONTENT_PARTS="60"
+        simulator,
+        tmp_path_factory.mktemp("caps"),
+        MAX_MESSAGES="50",
+        MAX_CONTENT_PARTS="60",
+        MAX_TOOLS="5",
     )
     yield server
     stop_proxy(server)
@@ -154,3 +158,19 @@ def test_per_message_work_under_the_caps_lets_others_run(roomy, token):
     assert resp.status_code == 200, resp.text[:300]
     # Without the slicing this stalled /healthz for 4-10 s on the test machine.
     assert slowest < 1.5, f"/healthz took {slowest:.2f}s"
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_too_many_tools_are_400(small_caps, token, path):
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    if path == "/v1/messages":
+        tool = {"name": "f", "input_schema": {"type": "object"}}
+    body = {"model": "glm-4", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+    ok = post_raw(small_caps.base, path, token, orjson.dumps({**body, "tools": [tool] * 5}))
+    assert ok.status_code != 400 or "MAX_TOOLS" not in ok.text
+    resp = post_raw(small_caps.base, path, token, orjson.dumps({**body, "tools": [tool] * 6}))
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert "MAX_TOOLS" in error["message"]
+    if path == "/v1/chat/completions":
+        assert (error["param"], error["code"]) == ("tools", "too_many_tools")
