@@ -7,12 +7,7 @@ import json
 
 import pytest
 
-# Emulated tool calling (the tool-call parser and the simulator's scripted answers) lands
-# from its own branch; until it is merged these tests are skipped, then they run.
-pytest.importorskip("glm_proxy.parsers.tool_filter")
-pytest.importorskip("tests.tool_support")
-
-from tests.tool_support import (  # noqa: E402
+from tests.tool_support import (
     call_block,
     invoke,
     prompt_text,
