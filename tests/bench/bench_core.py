@@ -53,7 +53,7 @@ from tests.bench.bench_stream import (  # noqa: E402
 )
 from tests.conftest import free_port, wait_http  # noqa: E402
 
-FAST = "bench [[sim:long n=40 delay=0.01 chunk=0]]"
+FAST = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # the workload
 SLOW = "slow [[sim:long n={n} delay=1 chunk=0]]"
 WARM = "warm [[sim:text chunk=0]]"
 
