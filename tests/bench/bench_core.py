@@ -119,7 +119,7 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
     sim_port, proxy_port = free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        + ["--chunk-size", "0"],
+        + ["--chunk-size", "0", "--era", "E3"],  # the 2026 upstream: the proxy's default profile
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
