@@ -231,12 +231,12 @@ def main() -> None:
         worker = worker_process(proxy.pid)
         time.sleep(1.0)
         print(f"worker idle RSS {worker.memory_info().rss / 2**20:.1f} MiB; times in ms")
+        http = session(max(args.slow, 32) + 10)
+        print(f"workload: {answer_length(http, proxy_base)} characters in 40 snapshots 10 ms apart")
         print(
             f"{'workload':<22} {'dir p50':>7} {'dir p99':>7} {'prx p50':>7} {'prx p99':>7} "
             f"{'ovh p50':>7} {'ovh p99':>7} {'cpu/cmpl':>8} {'RSS MiB':>7} {'user/cmpl':>8}"
         )
-        http = session(max(args.slow, 32) + 10)
-        print(f"workload: {answer_length(http, proxy_base)} characters in 40 snapshots 10 ms apart")
         show("1 stream", phase(http, sim_base, proxy_base, worker, 1, args.rounds * 4, FAST, 0))
         show("32 streams", phase(http, sim_base, proxy_base, worker, 32, args.rounds, FAST, 0.4))
         if args.slow:
