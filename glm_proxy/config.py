@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glm_proxy.parsers.tool_prompt import check_template
 from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, PROTOCOLS, parse_mode_map, parse_pairs
 
 DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
@@ -72,6 +73,21 @@ def _hex32(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
         raise ValueError("expected 32 hex characters")
     return value.lower()
+
+
+def _tool_prompt_file(value: str) -> str:
+    """A readable template with the placeholders the tool section needs (checked at start-up)."""
+    path = value.strip()
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    problem = check_template(text)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return path
 
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
@@ -326,6 +342,38 @@ class Settings:
         "KEY_MAX_CONCURRENT", 0, int, "Concurrent requests per API key (0 = no limit)."
     )
 
+    # -- limits on hostile input (README "Limits") ---------------------------
+    request_body_timeout: float = _setting(
+        "REQUEST_BODY_TIMEOUT", 60.0, float, "Seconds to receive a whole request body (408)."
+    )
+    max_messages: int = _setting("MAX_MESSAGES", 5000, int, "Most messages per request (400).")
+    max_content_parts: int = _setting(
+        "MAX_CONTENT_PARTS", 10000, int, "Most content parts in all messages of a request (400)."
+    )
+    max_tools: int = _setting("MAX_TOOLS", 1000, int, "Most tool definitions per request (400).")
+    max_token_length: int = _setting(
+        "MAX_TOKEN_LENGTH", 4096, int, "Longest API key or refresh token accepted (400)."
+    )
+    max_url_length: int = _setting(
+        "MAX_URL_LENGTH", 4096, int, "Longest request target (path and query) accepted (414)."
+    )
+    max_headers: int = _setting("MAX_HEADERS", 100, int, "Most request header fields (431).")
+    max_header_size: int = _setting(
+        "MAX_HEADER_SIZE", 16384, int, "Largest single request header field in bytes (431)."
+    )
+    fetch_total_timeout: float = _setting(
+        "FETCH_TOTAL_TIMEOUT", 120.0, float, "Seconds one URL download may take in all (400)."
+    )
+    max_attachments: int = _setting(
+        "MAX_ATTACHMENTS", 16, int, "Most distinct file/image URLs in one request (400)."
+    )
+    max_attachment_bytes: int = _setting(
+        "MAX_ATTACHMENT_BYTES", 128 * 1024**2, _size, "Most attachment bytes per request (413)."
+    )
+    models_public: bool = _setting(
+        "MODELS_PUBLIC", False, _bool, "Serve `/v1/models` without a key in team mode."
+    )
+
     # -- upstream protocol profile (2025/2026), models, deletes, WAF ---------
     # Settings whose default is FROM_PROFILE take their value from GLM_PROTOCOL's
     # profile (glm_proxy/profiles.py) unless set explicitly.
@@ -518,6 +566,14 @@ class Settings:
         "with an error event telling the client to retry.",
     )
 
+    # -- Tool calling (emulated; see README "Tool calling") --------------------
+    tool_prompt_file: str = _setting(
+        "TOOL_PROMPT_FILE",
+        "",
+        _tool_prompt_file,
+        "File with the tool-section template sent when a request has tools (empty = built-in).",
+    )
+
     def __post_init__(self) -> None:
         profile = PROFILES[self.glm_protocol]
         for name in PROFILE_SETTINGS:
@@ -623,7 +679,8 @@ def markdown_table() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for env, default, doc in documented_settings():
         shown = str(default).lower() if isinstance(default, bool) else str(default)
-        if env in {"MAX_REQUEST_BODY", "MAX_FILE_SIZE"} and isinstance(default, int):
+        sizes = {"MAX_REQUEST_BODY", "MAX_FILE_SIZE", "MAX_ATTACHMENT_BYTES"}
+        if env in sizes and isinstance(default, int):
             shown = f"{default // 1024**2}M"
         if shown.startswith("(profile)"):
             pass

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from . import e3
+from . import e3, scripted
 from .common import (
     annotate,
     bad_request,
@@ -256,7 +256,9 @@ def _plan(
     else:
         default = "text"
     message_id = hex24()
-    script = build_script(prompt, conv.turns, message_id, base_url(), default)
+    script = scripted.take(lease.acc.refresh_token) or build_script(
+        prompt, conv.turns, message_id, base_url(), default
+    )
     is_e3 = e3.is_e3()
     if is_e3:
         script = adapt(script, _context(prompt, conv, message_id, script))
