@@ -6,7 +6,18 @@ from flask import Flask
 
 
 def register_blueprints(app: Flask) -> None:
-    from glm_proxy.api import admin, anthropic, chat, health, images, models, tokens, videos
+    from glm_proxy.api import (
+        admin,
+        anthropic,
+        anthropic_tokens,
+        chat,
+        health,
+        images,
+        models,
+        tokens,
+        videos,
+    )
 
-    for module in (health, models, tokens, chat, anthropic, images, videos, admin):
+    families = (health, models, tokens, chat, anthropic, anthropic_tokens, images, videos, admin)
+    for module in families:
         app.register_blueprint(module.bp)

@@ -18,6 +18,7 @@ from glm_proxy.errors import NotFound
 from glm_proxy.models import ModelSpec
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
+from glm_proxy.services.controls import Controls, plan_controls, with_instruction
 from glm_proxy.translate import TranslateOptions
 
 REASONING_ON = {"minimal", "low", "medium", "high", "xhigh"}
@@ -36,6 +37,7 @@ class ChatPlan:
     translate_options: TranslateOptions = field(default_factory=TranslateOptions)
     include_usage: bool = False
     stream: bool = False
+    controls: Controls = field(default_factory=Controls)
 
 
 def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
@@ -51,7 +53,9 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
     if body.get("web_search") is not None:
         networking = bool(body["web_search"]) and settings.glm_networking
     conversation_id = body.get("conversation_id") or None
+    controls = plan_controls(body, settings)
     prompt = build_prompt(body["messages"], native_multi_turn=conversation_id is not None)
+    prompt = with_instruction(prompt, controls)
     options = TranslateOptions(include_reasoning=not spec.silent, include_sources=not spec.silent)
     stream_options = body.get("stream_options") or {}
     return ChatPlan(
@@ -66,6 +70,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         translate_options=options,
         include_usage=bool(stream_options.get("include_usage")),
         stream=bool(body.get("stream")),
+        controls=controls,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from .answers import scripted
 from .common import (
     annotate,
     bad_request,
@@ -210,7 +211,9 @@ def _plan(
     else:
         default = "text"
     message_id = hex24()
-    script = build_script(prompt, conv.turns, message_id, base_url(), default)
+    script = scripted(lease.acc.refresh_token) or build_script(
+        prompt, conv.turns, message_id, base_url(), default
+    )
     shape = script.shape or state.cfg("shape")
     env = Envelope(message_id, conv.id, assistant_id, time.strftime("%Y-%m-%d %H:%M:%S"))
     if fault is not None and fault.kind == "slow_first_byte":
