@@ -8,6 +8,7 @@ is then checked through the official SDKs (and LangChain), streamed and not.
 
 from __future__ import annotations
 
+import re
 import time
 
 import anthropic
@@ -116,7 +117,7 @@ def test_invalid_first_answer_is_asked_again_in_the_same_conversation(
         parsed = completion.choices[0].message.parsed
     assert parsed == Person(name="李雷", age=30)
     first, second = stream_requests(simulator, token)[-2:]
-    assert second["stream"]["conversation_id"] == first["conversation"]
+    assert second["stream"]["conversation_id"] == first["stream"]["conversation"]
     correction = second["stream"]["content"][0]["item"]["text"]
     assert "'thirty' is not of type 'integer'" in correction
     assert simulator.wait_deleted(token)["conversations_alive"] == []
@@ -168,6 +169,17 @@ def test_langchain_with_structured_output_gets_the_object(proxy, simulator, toke
     structured = llm.with_structured_output(Person, method=method)
     result = structured.invoke("Who is 李雷? Answer in JSON with name and age.")
     assert result == Person(name="李雷", age=30)
+
+
+def test_anthropic_output_format_gets_validated_json(claude, simulator, token):
+    script(simulator, token, said("Here:\n```json\n", VALID, "\n```"))
+    message = claude.messages.create(
+        model="glm-4",
+        max_tokens=256,
+        messages=user("who?"),
+        output_config={"format": {"type": "json_schema", "schema": Person.model_json_schema()}},
+    )
+    assert Person.model_validate_json(message.content[-1].text) == Person(name="李雷", age=30)
 
 
 # -- stop strings ---------------------------------------------------------------------------
@@ -223,7 +235,11 @@ def test_stop_ends_the_upstream_stream_early(client, simulator, token):
     assert elapsed < 2.5, elapsed  # the whole answer takes 4.2 s upstream
     account = simulator.wait_deleted(token)
     assert account["conversations_alive"] == [] and account["conversations_deleted"]
-    assert account["streams_aborted"] == 1
+    deadline = time.monotonic() + 3
+    while simulator.account(token)["streams_aborted"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)  # the simulator notices the closed connection at its next write
+    account = simulator.account(token)
+    assert account["streams_aborted"] == 1 and account["streams_completed"] == 0
 
 
 # -- length limits --------------------------------------------------------------------------
@@ -312,7 +328,7 @@ def script_pool(simulator, tokens: list[str], delay: float) -> set[str]:
     for number, token in enumerate(tokens):
         text = f"Answer number {number} from its own account."
         answers.add(text)
-        script(simulator, token, said(*text.split(" "), delay=delay))
+        script(simulator, token, said(*re.findall(r"\S+\s*", text), delay=delay))
     return answers
 
 
@@ -343,7 +359,8 @@ def test_n_three_streamed_choices_interleave(pool3, simulator):
     )
     assert resp.status_code == 200
     events, raw = sse_events(resp)
-    assert raw[-1].strip() == b"data: [DONE]"
+    assert [line for line in raw if line.strip()][-1] == b"data: [DONE]"
+    assert events[-1] == {"done": True}
     chunks = [e for e in events if e.get("choices")]
     assert len({c["id"] for c in chunks}) == 1
     order = [c["choices"][0]["index"] for c in chunks]

@@ -222,3 +222,57 @@ def test_too_large_body_on_an_anthropic_route_is_anthropic_shaped(simulator, tmp
         assert resp.json()["error"]["code"] == "payload_too_large"  # OpenAI shape stays
     finally:
         stop_proxy(server)
+
+
+def test_n_with_a_kept_conversation_is_a_400(client):
+    for extra in ({"keep_conversation": True}, {"conversation_id": "abcdef123456"}):
+        with pytest.raises(openai.BadRequestError) as info:
+            client.chat.completions.create(
+                model="glm-4", messages=user("hi"), n=2, extra_body=extra
+            )
+        assert info.value.body["param"] == "n"
+
+
+# -- Anthropic fields onto the chat request (pure) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("thinking", "field", "effort"),
+    [
+        (None, "max_tokens", None),
+        ({"type": "disabled"}, "max_tokens", "none"),
+        ({"type": "between_tools"}, "max_tokens", None),
+        ({"type": "enabled", "budget_tokens": 1024}, "max_completion_tokens", "high"),
+        ({"type": "adaptive"}, "max_completion_tokens", "high"),
+    ],
+)
+def test_anthropic_limit_counts_thinking_only_when_thinking_is_on(thinking, field, effort):
+    from glm_proxy.schemas import load
+    from glm_proxy.schemas_anthropic import AnthropicMessagesSchema, to_chat_body
+
+    body = {"model": "glm-4", "max_tokens": 77, "messages": user("x"), "stop_sequences": ["Z"]}
+    if thinking:
+        body["thinking"] = thinking
+    chat = to_chat_body(load(AnthropicMessagesSchema(), body))
+    assert chat[field] == 77
+    other = ({"max_tokens", "max_completion_tokens"} - {field}).pop()
+    assert other not in chat
+    assert chat.get("reasoning_effort") == effort
+    assert chat["stop"] == ["Z"]
+
+
+def test_anthropic_output_config_maps_to_response_format_and_effort():
+    from glm_proxy.schemas import load
+    from glm_proxy.schemas_anthropic import AnthropicMessagesSchema, to_chat_body
+
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    body = {
+        "model": "glm-4",
+        "max_tokens": 64,
+        "messages": user("x"),
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "max", "format": {"type": "json_schema", "schema": schema}},
+    }
+    chat = to_chat_body(load(AnthropicMessagesSchema(), body))
+    assert chat["reasoning_effort"] == "xhigh"
+    assert chat["response_format"]["json_schema"]["schema"] == schema

@@ -76,6 +76,12 @@ def plan_controls(body: dict[str, Any], settings: Any) -> Controls:
             f"on this server (MAX_CHOICES); got {n}.",
             param="n",
         )
+    if n > 1 and (body.get("conversation_id") or body.get("keep_conversation")):
+        raise InvalidRequest(
+            "n > 1 cannot be combined with conversation_id or keep_conversation: each "
+            "choice is its own upstream conversation.",
+            param="n",
+        )
     stop = body.get("stop")
     stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
     limit, count_reasoning = body.get("max_tokens"), False
