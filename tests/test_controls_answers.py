@@ -1,7 +1,7 @@
 """Controls on the answer itself, against the real server and scripted simulated answers.
 
-The simulator is told exactly what the model answers (``/_sim/answers``: one
-upstream event per piece), so each test knows where a stop string is split,
+The simulator is told exactly what the model answers (``/_sim/script``, with
+upstream event boundaries between the pieces), so each test knows where a stop string is split,
 whether the JSON validates, and how long the answer is; the proxy's output
 is then checked through the official SDKs (and LangChain), streamed and not.
 """
@@ -34,13 +34,20 @@ REACT_KEPT = "Thought: I should look it up.\nAction: search[glm]\n"
 
 def script(simulator, token: str, *answers: dict) -> None:
     resp = requests.post(
-        f"{simulator.base}/_sim/answers", json={"token": token, "answers": list(answers)}, timeout=5
+        f"{simulator.base}/_sim/script", json={"token": token, "answers": list(answers)}, timeout=5
     )
     resp.raise_for_status()
 
 
-def said(*pieces: str, **extra) -> dict:
-    return {"pieces": list(pieces), **extra}
+def said(*pieces: str, reasoning: str | None = None, delay: float | None = None) -> dict:
+    """A scripted answer delivered one upstream event per piece."""
+    ends = [sum(len(p) for p in pieces[: k + 1]) for k in range(len(pieces))]
+    answer: dict = {"text": "".join(pieces), "cuts": [e for e in ends if e > 0]}
+    if reasoning:
+        answer["think"] = reasoning
+    if delay is not None:
+        answer["delay"] = delay
+    return answer
 
 
 def user(text: str) -> list[dict]:

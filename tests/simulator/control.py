@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from .answers import queue_answers
 from .common import json_response, sim_state
 from .state import DEFAULT_CONFIG, REFRESH_FAULTS, STREAM_FAULTS
 
@@ -81,14 +80,3 @@ def dead_token() -> Response:
         return _error("token is required")
     sim_state().mark_dead(token)
     return json_response({"ok": True})
-
-
-@bp.post("/answers")
-def answers() -> Response:
-    """Queue scripted answers for one account (see ``answers.py``)."""
-    body = _body()
-    token, queued = body.get("token"), body.get("answers")
-    if not isinstance(token, str) or not token or not isinstance(queued, list):
-        return _error("token (a refresh token) and answers (a list) are required")
-    key = sim_state().account_key(token)
-    return json_response({"ok": True, "pending": queue_answers(key, queued)})

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from .answers import scripted
+from . import scripted
 from .common import (
     annotate,
     bad_request,
@@ -211,7 +211,7 @@ def _plan(
     else:
         default = "text"
     message_id = hex24()
-    script = scripted(lease.acc.refresh_token) or build_script(
+    script = scripted.take(lease.acc.refresh_token) or build_script(
         prompt, conv.turns, message_id, base_url(), default
     )
     shape = script.shape or state.cfg("shape")
