@@ -8,28 +8,54 @@ silent); a content-filter stop becomes ``stop_reason: "refusal"``.
 Stream events follow the Messages streaming protocol: ``message_start``, then
 for each content block ``content_block_start`` / ``content_block_delta``\\* /
 ``content_block_stop``, then ``message_delta`` (stop reason, output usage) and
-``message_stop``. Each event is returned as ``(event_name, payload)``; the
-view encodes them as ``event: <name>\\ndata: <json>``.
+``message_stop``. Each event is returned as ``(event_name, payload)``;
+``MessagesWire`` (this format's side of the streaming pump) encodes them as
+``event: <name>\\ndata: <json>`` and folds non-stream answers (``collect()``).
+
+Client tool calls become ``tool_use`` blocks (``input_json_delta`` pieces in a
+stream, the parsed ``input`` object otherwise) with ``stop_reason:
+"tool_use"``; a client stop string ends with ``stop_reason: "stop_sequence"``
+and names it in ``stop_sequence``; the length limit is ``"max_tokens"``.
+Keep-alives are ``ping`` events.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import Delta, Finished, ReasoningDelta, TextDelta
+from glm_proxy.events import (
+    Delta,
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallStart,
+)
+from glm_proxy.formats.openai import CompletionAccumulator
+from glm_proxy.usage import estimate_tokens
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MessageStreamFormatter",
+    "MessagesWire",
     "anthropic_error",
     "build_message",
     "encode_anthropic_event",
     "stop_reason",
 ]
 
-STOP_REASONS = {"stop": "end_turn", "content_filter": "refusal", "length": "max_tokens"}
+STOP_REASONS = {
+    "stop": "end_turn",
+    "content_filter": "refusal",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+}
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -46,8 +72,26 @@ ERROR_TYPES = {
 Event = tuple[str, dict[str, Any]]
 
 
-def stop_reason(finish_reason: str | None) -> str:
+def stop_reason(finish_reason: str | None, stop_sequence: str | None = None) -> str:
+    if stop_sequence is not None:
+        return "stop_sequence"
     return STOP_REASONS.get(finish_reason or "stop", "end_turn")
+
+
+def tool_use_id(call_id: str) -> str:
+    """Anthropic spells tool-use ids ``toolu_...``; the same call keeps the same suffix."""
+    if call_id.startswith("toolu_"):
+        return call_id
+    return "toolu_" + call_id.removeprefix("call_")
+
+
+def _tool_input(arguments: str) -> dict[str, Any]:
+    try:
+        value = orjson.loads(arguments or "{}")
+    except orjson.JSONDecodeError:
+        log.warning("tool call arguments are not JSON; sending an empty input")
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def anthropic_error(error: GLMProxyError) -> dict[str, Any]:
@@ -80,20 +124,36 @@ def build_message(
     finish_reason: str | None,
     input_tokens: int,
     output_tokens: int,
+    tool_calls: Iterable[dict[str, Any]] = (),
+    stop_sequence: str | None = None,
 ) -> dict[str, Any]:
-    """A complete (non-stream) ``message`` object."""
+    """A complete (non-stream) ``message`` object.
+
+    ``tool_calls`` are OpenAI-shaped (``CompletionAccumulator.tool_calls``).
+    """
     content: list[dict[str, Any]] = []
     if thinking:
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
-    content.append({"type": "text", "text": text})
+    uses = [
+        {
+            "type": "tool_use",
+            "id": tool_use_id(call["id"]),
+            "name": call["function"]["name"],
+            "input": _tool_input(call["function"]["arguments"]),
+        }
+        for call in tool_calls
+    ]
+    if text or not uses:
+        content.append({"type": "text", "text": text})
+    content.extend(uses)
     return {
         "id": message_id,
         "type": "message",
         "role": "assistant",
         "model": model,
         "content": content,
-        "stop_reason": stop_reason(finish_reason),
-        "stop_sequence": None,
+        "stop_reason": stop_reason(finish_reason, stop_sequence),
+        "stop_sequence": stop_sequence,
         "usage": _usage(input_tokens, output_tokens),
     }
 
@@ -106,8 +166,10 @@ class MessageStreamFormatter:
         self.model = model
         self.input_tokens = input_tokens
         self._index = -1
-        self._open: str | None = None  # "text" | "thinking" while a block is open
+        self._open: str | None = None  # "text" | "thinking" | "tool_use" while a block is open
+        self._tool_index: int | None = None  # the open tool_use block's call index
         self._finish: str | None = None
+        self._stop_sequence: str | None = None
 
     def start(self) -> list[Event]:
         message = {
@@ -130,8 +192,26 @@ class MessageStreamFormatter:
                 *self._switch("thinking"),
                 self._delta({"type": "thinking_delta", "thinking": delta.text}),
             ]
+        if isinstance(delta, ToolCallStart):
+            events = self._close()
+            self._index += 1
+            self._open = "tool_use"
+            self._tool_index = delta.index
+            block = {
+                "type": "tool_use",
+                "id": tool_use_id(delta.call_id),
+                "name": delta.name,
+                "input": {},
+            }
+            events.append(self._block_start(block))
+            return events
+        if isinstance(delta, ToolCallArguments):
+            if not delta.text or self._open != "tool_use" or self._tool_index != delta.index:
+                return []
+            return [self._delta({"type": "input_json_delta", "partial_json": delta.text})]
         if isinstance(delta, Finished):
             self._finish = delta.reason
+            self._stop_sequence = delta.stop_sequence
         return []
 
     def finish(self, output_tokens: int) -> list[Event]:
@@ -143,7 +223,10 @@ class MessageStreamFormatter:
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": stop_reason(self._finish), "stop_sequence": None},
+                    "delta": {
+                        "stop_reason": stop_reason(self._finish, self._stop_sequence),
+                        "stop_sequence": self._stop_sequence,
+                    },
                     "usage": {"output_tokens": output_tokens},
                 },
             )
@@ -166,13 +249,14 @@ class MessageStreamFormatter:
             if kind == "text"
             else {"type": "thinking", "thinking": "", "signature": ""}
         )
-        events.append(
-            (
-                "content_block_start",
-                {"type": "content_block_start", "index": self._index, "content_block": block},
-            )
-        )
+        events.append(self._block_start(block))
         return events
+
+    def _block_start(self, block: dict[str, Any]) -> Event:
+        return (
+            "content_block_start",
+            {"type": "content_block_start", "index": self._index, "content_block": block},
+        )
 
     def _close(self) -> list[Event]:
         if self._open is None:
@@ -189,3 +273,76 @@ class MessageStreamFormatter:
             "content_block_delta",
             {"type": "content_block_delta", "index": self._index, "delta": delta},
         )
+
+
+PING = b'event: ping\ndata: {"type":"ping"}\n\n'
+
+
+class MessagesWire:
+    """Anthropic Messages on the wire: the pump's ``Wire`` for ``/v1/messages``."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        prompt_text: str,
+        response_id: Callable[[], str],
+        include_thinking: bool = True,
+    ) -> None:
+        self.model = model
+        self.input_tokens = estimate_tokens(prompt_text)
+        self.response_id = response_id  # asked at open(): the upstream names it late
+        self.include_thinking = include_thinking
+        self.acc = CompletionAccumulator()
+        self.usage: dict[str, Any] | None = None
+        self._formatter: MessageStreamFormatter | None = None
+
+    def open(self) -> bytes:
+        self._formatter = MessageStreamFormatter(self.response_id(), self.model, self.input_tokens)
+        return _encode_all(self._formatter.start())
+
+    def feed(self, delta: Delta) -> bytes:
+        self.acc.feed(delta)
+        return _encode_all(self._formatter.feed(delta))  # type: ignore[union-attr]
+
+    def finish(self, end: object = None) -> bytes:
+        output = self._output_tokens()
+        return _encode_all(self._formatter.finish(output))  # type: ignore[union-attr]
+
+    def error(self, err: GLMProxyError) -> bytes:
+        return encode_anthropic_event("error", anthropic_error(err))
+
+    def keepalive(self) -> bytes:
+        return PING
+
+    def collect(self, deltas: Iterable[Delta]) -> dict[str, Any]:
+        """The non-stream ``message`` for the same deltas."""
+        acc = self.acc.feed_all(deltas)
+        output = self._output_tokens()
+        return build_message(
+            self.response_id(),
+            self.model,
+            text=acc.text,
+            thinking=acc.reasoning if self.include_thinking else "",
+            finish_reason=acc.finish_reason,
+            input_tokens=self.input_tokens,
+            output_tokens=output,
+            tool_calls=acc.tool_calls,
+            stop_sequence=acc.stop_sequence,
+        )
+
+    def _output_tokens(self) -> int:
+        """Output tokens as the client sees them; also recorded, in OpenAI terms, as ``usage``."""
+        acc = self.acc
+        visible = acc.text + acc.tool_arguments
+        output = estimate_tokens(visible + acc.reasoning) if visible else 0
+        self.usage = {
+            "prompt_tokens": self.input_tokens,
+            "completion_tokens": output,
+            "total_tokens": self.input_tokens + output,
+        }
+        return output
+
+
+def _encode_all(events: list[Event]) -> bytes:
+    return b"".join(encode_anthropic_event(name, payload) for name, payload in events)

@@ -14,13 +14,26 @@ so the concatenated stream content always equals the non-stream content:
 
 Citations, images and the conversation id are not streamed (the text already
 carries links and image markdown); the accumulator keeps them for callers.
+
+Tool calls stream as OpenAI does: one ``delta.tool_calls[i]`` chunk naming the
+call (``id``, ``type: "function"``, ``function.name`` with ``arguments: ""``),
+then chunks carrying ``function.arguments`` pieces; non-stream they become
+``message.tool_calls`` (``content`` keeps any prose before the call, ``null``
+when there is none).
+
+``ChatWire`` is this format's side of the streaming pump (``glm_proxy.api._streaming``):
+chunk bytes for each delta, and ``collect()`` for the non-stream answer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
+
+from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import (
     Citation,
     ConversationStarted,
@@ -30,12 +43,17 @@ from glm_proxy.events import (
     ImageGenerated,
     ReasoningDelta,
     TextDelta,
+    ToolCallArguments,
+    ToolCallStart,
 )
+from glm_proxy.sse import DONE, KEEPALIVE
+from glm_proxy.usage import usage_dict
 
 __all__ = [
     "THINK_CLOSE",
     "THINK_OPEN",
     "ChatStreamFormatter",
+    "ChatWire",
     "CompletionAccumulator",
     "ReasoningStyle",
     "build_completion",
@@ -70,37 +88,58 @@ class ChatStreamFormatter:
 
     def feed(self, delta: Delta) -> list[dict[str, Any]]:
         """Chunks for one delta; empty when the delta has nothing to show."""
+        return [self._chunk(d, reason) for d, reason in self.pieces(delta)]
+
+    def pieces(self, delta: Delta) -> list[tuple[dict[str, Any], str | None]]:
+        """``(delta, finish_reason)`` pairs for one delta: the chunks without their envelope.
+
+        ``ChatWire`` wraps them in a pre-encoded envelope; ``feed`` in dicts.
+        """
         if isinstance(delta, TextDelta):
             if not delta.text:
                 return []
             content = self._close_think() + delta.text
             self._text_started = True
-            return [self._chunk({"content": content})]
+            return [({"content": content}, None)]
         if isinstance(delta, ReasoningDelta):
             return self._reasoning(delta.text)
+        if isinstance(delta, ToolCallStart):
+            out = self._closing()
+            self._text_started = True  # never a <think> after the call
+            call = {
+                "index": delta.index,
+                "id": delta.call_id,
+                "type": "function",
+                "function": {"name": delta.name, "arguments": ""},
+            }
+            return [*out, ({"tool_calls": [call]}, None)]
+        if isinstance(delta, ToolCallArguments):
+            if not delta.text:
+                return []
+            call = {"index": delta.index, "function": {"arguments": delta.text}}
+            return [({"tool_calls": [call]}, None)]
         if isinstance(delta, Finished):
-            out = []
-            closing = self._close_think()
-            if closing:
-                out.append(self._chunk({"content": closing}))
-            out.append(self._chunk({}, delta.reason))
-            return out
+            return [*self._closing(), ({}, delta.reason)]
         return []
+
+    def _closing(self) -> list[tuple[dict[str, Any], str | None]]:
+        closing = self._close_think()
+        return [({"content": closing}, None)] if closing else []
 
     def usage_chunk(self, usage: dict[str, Any]) -> dict[str, Any]:
         """The final ``stream_options.include_usage`` chunk: no choices, only ``usage``."""
         return {**self._base(), "choices": [], "usage": usage}
 
-    def _reasoning(self, text: str) -> list[dict[str, Any]]:
+    def _reasoning(self, text: str) -> list[tuple[dict[str, Any], str | None]]:
         if not text or self.reasoning_style == "hidden":
             return []
         if self.reasoning_style == "reasoning_content":
-            return [self._chunk({"reasoning_content": text})]
+            return [({"reasoning_content": text}, None)]
         if self._text_started:
             return []  # think_tags: the block was closed when the answer began
         opening = "" if self._think_open else THINK_OPEN
         self._think_open = True
-        return [self._chunk({"content": opening + text})]
+        return [({"content": opening + text}, None)]
 
     def _close_think(self) -> str:
         if not self._think_open:
@@ -135,6 +174,14 @@ class CompletionAccumulator:
     images: list[str] = field(default_factory=list)
     conversation_id: str | None = None
     message_id: str | None = None
+    stop_sequence: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI message.tool_calls
+    _calls: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)  # by index
+
+    @property
+    def tool_arguments(self) -> str:
+        """Every tool call's arguments, for the token estimate."""
+        return "".join(call["function"]["arguments"] for call in self.tool_calls)
 
     def feed(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -143,9 +190,19 @@ class CompletionAccumulator:
             self.reasoning += delta.text
             if not self.text:
                 self.leading_reasoning += delta.text
+        elif isinstance(delta, ToolCallArguments):
+            call = self._calls.get(delta.index)
+            if call is not None:
+                call["function"]["arguments"] += delta.text
+        elif isinstance(delta, ToolCallStart):
+            function = {"name": delta.name, "arguments": ""}
+            call = {"id": delta.call_id, "type": "function", "function": function}
+            self._calls[delta.index] = call
+            self.tool_calls.append(call)
         elif isinstance(delta, Finished):
             self.finish_reason = delta.reason
             self.finish_message = delta.message
+            self.stop_sequence = delta.stop_sequence
         elif isinstance(delta, Citation):
             self.citations.append(delta)
         elif isinstance(delta, ImageGenerated):
@@ -175,6 +232,9 @@ def build_completion(
         message["content"] = THINK_OPEN + acc.leading_reasoning + THINK_CLOSE + content
     elif reasoning_style == "reasoning_content" and acc.reasoning:
         message["reasoning_content"] = acc.reasoning
+    if acc.tool_calls:
+        message["content"] = message["content"] or None  # prose before the call, if any
+        message["tool_calls"] = acc.tool_calls
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -191,3 +251,84 @@ def build_completion(
         ],
         "usage": usage,
     }
+
+
+def chat_usage(prompt_text: str, acc: CompletionAccumulator) -> dict[str, Any]:
+    """``usage`` for an answer: tool-call arguments count as completion text."""
+    return usage_dict(prompt_text, acc.text + acc.tool_arguments, acc.reasoning)
+
+
+class ChatWire:
+    """Chat Completions on the wire: the pump's ``Wire`` for ``/v1/chat/completions``.
+
+    Every chunk of one completion shares its envelope (id, created, model), so
+    the envelope is encoded once, at ``open()``; a delta costs one small
+    ``orjson.dumps`` of its own ``delta`` object.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        created: int,
+        prompt_text: str,
+        response_id: Callable[[], str],
+        reasoning_style: ReasoningStyle = "reasoning_content",
+        include_usage: bool = False,
+    ) -> None:
+        self.model = model
+        self.created = created
+        self.prompt_text = prompt_text
+        self.response_id = response_id  # asked at open(): the upstream names it late
+        self.reasoning_style = reasoning_style
+        self.include_usage = include_usage
+        self.acc = CompletionAccumulator()
+        self.usage: dict[str, Any] | None = None
+        self._formatter: ChatStreamFormatter | None = None
+        self._head = b""
+
+    def open(self) -> bytes:
+        f = self._formatter = ChatStreamFormatter(
+            self.response_id(), self.model, self.created, self.reasoning_style
+        )
+        self._head = b"data: " + orjson.dumps(f._base())[:-1] + b',"choices":[{"index":0,"delta":'
+        return self._encode({"role": "assistant", "content": ""}, None)
+
+    def feed(self, delta: Delta) -> bytes:
+        self.acc.feed(delta)
+        pieces = self._formatter.pieces(delta)  # type: ignore[union-attr] - open() came first
+        if not pieces:
+            return b""
+        if len(pieces) == 1:
+            return self._encode(*pieces[0])
+        return b"".join(self._encode(d, reason) for d, reason in pieces)
+
+    def finish(self, end: object = None) -> bytes:
+        self.usage = chat_usage(self.prompt_text, self.acc)
+        if not self.include_usage:
+            return DONE
+        chunk = self._formatter.usage_chunk(self.usage)  # type: ignore[union-attr]
+        return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
+
+    def error(self, err: GLMProxyError) -> bytes:
+        return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
+
+    def keepalive(self) -> bytes:
+        return KEEPALIVE
+
+    def collect(self, deltas: Iterable[Delta]) -> dict[str, Any]:
+        """The non-stream ``chat.completion`` for the same deltas."""
+        acc = self.acc.feed_all(deltas)
+        self.usage = chat_usage(self.prompt_text, acc)
+        return build_completion(
+            self.response_id(), self.model, self.created, acc, self.usage, self.reasoning_style
+        )
+
+    def _encode(self, delta: dict[str, Any], finish_reason: str | None) -> bytes:
+        if finish_reason is None:
+            return self._head + orjson.dumps(delta) + _TAIL
+        return self._head + orjson.dumps(delta) + _TAIL_FINISH % finish_reason.encode()
+
+
+_TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_TAIL_FINISH = b',"logprobs":null,"finish_reason":"%s"}]}\n\n'

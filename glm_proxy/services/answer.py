@@ -17,7 +17,10 @@ arrives here as ``cancel()`` stopping the producer):
   background and bounded by the upstream timeouts, until it learns the id,
   then stops and the conversation is deleted like any other;
 - transient failures are retried (on another account when there is one) only
-  while nothing has been handed to the client.
+  while nothing has been handed to the client (the rules: ``services.retry``).
+
+One attempt (lease, request, translate, filter, hand over, clean up) is an
+``Attempt`` (``services.producer``); the job drives attempts and the queue.
 """
 
 from __future__ import annotations
@@ -32,16 +35,12 @@ from gevent.event import Event
 from gevent.queue import Empty, Queue
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import (
-    GLMProxyError,
-    NotFound,
-    RefreshTokenExpired,
-    UpstreamBusy,
-    UpstreamRetryable,
-)
-from glm_proxy.events import ConversationStarted, Delta
-from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
-from glm_proxy.translate import TranslateOptions, Translator
+from glm_proxy.errors import GLMProxyError, RefreshTokenExpired, UpstreamBusy, UpstreamRetryable
+from glm_proxy.events import Delta
+from glm_proxy.parsers import FilterFactory
+from glm_proxy.services.producer import Attempt
+from glm_proxy.services.retry import Raise, on_failure
+from glm_proxy.translate import TranslateOptions
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,13 @@ class AnswerRequest:
     before_lease: Callable[[], None] | None = None
     # Runs when the job ends, on every path (e.g. closes fetched attachments).
     on_end: Callable[[], None] | None = None
+    # Answer filters (glm_proxy.parsers) between the translator and the client:
+    # ``make_filter(final)`` builds a fresh chain per try. A ``Reask`` from the
+    # first try's ``finish()`` re-prompts once, in the same upstream conversation,
+    # with ``build_followup(account, conversation_id, text)`` as the payload and a
+    # ``final=True`` filter - only while nothing of the answer reached the client.
+    make_filter: FilterFactory | None = None
+    build_followup: Callable[[Account, str, str], dict[str, Any]] | None = None
 
 
 class AnswerJob:
@@ -93,7 +99,7 @@ class AnswerJob:
         self._greenlet: gevent.Greenlet | None = None
         self._peeked: Any = None
         self._leased = Event()  # set once an account is leased (or the job ended)
-        self._attempt: _AttemptState | None = None  # the attempt in progress, if any
+        self._attempt: Attempt | None = None  # the attempt in progress, if any
         self._cancelled = False
 
     # -- consumer side -------------------------------------------------------
@@ -157,6 +163,18 @@ class AnswerJob:
             if isinstance(item, End | Failure):
                 return
 
+    def deltas(self) -> Iterator[Delta]:
+        """The answer's deltas until ``End``; a ``Failure`` is raised. The one drain.
+
+        Does not cancel the job: the caller does, in its ``finally``.
+        """
+        for item in self.items():
+            if isinstance(item, Failure):
+                raise item.error
+            if isinstance(item, End):
+                return
+            yield item
+
     def cancel(self) -> None:
         """Stop the producer (client went away); its ``finally`` blocks clean up.
 
@@ -186,7 +204,7 @@ class AnswerJob:
             and state.requested
             and state.conversation_id is None
             and not self.request.continue_conversation
-            and (state.translator is None or state.translator.conversation_id is None)
+            and state.upstream_conversation_id() is None
         )
 
     # -- producer side -------------------------------------------------------
@@ -213,17 +231,17 @@ class AnswerJob:
 
     def _attempt_until_done(self) -> None:
         s = self.services.settings
+        pool = self.services.pool
         tried: set[str] = set()
         last_error: GLMProxyError | None = None
+        exclude_tried = False
         while True:
             if self._cancelled:
                 raise gevent.GreenletExit  # the client is gone: no further attempt
-            if self.attempts > s.glm_retries:
-                raise last_error or UpstreamRetryable("the upstream kept failing")
             try:
-                lease = self.services.pool.lease(
+                lease = pool.lease(
                     self.candidates,
-                    exclude=tried if len(tried) < len(self.candidates) else (),
+                    exclude=tried if exclude_tried else (),
                     require=self.request.pinned_account,
                 )
             except GLMProxyError:
@@ -234,157 +252,54 @@ class AnswerJob:
             self.account = account
             self._leased.set()
             self.attempts += 1
-            state = self._attempt = _AttemptState()
-            succeeded = False
-            delay = 0.0
+            attempt = self._attempt = Attempt(self, account)
             try:
-                self._stream_once(account, state)
-                self.services.pool.report_success(account)
-                succeeded = True
-            except RefreshTokenExpired as exc:
-                self.services.pool.report_dead(account)
-                self.services.upstream.invalidate(account)
-                if state.committed:
-                    raise
-                pool = self.services.pool
-                if self.request.pinned_account is not None:
-                    raise pool.all_dead([account], exc) from None
+                attempt.run()
+                pool.report_success(account)
+            except GLMProxyError as exc:
+                failure = exc
+                self._report(account, exc)
                 tried.add(account.fingerprint)
-                if len(tried) >= len(self.candidates):
-                    # A team caller's key is fine: a dead pool is a 503, not "log in again".
-                    raise pool.all_dead(self.candidates, exc) from None
-                last_error = exc
-                self.attempts -= 1  # a dead account is not an attempt at this answer
-            except UpstreamRetryable as exc:
-                if not isinstance(exc, UpstreamBusy):
-                    self.services.pool.report_failure(account, exc)
-                if state.committed:
-                    raise
-                tried.add(account.fingerprint)
-                last_error = exc
-                if self.attempts > s.glm_retries:
-                    raise
-                delay = s.glm_retry_backoff * (2 ** (self.attempts - 1))
-                log.info("retrying after %s on %s in %.2fs", exc.code, account, delay)
+                decision = on_failure(
+                    exc,
+                    committed=attempt.committed,
+                    attempts=self.attempts,
+                    retries=s.glm_retries,
+                    backoff=s.glm_retry_backoff,
+                    untried=sum(a.fingerprint not in tried for a in self.candidates),
+                    pinned=self.request.pinned_account is not None,
+                )
+            else:
+                decision = None
             finally:
                 self._attempt = None
                 # In its own greenlet: cancel() (client gone, or the view done with
                 # the answer) must not cut the store I/O of cleanup and release short.
-                gevent.spawn(self._finish_attempt, account, state, lease).join()
-            if succeeded:
+                gevent.spawn(attempt.finish, lease).join()
+            if decision is None:
                 # Only now: the lease is free before the client reads [DONE], so a
                 # client that asks again right away finds its account available.
                 self.queue.put(End(account))
                 return
+            if isinstance(decision, Raise):
+                if decision.dead_pool:
+                    dead = [account] if self.request.pinned_account else self.candidates
+                    raise pool.all_dead(dead, decision.error) from None
+                raise decision.error
+            last_error = failure
+            if not decision.counts:
+                self.attempts -= 1  # a dead account is not an attempt at this answer
+            exclude_tried = decision.other_account
+            if decision.delay:
+                log.info("retrying after %s on %s in %.2fs", failure.code, account, decision.delay)
             # The backoff runs after the failed attempt's lease went back, so it
             # never holds an account another request could use meanwhile.
-            gevent.sleep(delay)
+            gevent.sleep(decision.delay)
 
-    def _stream_once(self, account: Account, state: _AttemptState) -> None:
-        upstream = self.services.upstream
-        payload = self.request.build_payload(account)
-        if self._cancelled:
-            raise gevent.GreenletExit  # the client left while we prepared: ask nothing
-        state.requested = True  # from here on the upstream may create a conversation
-        response = upstream.open_stream(account, payload, referer=self.request.referer)
-        state.response = response
-        translator = Translator(self.request.translate_options)
-        state.translator = translator
-        decoder = SSEDecoder()
-        for chunk in upstream.iter_stream(response):
-            for event in decoder.feed(chunk):
-                self._feed(translator, event, state)
-        for event in decoder.finish():
-            self._feed(translator, event, state)
-        if not state.events:
-            self._empty_stream()
-        for delta in translator.finish():
-            self._hand_over(delta, state)
-        if not state.committed:
-            self._commit(state)  # a buffered answer, complete: hand it over
-
-    def _feed(self, translator: Translator, event: ServerSentEvent, state: _AttemptState) -> None:
-        if not event.data or event.data == "[DONE]":
-            return
-        state.events += 1
-        for delta in translator.feed(decode_json(event)):
-            self._hand_over(delta, state)
-        if self._cancelled:
-            # cancel() let us read on only to learn the conversation id (see cancel)
-            raise gevent.GreenletExit
-
-    def _empty_stream(self) -> None:
-        """A zero-byte answer: the upstream's reply to an unknown conversation id."""
-        if self.request.continue_conversation:
-            raise NotFound(
-                f"conversation_id {self.request.continue_conversation!r} does not exist upstream "
-                "(it may have been deleted).",
-                param="conversation_id",
-                code="conversation_not_found",
-            )
-        raise UpstreamRetryable("the upstream closed the answer stream without sending anything")
-
-    def _hand_over(self, delta: Delta, state: _AttemptState) -> None:
-        """Queue a delta; the conversation id waits until real content commits the attempt.
-
-        A buffered request holds every delta until the attempt has ended well.
-        """
-        if isinstance(delta, ConversationStarted):
-            state.conversation_id = delta.conversation_id
-            state.started = delta
-            return
-        if self.request.buffered and not state.committed:
-            state.held.append(delta)
-            return
-        if not state.committed:
-            self._commit(state)
-        self.queue.put(delta)
-
-    def _commit(self, state: _AttemptState) -> None:
-        """This attempt's answer goes to the client: no retry from here on."""
-        state.committed = True
-        self.conversation_id = state.conversation_id
-        if state.started is not None:
-            self.queue.put(state.started)
-        held, state.held = state.held, []
-        for delta in held:
-            self.queue.put(delta)
-
-    def _finish_attempt(self, account: Account, state: _AttemptState, lease) -> None:
-        try:
-            self._cleanup(account, state)
-        finally:
-            lease.release()
-
-    def _cleanup(self, account: Account, state: _AttemptState) -> None:
-        if state.response is not None:
-            state.response.close()
-        conversation_id = state.conversation_id
-        if not conversation_id and state.translator is not None:
-            # The first event may already be an error: the id is known, the delta was not sent.
-            conversation_id = state.translator.conversation_id
-        if not conversation_id:
-            return
-        conversations = self.services.pool.conversations
-        if conversation_id == self.request.continue_conversation:
-            if state.committed:
-                conversations.touch(conversation_id)  # the idle sweeper's clock restarts
-            return
-        s = self.services.settings
-        keep = state.committed and (self.request.keep_conversation or not s.delete_conversations)
-        if keep:
-            conversations.remember(account, conversation_id, self.request.assistant_id)
-            return
-        self.services.janitor.delete_later(account, self.request.assistant_id, conversation_id)
-
-
-@dataclass
-class _AttemptState:
-    requested: bool = False  # the stream request was sent (a conversation may exist)
-    response: Any = None
-    conversation_id: str | None = None
-    started: ConversationStarted | None = None
-    committed: bool = False
-    held: list[Delta] = field(default_factory=list)  # a buffered request's answer so far
-    events: int = 0
-    translator: Translator | None = None
+    def _report(self, account: Account, exc: GLMProxyError) -> None:
+        """Tell the pool (and token cache) what the failure says about the account."""
+        if isinstance(exc, RefreshTokenExpired):
+            self.services.pool.report_dead(account)
+            self.services.upstream.invalidate(account)
+        elif isinstance(exc, UpstreamRetryable) and not isinstance(exc, UpstreamBusy):
+            self.services.pool.report_failure(account, exc)

@@ -24,7 +24,7 @@ from glm_proxy.auth import Caller
 from glm_proxy.errors import ContentFiltered, GLMProxyError, InvalidRequest, UpstreamError
 from glm_proxy.events import Finished, ImageGenerated, TextDelta
 from glm_proxy.models import AGENT_ID
-from glm_proxy.services.answer import AnswerJob, AnswerRequest, End, Failure
+from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.translate import TranslateOptions
 
 log = logging.getLogger(__name__)
@@ -153,11 +153,7 @@ def draw(svc, caller: Caller, prompt: str, assistant_id: str, aspect_ratio: str)
     job = AnswerJob(svc, caller.accounts, request).start()
     drawing = Drawing()
     try:
-        for item in job.items():
-            if isinstance(item, Failure):
-                raise item.error
-            if isinstance(item, End):
-                break
+        for item in job.deltas():
             if isinstance(item, ImageGenerated) and item.url not in drawing.urls:
                 drawing.urls.append(item.url)
             elif isinstance(item, TextDelta):

@@ -1,0 +1,214 @@
+"""One attempt at an answer on one leased account: the producer side of ``AnswerJob``.
+
+An ``Attempt`` sends the request, decodes the upstream SSE, translates it to
+deltas, runs them through the request's answer filters, and hands them to the
+job's queue. Until it hands over the first delta the attempt is not
+*committed* and may still be retried (``services.retry``); a buffered
+(non-stream) request holds every delta until the attempt ended well.
+
+Re-ask: when the first try's filter ends with ``Reask`` and nothing was handed
+over, the attempt asks once more in the same upstream conversation (same
+account, same lease) with the correction as new user text, and a filter built
+with ``final=True``; the first try's output is discarded.
+
+``finish()`` closes the upstream response and deletes (or keeps) the
+conversation; the job runs it on every path.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import gevent
+
+from glm_proxy.accounts import Account
+from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
+from glm_proxy.events import ConversationStarted, Delta
+from glm_proxy.parsers import DeltaFilter, Reask
+from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
+from glm_proxy.translate import Translator
+
+if TYPE_CHECKING:
+    from glm_proxy.services.answer import AnswerJob
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Attempt"]
+
+
+class Attempt:
+    """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
+
+    def __init__(self, job: AnswerJob, account: Account) -> None:
+        self.job = job
+        self.account = account
+        self.requested = False  # the stream request was sent (a conversation may exist)
+        self.response: Any = None
+        self.conversation_id: str | None = None
+        self.started: ConversationStarted | None = None
+        self.committed = False
+        self.held: list[Delta] = []  # a buffered request's answer so far
+        self.events = 0
+        self.translator: Translator | None = None
+        self.filter: DeltaFilter | None = None
+        self.reasked = False
+
+    def upstream_conversation_id(self) -> str | None:
+        """The conversation the upstream named, even if no delta was handed over yet."""
+        if self.conversation_id:
+            return self.conversation_id
+        return self.translator.conversation_id if self.translator is not None else None
+
+    # -- producing -----------------------------------------------------------
+
+    def run(self) -> None:
+        request = self.job.request
+        payload = request.build_payload(self.account)
+        if self.job._cancelled:
+            raise gevent.GreenletExit  # the client left while we prepared: ask nothing
+        self.requested = True  # from here on the upstream may create a conversation
+        final = request.make_filter is None or request.build_followup is None
+        reask = self._read(payload, final)
+        if reask is not None:
+            self._reask(reask)
+        if not self.committed:
+            self._commit()  # a buffered (or fully held) answer, complete: hand it over
+
+    def _reask(self, reask: Reask) -> None:
+        """Prompt once more in the same conversation; the first try never reached the client."""
+        request = self.job.request
+        if self.committed:
+            # The filter let part of the answer through, then asked to redo it.
+            raise UpstreamError(
+                "the model's answer could not be used and was already partly sent"
+                + (f" ({reask.reason})" if reask.reason else "")
+            )
+        conversation_id = self.upstream_conversation_id()
+        if not conversation_id:
+            raise UpstreamError("the upstream did not name the conversation to continue")
+        log.info("re-asking in the same conversation: %s", reask.reason or "filter")
+        self.reasked = True
+        self.held = []
+        self.started = None
+        if self.response is not None:
+            self.response.close()
+        payload = request.build_followup(self.account, conversation_id, reask.text)  # type: ignore[misc]
+        if self._read(payload, final=True) is not None:
+            raise UpstreamError("the model's answer could not be used even after a correction")
+
+    def _read(self, payload: dict[str, Any], final: bool) -> Reask | None:
+        """Stream one upstream answer through translator and filter; a ``Reask`` if asked."""
+        job = self.job
+        upstream = job.services.upstream
+        make_filter = job.request.make_filter
+        self.filter = make_filter(final) if make_filter is not None else None
+        self.events = 0
+        response = upstream.open_stream(self.account, payload, referer=job.request.referer)
+        self.response = response
+        translator = Translator(job.request.translate_options)
+        self.translator = translator
+        decoder = SSEDecoder()
+        for chunk in upstream.iter_stream(response):
+            for event in decoder.feed(chunk):
+                self._feed(translator, event)
+        for event in decoder.finish():
+            self._feed(translator, event)
+        if not self.events:
+            self._empty_stream()
+        for delta in translator.finish():
+            self._hand_over(delta)
+        if self.filter is None:
+            return None
+        for item in self.filter.finish():
+            if isinstance(item, Reask):
+                if final:
+                    raise UpstreamError("an answer filter asked to re-ask on the final try")
+                return item
+            self._deliver(item)
+        return None
+
+    def _feed(self, translator: Translator, event: ServerSentEvent) -> None:
+        if not event.data or event.data == "[DONE]":
+            return
+        self.events += 1
+        for delta in translator.feed(decode_json(event)):
+            self._hand_over(delta)
+        if self.job._cancelled:
+            # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
+            raise gevent.GreenletExit
+
+    def _empty_stream(self) -> None:
+        """A zero-byte answer: the upstream's reply to an unknown conversation id."""
+        continued = self.job.request.continue_conversation
+        if continued:
+            raise NotFound(
+                f"conversation_id {continued!r} does not exist upstream "
+                "(it may have been deleted).",
+                param="conversation_id",
+                code="conversation_not_found",
+            )
+        raise UpstreamRetryable("the upstream closed the answer stream without sending anything")
+
+    def _hand_over(self, delta: Delta) -> None:
+        """A translated delta: the conversation id is noted, the rest goes through the filter."""
+        if isinstance(delta, ConversationStarted):
+            self.conversation_id = delta.conversation_id
+            self.started = delta
+            return
+        if self.filter is None:
+            self._deliver(delta)
+            return
+        for out in self.filter.feed(delta):
+            self._deliver(out)
+
+    def _deliver(self, delta: Delta) -> None:
+        """Queue a delta for the client; a buffered request holds all until the attempt ended."""
+        if self.job.request.buffered and not self.committed:
+            self.held.append(delta)
+            return
+        if not self.committed:
+            self._commit()
+        self.job.queue.put(delta)
+
+    def _commit(self) -> None:
+        """This attempt's answer goes to the client: no retry from here on."""
+        self.committed = True
+        job = self.job
+        job.conversation_id = self.conversation_id
+        if self.started is not None:
+            job.queue.put(self.started)
+        held, self.held = self.held, []
+        for delta in held:
+            job.queue.put(delta)
+
+    # -- cleanup -------------------------------------------------------------
+
+    def finish(self, lease: Any) -> None:
+        """Close the upstream response, delete or keep the conversation, release the lease."""
+        try:
+            self._cleanup()
+        finally:
+            lease.release()
+
+    def _cleanup(self) -> None:
+        if self.response is not None:
+            self.response.close()
+        # The first event may already be an error: the id is known, the delta was not sent.
+        conversation_id = self.upstream_conversation_id()
+        if not conversation_id:
+            return
+        job = self.job
+        services = job.services
+        conversations = services.pool.conversations
+        if conversation_id == job.request.continue_conversation:
+            if self.committed:
+                conversations.touch(conversation_id)  # the idle sweeper's clock restarts
+            return
+        keep = self.committed and (
+            job.request.keep_conversation or not services.settings.delete_conversations
+        )
+        if keep:
+            conversations.remember(self.account, conversation_id, job.request.assistant_id)
+            return
+        services.janitor.delete_later(self.account, job.request.assistant_id, conversation_id)

@@ -1,0 +1,94 @@
+"""The streaming pump (``glm_proxy.api._streaming.pump``) with a hand-fed job queue.
+
+The job is a real ``AnswerJob`` whose producer never runs: the test puts the
+items in its queue, so batching, keep-alives, the error path and the cleanup
+in ``finally`` are seen exactly as the pump does them.
+"""
+
+from __future__ import annotations
+
+import gevent
+import orjson
+
+from glm_proxy.api._streaming import pump
+from glm_proxy.errors import UpstreamError
+from glm_proxy.events import ConversationStarted, Finished, TextDelta
+from glm_proxy.formats.anthropic import MessagesWire
+from glm_proxy.formats.openai import ChatWire
+from glm_proxy.services.answer import AnswerJob, End, Failure
+
+
+class HandFedJob(AnswerJob):
+    def __init__(self) -> None:
+        super().__init__(services=None, candidates=(), request=None)
+        self.cancelled = 0
+        self.conversation_id = "conv1"
+
+    def cancel(self) -> None:
+        self.cancelled += 1
+
+
+def wire() -> ChatWire:
+    return ChatWire(model="glm-4", created=1, prompt_text="hi", response_id=lambda: "c1")
+
+
+def test_waiting_items_go_out_in_one_write_and_end_with_done() -> None:
+    job = HandFedJob()
+    for item in (ConversationStarted("conv1", "m"), TextDelta("a"), TextDelta("b")):
+        job.queue.put(item)
+    fields: dict = {}
+    gen = pump(job, wire(), 5, fields)
+    first = next(gen)
+    assert first.count(b"data: ") == 3  # role chunk + two text chunks, one write
+    job.queue.put(Finished("stop"))
+    job.queue.put(End())
+    last = next(gen)
+    assert last.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"stop"' in last
+    assert list(gen) == []
+    assert job.cancelled == 1
+    assert fields["usage"]["completion_tokens"] == 1 and "latency_to_end" in fields
+
+
+def test_silence_sends_keepalives_in_the_wire_format() -> None:
+    job = HandFedJob()
+    chat = pump(job, wire(), 0.01, {})
+    assert next(chat) == b": keep-alive\n\n"
+    messages = MessagesWire(model="glm-4", prompt_text="hi", response_id=lambda: "msg_1")
+    assert next(pump(job, messages, 0.01, {})).startswith(b"event: ping\n")
+
+
+def test_failure_is_one_error_event_and_the_end() -> None:
+    job = HandFedJob()
+    job.queue.put(Failure(UpstreamError("boom")))
+    fields: dict = {}
+    out = list(pump(job, wire(), 5, fields))
+    assert out == [b"data: " + orjson.dumps(UpstreamError("boom").to_dict()) + b"\n\n"]
+    assert len(out) == 1 and b"[DONE]" not in out[0] and b"chat.completion.chunk" not in out[0]
+    assert fields["error"] and job.cancelled == 1
+
+
+def test_end_without_deltas_still_opens_and_closes_the_answer() -> None:
+    job = HandFedJob()
+    job.queue.put(End())
+    messages = MessagesWire(model="glm-4", prompt_text="hi", response_id=lambda: "msg_1")
+    (data,) = list(pump(job, messages, 5, {}))
+    names = [line[7:] for line in data.split(b"\n") if line.startswith(b"event: ")]
+    assert names[0] == b"message_start" and names[-1] == b"message_stop"
+
+
+def test_client_hangup_cancels_the_job() -> None:
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    gen = pump(job, wire(), 5, {})
+    next(gen)
+    gen.close()  # what the WSGI server does when the client goes away
+    assert job.cancelled == 1
+
+
+def test_a_slow_producer_is_not_waited_for_between_batches() -> None:
+    job = HandFedJob()
+    gen = pump(job, wire(), 5, {})
+    gevent.spawn_later(0.05, job.queue.put, TextDelta("late"))
+    job.queue.put(TextDelta("early"))
+    assert b"early" in next(gen)
+    assert b"late" in next(gen)
