@@ -14,6 +14,7 @@ import uuid
 
 from flask import Blueprint, Response, g, request
 
+from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
 from glm_proxy.auth import authenticate
 from glm_proxy.formats.openai import ChatWire
@@ -34,6 +35,15 @@ def create_chat_completion() -> Response:
     body = load(CHAT_SCHEMA, read_json())
     plan = plan_chat(body, svc.settings, svc.models)
     g.log_fields.update(model=plan.model, stream=plan.stream, caller=caller.label)
+    if plan.controls.n > 1:
+        return respond_choices(
+            svc,
+            caller,
+            plan,
+            start_job=lambda: start_chat(svc, caller, plan),
+            log_fields=g.log_fields,
+            error_response=error_response,
+        )
     job = start_chat(svc, caller, plan)
     wire = ChatWire(
         model=plan.model,

@@ -7,7 +7,7 @@ upstream JSON body), so both are unit-testable; ``start_chat`` adds I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -18,7 +18,13 @@ from glm_proxy.errors import NotFound
 from glm_proxy.models import ModelSpec
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
-from glm_proxy.services.controls import Controls, plan_controls, with_instruction
+from glm_proxy.services.controls import (
+    Controls,
+    build_filters,
+    chain_factories,
+    plan_controls,
+    with_instruction,
+)
 from glm_proxy.translate import TranslateOptions
 
 REASONING_ON = {"minimal", "low", "medium", "high", "xhigh"}
@@ -165,4 +171,25 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         before_lease=fetch_attachments if refs else None,
         on_end=close_attachments if refs else None,
     )
+    _wire_controls(request, plan)
     return AnswerJob(services, caller.accounts, request).start()
+
+
+def _wire_controls(request: AnswerRequest, plan: ChatPlan) -> None:
+    """Stop strings, length limit and structured JSON (``services.controls``) as answer filters.
+
+    They run after any filter already wired (the tool-call parser): parser ->
+    stop -> length. A re-ask (JSON that did not validate) goes to the answer's
+    own conversation with only the correction as the new message.
+    """
+    controls = build_filters(plan.controls)
+    if controls is None:
+        return
+    request.make_filter = chain_factories(request.make_filter, controls)
+    if request.build_followup is None:
+
+        def build_followup(_account: Account, conversation_id: str, text: str) -> dict[str, Any]:
+            followup = replace(plan, prompt=Prompt(text), conversation_id=conversation_id)
+            return build_upstream_payload(followup)
+
+        request.build_followup = build_followup

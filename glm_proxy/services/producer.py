@@ -24,7 +24,7 @@ import gevent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
-from glm_proxy.events import ConversationStarted, Delta
+from glm_proxy.events import ConversationStarted, Delta, Finished
 from glm_proxy.parsers import DeltaFilter, Reask
 from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.translate import Translator
@@ -53,6 +53,7 @@ class Attempt:
         self.translator: Translator | None = None
         self.filter: DeltaFilter | None = None
         self.reasked = False
+        self.answered = False  # the filter ended the answer before the upstream did
 
     def upstream_conversation_id(self) -> str | None:
         """The conversation the upstream named, even if no delta was handed over yet."""
@@ -109,11 +110,15 @@ class Attempt:
         translator = Translator(job.request.translate_options)
         self.translator = translator
         decoder = SSEDecoder()
+        self.answered = False
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
                 self._feed(translator, event)
-        for event in decoder.finish():
-            self._feed(translator, event)
+            if self.answered:
+                break  # a filter ended the answer (stop string, length): read no further
+        else:
+            for event in decoder.finish():
+                self._feed(translator, event)
         if not self.events:
             self._empty_stream()
         for delta in translator.finish():
@@ -161,6 +166,8 @@ class Attempt:
             return
         for out in self.filter.feed(delta):
             self._deliver(out)
+            if isinstance(out, Finished):
+                self.answered = True
 
     def _deliver(self, delta: Delta) -> None:
         """Queue a delta for the client; a buffered request holds all until the attempt ended."""
