@@ -410,3 +410,38 @@ def test_n_with_stop_and_length_applies_to_each_choice(client, simulator, token)
         "Thought: short\n",
     ]
     assert {c.finish_reason for c in completion.choices} == {"stop"}
+
+
+def test_length_limit_ends_the_upstream_stream_early(client, simulator, token):
+    script(simulator, token, said(*[f"word{i} " for i in range(30)], delay=0.15))
+    started = time.monotonic()
+    completion = client.chat.completions.create(model="glm-4", messages=user("go"), max_tokens=3)
+    elapsed = time.monotonic() - started
+    assert completion.choices[0].finish_reason == "length"
+    assert elapsed < 2.5, elapsed  # the whole answer takes 4.5 s upstream
+    assert simulator.wait_deleted(token)["conversations_alive"] == []
+
+
+def test_n_stream_hangup_deletes_every_choice_conversation(pool3, simulator):
+    server, tokens, key = pool3
+    script_pool(simulator, tokens, delay=0.4)  # ~2.8 s per answer
+    before = {t: simulator.account(t).get("stream_count", 0) for t in tokens}
+    resp = requests.post(
+        f"{server.v1}/chat/completions",
+        json={"model": "glm-4", "messages": user("n3 hangup"), "n": 3, "stream": True},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+        stream=True,
+    )
+    lines = resp.iter_lines()
+    assert next(line for line in lines if line.startswith(b"data: "))
+    resp.close()
+    time.sleep(0.5)
+    for token in tokens:
+        account = simulator.wait_deleted(token, timeout=10)
+        assert account["stream_count"] == before[token] + 1
+        assert account["conversations_alive"] == []
+        assert account["active_streams"] == 0
+    # the pool is free again: a new request is served at once
+    client = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0, timeout=30)
+    assert client.chat.completions.create(model="glm-4", messages=user("after")).choices

@@ -17,6 +17,7 @@ a client that asked for ``n`` answers gets ``n`` or an error, never fewer.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +36,8 @@ from glm_proxy.events import Delta
 from glm_proxy.formats.openai import ChatWire, chat_usage
 from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
 from glm_proxy.sse import DONE
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Choice", "ChoiceJobs", "ChoicesWire", "respond_choices"]
 
@@ -76,6 +79,18 @@ class ChoiceJobs:
         self.jobs.append(job)
         self._forwarders.append(gevent.spawn(self._forward, index, job))
 
+    def _launch_next(self) -> None:
+        """Start a waiting choice; a failure to start fails the request, never hangs it."""
+        try:
+            self._launch()
+        except GLMProxyError as exc:
+            self._stopped = True
+            self.queue.put(Failure(exc))
+        except Exception:  # noqa: BLE001 - a bug must not leave the client waiting
+            log.exception("starting a choice failed")
+            self._stopped = True
+            self.queue.put(Failure(GLMProxyError("internal error while starting a choice")))
+
     def _forward(self, index: int, job: AnswerJob) -> None:
         """Tag one job's deltas; when it ends, the next waiting choice starts."""
         for item in job.items():
@@ -88,7 +103,7 @@ class ChoiceJobs:
                 if self._ended == self.n:
                     self.queue.put(End(item.account))
                 elif self._launched < self.n and not self._stopped:
-                    self._launch()
+                    self._launch_next()
                 return
             self.queue.put(Choice(index, item))
 
