@@ -1,7 +1,8 @@
 """Request schemas (marshmallow) for every endpoint family.
 
-Lenient where OpenAI clients are: every standard field is accepted (what the
-upstream cannot honour is ignored, see README), unknown fields are dropped.
+Lenient where OpenAI clients are: every standard field is accepted (the
+sampling knobs the upstream lacks are ignored, see README; the answer controls
+are honoured by ``glm_proxy.services.controls``), unknown fields are dropped.
 Strict where a wrong value would silently change the answer: roles, types,
 ranges. A failure becomes one 400 naming the first offending ``param``.
 """
