@@ -167,13 +167,14 @@ def test_json_object_mode(client, simulator, token):
     assert completion.choices[0].message.content == '{"ok": true, "items": [1, 2]}'
 
 
-@pytest.mark.parametrize("method", ["json_schema", "json_mode"])
+@pytest.mark.parametrize("method", [None, "json_schema", "json_mode"])
 def test_langchain_with_structured_output_gets_the_object(proxy, simulator, token, method):
     from langchain_openai import ChatOpenAI
 
     script(simulator, token, said("Result:\n```json\n", VALID, "\n```"))
     llm = ChatOpenAI(model="glm-4", base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)
-    structured = llm.with_structured_output(Person, method=method)
+    kwargs = {"method": method} if method else {}  # ChatOpenAI's default: json_schema
+    structured = llm.with_structured_output(Person, **kwargs)
     result = structured.invoke("Who is 李雷? Answer in JSON with name and age.")
     assert result == Person(name="李雷", age=30)
 

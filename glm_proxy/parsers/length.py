@@ -52,6 +52,11 @@ class TokenCounter:
 
         Returns that prefix's length (``len(text)`` when all of it fits).
         """
+        whole_wide = len(_WIDE.findall(text))
+        if self._tokens(self.wide + whole_wide, self.narrow + len(text) - whole_wide) <= budget:
+            self.wide += whole_wide  # the usual case: all of it fits, no per-character walk
+            self.narrow += len(text) - whole_wide
+            return len(text)
         wide, narrow = self.wide, self.narrow
         for index, char in enumerate(text):
             if _WIDE.match(char):
