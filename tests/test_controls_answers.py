@@ -449,3 +449,20 @@ def test_n_stream_hangup_deletes_every_choice_conversation(pool3, simulator):
     # the pool is free again: a new request is served at once
     client = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0, timeout=30)
     assert client.chat.completions.create(model="glm-4", messages=user("after")).choices
+
+
+def test_structured_answer_keeps_think_tags_out_of_the_json(simulator, tmp_path_factory, token):
+    server = start_proxy(simulator, tmp_path_factory.mktemp("tags"), REASONING_OUTPUT="think_tags")
+    try:
+        client = openai.OpenAI(base_url=server.v1, api_key=token, max_retries=0, timeout=30)
+        script(simulator, token, said(VALID, reasoning="让我想想"))
+        completion = client.chat.completions.parse(
+            model="glm-4", messages=user("who?"), response_format=Person
+        )
+        assert completion.choices[0].message.parsed == Person(name="李雷", age=30)
+        assert completion.choices[0].message.content == '{"name": "李雷", "age": 30}'
+        script(simulator, token, said("plain", reasoning="让我想想"))
+        plain = client.chat.completions.create(model="glm-4", messages=user("hi"))
+        assert plain.choices[0].message.content.startswith("<think>")  # the setting still holds
+    finally:
+        stop_proxy(server)

@@ -35,6 +35,7 @@ from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
 from glm_proxy.formats.openai import ChatWire, chat_usage
 from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
+from glm_proxy.services.controls import reasoning_style
 from glm_proxy.sse import DONE
 
 log = logging.getLogger(__name__)
@@ -261,7 +262,7 @@ def respond_choices(
             created=created,
             prompt_text=plan.prompt.text,
             response_id=lambda: response_id,
-            reasoning_style=services.settings.reasoning_output,
+            reasoning_style=reasoning_style(services.settings.reasoning_output, plan.controls),
             include_usage=False,
             index=index,
         )

@@ -21,6 +21,7 @@ from glm_proxy.formats.openai import ChatWire
 from glm_proxy.schemas import ChatCompletionSchema, load
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
+from glm_proxy.services.controls import reasoning_style
 from glm_proxy.web import error_response, read_json
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")
@@ -50,7 +51,7 @@ def create_chat_completion() -> Response:
         created=int(time.time()),
         prompt_text=plan.prompt.text,
         response_id=lambda: job.conversation_id or "chatcmpl-" + uuid.uuid4().hex,
-        reasoning_style=svc.settings.reasoning_output,
+        reasoning_style=reasoning_style(svc.settings.reasoning_output, plan.controls),
         include_usage=plan.include_usage,
     )
     return respond(

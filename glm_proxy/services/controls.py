@@ -21,7 +21,14 @@ from glm_proxy.parsers.stop import StopFilter
 from glm_proxy.parsers.structured import JsonSpec, StructuredFilter, instruction
 from glm_proxy.prompt import Prompt
 
-__all__ = ["Controls", "build_filters", "plan_controls", "with_instruction"]
+__all__ = [
+    "Controls",
+    "build_filters",
+    "chain_factories",
+    "plan_controls",
+    "reasoning_style",
+    "with_instruction",
+]
 
 ASSISTANT_MARKER = "<|assistant|>\n"
 
@@ -94,6 +101,18 @@ def plan_controls(body: dict[str, Any], settings: Any) -> Controls:
         json=_json_spec(body.get("response_format")),
         n=n,
     )
+
+
+def reasoning_style(configured: str, controls: Controls) -> str:
+    """How reasoning is shown for this answer: never inside a structured answer's content.
+
+    ``think_tags`` puts reasoning into the message content, which would break
+    the JSON a structured-output client parses; such answers carry it in
+    ``reasoning_content`` instead.
+    """
+    if controls.json is not None and configured == "think_tags":
+        return "reasoning_content"
+    return configured
 
 
 def build_filters(controls: Controls) -> FilterFactory | None:
