@@ -189,8 +189,8 @@ def _controls(body: dict[str, Any]) -> dict[str, Any]:
     """Thinking, length, stop sequences and output format, as chat-completions fields.
 
     ``thinking`` ``enabled``/``adaptive`` select the reasoning mode, ``disabled``
-    turns it off, ``between_tools`` (think only between tool calls, and the
-    upstream sees no tool calls) leaves the model's default. Anthropic counts
+    turns it off, ``between_tools`` (think only between tool calls: the upstream
+    has no such switch) leaves the model's default. Anthropic counts
     thinking against ``max_tokens`` when thinking is on, which is what OpenAI's
     ``max_completion_tokens`` means; otherwise it bounds the visible text, like
     OpenAI's ``max_tokens``.
