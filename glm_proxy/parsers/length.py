@@ -97,11 +97,9 @@ class LengthFilter:
         return []
 
     def _spend(self, text: str, own: TokenCounter, other: TokenCounter, kind: type) -> list[Delta]:
-        spent_elsewhere = other.tokens if (self.count_reasoning or own is self.reasoning) else 0
-        budget = self.limit - spent_elsewhere
-        if budget < 0:
-            budget = 0
-        fits = own.fit(text, budget)
+        # Reasoning reaches here only when it counts; then text and reasoning share the budget.
+        spent_elsewhere = other.tokens if self.count_reasoning else 0
+        fits = own.fit(text, max(0, self.limit - spent_elsewhere))
         if fits == len(text):
             return [kind(text)] if text else []
         self.done = True
