@@ -86,7 +86,7 @@ def test_stop_cuts_before_a_split_stop_string(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_stop_earliest_of_several_wins(mode: str) -> None:
+def test_stop_first_complete_of_several_wins(mode: str) -> None:
     deltas = [TextDelta("一二三 END 四五 STOP 六"), Finished("stop")]
     out = run(StopFilter(["STOP", "END", "never"]), split(deltas, mode))
     assert text_of(out) == "一二三 "
@@ -304,3 +304,44 @@ def test_chain_stop_then_length_whichever_first(mode: str) -> None:
     )
     assert text_of(out) == "one two three four five six seven eight nine ten "
     assert finishes(out) == [Finished("stop", stop_sequence="STOP")]
+
+
+# -- randomized: any cut of the answer gives the same result ------------------
+
+
+def random_cuts(rng: random.Random, text: str) -> list[str]:
+    points = sorted(rng.sample(range(1, len(text)), min(len(text) - 1, rng.randint(0, 6))))
+    return [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+
+
+def test_stop_filter_is_cut_independent_and_matches_the_reference() -> None:
+    rng = random.Random(12)
+    for _ in range(2000):
+        text = "".join(rng.choice("abO:\n") for _ in range(rng.randint(1, 30)))
+        stops = ["".join(rng.choice("abO:\n") for _ in range(rng.randint(1, 4))) for _ in range(2)]
+        # the model stops as soon as a stop string is complete: the earliest end wins
+        ends = [(text.find(s) + len(s), text.find(s), s) for s in stops if s in text]
+        expected = text[: min(ends)[1]] if ends else text
+        out = run(StopFilter(stops), [TextDelta(p) for p in random_cuts(rng, text)])
+        assert text_of(out) == expected, (text, stops)
+        if ends:
+            assert finishes(out) == [Finished("stop", stop_sequence=min(ends)[2])]
+
+
+def test_length_filter_is_cut_independent() -> None:
+    rng = random.Random(5)
+    for _ in range(1000):
+        text = "".join(rng.choice("ab 中文!") for _ in range(rng.randint(1, 40)))
+        limit = rng.randint(1, 12)
+        whole = run(LengthFilter(limit), [TextDelta(text)])
+        cut = run(LengthFilter(limit), [TextDelta(p) for p in random_cuts(rng, text)])
+        assert text_of(cut) == text_of(whole)
+        assert finishes(cut) == finishes(whole)
+        assert estimate_tokens(text_of(whole)) <= limit
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_stop_string_written_first_wins_over_a_longer_one_started_earlier(mode: str) -> None:
+    out = run(StopFilter(["abcd", "bc"]), split([TextDelta("xabcde"), Finished("stop")], mode))
+    assert text_of(out) == "xa"
+    assert finishes(out) == [Finished("stop", stop_sequence="bc")]

@@ -27,15 +27,22 @@ __all__ = ["StopFilter", "find_stop", "held_prefix_length"]
 
 
 def find_stop(text: str, stops: Iterable[str]) -> tuple[int, str] | None:
-    """The earliest ``(position, stop)`` in ``text``; on a tie the longer stop string wins."""
-    best: tuple[int, str] | None = None
+    """``(position, stop)`` of the stop string that is complete first in ``text``, or None.
+
+    The model writes left to right and stops as soon as a stop string has been
+    written, so the occurrence that *ends* first wins (on a tie, the one that
+    starts first). Deciding by the end also makes the result independent of
+    how the text was cut into deltas.
+    """
+    best: tuple[int, int, str] | None = None  # (end, start, stop)
     for stop in stops:
         at = text.find(stop)
         if at < 0:
             continue
-        if best is None or at < best[0] or (at == best[0] and len(stop) > len(best[1])):
-            best = (at, stop)
-    return best
+        candidate = (at + len(stop), at, stop)
+        if best is None or candidate[:2] < best[:2]:
+            best = candidate
+    return (best[1], best[2]) if best is not None else None
 
 
 def held_prefix_length(text: str, stops: Iterable[str]) -> int:
