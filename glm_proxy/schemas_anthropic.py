@@ -72,7 +72,7 @@ class AnthropicMessagesSchema(_Lenient):
     temperature = fields.Float(allow_none=True, validate=validate.Range(0, 1))
     top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
     top_k = fields.Int(allow_none=True, validate=validate.Range(min=0))
-    stop_sequences = StopField(allow_none=True, most=16)
+    stop_sequences = StopField(allow_none=True, most=64)
     metadata = fields.Dict(allow_none=True)
     tools = fields.List(fields.Dict(), allow_none=True)
     tool_choice = fields.Dict(allow_none=True)
