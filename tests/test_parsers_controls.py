@@ -345,3 +345,21 @@ def test_the_stop_string_written_first_wins_over_a_longer_one_started_earlier(mo
     out = run(StopFilter(["abcd", "bc"]), split([TextDelta("xabcde"), Finished("stop")], mode))
     assert text_of(out) == "xa"
     assert finishes(out) == [Finished("stop", stop_sequence="bc")]
+
+
+def test_schemas_with_refs_as_pydantic_writes_them() -> None:
+    from pydantic import BaseModel
+
+    class Pet(BaseModel):
+        name: str
+
+    class Owner(BaseModel):
+        name: str
+        pets: list[Pet]
+
+    spec = JsonSpec.checked(Owner.model_json_schema(), "owner", strict=True)
+    good = '{"name": "Li", "pets": [{"name": "Mimi"}]}'
+    assert extract_json(f"```json\n{good}\n```", spec) == (json.loads(good), None)
+    value, problem = extract_json('{"name": "Li", "pets": [{"nom": "Mimi"}]}', spec)
+    assert problem is not None and "'name' is a required property" in problem
+    assert "pets/0" in problem
