@@ -39,6 +39,33 @@ def on_starting(server):
         )
 
 
+def post_worker_init(worker):
+    """On SIGTERM, end open answers cleanly before ``graceful_timeout`` runs out.
+
+    gunicorn's own handler stops accepting; ours also starts
+    ``glm_proxy.services.shutdown`` (queued requests get 503 + Retry-After,
+    streams end with a retry-able error event and their conversations are
+    deleted, ``SHUTDOWN_MARGIN`` seconds before the worker would be killed).
+    """
+    import signal
+
+    import gevent
+
+    from glm_proxy.services import shutdown
+
+    extensions = getattr(worker.wsgi, "extensions", {})
+    settings = extensions.get("glm_settings")
+    margin = settings.shutdown_margin if settings is not None else 5.0
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(sig, frame):
+        gevent.spawn(shutdown.begin, worker.cfg.graceful_timeout, margin)
+        if callable(previous):
+            previous(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+
 def worker_exit(server, worker):
     """Let background conversation deletions finish before the worker goes away."""
     try:

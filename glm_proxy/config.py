@@ -330,11 +330,45 @@ class Settings:
         "Accept `logprobs: true` and return no log probabilities (default: a 400).",
     )
 
+    # -- streaming core: backpressure and shutdown ---------------------------------
+    stream_queue_items: int = _setting(
+        "STREAM_QUEUE_ITEMS",
+        64,
+        int,
+        "Pieces of an answer queued for a client that is not reading; then the upstream is "
+        "no longer read (backpressure).",
+    )
+    stream_stall_timeout: float = _setting(
+        "STREAM_STALL_TIMEOUT",
+        60.0,
+        float,
+        "Seconds a stream may wait on a client that stopped reading; then the answer is "
+        "ended, the upstream answer stopped and its conversation deleted.",
+    )
+    stream_send_buffer: int = _setting(
+        "STREAM_SEND_BUFFER",
+        0,
+        _size,
+        "Kernel send buffer per streaming connection (e.g. `64K`; 0 = the OS default, which "
+        "can hold megabytes for a client that stopped reading).",
+    )
+    shutdown_margin: float = _setting(
+        "SHUTDOWN_MARGIN",
+        5.0,
+        float,
+        "On SIGTERM, open streams end this many seconds before `GRACEFUL_TIMEOUT` runs out, "
+        "with an error event telling the client to retry.",
+    )
+
     def __post_init__(self) -> None:
         if self.web_concurrency < 1:
             raise ConfigError("WEB_CONCURRENCY must be at least 1")
         if self.keepalive_interval <= 0:
             raise ConfigError("KEEPALIVE_INTERVAL must be positive")
+        if self.stream_queue_items < 1:
+            raise ConfigError("STREAM_QUEUE_ITEMS must be at least 1")
+        if self.stream_stall_timeout <= 0:
+            raise ConfigError("STREAM_STALL_TIMEOUT must be positive")
         if not self.glm_base_url.startswith(("http://", "https://")):
             raise ConfigError("GLM_BASE_URL must be an http(s) URL")
         if self.max_choices < 1:

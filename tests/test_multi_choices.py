@@ -44,6 +44,9 @@ class HandFedJob:
     def cancel(self) -> None:
         self.cancelled += 1
 
+    def abort(self, error) -> None:
+        self.queue.put(Failure(error))
+
 
 def make(n: int, parallel: int) -> tuple[ChoiceJobs, list[HandFedJob], ChoicesWire]:
     started: list[HandFedJob] = []
@@ -166,3 +169,27 @@ def test_client_hangup_cancels_every_choice() -> None:
     assert next(gen)
     gen.close()
     assert all(job.cancelled for job in started)
+
+
+def test_a_client_that_stops_reading_stops_the_choices_backpressure() -> None:
+    started: list[HandFedJob] = []
+
+    def start_job() -> HandFedJob:
+        started.append(HandFedJob())
+        return started[-1]
+
+    jobs = ChoiceJobs(start_job, 2, parallel=2, queue_items=2).start()
+    for i in range(10):
+        started[0].queue.put(TextDelta(str(i)))
+    gevent.sleep(0.05)
+    assert jobs.queue.qsize() == 2  # the forwarder waits instead of buffering the answer
+    assert started[0].queue.qsize() == 7  # so the job's own bounded queue fills up
+    jobs.cancel()
+
+
+def test_abort_ends_every_choice_with_the_error() -> None:
+    jobs, started, wire = make(n=2, parallel=2)
+    started[0].queue.put(TextDelta("a"))
+    jobs.abort(UpstreamError("stalled"))
+    with pytest.raises(UpstreamError, match="stalled"):
+        collect(jobs, wire, {})

@@ -21,11 +21,11 @@ from glm_proxy.services.answer import AnswerJob, End, Failure
 class HandFedJob(AnswerJob):
     def __init__(self) -> None:
         super().__init__(services=None, candidates=(), request=None)
-        self.cancelled = 0
+        self.cancels = 0
         self.conversation_id = "conv1"
 
     def cancel(self) -> None:
-        self.cancelled += 1
+        self.cancels += 1
 
 
 def wire() -> ChatWire:
@@ -45,7 +45,7 @@ def test_waiting_items_go_out_in_one_write_and_end_with_done() -> None:
     last = next(gen)
     assert last.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"stop"' in last
     assert list(gen) == []
-    assert job.cancelled == 1
+    assert job.cancels == 1
     assert fields["usage"]["completion_tokens"] == 1 and "latency_to_end" in fields
 
 
@@ -64,7 +64,7 @@ def test_failure_is_one_error_event_and_the_end() -> None:
     out = list(pump(job, wire(), 5, fields))
     assert out == [b"data: " + orjson.dumps(UpstreamError("boom").to_dict()) + b"\n\n"]
     assert len(out) == 1 and b"[DONE]" not in out[0] and b"chat.completion.chunk" not in out[0]
-    assert fields["error"] and job.cancelled == 1
+    assert fields["error"] and job.cancels == 1
 
 
 def test_end_without_deltas_still_opens_and_closes_the_answer() -> None:
@@ -82,7 +82,7 @@ def test_client_hangup_cancels_the_job() -> None:
     gen = pump(job, wire(), 5, {})
     next(gen)
     gen.close()  # what the WSGI server does when the client goes away
-    assert job.cancelled == 1
+    assert job.cancels == 1
 
 
 def test_a_slow_producer_is_not_waited_for_between_batches() -> None:

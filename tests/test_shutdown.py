@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import threading
+import time
 
 import requests
 
@@ -55,3 +57,68 @@ class _Rest:
 
     def iter_lines(self):
         return self._lines
+
+
+def test_sigterm_ends_long_streams_before_the_grace_period_and_refuses_queued(
+    simulator, tmp_path, token
+):
+    """A stream longer than the grace period ends with a retry-able error and [DONE];
+    a request waiting for the same account gets 503 + Retry-After at once; the
+    conversation is deleted and the worker exits on its own."""
+    server = start_proxy(simulator, tmp_path, GRACEFUL_TIMEOUT="5", SHUTDOWN_MARGIN="2")
+    headers = {"Authorization": f"Bearer {token}", "Connection": "close"}
+    try:
+        resp = requests.post(
+            f"{server.v1}/chat/completions",
+            json={
+                "model": "glm-4",
+                "stream": True,
+                "messages": user("[[sim:long n=400 delay=0.05]]"),  # 20 s, past the grace
+            },
+            headers=headers,
+            stream=True,
+            timeout=30,
+        )
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        for line in lines:
+            if line.startswith(b"data: {"):
+                break
+        queued: dict = {}
+
+        def wait_in_line() -> None:
+            r = requests.post(
+                f"{server.v1}/chat/completions",
+                json={"model": "glm-4", "messages": user("hi")},
+                headers=headers,
+                timeout=30,
+            )
+            queued.update(status=r.status_code, headers=r.headers, body=r.json())
+
+        waiter = threading.Thread(target=wait_in_line)
+        waiter.start()
+        time.sleep(0.5)  # the second request now waits for the only account
+        signalled = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        waiter.join(timeout=10)
+        assert queued["status"] == 503
+        assert queued["body"]["error"]["code"] == "server_restarting"
+        assert int(queued["headers"]["Retry-After"]) >= 1
+        assert time.monotonic() - signalled < 2  # refused at once, not at the deadline
+
+        payloads, _ = sse_events(_Rest(lines))
+        ended = time.monotonic() - signalled
+        assert payloads[-1] == {"done": True}
+        error = payloads[-2]["error"]
+        assert error["code"] == "server_restarting" and "retry" in error["message"]
+        assert 2 <= ended < 5  # GRACEFUL_TIMEOUT - SHUTDOWN_MARGIN, before the kill
+        text = "".join(
+            p["choices"][0]["delta"].get("content") or "" for p in payloads if p.get("choices")
+        )
+        assert "第1句" in text and "第400句" not in text
+        assert server.proc.wait(timeout=15) == 0
+    finally:
+        if server.proc.poll() is None:
+            stop_proxy(server)
+    assert simulator.wait_deleted(token)["conversations_alive"] == []
+    assert "Worker graceful timeout" not in server.logs()  # nothing was left to kill

@@ -54,11 +54,19 @@ class Choice:
 class ChoiceJobs:
     """``n`` answer jobs as the one job the pump drives (``next_item``, ``cancel``, ...)."""
 
-    def __init__(self, start_job: Callable[[], AnswerJob], n: int, parallel: int) -> None:
+    def __init__(
+        self,
+        start_job: Callable[[], AnswerJob],
+        n: int,
+        parallel: int,
+        queue_items: int | None = None,
+    ) -> None:
         self._start_job = start_job
         self.n = n
         self.parallel = max(1, min(parallel, n))
-        self.queue: Queue = Queue()
+        # Bounded like each job's own queue: a client that stops reading stops the
+        # forwarders, hence the jobs, hence the upstream reads (backpressure).
+        self.queue: Queue = Queue(maxsize=queue_items)
         self.jobs: list[AnswerJob] = []
         self._forwarders: list[gevent.Greenlet] = []
         self._launched = 0
@@ -164,6 +172,12 @@ class ChoiceJobs:
                 return
             yield item
 
+    def abort(self, error: GLMProxyError) -> None:
+        """End every choice now with ``error`` (a stalled client, a restart)."""
+        self._stopped = True
+        for job in self.jobs:
+            job.abort(error)
+
     def cancel(self) -> None:
         """Stop every choice; each job's own cleanup releases its lease and conversation."""
         self._stopped = True
@@ -252,7 +266,12 @@ def respond_choices(
 ) -> Response:
     """The response for a chat request with ``n`` > 1 (see the module docstring)."""
     n = plan.controls.n
-    jobs = ChoiceJobs(start_job, n, parallel=len(caller.accounts)).start()
+    jobs = ChoiceJobs(
+        start_job,
+        n,
+        parallel=len(caller.accounts),
+        queue_items=services.settings.stream_queue_items,
+    ).start()
     response_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
 

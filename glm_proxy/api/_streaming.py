@@ -12,7 +12,11 @@ format shares, so it is written once:
 * keep-alives while the upstream is silent (``KEEPALIVE_INTERVAL``);
 * cleanup in ``finally``: ``job.cancel()`` releases the lease and schedules
   the conversation's deletion, also when the client hangs up (the generator
-  is closed: ``GeneratorExit``).
+  is closed: ``GeneratorExit``);
+* clients that stop reading: the job's queue is bounded, so the producer
+  stops and no longer reads the upstream (backpressure); a write that has
+  not returned after ``STREAM_STALL_TIMEOUT`` ends the answer (the upstream
+  answer is stopped and its conversation deleted) and closes the connection.
 
 A format is a ``Wire``: an object that turns the answer into bytes (``open``,
 ``feed``, ``finish``, ``error``, ``keepalive``) and folds a non-stream answer
@@ -21,16 +25,22 @@ A format is a ``Wire``: an object that turns the answer into bytes (``open``,
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
-from flask import Response
+import gevent
+from flask import Response, request
 
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
+from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
 from glm_proxy.web import json_response
+
+log = logging.getLogger(__name__)
 
 __all__ = ["STREAM_HEADERS", "Wire", "collect", "pump", "respond"]
 
@@ -80,8 +90,21 @@ def respond(
     if error is not None:
         _note_account(job, log_fields)
         return error_response(error)
+    client = request.environ.get("gunicorn.socket")
+    if client is not None and settings.stream_send_buffer:
+        try:  # what the kernel holds for a client that stopped reading
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.stream_send_buffer)
+        except OSError:
+            pass
     return Response(
-        pump(job, wire, settings.keepalive_interval, log_fields),
+        pump(
+            job,
+            wire,
+            settings.keepalive_interval,
+            log_fields,
+            stall_timeout=settings.stream_stall_timeout,
+            client=client,
+        ),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -99,19 +122,33 @@ def collect(job: AnswerJob, wire: Wire, log_fields: dict[str, Any]) -> dict[str,
 
 
 def pump(
-    job: AnswerJob, wire: Wire, keepalive_interval: float, log_fields: dict[str, Any]
+    job: AnswerJob,
+    wire: Wire,
+    keepalive_interval: float,
+    log_fields: dict[str, Any],
+    *,
+    stall_timeout: float | None = None,
+    client: socket.socket | None = None,
 ) -> Iterator[bytes]:
     """SSE bytes for one streamed answer, until ``End`` or ``Failure``.
 
     Items already waiting in the job's queue are written together in one
     yield: under load that is one socket write instead of many, and the
-    client sees the same events.
+    client sees the same events. Each yield is a write the server performs
+    before asking for more; one still pending after ``stall_timeout``
+    seconds aborts the job and shuts ``client`` (the connection) down.
     """
     state = _PumpState(job, wire, log_fields)
+    state.client = client
+    pending = _WATCH.pending if stall_timeout else None
+    if pending is not None:
+        _WATCH.ensure_running(stall_timeout)  # type: ignore[arg-type]
     try:
         while True:
             item = job.next_item(timeout=keepalive_interval)
             if item is KEEPALIVE:
+                if pending is not None:
+                    pending[state] = time.monotonic()
                 yield wire.keepalive()
                 continue
             out: list[bytes] = []
@@ -121,15 +158,19 @@ def pump(
                 if ready is None:
                     break
                 done = state.render(ready, out)
+            if pending is not None:
+                pending[state] = time.monotonic()
             yield b"".join(out)
             if done:
                 return
     finally:
+        if pending is not None:
+            pending.pop(state, None)
         job.cancel()
 
 
 class _PumpState:
-    __slots__ = ("job", "wire", "log_fields", "opened", "started")
+    __slots__ = ("job", "wire", "log_fields", "opened", "started", "client", "__weakref__")
 
     def __init__(self, job: AnswerJob, wire: Wire, log_fields: dict[str, Any]) -> None:
         self.job = job
@@ -137,6 +178,16 @@ class _PumpState:
         self.log_fields = log_fields
         self.opened = False
         self.started = time.monotonic()
+        self.client: socket.socket | None = None
+
+    def stalled(self) -> None:
+        """The client has not taken the last write for too long: end the answer, hang up."""
+        log.info("client stopped reading; ending the answer")
+        self.log_fields["error"] = ClientStalled.code
+        _note_account(self.job, self.log_fields)
+        self.job.abort(ClientStalled("the client stopped reading the answer"))
+        if self.client is not None:
+            _hang_up(self.client)
 
     def render(self, item: Any, out: list[bytes]) -> bool:
         """Append the bytes for one queue item; True when the answer is over."""
@@ -162,3 +213,54 @@ class _PumpState:
 def _note_account(job: AnswerJob, log_fields: dict[str, Any]) -> None:
     if job.account is not None:
         log_fields["account"] = job.account.fingerprint
+
+
+def _hang_up(client: socket.socket) -> None:
+    """Shut the connection down so the write pending on it fails at once (EPIPE).
+
+    Through a duplicate descriptor: gevent's own ``shutdown`` would cancel the
+    writer with EBADF, which the server logs as an error; the kernel-level
+    shutdown ends it the way a vanished client does.
+    """
+    try:
+        dup = socket.fromfd(client.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        dup.close()
+
+
+class _StallWatch:
+    """One greenlet per worker that ends streams whose write has been pending too long.
+
+    ``pending`` maps a pump to the time its current write began (present only
+    while the server is writing what the pump yielded).
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[_PumpState, float] = {}
+        self.timeout = 0.0
+        self._greenlet: gevent.Greenlet | None = None
+
+    def ensure_running(self, timeout: float) -> None:
+        self.timeout = timeout
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while True:
+            gevent.sleep(min(1.0, self.timeout / 4))
+            now = time.monotonic()
+            for state, since in list(self.pending.items()):
+                if now - since > self.timeout and self.pending.pop(state, None) is not None:
+                    try:
+                        state.stalled()
+                    except Exception:  # noqa: BLE001 - the watch must outlive one stream
+                        log.exception("ending a stalled stream failed")
+
+
+_WATCH = _StallWatch()

@@ -321,7 +321,9 @@ class ChatWire:
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
 
     def error(self, err: GLMProxyError) -> bytes:
-        return b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
+        """The final error event; an error that asks for it (a restart) also gets ``[DONE]``."""
+        event = b"data: " + orjson.dumps(err.to_dict()) + b"\n\n"
+        return event + DONE if getattr(err, "stream_done", False) else event
 
     def keepalive(self) -> bytes:
         return KEEPALIVE

@@ -26,12 +26,9 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from gevent.event import Event as GEvent
-
-if TYPE_CHECKING:
-    from glm_proxy.pool.operations import PoolOperations
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import (
@@ -47,6 +44,13 @@ from glm_proxy.pool.lease import Lease, Slot
 from glm_proxy.pool.registry import PoolEntry
 from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE
+
+
+class Operations(Protocol):
+    """What callers use of ``pool.operations.PoolOperations`` (admin re-check)."""
+
+    def recheck(self, fp: str) -> Any: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +88,9 @@ class AccountPool:
         # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
-        self.operations: PoolOperations | None = None  # set by init_app (needs the upstream)
+        # Admin operations (``pool.operations.PoolOperations``), set by init_app: they
+        # need the upstream client; typed by what callers use, so no import cycle.
+        self.operations: Operations | None = None
 
     # -- configured accounts ---------------------------------------------------------
 

@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app
+
+if TYPE_CHECKING:
+    from glm_proxy.attachments.service import AttachmentService
+    from glm_proxy.config import Settings
+    from glm_proxy.models import ModelTable
+    from glm_proxy.pool.core import AccountPool
+    from glm_proxy.services.janitor import Janitor
+    from glm_proxy.store.base import Store
+    from glm_proxy.upstream.client import UpstreamClient
 
 
 @dataclass
 class Services:
-    settings: Any
-    store: Any
-    upstream: Any
-    pool: Any
-    janitor: Any
-    models: Any
-    attachments: Any = None  # attachment uploader, when configured
+    """Everything a request needs, built once per app by ``create_app``."""
+
+    settings: Settings
+    store: Store
+    upstream: UpstreamClient
+    pool: AccountPool
+    janitor: Janitor
+    models: ModelTable
+    attachments: AttachmentService | None = None  # attachment uploader, when configured
 
 
 def services() -> Services:

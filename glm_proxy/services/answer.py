@@ -28,24 +28,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
-from gevent.queue import Empty, Queue
+from gevent.queue import Empty, Full, Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired, UpstreamBusy, UpstreamRetryable
 from glm_proxy.events import Delta
 from glm_proxy.parsers import FilterFactory
+from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
 from glm_proxy.translate import TranslateOptions
+
+if TYPE_CHECKING:
+    from glm_proxy.services import Services
 
 log = logging.getLogger(__name__)
 
 KEEPALIVE = object()
 """Returned by ``next_item`` when nothing arrived within the timeout."""
+
+_ACTIVE: set[AnswerJob] = set()  # this worker's running jobs (shutdown ends them)
+
+
+def active_jobs() -> list[AnswerJob]:
+    """The answers this worker is producing now."""
+    return list(_ACTIVE)
 
 
 @dataclass(frozen=True)
@@ -88,11 +99,21 @@ class AnswerRequest:
 
 
 class AnswerJob:
-    def __init__(self, services, candidates: tuple[Account, ...], request: AnswerRequest) -> None:
+    def __init__(
+        self, services: Services, candidates: tuple[Account, ...], request: AnswerRequest
+    ) -> None:
         self.services = services
         self.candidates = candidates
         self.request = request
-        self.queue: Queue = Queue()
+        settings = getattr(services, "settings", None)
+        # Bounded: a client that stops reading stops the producer, which stops
+        # reading the upstream (backpressure); STREAM_STALL_TIMEOUT ends the wait.
+        self.queue: Queue = Queue(maxsize=settings.stream_queue_items if settings else None)
+        # The pump's watch ends a stalled stream after STREAM_STALL_TIMEOUT; this
+        # longer wait only frees a producer whose consumer vanished without a pump.
+        self.stall_timeout: float | None = 2 * settings.stream_stall_timeout if settings else None
+        self.stop_upstream = False  # abort(): ask the upstream to stop generating
+        self.aborted: GLMProxyError | None = None  # why abort() ended the answer
         self.account: Account | None = None
         self.conversation_id: str | None = None
         self.attempts = 0
@@ -101,12 +122,44 @@ class AnswerJob:
         self._leased = Event()  # set once an account is leased (or the job ended)
         self._attempt: Attempt | None = None  # the attempt in progress, if any
         self._cancelled = False
+        self._running = False  # _run began (a greenlet killed before that never runs)
+        self._ending = False  # _run is handing over its last item; abort() no longer applies
 
     # -- consumer side -------------------------------------------------------
 
     def start(self) -> AnswerJob:
         self._greenlet = gevent.spawn(self._run)
+        _ACTIVE.add(self)
         return self
+
+    @property
+    def cancelled(self) -> bool:
+        """The client went away (``cancel()``): the producer stops at the next step."""
+        return self._cancelled
+
+    @property
+    def leased(self) -> bool:
+        """An account was leased (False while the job waits in the account queue)."""
+        return self.account is not None
+
+    def abort(self, error: GLMProxyError) -> None:
+        """End the answer now with ``error`` (a stalled client, a restart).
+
+        The error is raised inside the producer wherever it waits (account
+        queue, upstream read, full queue), so cleanup runs as for any failure,
+        and it asks the upstream to stop generating first. The consumer gets
+        ``Failure(error)``.
+        """
+        greenlet = self._greenlet
+        if greenlet is None or greenlet.dead or self._ending:
+            return
+        self.stop_upstream = True
+        self.aborted = error
+        greenlet.kill(error, block=False)
+        if not self._running:  # killed before it ran: _run never will
+            _ACTIVE.discard(self)
+            self._leased.set()
+            self._put_final(Failure(error))
 
     def wait_leased(self, timeout: float | None = None) -> bool:
         """Block while the job waits in the account queue (so a 429 keeps its status)."""
@@ -209,20 +262,44 @@ class AnswerJob:
 
     # -- producer side -------------------------------------------------------
 
+    def put(self, item: Any) -> None:
+        """Queue an item for the client; waits while the queue is full (backpressure).
+
+        Raises ``ClientStalled`` when nothing was taken for twice
+        ``STREAM_STALL_TIMEOUT`` (the pump's watch acts first, after one).
+        """
+        try:
+            self.queue.put(item, timeout=self.stall_timeout)
+        except Full:
+            raise ClientStalled("the client stopped reading the answer") from None
+
+    def _put_final(self, item: Any) -> None:
+        """The last item (``End``/``Failure``); dropped if a stalled client never takes it."""
+        try:
+            self.queue.put(item, timeout=self.stall_timeout)
+        except Full:
+            log.info("client gone or stalled: final %s dropped", type(item).__name__)
+
     def _run(self) -> None:
+        self._running = True
+        final: Any = None
         try:
             if self.request.before_lease is not None:
                 self.request.before_lease()
             self._attempt_until_done()
         except GLMProxyError as exc:
-            self.queue.put(Failure(exc))
+            final = Failure(self.aborted or exc)
         except gevent.GreenletExit:
             raise
         except Exception:  # noqa: BLE001 - a bug must not hang the client
             log.exception("answer job crashed")
-            self.queue.put(Failure(GLMProxyError("internal error while producing the answer")))
+            final = Failure(GLMProxyError("internal error while producing the answer"))
         finally:
+            self._ending = True
+            _ACTIVE.discard(self)
             self._leased.set()
+            if final is not None:
+                self._put_final(final)
             if self.request.on_end is not None:
                 try:
                     self.request.on_end()
@@ -257,11 +334,12 @@ class AnswerJob:
                 attempt.run()
                 pool.report_success(account)
             except GLMProxyError as exc:
-                failure = exc
-                self._report(account, exc)
+                # An abort may surface wrapped (a read interrupted mid-stream): say why.
+                failure = self.aborted or exc
+                self._report(account, failure)
                 tried.add(account.fingerprint)
                 decision = on_failure(
-                    exc,
+                    failure,
                     committed=attempt.committed,
                     attempts=self.attempts,
                     retries=s.glm_retries,
@@ -279,7 +357,8 @@ class AnswerJob:
             if decision is None:
                 # Only now: the lease is free before the client reads [DONE], so a
                 # client that asks again right away finds its account available.
-                self.queue.put(End(account))
+                self._ending = True
+                self._put_final(End(account))
                 return
             if isinstance(decision, Raise):
                 if decision.dead_pool:

@@ -18,7 +18,7 @@ conversation; the job runs it on every path.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gevent
 
@@ -29,18 +29,29 @@ from glm_proxy.parsers import DeltaFilter, Reask
 from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.translate import Translator
 
-if TYPE_CHECKING:
-    from glm_proxy.services.answer import AnswerJob
-
 log = logging.getLogger(__name__)
 
-__all__ = ["Attempt"]
+__all__ = ["Attempt", "Job"]
+
+
+class Job(Protocol):
+    """What an attempt uses of its ``AnswerJob`` (a protocol: no import back)."""
+
+    request: Any  # AnswerRequest
+    services: Any
+    conversation_id: str | None
+    stop_upstream: bool
+
+    @property
+    def cancelled(self) -> bool: ...
+
+    def put(self, item: Any) -> None: ...
 
 
 class Attempt:
     """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
 
-    def __init__(self, job: AnswerJob, account: Account) -> None:
+    def __init__(self, job: Job, account: Account) -> None:
         self.job = job
         self.account = account
         self.requested = False  # the stream request was sent (a conversation may exist)
@@ -54,6 +65,7 @@ class Attempt:
         self.filter: DeltaFilter | None = None
         self.reasked = False
         self.answered = False  # the filter ended the answer before the upstream did
+        self.completed = False  # the upstream answer ended normally
 
     def upstream_conversation_id(self) -> str | None:
         """The conversation the upstream named, even if no delta was handed over yet."""
@@ -66,13 +78,14 @@ class Attempt:
     def run(self) -> None:
         request = self.job.request
         payload = request.build_payload(self.account)
-        if self.job._cancelled:
+        if self.job.cancelled:
             raise gevent.GreenletExit  # the client left while we prepared: ask nothing
         self.requested = True  # from here on the upstream may create a conversation
         final = request.make_filter is None or request.build_followup is None
         reask = self._read(payload, final)
         if reask is not None:
             self._reask(reask)
+        self.completed = True
         if not self.committed:
             self._commit()  # a buffered (or fully held) answer, complete: hand it over
 
@@ -139,7 +152,7 @@ class Attempt:
         self.events += 1
         for delta in translator.feed(decode_json(event)):
             self._hand_over(delta)
-        if self.job._cancelled:
+        if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
             raise gevent.GreenletExit
 
@@ -176,7 +189,7 @@ class Attempt:
             return
         if not self.committed:
             self._commit()
-        self.job.queue.put(delta)
+        self.job.put(delta)
 
     def _commit(self) -> None:
         """This attempt's answer goes to the client: no retry from here on."""
@@ -184,12 +197,25 @@ class Attempt:
         job = self.job
         job.conversation_id = self.conversation_id
         if self.started is not None:
-            job.queue.put(self.started)
+            job.put(self.started)
         held, self.held = self.held, []
         for delta in held:
-            job.queue.put(delta)
+            job.put(delta)
 
     # -- cleanup -------------------------------------------------------------
+
+    def _stop_upstream(self) -> None:
+        """Ask the upstream to stop generating (when its client offers that call)."""
+        stop = getattr(self.job.services.upstream, "stop_stream", None)
+        history_id = self.started.message_id if self.started is not None else None
+        if history_id is None and self.translator is not None:
+            history_id = getattr(self.translator, "message_id", None)
+        if stop is None or not history_id:
+            return
+        try:
+            stop(self.account, history_id)
+        except Exception as exc:  # noqa: BLE001 - closing the stream still ends it
+            log.info("stopping the upstream answer failed: %s", type(exc).__name__)
 
     def finish(self, lease: Any) -> None:
         """Close the upstream response, delete or keep the conversation, release the lease."""
@@ -200,6 +226,10 @@ class Attempt:
 
     def _cleanup(self) -> None:
         if self.response is not None:
+            if (self.job.stop_upstream and not self.completed) or self.answered:
+                # A stop string or the length limit ended the answer early: the
+                # upstream would go on generating, keeping the account busy.
+                self._stop_upstream()
             self.response.close()
         # The first event may already be an error: the id is known, the delta was not sent.
         conversation_id = self.upstream_conversation_id()

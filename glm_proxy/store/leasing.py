@@ -19,17 +19,31 @@ same table of cases against each:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from glm_proxy.store.base import AcquireRequest, AcquireResult
-
-if TYPE_CHECKING:
-    from glm_proxy.store.memory import MemoryStore
 
 SEQ_TTL = 86400.0
 
 
-def choose(store: MemoryStore, r: AcquireRequest) -> AcquireResult:
+class LeaseTables(Protocol):
+    """The memory store's tables, as ``choose`` reads and writes them (under its mutex).
+
+    A protocol, so this module does not import the store that imports it.
+    """
+
+    def _hash(self, key: str) -> dict[str, str]: ...
+
+    def _zset(self, key: str) -> dict[str, float]: ...
+
+    def _slots(self, key: str, now_ms: int) -> dict[str, float]: ...
+
+    def _tidy(self, *keys: str) -> None: ...
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
+
+
+def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     """The memory store's version; the caller holds the store's mutex."""
     now = r.now_ms
     queue_key, alive_key = f"queue:{r.queue}", f"queue:{r.queue}:alive"

@@ -1,0 +1,231 @@
+"""The streaming core's figures in one command (issue: one core, half the CPU).
+
+Not collected by pytest. Run from the repository root:
+
+    python tests/bench/bench_core.py [--rounds 10] [--slow 1000] [--profile out.prof]
+
+Starts the simulator and the proxy (gunicorn, one gevent worker) on free
+local ports and prints, for the proxy and straight from the simulator:
+
+- 1 stream and 32 concurrent streams, each answer 40 cumulative snapshots
+  10 ms apart: first-token time p50/p99 (direct, proxy, overhead) and the
+  worker's CPU milliseconds per completion;
+- ``--slow`` concurrent slow streams (one event per second): first-token
+  p99 overhead and the worker's peak RSS.
+
+``--profile`` runs the worker under cProfile during the 32-stream phase and
+writes the stats (read them with ``python -m pstats``).
+
+Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from glm_proxy.upstream.signing import signature_headers  # noqa: E402
+from tests.bench.bench_stream import (  # noqa: E402
+    SECRET,
+    access_token,
+    closed_loop,
+    percentile,
+    run_concurrently,
+    sample_rss,
+    session,
+    worker_process,
+)
+from tests.conftest import free_port, wait_http  # noqa: E402
+
+FAST = "bench [[sim:long n=40 delay=0.01 chunk=0]]"
+SLOW = "slow [[sim:long n=3 delay=1 chunk=0]]"
+WARM = "warm [[sim:text chunk=0]]"
+
+
+def first_token_proxy(http, base: str, token: str, prompt: str) -> float:
+    """Seconds to the first content chunk; bytes are looked at as they arrive."""
+    started = time.perf_counter()
+    first = None
+    with http.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]},
+        headers={"Authorization": f"Bearer {token}"},
+        stream=True,
+        timeout=300,
+    ) as resp:
+        resp.raise_for_status()
+        seen = b""
+        for data in resp.iter_content(chunk_size=None):
+            if first is None:
+                seen += data
+                if b'"content":"' in seen.replace(b'"content":""', b""):
+                    first = time.perf_counter() - started
+    return first if first is not None else float("nan")
+
+
+def first_token_direct(http, sim: str, access: str, prompt: str) -> float:
+    """The same, straight from the simulator (then the conversation is deleted)."""
+    headers = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
+    headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
+    body = {
+        "assistant_id": "65940acff94777010aa6b796",
+        "conversation_id": "",
+        "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+        "meta_data": {"is_networking": False},
+    }
+    started = time.perf_counter()
+    first = None
+    seen = b""
+    with http.post(
+        f"{sim}/chatglm/backend-api/assistant/stream",
+        json=body,
+        headers=headers,
+        stream=True,
+        timeout=300,
+    ) as resp:
+        for data in resp.iter_content(chunk_size=None):
+            seen += data
+            if first is None and b'"type":"text"' in seen:
+                first = time.perf_counter() - started
+    marker = b'"conversation_id":"'
+    if marker in seen:
+        conversation = seen.split(marker)[1].split(b'"')[0].decode()
+        headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
+        http.post(
+            f"{sim}/chatglm/backend-api/assistant/conversation/delete",
+            json={"assistant_id": body["assistant_id"], "conversation_id": conversation},
+            headers=headers,
+        )
+    return first if first is not None else float("nan")
+
+
+def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
+    sim_port, proxy_port = free_port(), free_port()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
+        + ["--chunk-size", "0"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env = {
+        **os.environ,
+        "PORT": str(proxy_port),
+        "HOST": "127.0.0.1",
+        "LOG_LEVEL": "WARNING",
+        "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
+        "REDIS_URL": "",
+        "QUEUE_TIMEOUT": "120",
+        "QUEUE_MAX": "5000",
+    }
+    if args.profile:
+        env["GLM_PROXY_PROFILE"] = args.profile
+    proxy = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(Path(__file__).with_name("_gunicorn_profiled.py")),
+        ]
+        + ["wsgi:app"]
+        if args.profile
+        else [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return sim, proxy, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{proxy_port}"
+
+
+def phase(http, sim_base, proxy_base, worker, k: int, rounds: int, prompt: str, spread: float):
+    tokens = [f"core-{k}-{i}-{uuid.uuid4().hex[:8]}" for i in range(k)]
+    run_concurrently(min(k, 100), first_token_proxy, [(http, proxy_base, t, WARM) for t in tokens])
+    accesses = run_concurrently(
+        min(k, 100), lambda t: access_token(http, sim_base, t), [(t,) for t in tokens]
+    )
+    direct = closed_loop(
+        first_token_direct, [(http, sim_base, a, prompt) for a in accesses], rounds, spread
+    )
+    peaks = [worker.memory_info().rss]
+    sampler = gevent.spawn(sample_rss, worker, peaks)
+    before = worker.cpu_times()
+    through = closed_loop(
+        first_token_proxy, [(http, proxy_base, t, prompt) for t in tokens], rounds, spread
+    )
+    after = worker.cpu_times()
+    cpu = (after.user - before.user) + (after.system - before.system)
+    user = after.user - before.user
+    sampler.kill()
+    direct = [d * 1000 for d in direct if d == d]
+    through = [t * 1000 for t in through if t == t]
+    return {
+        "k": k,
+        "completions": k * rounds,
+        "missing": k * rounds - len(through),
+        "cpu_ms": cpu * 1000 / (k * rounds),
+        "user_ms": user * 1000 / (k * rounds),
+        "d50": percentile(direct, 0.5),
+        "d99": percentile(direct, 0.99),
+        "p50": percentile(through, 0.5),
+        "p99": percentile(through, 0.99),
+        "rss": max(peaks) / 2**20,
+    }
+
+
+def show(label: str, r: dict) -> None:
+    print(
+        f"{label:<22} {r['d50']:>7.1f} {r['d99']:>7.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
+        f"{r['p50'] - r['d50']:>7.1f} {r['p99'] - r['d99']:>7.1f} {r['cpu_ms']:>8.2f} "
+        f"{r['rss']:>7.1f} {r['user_ms']:>9.2f}"
+        + (f"  ({r['missing']} streams had no content)" if r["missing"] else "")
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--slow", type=int, default=1000, help="slow streams (0 = skip)")
+    parser.add_argument("--profile", default="", help="write the worker's cProfile stats here")
+    args = parser.parse_args()
+    sim, proxy, sim_base, proxy_base = start(args)
+    try:
+        wait_http(f"{sim_base}/_sim/health", proc=sim)
+        wait_http(f"{proxy_base}/ping", proc=proxy)
+        worker = worker_process(proxy.pid)
+        time.sleep(1.0)
+        print(f"worker idle RSS {worker.memory_info().rss / 2**20:.1f} MiB; times in ms")
+        print(
+            f"{'workload':<22} {'dir p50':>7} {'dir p99':>7} {'prx p50':>7} {'prx p99':>7} "
+            f"{'ovh p50':>7} {'ovh p99':>7} {'cpu/cmpl':>8} {'RSS MiB':>7} {'user/cmpl':>8}"
+        )
+        http = session(max(args.slow, 32) + 10)
+        show("1 stream", phase(http, sim_base, proxy_base, worker, 1, args.rounds * 4, FAST, 0))
+        show("32 streams", phase(http, sim_base, proxy_base, worker, 32, args.rounds, FAST, 0.4))
+        if args.slow:
+            result = phase(http, sim_base, proxy_base, worker, args.slow, 1, SLOW, 2.0)
+            show(f"{args.slow} slow streams", result)
+    finally:
+        proxy.send_signal(2)
+        sim.terminate()
+        proxy.wait(timeout=60)
+        sim.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
