@@ -30,10 +30,13 @@ class Account:
     refresh_token: str = field(repr=False)
     fingerprint: str = ""
     max_streams: int = 1
+    # The browser's cookie header or cookies.txt text (a secret, like the token);
+    # "" = send no cookies. Not part of the identity.
+    cookies: str = field(default="", repr=False, compare=False)
 
     @classmethod
-    def from_token(cls, refresh_token: str, max_streams: int = 1) -> Account:
-        return cls(refresh_token, fingerprint(refresh_token), max_streams)
+    def from_token(cls, refresh_token: str, max_streams: int = 1, cookies: str = "") -> Account:
+        return cls(refresh_token, fingerprint(refresh_token), max_streams, cookies)
 
     def __str__(self) -> str:
         return f"account:{self.fingerprint}"

@@ -19,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, PROTOCOLS, parse_mode_map, parse_pairs
+
 DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
 DEFAULT_DRAWING_ASSISTANT = "65a232c082ff90a2ad2f15e2"
 DEFAULT_SIGN_SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/131.0.0.0 Safari/537.36"
+    "Chrome/143.0.0.0 Safari/537.36 Edg/143.0.0.0"
 )
+FROM_PROFILE = None  # default of a setting whose value comes from the GLM_PROTOCOL profile
 
 
 class ConfigError(ValueError):
@@ -170,9 +173,10 @@ class Settings:
     )
     glm_upload_path: str = _setting(
         "GLM_UPLOAD_PATH",
-        "/backend-api/assistant/file_upload",
+        FROM_PROFILE,
         str,
-        "Upstream path: chat file upload.",
+        "Upstream path: chat file upload (2026 `/productivity-api/file/chat_upload`, "
+        "2025 `/backend-api/assistant/file_upload`).",
     )
     glm_video_create_path: str = _setting(
         "GLM_VIDEO_CREATE_PATH", "/video-api/v1/chat", str, "Upstream path: create a video task."
@@ -206,7 +210,9 @@ class Settings:
     glm_app_version: str = _setting("GLM_APP_VERSION", "0.0.1", str, "X-App-Version.")
     glm_app_platform: str = _setting("GLM_APP_PLATFORM", "pc", str, "X-App-Platform.")
     glm_app_fr: str = _setting("GLM_APP_FR", "default", str, "X-App-Fr.")
-    glm_exp_groups: str = _setting("GLM_EXP_GROUPS", "", str, "X-Exp-Groups (optional).")
+    glm_exp_groups: str = _setting(
+        "GLM_EXP_GROUPS", FROM_PROFILE, str, "X-Exp-Groups (empty: not sent)."
+    )
     glm_extra_headers: str = _setting(
         "GLM_EXTRA_HEADERS", "", str, "Extra upstream headers, `Name: value` separated by `;`."
     )
@@ -215,9 +221,10 @@ class Settings:
     )
     glm_busy_codes: tuple[str, ...] = _setting(
         "GLM_BUSY_CODES",
-        ("10040",),
+        ("10040", "10061", "10062"),
         _csv,
-        "Envelope status codes meaning 'this account is already streaming'.",
+        "Envelope status codes meaning 'this account is busy' (10061 busy, 10062 peak-hour "
+        "queue): retried on another account before the first byte.",
     )
     glm_access_token_ttl: int = _setting(
         "GLM_ACCESS_TOKEN_TTL", 3600, int, "Seconds an access token is cached."
@@ -330,6 +337,168 @@ class Settings:
         "Accept `logprobs: true` and return no log probabilities (default: a 400).",
     )
 
+    # -- upstream protocol profile (2025/2026), models, deletes, WAF ---------
+    # Settings whose default is FROM_PROFILE take their value from GLM_PROTOCOL's
+    # profile (glm_proxy/profiles.py) unless set explicitly.
+    glm_protocol: str = _setting(
+        "GLM_PROTOCOL",
+        "2026",
+        _choice(*PROTOCOLS),
+        "Upstream protocol profile: `2026` (current web app) or `2025`. Picks the defaults "
+        "of every setting marked (profile); each can still be set on its own.",
+    )
+    glm_upload_signed: bool = _setting(
+        "GLM_UPLOAD_SIGNED", FROM_PROFILE, _bool, "Sign chat uploads (profile)."
+    )
+    glm_upload_fields: str = _setting(
+        "GLM_UPLOAD_FIELDS",
+        FROM_PROFILE,
+        str,
+        "Extra multipart form fields of a chat upload, `name=value,...`; `{assistant_id}` is "
+        "replaced (profile).",
+    )
+    glm_attachment_items: str = _setting(
+        "GLM_ATTACHMENT_ITEMS",
+        FROM_PROFILE,
+        _choice("2026", "2025"),
+        "Shape of image/file items in the stream request: `2026` slim records, `2025` the "
+        "whole upload record (profile).",
+    )
+    glm_delete_methods: tuple[str, ...] = _setting(
+        "GLM_DELETE_METHODS",
+        FROM_PROFILE,
+        _csv,
+        "Conversation delete calls, tried in order: `bulk` (mainchat bulk_delete), `mainchat` "
+        "(mainchat delete), `legacy` (GLM_DELETE_PATH) (profile).",
+    )
+    glm_bulk_delete_path: str = _setting(
+        "GLM_BULK_DELETE_PATH",
+        "/mainchat-api/conversation/bulk_delete",
+        str,
+        "Upstream path: delete many conversations.",
+    )
+    glm_mainchat_delete_path: str = _setting(
+        "GLM_MAINCHAT_DELETE_PATH",
+        "/mainchat-api/conversation/delete",
+        str,
+        "Upstream path: delete one conversation (2026 web bundle).",
+    )
+    glm_bulk_delete_assistant: bool = _setting(
+        "GLM_BULK_DELETE_ASSISTANT", True, _bool, "Send `assistant_id` with bulk_delete."
+    )
+    glm_delete_batch_window: float = _setting(
+        "GLM_DELETE_BATCH_WINDOW",
+        0.2,
+        float,
+        "Seconds the janitor gathers finished conversations of one account into one bulk_delete.",
+    )
+    glm_delete_batch_max: int = _setting(
+        "GLM_DELETE_BATCH_MAX", 50, int, "Most conversation ids in one bulk_delete."
+    )
+    glm_stop_path: str = _setting(
+        "GLM_STOP_PATH", "/mainchat-api/stream/stop_stream", str, "Upstream path: stop an answer."
+    )
+    glm_stop_on_disconnect: bool = _setting(
+        "GLM_STOP_ON_DISCONNECT",
+        FROM_PROFILE,
+        _bool,
+        "Stop the upstream answer (stop_stream) when the client leaves mid-answer (profile).",
+    )
+    glm_send_selected_model: bool = _setting(
+        "GLM_SEND_SELECTED_MODEL",
+        FROM_PROFILE,
+        _bool,
+        "Send `meta_data.selected_model` and `reasoning_effort` (profile).",
+    )
+    glm_if_plus_model: bool = _setting(
+        "GLM_IF_PLUS_MODEL", FROM_PROFILE, _bool, "Send `meta_data.if_plus_model: true` (profile)."
+    )
+    glm_default_model: str = _setting(
+        "GLM_DEFAULT_MODEL",
+        "glm-5.3-flash",
+        str,
+        "Upstream `selected_model` for model names that do not name one.",
+    )
+    glm_mode_map: str = _setting(
+        "GLM_MODE_MAP",
+        FROM_PROFILE,
+        str,
+        "Mode -> `chat_mode:reasoning_effort` sent upstream, for modes fast, thinking, deep, "
+        "research (profile; see README).",
+    )
+    glm_effort_map: str = _setting(
+        "GLM_EFFORT_MAP",
+        FROM_PROFILE,
+        str,
+        "Client `reasoning_effort` -> mode (profile; see README).",
+    )
+    strict_models: bool = _setting(
+        "STRICT_MODELS",
+        False,
+        _bool,
+        "Unknown model names are a 400 (otherwise the default model answers, with a log line).",
+    )
+    glm_model_catalogue: bool = _setting(
+        "GLM_MODEL_CATALOGUE",
+        FROM_PROFILE,
+        _bool,
+        "List the upstream's model catalogue in /v1/models (profile).",
+    )
+    glm_catalogue_path: str = _setting(
+        "GLM_CATALOGUE_PATH",
+        "/agent-api/operation/detail?tag=available_models",
+        str,
+        "Upstream path: model catalogue.",
+    )
+    glm_catalogue_ttl: float = _setting(
+        "GLM_CATALOGUE_TTL", 600.0, float, "Seconds the model catalogue is cached."
+    )
+    glm_static_models: tuple[str, ...] = _setting(
+        "GLM_STATIC_MODELS",
+        ("glm-5.3", "glm-5.3-flash"),
+        _csv,
+        "Upstream models listed when the catalogue is off or unreachable.",
+    )
+    glm_time_sync: bool = _setting(
+        "GLM_TIME_SYNC",
+        FROM_PROFILE,
+        _bool,
+        "Sign with the server clock (GLM_TIME_PATH), falling back to the local clock (profile).",
+    )
+    glm_time_path: str = _setting(
+        "GLM_TIME_PATH", "/operation-api/config/cur_ts", str, "Upstream path: server time."
+    )
+    glm_time_field: str = _setting(
+        "GLM_TIME_FIELD", "timestamp_ms", str, "Field of the server time result (milliseconds)."
+    )
+    glm_time_sync_interval: float = _setting(
+        "GLM_TIME_SYNC_INTERVAL", 600.0, float, "Seconds between server time syncs."
+    )
+    glm_device_id_strategy: str = _setting(
+        "GLM_DEVICE_ID_STRATEGY",
+        FROM_PROFILE,
+        _choice("jwt_claim", "fixed", "per_request", "rotate"),
+        "X-Device-Id: `jwt_claim` (the token's device_id, else a stable per-account id), "
+        "`fixed` (GLM_DEVICE_ID), `per_request`, `rotate` (every GLM_DEVICE_ROTATE_EVERY "
+        "requests) (profile).",
+    )
+    glm_device_id: str = _setting("GLM_DEVICE_ID", "", str, "X-Device-Id for the `fixed` strategy.")
+    glm_device_rotate_every: int = _setting(
+        "GLM_DEVICE_ROTATE_EVERY", 8, int, "Requests per device id for the `rotate` strategy."
+    )
+    glm_sec_ch_ua: str = _setting(
+        "GLM_SEC_CH_UA",
+        "",
+        str,
+        "`sec-ch-ua` header; empty: derived from GLM_USER_AGENT (none for Firefox).",
+    )
+    list_uncited_sources: bool = _setting(
+        "LIST_UNCITED_SOURCES",
+        True,
+        _bool,
+        "List the pages the upstream searched even when the answer cites none of them.",
+    )
+
     # -- streaming core: backpressure and shutdown ---------------------------------
     stream_queue_items: int = _setting(
         "STREAM_QUEUE_ITEMS",
@@ -361,6 +530,19 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
+        profile = PROFILES[self.glm_protocol]
+        for name in PROFILE_SETTINGS:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, profile[name])
+        try:
+            parse_mode_map(self.glm_mode_map)
+            parse_pairs(self.glm_effort_map)
+            parse_pairs(self.glm_upload_fields)
+        except ValueError as exc:
+            raise ConfigError(f"GLM_MODE_MAP/GLM_EFFORT_MAP/GLM_UPLOAD_FIELDS: {exc}") from None
+        unknown = set(self.glm_delete_methods) - {"bulk", "mainchat", "legacy"}
+        if unknown:
+            raise ConfigError(f"GLM_DELETE_METHODS: unknown {sorted(unknown)}")
         if self.web_concurrency < 1:
             raise ConfigError("WEB_CONCURRENCY must be at least 1")
         if self.keepalive_interval <= 0:
@@ -431,10 +613,22 @@ def documented_settings() -> list[tuple[str, Any, str]]:
     rows = []
     for f in dataclasses.fields(Settings):
         default = f.default
-        if isinstance(default, tuple):
+        if default is FROM_PROFILE:
+            default = "(profile) " + " / ".join(
+                f"{p}: {_shown(PROFILES[p][f.name])}" for p in PROTOCOLS
+            )
+        elif isinstance(default, tuple):
             default = ",".join(default)
         rows.append((f.metadata["env"], default, f.metadata["doc"]))
     return rows
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(value)
+    return str(value) or '""'
 
 
 def markdown_table() -> str:
@@ -444,7 +638,10 @@ def markdown_table() -> str:
         shown = str(default).lower() if isinstance(default, bool) else str(default)
         if env in {"MAX_REQUEST_BODY", "MAX_FILE_SIZE"} and isinstance(default, int):
             shown = f"{default // 1024**2}M"
-        shown = f"`{shown}`" if shown else "(empty)"
+        if shown.startswith("(profile)"):
+            pass
+        else:
+            shown = f"`{shown}`" if shown else "(empty)"
         lines.append(f"| `{env}` | {shown} | {doc} |")
     return "\n".join(lines)
 

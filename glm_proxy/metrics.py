@@ -54,6 +54,22 @@ CONVERSATION_DELETES = Counter(
     "Background deletions of upstream conversations, by result.",
     ["result"],
 )
+# -- upstream protocol (2026): delete calls, stops, clock sync -------------------
+CONVERSATION_DELETE_CALLS = Counter(
+    "glm_proxy_conversation_delete_calls_total",
+    "Upstream delete calls, by method (bulk, mainchat, legacy) and outcome (ok, failed).",
+    ["method", "outcome"],
+)
+UPSTREAM_STOPS = Counter(
+    "glm_proxy_upstream_stops_total",
+    "stop_stream calls for answers the client left, by outcome.",
+    ["outcome"],
+)
+CLOCK_SYNCS = Counter(
+    "glm_proxy_clock_syncs_total",
+    "Server time syncs, by outcome (a failure falls back to the local clock).",
+    ["outcome"],
+)
 
 bp = Blueprint("metrics", __name__)
 

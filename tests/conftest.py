@@ -23,6 +23,41 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The upstream protocol profile (GLM_PROTOCOL) each simulator/proxy pair speaks: the
+# simulator runs era E3 for "2026" and E2 for "2025". Tests in these modules run against
+# both profiles (the `profile` fixture is parametrised); every other test uses the default.
+PROFILES = ("2026", "2025")
+DEFAULT_PROFILE = "2026"
+BOTH_PROFILE_MODULES = frozenset(
+    {
+        "test_chat",
+        "test_anthropic",
+        "test_images",
+        "test_attachments",
+        "test_pool",
+        "test_disconnect",
+        "test_protocol_2026",
+    }
+)
+ERAS = {"2026": "E3", "2025": "E2"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "profile" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    profiles = PROFILES if module in BOTH_PROFILE_MODULES else (DEFAULT_PROFILE,)
+    marker = metafunc.definition.get_closest_marker("profiles")
+    if marker is not None:
+        profiles = tuple(marker.args)
+    metafunc.parametrize("profile", profiles, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def profile(request) -> str:
+    """The protocol profile of this test's simulator and proxy ("2026" or "2025")."""
+    return getattr(request, "param", DEFAULT_PROFILE)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -44,9 +79,10 @@ def wait_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = N
 
 
 class Simulator:
-    def __init__(self, base: str, proc: subprocess.Popen) -> None:
+    def __init__(self, base: str, proc: subprocess.Popen, profile: str = DEFAULT_PROFILE) -> None:
         self.base = base
         self.proc = proc
+        self.profile = profile
 
     @property
     def glm_base_url(self) -> str:
@@ -95,20 +131,40 @@ class Simulator:
         return account
 
 
-@pytest.fixture(scope="session")
-def simulator() -> Iterator[Simulator]:
+def launch_simulator(profile: str = DEFAULT_PROFILE, *args: str) -> Simulator:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "tests.simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--era",
+            ERAS[profile],
+            *args,
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/_sim/state", proc=proc)
-    yield Simulator(base, proc)
-    proc.terminate()
-    proc.wait(timeout=10)
+    return Simulator(base, proc, profile)
+
+
+def stop_simulator(sim: Simulator) -> None:
+    sim.proc.terminate()
+    sim.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def simulator(profile: str) -> Iterator[Simulator]:
+    sim = launch_simulator(profile)
+    yield sim
+    stop_simulator(sim)
 
 
 class ProxyServer:
@@ -132,6 +188,7 @@ def start_proxy(simulator: Simulator, tmp_dir: Path, **env_overrides: str) -> Pr
         "PORT": str(port),
         "HOST": "127.0.0.1",
         "GLM_BASE_URL": simulator.glm_base_url,
+        "GLM_PROTOCOL": simulator.profile,
         "GLM_RETRY_BACKOFF": "0.05",
         "KEEPALIVE_INTERVAL": "1",
         "STREAM_HEADER_WAIT": "2",

@@ -94,7 +94,7 @@ def test_attachment_is_sniffed_uploaded_and_referenced(
     (record,) = by_type[kind][kind]
     if kind == "image":
         assert (record["width"], record["height"]) == (upload["width"], upload["height"])
-        assert record["image_url"] == record["file_url"]
+        assert record["image_url"] == upload["file_url"]
     else:
         assert upload["width"] is None and "width" not in record
     assert record["file_id"]

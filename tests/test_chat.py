@@ -44,6 +44,9 @@ def stream_text(client, **kwargs) -> tuple[str, str, list]:
     return content, reasoning, chunks
 
 
+THINKING_MODE = {"2026": "thinking", "2025": "zero"}  # chat_mode of the thinking mode
+
+
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
@@ -120,21 +123,21 @@ def test_stream_chunk_shapes_and_headers(proxy, token):
     assert text.startswith(SIM_TEXT)
 
 
-def test_reasoning_content_stream_and_final(client, simulator, token):
+def test_reasoning_content_stream_and_final(client, simulator, token, profile):
     content, reasoning, _ = stream_text(
         client, model="glm-4-think", messages=user("hi [[sim:think]]")
     )
     assert reasoning.startswith("让我想一想")
     assert content.startswith("思考完毕")
-    assert last_stream_request(simulator, token)["stream"]["chat_mode"] == "zero"
+    assert last_stream_request(simulator, token)["stream"]["chat_mode"] == THINKING_MODE[profile]
     full = client.chat.completions.create(model="glm-4-think", messages=user("x [[sim:think]]"))
     assert full.choices[0].message.reasoning_content.startswith("让我想一想")
     assert full.usage.completion_tokens_details.reasoning_tokens > 0
 
 
-def test_reasoning_effort_selects_reasoning_mode(client, simulator, token):
+def test_reasoning_effort_selects_reasoning_mode(client, simulator, token, profile):
     client.chat.completions.create(model="glm-4", messages=user("a"), reasoning_effort="high")
-    assert last_stream_request(simulator, token)["stream"]["chat_mode"] == "zero"
+    assert last_stream_request(simulator, token)["stream"]["chat_mode"] == THINKING_MODE[profile]
     client.chat.completions.create(model="glm-4", messages=user("b"))
     assert last_stream_request(simulator, token)["stream"]["chat_mode"] in (None, "")
 

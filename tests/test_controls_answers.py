@@ -248,6 +248,8 @@ def test_stop_ends_the_upstream_stream_early(client, simulator, token):
         time.sleep(0.1)  # the simulator notices the closed connection at its next write
     account = simulator.account(token)
     assert account["streams_aborted"] == 1 and account["streams_completed"] == 0
+    # and the upstream was asked to stop generating (GLM_STOP_ON_DISCONNECT, on in 2026)
+    assert [s for s in simulator.state()["stops"] if s["account"] == token]
 
 
 # -- length limits --------------------------------------------------------------------------
@@ -421,6 +423,7 @@ def test_length_limit_ends_the_upstream_stream_early(client, simulator, token):
     assert completion.choices[0].finish_reason == "length"
     assert elapsed < 2.5, elapsed  # the whole answer takes 4.5 s upstream
     assert simulator.wait_deleted(token)["conversations_alive"] == []
+    assert [s for s in simulator.state()["stops"] if s["account"] == token]
 
 
 def test_n_stream_hangup_deletes_every_choice_conversation(pool3, simulator):

@@ -103,23 +103,29 @@ def test_lenient_logprobs_and_a_higher_cap_are_settings(simulator, tmp_path_fact
 
 
 @pytest.mark.parametrize(
-    ("thinking", "chat_mode"),
+    ("thinking", "effort"),
     [
-        ({"type": "enabled", "budget_tokens": 1024}, "zero"),
-        ({"type": "adaptive"}, "zero"),
-        ({"type": "adaptive", "display": "summarized"}, "zero"),
+        ({"type": "enabled", "budget_tokens": 1024}, "high"),
+        ({"type": "adaptive"}, "high"),
+        ({"type": "adaptive", "display": "summarized"}, "high"),
         ({"type": "between_tools"}, None),
-        ({"type": "disabled"}, None),
+        ({"type": "disabled"}, "none"),
     ],
 )
 def test_every_thinking_type_the_sdk_sends_is_accepted(
-    claude, simulator, token, thinking, chat_mode
+    claude, client, simulator, token, thinking, effort
 ):
+    """Each type selects the mode the same reasoning_effort selects on the chat endpoint."""
+    extra = {"reasoning_effort": effort} if effort else {}
+    client.chat.completions.create(model="glm-4", messages=user("hello"), **extra)
+    expected = last_stream_request(simulator, token)["stream"]
     message = claude.messages.create(
         model="glm-4", max_tokens=256, messages=user("hello"), thinking=thinking
     )
     assert message.content[-1].type == "text"
-    assert last_stream_request(simulator, token)["stream"]["chat_mode"] == chat_mode
+    sent = last_stream_request(simulator, token)["stream"]
+    assert sent["chat_mode"] == expected["chat_mode"]
+    assert sent.get("reasoning_effort") == expected.get("reasoning_effort")
 
 
 def test_unknown_thinking_type_is_an_anthropic_400(proxy, token):

@@ -22,7 +22,7 @@ def drawing_requests(simulator, token: str) -> list[dict]:
     ]
 
 
-def test_url_response_maps_size_and_cleans_up(client, simulator, token):
+def test_url_response_maps_size_and_cleans_up(client, simulator, token, profile):
     result = client.images.generate(model="cogview-3", prompt="一只猫 a cat", size="1792x1024")
     assert result.created > 0
     (image,) = result.data
@@ -32,7 +32,12 @@ def test_url_response_maps_size_and_cleans_up(client, simulator, token):
     body = sent["body"]
     assert body["assistant_id"] == DRAWING_ASSISTANT
     assert body["meta_data"]["cogview"]["aspect_ratio"] == "16:9"
-    assert "chat_mode" not in body["meta_data"] and "is_networking" not in body["meta_data"]
+    if profile == "2025":  # notes §8: no chat_mode, no is_networking
+        assert "chat_mode" not in body["meta_data"] and "is_networking" not in body["meta_data"]
+    else:  # §15.6: the fast mode, no web search, the selected model
+        meta = body["meta_data"]
+        assert (meta["chat_mode"], meta["reasoning_effort"]) == ("", "low")
+        assert meta["is_networking"] is False and meta["selected_model"] == "glm-5.3-flash"
     assert body["messages"][0]["content"][0]["text"] == "请画：一只猫 a cat"
     assert sent["headers"]["Referer"].endswith(f"/main/gdetail/{DRAWING_ASSISTANT}")
     account = simulator.wait_deleted(token)

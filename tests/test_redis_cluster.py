@@ -202,8 +202,13 @@ def test_conversation_affinity_and_idle_sweeper_across_processes(cluster, simula
     time.sleep(1.0)  # let any duplicate sweep show up
     deletes = [
         r
-        for r in simulator.requests_log("/conversation/delete")
-        if (r.get("body") or {}).get("conversation_id") == conversation
+        for r in simulator.requests_log()
+        if "delete" in r["path"]
+        and conversation
+        in [
+            (r.get("body") or {}).get("conversation_id"),
+            *(r.get("body") or {}).get("conversation_ids", []),
+        ]
     ]
     assert len(deletes) == 1
     with pytest.raises(openai.NotFoundError):

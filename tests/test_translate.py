@@ -364,7 +364,14 @@ def test_multi_segment_text_tool_text() -> None:
         ]
     )
     deltas = run_shapes(script)
+    # the uncited result the upstream consulted is listed after the cited one
     assert collect(deltas)[0] == (
+        "我先查一下。\n\n查到了：晴 [1](https://r0.example.com/)。"
+        "\n\n**Sources**\n1. [结果零](https://r0.example.com/)"
+        "\n2. [Result one](https://r1.example.com/)"
+    )
+    cited_only = run_shapes(script, TranslateOptions(include_uncited=False))
+    assert collect(cited_only)[0] == (
         "我先查一下。\n\n查到了：晴 [1](https://r0.example.com/)。"
         "\n\n**Sources**\n1. [结果零](https://r0.example.com/)"
     )

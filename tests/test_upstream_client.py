@@ -48,6 +48,7 @@ def client_with(replies: list, **settings) -> tuple[UpstreamClient, Scripted]:
     adapter = Scripted(replies)
     session = requests.Session()
     session.mount("https://", adapter)
+    settings = {"GLM_TIME_SYNC": "false", **settings}  # no server-clock call in these scripts
     client = UpstreamClient(Settings.from_mapping(settings), MemoryStore(), session=session)
     client._read_capped = staticmethod(lambda resp: resp.content)  # type: ignore[method-assign]
     return client, adapter

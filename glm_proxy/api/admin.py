@@ -5,6 +5,11 @@
 - ``GET  /admin/accounts/<fp>``; ``POST /admin/accounts/<fp>/check`` (refresh
   its token now: alive -> active, rejected -> dead);
   ``POST /admin/accounts/<fp>/disable`` and ``/enable``;
+- ``PUT /admin/accounts/<fp>/cookies`` ``{"cookies": "<Cookie header or cookies.txt>"}``
+  (``DELETE`` forgets them): the browser cookies for a WAF-guarded upstream;
+  shown only as cookie names and a fingerprint;
+- ``POST /admin/accounts/<fp>/doctor``: the ``python -m glm_proxy doctor`` steps
+  (refresh, server time, catalogue, a tiny answer, stop, delete) for this account;
 - ``GET  /admin/usage?window=1h|24h|7d``: requests, errors and estimated
   tokens per API key (all windows when ``window`` is omitted).
 
@@ -23,9 +28,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from glm_proxy.accounts import mask
+from glm_proxy.doctor import run_checks
 from glm_proxy.errors import AuthenticationError, InvalidRequest, NotFound
 from glm_proxy.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.pool import AccountPool, Health
+from glm_proxy.upstream.identity import describe_cookies, parse_cookies
 from glm_proxy.web import json_response
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -79,7 +86,12 @@ def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
         "requests_served": int(fields.get("served") or 0),
         "last_used": _iso(pool.last_used(fp)),
         "state_since": _iso(health.changed_at),
+        "cookies": describe_cookies(_upstream().cookie_jar(account)) if account else None,
     }
+
+
+def _upstream():
+    return current_app.extensions["glm_upstream"]
 
 
 def _known(fp: str) -> str:
@@ -120,6 +132,40 @@ def enable_account(fp: str) -> Response:
     pool = _pool()
     pool.set_enabled(_known(fp), True)
     return json_response(_account_view(pool, fp))
+
+
+@bp.put("/accounts/<fp>/cookies")
+def set_cookies(fp: str) -> Response:
+    pool = _pool()
+    body = request.get_json(silent=True)
+    text = body.get("cookies") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidRequest(
+            'Send {"cookies": "<the browser\'s Cookie header or a Netscape cookies.txt>"}.',
+            param="cookies",
+        )
+    try:
+        parse_cookies(text)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="cookies") from None
+    pool.store.set(f"ck:{_known(fp)}", text)
+    return json_response(_account_view(pool, fp))
+
+
+@bp.delete("/accounts/<fp>/cookies")
+def delete_cookies(fp: str) -> Response:
+    pool = _pool()
+    pool.store.delete(f"ck:{_known(fp)}")
+    return json_response(_account_view(pool, fp))
+
+
+@bp.post("/accounts/<fp>/doctor")
+def doctor_account(fp: str) -> Response:
+    pool = _pool()
+    account = pool.account_by_fingerprint(_known(fp))
+    steps = run_checks(_upstream(), account)
+    ok = bool(steps) and all(s.ok for s in steps) and steps[-1].name == "delete"
+    return json_response({"id": fp, "ok": ok, "steps": [s.to_dict() for s in steps]})
 
 
 @bp.get("/usage")

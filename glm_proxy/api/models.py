@@ -1,23 +1,82 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}`` from the model table."""
+"""``GET /v1/models`` and ``GET /v1/models/{id}`` from the model table and the upstream catalogue.
+
+The 2026 upstream publishes its models (``GLM_CATALOGUE_PATH``). When
+``GLM_MODEL_CATALOGUE`` is on and the pool has an account, the catalogue is
+fetched once per ``GLM_CATALOGUE_TTL`` (cached in the store, so every worker
+shares it) and each upstream model is listed with its modes (``<model>``,
+``<model>-thinking``, ``<model>-deep``); otherwise ``GLM_STATIC_MODELS`` is
+listed the same way. Either way the names become known to the model table.
+"""
 
 from __future__ import annotations
 
+import logging
+
+import orjson
 from flask import Blueprint, Response
 
-from glm_proxy.errors import NotFound
-from glm_proxy.models import AGENT_ID, ModelTable
+from glm_proxy.errors import GLMProxyError, NotFound
+from glm_proxy.models import AGENT_ID, ModelSpec, ModelTable
 from glm_proxy.services import services
+from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
 from glm_proxy.web import json_response
 
+log = logging.getLogger(__name__)
+
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
+CACHE_KEY = "catalogue:models"
+FAILURE_TTL = 60  # seconds the static list stands in after a failed catalogue fetch
+MODE_SUFFIXES = (("", None), ("-thinking", "thinking"), ("-deep", "deep"))
+
+
+def upstream_models(svc) -> list[str]:
+    """The upstream's model ids: the cached catalogue, a fresh one, or the static list."""
+    settings = svc.settings
+    if settings.glm_model_catalogue:
+        cached = svc.store.get(CACHE_KEY)
+        if cached:
+            return list(orjson.loads(cached))
+        accounts = tuple(getattr(svc.pool, "accounts", ()) or ())
+        if accounts:
+            try:
+                names = [
+                    m["selected_model"]
+                    for m in catalogue_models(fetch_catalogue(svc.upstream, accounts[0]))
+                ]
+            except GLMProxyError as exc:
+                log.warning("model catalogue unavailable, listing GLM_STATIC_MODELS: %s", exc)
+                # ask again in a minute, not on every listing
+                static = list(settings.glm_static_models)
+                svc.store.set(CACHE_KEY, orjson.dumps(static).decode(), ttl=FAILURE_TTL)
+                return static
+            else:
+                if names:
+                    svc.store.set(
+                        CACHE_KEY, orjson.dumps(names).decode(), ttl=int(settings.glm_catalogue_ttl)
+                    )
+                    return names
+    return list(settings.glm_static_models)
+
+
+def _learn(table: ModelTable, names: list[str]) -> list[ModelSpec]:
+    specs = []
+    for name in names:
+        for suffix, mode in MODE_SUFFIXES:
+            spec = ModelSpec(name + suffix, mode=mode, selected_model=name, owned_by="chatglm")
+            table.add(spec)
+            specs.append(table.get(spec.name) or spec)
+    return specs
 
 
 @bp.get("")
 def list_models() -> Response:
-    table: ModelTable = services().models
-    return json_response(
-        {"object": "list", "data": [ModelTable.to_openai(spec) for spec in table.listed()]}
-    )
+    svc = services()
+    table: ModelTable = svc.models
+    web = _learn(table, upstream_models(svc))
+    seen = {spec.name for spec in web}
+    data = [ModelTable.to_openai(spec) for spec in web]
+    data += [ModelTable.to_openai(s) for s in table.listed() if s.name not in seen]
+    return json_response({"object": "list", "data": data})
 
 
 @bp.get("/<path:model_id>")

@@ -7,8 +7,11 @@ Sources, merged and de-duplicated by fingerprint:
 
 An entry is a refresh token optionally followed by whitespace-separated
 options: ``max_streams=N`` (concurrent answers for this account; default
-``ACCOUNT_MAX_STREAMS``), ``name=label`` (shown in the admin API) and
-``id=<fingerprint>`` (the account's identity; written by the service itself).
+``ACCOUNT_MAX_STREAMS``), ``name=label`` (shown in the admin API),
+``id=<fingerprint>`` (the account's identity; written by the service itself) and
+``cookies=<path>`` (a file with the browser's ``Cookie`` header or a Netscape
+cookies.txt, for upstreams behind a WAF; the admin API can set them too).
+Cookies are secrets: only their names and a fingerprint are ever shown.
 
 When the upstream rotates a refresh token and ``FOLLOW_TOKEN_ROTATION`` is on,
 the new token is kept in the store (``rot:<fingerprint>``) and, if the pool
@@ -33,7 +36,7 @@ from glm_proxy.config import ConfigError, read_setting_file
 
 log = logging.getLogger(__name__)
 
-_OPTION = re.compile(r"^(max_streams|name|id)=(\S*)$")
+_OPTION = re.compile(r"^(max_streams|name|id|cookies)=(\S*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +52,14 @@ def parse_entry(text: str, default_max_streams: int, source: str) -> PoolEntry |
     if not text:
         return None
     token, *options = text.split()
-    max_streams, name, ident = default_max_streams, "", fingerprint(token)
+    max_streams, name, ident, cookies = default_max_streams, "", fingerprint(token), ""
     for option in options:
         match = _OPTION.match(option)
         if not match:
             raise ConfigError(
                 f"account {fingerprint(token)} in {source}: unknown option "
-                f"{option.split('=', 1)[0]!r} (known: max_streams=N, name=label, id=fp)"
+                f"{option.split('=', 1)[0]!r} (known: max_streams=N, name=label, id=fp, "
+                "cookies=path)"
             )
         key, value = match.groups()
         if key == "max_streams":
@@ -66,9 +70,23 @@ def parse_entry(text: str, default_max_streams: int, source: str) -> PoolEntry |
             max_streams = int(value)
         elif key == "id":
             ident = value or ident
+        elif key == "cookies":
+            cookies = _read_cookies(value, fingerprint(token), source)
         else:
             name = value
-    return PoolEntry(Account(token, ident, max_streams), name, source)
+    return PoolEntry(Account(token, ident, max_streams, cookies), name, source)
+
+
+def _read_cookies(path: str, fp: str, source: str) -> str:
+    """The cookie file's text, checked now so a bad file fails at start-up (values never shown)."""
+    from glm_proxy.upstream.identity import parse_cookies
+
+    text = "\n".join(read_setting_file(path, f"cookies= of account {fp} in {source}"))
+    try:
+        parse_cookies(text)
+    except ValueError as exc:
+        raise ConfigError(f"cookies= of account {fp} in {source}: {exc}") from None
+    return text
 
 
 def load_pool(settings) -> list[PoolEntry]:

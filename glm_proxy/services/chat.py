@@ -7,6 +7,7 @@ upstream JSON body), so both are unit-testable; ``start_chat`` adds I/O.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -14,8 +15,9 @@ import orjson
 
 from glm_proxy.accounts import Account
 from glm_proxy.auth import Caller
-from glm_proxy.errors import NotFound
-from glm_proxy.models import ModelSpec
+from glm_proxy.errors import InvalidRequest, NotFound
+from glm_proxy.models import ModelSpec, resolve_reasoning
+from glm_proxy.profiles import parse_mode_map
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.services.controls import (
@@ -27,7 +29,7 @@ from glm_proxy.services.controls import (
 )
 from glm_proxy.translate import TranslateOptions
 
-REASONING_ON = {"minimal", "low", "medium", "high", "xhigh"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,7 +37,7 @@ class ChatPlan:
     model: str
     spec: ModelSpec
     assistant_id: str
-    chat_mode: str | None
+    chat_mode: str | None  # the wire value ("" is sent on 2026; None/"" omitted on 2025)
     networking: bool
     prompt: Prompt
     conversation_id: str | None = None
@@ -44,17 +46,32 @@ class ChatPlan:
     include_usage: bool = False
     stream: bool = False
     controls: Controls = field(default_factory=Controls)
+    mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.models)
+    selected_model: str = ""
+    reasoning_effort: str = ""  # the wire value of meta_data.reasoning_effort
+    send_selected_model: bool = True  # 2026 body fields (GLM_SEND_SELECTED_MODEL)
+    if_plus_model: bool = False
+    attachment_items: str = "2026"
 
 
 def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
-    """Everything the request means, decided before any I/O."""
+    """Everything the request means, decided before any I/O.
+
+    Raises:
+        InvalidRequest: an unknown model while ``STRICT_MODELS`` is on.
+    """
     spec: ModelSpec = models.resolve(body["model"])
-    chat_mode = spec.chat_mode
-    effort = body.get("reasoning_effort")
-    if effort in REASONING_ON and chat_mode is None:
-        chat_mode = "zero"
-    if effort == "none" and chat_mode == "zero":
-        chat_mode = None
+    if not spec.known:
+        if settings.strict_models:
+            raise InvalidRequest(
+                f"The model {body['model']!r} is not known to this service (STRICT_MODELS is "
+                "on); GET /v1/models lists the models.",
+                param="model",
+                code="model_not_found",
+            )
+        log.info("unknown model %r: answering with %s", body["model"], settings.glm_default_model)
+    mode = resolve_reasoning(spec.mode, body.get("reasoning_effort"), settings.glm_effort_map)
+    chat_mode, effort = parse_mode_map(settings.glm_mode_map).get(mode, ("", ""))
     networking = spec.networking and settings.glm_networking
     if body.get("web_search") is not None:
         networking = bool(body["web_search"]) and settings.glm_networking
@@ -62,7 +79,11 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
     controls = plan_controls(body, settings)
     prompt = build_prompt(body["messages"], native_multi_turn=conversation_id is not None)
     prompt = with_instruction(prompt, controls)
-    options = TranslateOptions(include_reasoning=not spec.silent, include_sources=not spec.silent)
+    options = TranslateOptions(
+        include_reasoning=not spec.silent,
+        include_sources=not spec.silent,
+        include_uncited=settings.list_uncited_sources,
+    )
     stream_options = body.get("stream_options") or {}
     return ChatPlan(
         model=body["model"],
@@ -77,22 +98,65 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         include_usage=bool(stream_options.get("include_usage")),
         stream=bool(body.get("stream")),
         controls=controls,
+        mode=mode,
+        selected_model=spec.selected_model or settings.glm_default_model,
+        reasoning_effort=effort,
+        send_selected_model=settings.glm_send_selected_model,
+        if_plus_model=settings.glm_if_plus_model,
+        attachment_items=settings.glm_attachment_items,
     )
+
+
+IMAGE_FIELDS = ("file_name", "file_id", "image_url", "file_size", "order", "width", "height")
+FILE_FIELDS = ("file_name", "file_id", "file_url", "file_size", "order")
+
+
+def attachment_item(kind: str, record: dict[str, Any], order: int, shape: str) -> dict[str, Any]:
+    """One uploaded file as the stream request references it.
+
+    ``2025``: the whole upload record (plus ``image_url`` for images). ``2026``:
+    the slim shape the web app sends (§15.3); fields the upload did not return
+    are filled from the ones it did (``image_url`` = ``file_url``, ``file_name``
+    = ``filename``).
+    """
+    if shape == "2025":
+        return record
+    filled = {
+        "file_name": record.get("file_name") or record.get("filename") or "",
+        "file_id": record.get("file_id") or record.get("source_id") or "",
+        "file_url": record.get("file_url") or record.get("image_url") or "",
+        "image_url": record.get("image_url") or record.get("file_url") or "",
+        "file_size": record.get("file_size") or record.get("size") or 0,
+        "order": order,
+        "width": record.get("width") or 0,
+        "height": record.get("height") or 0,
+    }
+    return {k: filled[k] for k in (IMAGE_FIELDS if kind == "image" else FILE_FIELDS)}
 
 
 def build_upstream_payload(
     plan: ChatPlan, *, files: list[dict] | None = None, images: list[dict] | None = None
 ) -> dict[str, Any]:
-    """The upstream stream request body (protocol notes §6.1)."""
+    """The upstream stream request body (protocol notes §6.1; 2026: §15.3)."""
     content: list[dict[str, Any]] = [{"type": "text", "text": plan.prompt.text}]
+    shape = plan.attachment_items
     if files:
-        content.append({"type": "file", "file": files})
+        content.append(
+            {
+                "type": "file",
+                "file": [attachment_item("file", r, i, shape) for i, r in enumerate(files)],
+            }
+        )
     if images:
-        content.append({"type": "image", "image": images})
+        content.append(
+            {
+                "type": "image",
+                "image": [attachment_item("image", r, i, shape) for i, r in enumerate(images)],
+            }
+        )
     meta: dict[str, Any] = {
         "channel": "",
         "draft_id": "",
-        "if_plus_model": True,
         "input_question_type": "xxxx",
         "is_networking": plan.networking,
         "is_test": False,
@@ -100,7 +164,14 @@ def build_upstream_payload(
         "quote_log_id": "",
         "cogview": {"rm_label_watermark": False},
     }
-    if plan.chat_mode:
+    if plan.if_plus_model:
+        meta["if_plus_model"] = True
+    if plan.send_selected_model:
+        meta["selected_model"] = plan.selected_model
+        meta["chat_mode"] = plan.chat_mode or ""
+        if plan.reasoning_effort:
+            meta["reasoning_effort"] = plan.reasoning_effort
+    elif plan.chat_mode:
         meta["chat_mode"] = plan.chat_mode
     return {
         "assistant_id": plan.assistant_id,

@@ -114,8 +114,37 @@ def drawing_prompt(prompt: str) -> str:
     return prompt if DRAW_WORD in prompt else DRAW_PREFIX + prompt
 
 
-def drawing_payload(prompt: str, assistant_id: str, aspect_ratio: str) -> dict[str, Any]:
-    """The stream body for a drawing (notes §8, §6.1: no chat_mode, no is_networking)."""
+IMAGE_NUMBER = re.compile(r"_(\d+)_\d+\.[A-Za-z0-9]+(?:\?|$)")
+
+
+def image_order(url: str) -> int:
+    """The picture's number in ``<history_id>_<n>_0.jpg`` (2026 frames arrive shuffled)."""
+    match = IMAGE_NUMBER.search(url)
+    return int(match.group(1)) if match else 1 << 30
+
+
+def drawing_payload(
+    prompt: str, assistant_id: str, aspect_ratio: str, selected_model: str | None = None
+) -> dict[str, Any]:
+    """The stream body for a drawing.
+
+    2025 (notes §8, §6.1): no chat_mode, no is_networking. 2026 (§15.6, when
+    ``selected_model`` is given): the fast mode, no web search, the model.
+    """
+    payload = _drawing_payload(prompt, assistant_id, aspect_ratio)
+    if selected_model:
+        meta = payload["meta_data"]
+        del meta["if_plus_model"]
+        meta.update(
+            selected_model=selected_model,
+            chat_mode="",
+            reasoning_effort="low",
+            is_networking=False,
+        )
+    return payload
+
+
+def _drawing_payload(prompt: str, assistant_id: str, aspect_ratio: str) -> dict[str, Any]:
     return {
         "assistant_id": assistant_id,
         "conversation_id": "",
@@ -143,7 +172,9 @@ def drawing_payload(prompt: str, assistant_id: str, aspect_ratio: str) -> dict[s
 
 def draw(svc, caller: Caller, prompt: str, assistant_id: str, aspect_ratio: str) -> Drawing:
     """One drawing answer. Raises ``ContentFiltered`` (400) or the answer's error."""
-    payload = drawing_payload(drawing_prompt(prompt), assistant_id, aspect_ratio)
+    settings = svc.settings
+    model = settings.glm_default_model if settings.glm_send_selected_model else None
+    payload = drawing_payload(drawing_prompt(prompt), assistant_id, aspect_ratio, model)
     request = AnswerRequest(
         assistant_id=assistant_id,
         build_payload=lambda _account: payload,
@@ -165,6 +196,8 @@ def draw(svc, caller: Caller, prompt: str, assistant_id: str, aspect_ratio: str)
                 )
     finally:
         job.cancel()
+    # images may arrive in any order and in unfinished frames (2026): number order
+    drawing.urls.sort(key=image_order)
     return drawing
 
 

@@ -207,6 +207,8 @@ class Attempt:
     def _stop_upstream(self) -> None:
         """Ask the upstream to stop generating (when its client offers that call)."""
         stop = getattr(self.job.services.upstream, "stop_stream", None)
+        if not getattr(self.job.services.settings, "glm_stop_on_disconnect", True):
+            return  # protocol: the 2025 upstream has no stop call
         history_id = self.started.message_id if self.started is not None else None
         if history_id is None and self.translator is not None:
             history_id = getattr(self.translator, "message_id", None)
@@ -237,15 +239,31 @@ class Attempt:
             return
         job = self.job
         services = job.services
+        # protocol: an answer the client left unfinished is stopped upstream (stop_stream),
+        # unless abort() already stopped it above
+        stop_id = None if job.stop_upstream else unfinished_history_id(self.translator)
         conversations = services.pool.conversations
         if conversation_id == job.request.continue_conversation:
             if self.committed:
                 conversations.touch(conversation_id)  # the idle sweeper's clock restarts
+            if stop_id:
+                services.janitor.stop_later(self.account, stop_id)
             return
         keep = self.committed and (
             job.request.keep_conversation or not services.settings.delete_conversations
         )
         if keep:
             conversations.remember(self.account, conversation_id, job.request.assistant_id)
+            if stop_id:
+                services.janitor.stop_later(self.account, stop_id)
             return
-        services.janitor.delete_later(self.account, job.request.assistant_id, conversation_id)
+        services.janitor.delete_later(
+            self.account, job.request.assistant_id, conversation_id, stop_history_id=stop_id
+        )
+
+
+def unfinished_history_id(translator: Translator | None) -> str | None:
+    """The upstream answer id when the answer had started but not ended (protocol)."""
+    if translator is None or translator.finished:
+        return None
+    return translator.history_id

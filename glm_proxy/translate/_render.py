@@ -70,7 +70,12 @@ class CitationBook:
 
     def __init__(self) -> None:
         self.cited: dict[str, Citation] = {}  # url -> citation
+        self.consulted: dict[str, Source] = {}  # url -> every source the upstream found
         self._new: list[Citation] = []
+
+    def consult(self, source: Source | None) -> None:
+        if source is not None and source.url not in self.consulted:
+            self.consulted[source.url] = source
 
     def cite(self, source: Source) -> Citation:
         citation = self.cited.get(source.url)
@@ -85,11 +90,22 @@ class CitationBook:
         new, self._new = self._new, []
         return new
 
-    def sources_list(self) -> str:
-        """``"\\n\\n**Sources**\\n1. [title](url)\\n2. ..."``, or "" when nothing was cited."""
-        if not self.cited:
+    def sources_list(self, include_uncited: bool = False) -> str:
+        """``"\\n\\n**Sources**\\n1. [title](url)\\n2. ..."``, or "" when there is none.
+
+        Cited sources first, numbered as in the text; with ``include_uncited`` the
+        other pages the upstream consulted follow, numbered on.
+        """
+        entries = [(c.title, c.url) for c in self.cited.values()]
+        if include_uncited:
+            entries += [
+                (s.title, s.url) for s in self.consulted.values() if s.url not in self.cited
+            ]
+        if not entries:
             return ""
-        lines = (f"{c.index}. [{md_text(c.title)}]({md_url(c.url)})" for c in self.cited.values())
+        lines = (
+            f"{i}. [{md_text(title)}]({md_url(url)})" for i, (title, url) in enumerate(entries, 1)
+        )
         return SOURCES_HEADING + "\n".join(lines)
 
 
@@ -119,6 +135,9 @@ class Renderer:
             quotes.extend(seg.quotes)
             for key, source in seg.results.items():
                 results.setdefault(key, source)
+                self.book.consult(source)
+            for quote in seg.quotes:
+                self.book.consult(quote)
             for item in seg.items.values():
                 target = reasoning_items if item.kind in REASONING_KINDS else answer_items
                 target.append((seg, item))

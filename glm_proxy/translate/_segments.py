@@ -56,6 +56,11 @@ ANSWER_KINDS = frozenset({"text", "code", "execution_output", "image"})
 REASONING_KINDS = frozenset({"think", "text_thinking"})
 _DONE_STATUSES = ("finish", "done")  # "done": E1 execution output
 _SKIPPED_ROLES = frozenset({"user", "system"})  # echoes of the prompt, never the answer
+# The upstream's own tool loop (2026: search, finish marker, sandbox): its parts carry the
+# call, its results and at most progress text, never answer text (§15.5).
+TOOL_ROLES = frozenset({"tool", "observation"})
+TOOL_SHOW_TYPES = frozenset({"mc_tool_call2", "mc_tool_result2"})
+_TOOL_HIDDEN_KINDS = frozenset({"text", "think", "text_thinking"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,12 +112,18 @@ class Segment:
         """Fold one (validated) part of an event into this segment."""
         if part.get("role") in _SKIPPED_ROLES:
             self.skipped = True
+        meta = part.get("meta_data")
+        tool_part = part.get("role") in TOOL_ROLES or (
+            isinstance(meta, dict) and meta.get("show_type") in TOOL_SHOW_TYPES
+        )
         authoritative = part.get("status") in _DONE_STATUSES
         ordinals: dict[str, int] = {}
         for raw in part.get("content") or ():
             kind = raw.get("type")
             if kind not in VALUE_FIELDS and kind != "image":
                 continue  # quote_result, tool_calls, tool_result, browser_result, unknown...
+            if tool_part and kind in _TOOL_HIDDEN_KINDS:
+                continue  # server-side tool chatter is not the answer
             ordinal = ordinals.get(kind, 0)
             ordinals[kind] = ordinal + 1
             item = self.items.get((kind, ordinal))

@@ -67,11 +67,17 @@ _STATUS_TRIGGERS = {
     "finish": Trigger.FINISH,
     "intervene": Trigger.INTERVENE,
     "error": Trigger.ERROR,
+    # generic failure spellings seen in 2026 parsers (upstream-protocol.md §15.4)
+    "failed": Trigger.ERROR,
+    "failure": Trigger.ERROR,
+    "cancelled": Trigger.ERROR,
+    "canceled": Trigger.ERROR,
 }
 
 
 def trigger_for_status(status: object) -> Trigger:
-    """Map a top-level ``status``; anything but the three end states means "still streaming"."""
+    """Map a top-level ``status``; anything but the end states means "still streaming"
+    (``init``, and the 2026 lifecycle ``processing``)."""
     return _STATUS_TRIGGERS.get(status, Trigger.INIT) if isinstance(status, str) else Trigger.INIT
 
 

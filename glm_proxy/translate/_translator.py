@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from glm_proxy.errors import UpstreamError, UpstreamProtocolError
+from glm_proxy.errors import GLMProxyError, UpstreamBusy, UpstreamError, UpstreamProtocolError
 from glm_proxy.events import (
     ConversationStarted,
     Delta,
@@ -47,11 +47,13 @@ class TranslateOptions:
     Attributes:
         include_reasoning: emit ``ReasoningDelta`` for think blocks.
         include_sources: append a numbered source list to a finished answer that cited any.
+        include_uncited: list the other pages the upstream searched too (after the cited).
         segment_separator: put between consecutive visible blocks (text, code, output, images).
     """
 
     include_reasoning: bool = True
     include_sources: bool = True
+    include_uncited: bool = True
     segment_separator: str = "\n\n"
 
 
@@ -68,6 +70,12 @@ class Translator:
         self._announced_images: set[str] = set()
         self.sent_text = ""
         self.sent_reasoning = ""
+        self.stop_requested = False  # set when we asked the upstream to stop (10024 is then ok)
+
+    @property
+    def history_id(self) -> str | None:
+        """The upstream's id of this answer (``stop_stream``'s ``history_id``)."""
+        return self.message_id or None
 
     @property
     def phase(self) -> Phase:
@@ -90,6 +98,8 @@ class Translator:
             kind = type(event).__name__
             raise UpstreamProtocolError(f"upstream event is a {kind}, not an object")
         trigger = trigger_for_status(event.get("status"))
+        if trigger is Trigger.INIT and _error_code(event) is not None:
+            trigger = Trigger.ERROR  # a lifecycle frame carrying last_error (e.g. 10062)
         parts = checked_parts(event)
         old = self._machine.transition(trigger)
         if old not in LIVE_PHASES:
@@ -102,7 +112,10 @@ class Translator:
             self.message_id = message_id if isinstance(message_id, str) else ""
             out.append(ConversationStarted(conversation_id, self.message_id))
         if trigger is Trigger.ERROR:
-            raise UpstreamError(_error_message(event))
+            if self.stop_requested and _error_code(event) == STOPPED_CODE:
+                # "generator exit" after our own stop_stream: the answer simply ends here
+                return out + self._emit(closing=True, final=True) + [Finished("stop")]
+            raise _error(event)
         for position, part in enumerate(parts):
             key = segment_key(part, position)
             segment = self._segments.get(key)
@@ -133,7 +146,7 @@ class Translator:
         rendering = self._renderer.render(self._segments.values(), closing)
         answer = rendering.answer
         if final and self.options.include_sources:
-            answer += self._renderer.book.sources_list()
+            answer += self._renderer.book.sources_list(self.options.include_uncited)
         out: list[Delta] = []
         reasoning, self.sent_reasoning = _diff(rendering.reasoning, self.sent_reasoning)
         if reasoning:
@@ -156,13 +169,43 @@ def _diff(rendered: str, sent: str) -> tuple[str, str]:
     return rendered[len(sent) :], rendered
 
 
-def _error_message(event: dict[str, Any]) -> str:
-    error = event.get("error")
-    if isinstance(error, dict):
-        msg, code = error.get("err_msg") or error.get("message"), error.get("error_code")
-        if msg or code is not None:
-            return f"upstream reported an error ({code}): {msg or 'no message'}"
-    return "upstream reported an error without details"
+STOPPED_CODE = 10024  # "generator exit": the answer was stopped (stop_stream)
+BUSY_CODES = frozenset({10061, 10062})  # account busy / peak-hour queue: try another account
+
+
+def _error_fields(event: dict[str, Any]) -> tuple[Any, Any]:
+    """(code, message) from top-level ``error`` or ``last_error`` (either spelling)."""
+    for key in ("error", "last_error"):
+        error = event.get(key)
+        if isinstance(error, dict) and error:
+            code = error.get("error_code", error.get("code"))
+            msg = error.get("err_msg") or error.get("message") or error.get("msg")
+            if code is not None or msg:
+                return code, msg
+    return None, None
+
+
+def _error_code(event: dict[str, Any]) -> int | None:
+    """The numeric error code an event carries, or None (``last_error: {}`` is no error)."""
+    code, msg = _error_fields(event)
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool):
+        return code
+    return -1 if msg else None
+
+
+def _error(event: dict[str, Any]) -> GLMProxyError:
+    code, msg = _error_fields(event)
+    number = _error_code(event)
+    if number in BUSY_CODES:
+        return UpstreamBusy(
+            f"the upstream account is busy ({number}): {msg or 'try again'}",
+            headers={"Retry-After": "2"},
+        )
+    if code is not None or msg:
+        return UpstreamError(f"upstream reported an error ({code}): {msg or 'no message'}")
+    return UpstreamError("upstream reported an error without details")
 
 
 def translate_all(

@@ -1,10 +1,12 @@
 """The only code that talks to chatglm.cn.
 
 Signed requests on one gevent-friendly ``requests.Session`` (a shared connection
-pool; cookies are refused so accounts never leak into each other), an
-access-token cache with single-flight refresh, the answer stream, conversation
-delete. It knows nothing about OpenAI. ``requests`` exceptions become our
-errors here and nowhere else.
+pool; ``Set-Cookie`` is refused so accounts never leak into each other: an
+account's browser cookies are sent explicitly, see ``requesting.py``), an
+access-token cache with single-flight refresh, the answer stream. The 2026
+management calls (server clock, stop, deletes with fallbacks, model catalogue)
+are in ``control.py``; uploads and video in ``media.py``. It knows nothing
+about OpenAI. ``requests`` exceptions become our errors here and nowhere else.
 """
 
 from __future__ import annotations
@@ -35,9 +37,11 @@ from glm_proxy.errors import (
     UpstreamTimeout,
 )
 from glm_proxy.store.base import Store
+from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
-from glm_proxy.upstream.headers import JSON_CT, browser_headers
-from glm_proxy.upstream.signing import signature_headers
+from glm_proxy.upstream.headers import JSON_CT
+from glm_proxy.upstream.identity import DeviceIds
+from glm_proxy.upstream.requesting import RequestHeaders
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,7 @@ def _new_session(pool_maxsize: int) -> requests.Session:
     return session
 
 
-class UpstreamClient:
+class UpstreamClient(RequestHeaders):
     """Signed calls to the upstream on behalf of accounts."""
 
     def __init__(
@@ -80,46 +84,17 @@ class UpstreamClient:
         self._nonce = nonce
         self._local_flight = threading.Lock()
         self.on_rotation: Callable[[Account, str], None] | None = None
-
-    # -- request building (pure-ish) ----------------------------------------
-
-    def url(self, path: str) -> str:
-        return self.settings.glm_base_url.rstrip("/") + path
-
-    def referer(self, assistant_id: str | None = None) -> str:
-        origin = self.settings.glm_origin
-        if assistant_id and assistant_id != self.settings.glm_assistant_id:
-            return f"{origin}/main/gdetail/{assistant_id}"
-        return f"{origin}/main/alltoolsdetail"
-
-    def headers(
-        self,
-        *,
-        token: str | None,
-        signed: bool,
-        referer: str | None = None,
-        content_type: str | None = JSON_CT,
-        accept: str = "application/json, text/plain, */*",
-    ) -> dict[str, str]:
-        """Headers for one request: a fresh identity, and a signature when ``signed``."""
-        signature = None
-        if signed:
-            s = self.settings
-            signature = signature_headers(
-                int(self._clock() * 1000),
-                self._nonce(),
-                s.glm_sign_secret,
-                check_digit=s.glm_sign_check_digit,
-            )
-        return browser_headers(
-            self.settings,
-            token=token,
-            referer=referer,
-            content_type=content_type,
-            accept=accept,
-            request_ids=(uuid.uuid4().hex, uuid.uuid4().hex),
-            signature=signature,
+        self.device_ids = DeviceIds(
+            settings.glm_device_id_strategy,
+            settings.glm_device_id,
+            settings.glm_device_rotate_every,
         )
+        # Server clock: offset (ms) added to the local clock when signing; see upstream/control.
+        self.clock_offset_ms = 0.0
+        self.clock_synced_at: float | None = None
+        self._jars: dict[str, dict[str, str]] = {}
+
+    # -- request building: see upstream/requesting.py -------------------------
 
     # -- transport -----------------------------------------------------------
 
@@ -169,16 +144,20 @@ class UpstreamClient:
 
     # -- tokens --------------------------------------------------------------
 
-    def refresh(self, refresh_token: str) -> TokenGrant:
+    def refresh(self, refresh_token: str, account: Account | None = None) -> TokenGrant:
         """Exchange a refresh token for an access token (no cache)."""
         s = self.settings
         legacy = s.glm_refresh_mode == "legacy"
         path = s.glm_legacy_refresh_path if legacy else s.glm_refresh_path
+        if s.glm_time_sync and not legacy:
+            ensure_clock(self, account)
         resp = self._send(
             "POST",
             self.url(path),
             timeout=(s.glm_connect_timeout, s.glm_request_timeout),
-            headers=self.headers(token=refresh_token, signed=not legacy),
+            headers=self.headers(
+                token=refresh_token, signed=not legacy, account=account, refreshing=True
+            ),
             data=b"{}",
         )
         try:
@@ -216,7 +195,7 @@ class UpstreamClient:
             cached = self.store.get(key)
             if cached:
                 return cached
-            grant = self.refresh(self.current_refresh_token(account))
+            grant = self.refresh(self.current_refresh_token(account), account)
             self.store.set(key, grant.access_token, ttl=self.settings.glm_access_token_ttl)
             if (
                 grant.refresh_token
@@ -239,10 +218,10 @@ class UpstreamClient:
     def invalidate(self, account: Account) -> None:
         self.store.delete(self._cache_key(account))
 
-    def check_token(self, refresh_token: str) -> bool:
+    def check_token(self, refresh_token: str, account: Account | None = None) -> bool:
         """Liveness of a refresh token: can it still be exchanged for an access token?"""
         try:
-            grant = self.refresh(refresh_token)
+            grant = self.refresh(refresh_token, account)
         except RefreshTokenExpired:
             return False
         except UpstreamError as exc:
@@ -266,6 +245,7 @@ class UpstreamClient:
 
     def _with_access(self, account: Account, attempt: Callable[[str], Any]) -> Any:
         """Run ``attempt(access_token)``; on an expired access token refresh once and retry."""
+        ensure_clock(self, account)
         token = self.access_token(account)
         try:
             return attempt(token)
@@ -301,6 +281,7 @@ class UpstreamClient:
                     signed=signed,
                     referer=referer,
                     content_type=None if files is not None else JSON_CT,
+                    account=account,
                 ),
                 data=body,
                 files=files,
@@ -326,7 +307,11 @@ class UpstreamClient:
                 self.url(s.glm_stream_path),
                 timeout=(s.glm_connect_timeout, s.glm_read_timeout),
                 headers=self.headers(
-                    token=token, signed=True, referer=referer, accept="text/event-stream"
+                    token=token,
+                    signed=True,
+                    referer=referer,
+                    accept="text/event-stream",
+                    account=account,
                 ),
                 data=body,
                 stream=True,
@@ -373,16 +358,18 @@ class UpstreamClient:
         finally:
             resp.close()
 
-    def delete_conversation(
-        self, account: Account, assistant_id: str, conversation_id: str
-    ) -> None:
-        self.call(
-            account,
-            "POST",
-            self.settings.glm_delete_path,
-            json={"assistant_id": assistant_id, "conversation_id": conversation_id},
-            referer=f"{self.settings.glm_origin}/main/alltoolsdetail",
-        )
+    def delete_conversation(self, account: Account, assistant_id: str, conversation_id: str) -> str:
+        """Delete one conversation by the configured calls in order; returns the call that
+        worked (see ``upstream.control.delete_conversations``)."""
+        return delete_conversations(self, account, assistant_id, [conversation_id])
+
+    def delete_conversations(self, account: Account, assistant_id: str, ids: list[str]) -> str:
+        """Delete several conversations of one account (one ``bulk_delete`` when enabled)."""
+        return delete_conversations(self, account, assistant_id, ids)
+
+    def stop_stream(self, account: Account, history_id: str) -> None:
+        """Ask the upstream to stop generating an answer (``mainchat-api/stream/stop_stream``)."""
+        stop_stream(self, account, history_id)
 
 
 def init_app(app) -> None:

@@ -23,6 +23,12 @@ from glm_proxy.errors import (
     UpstreamRetryable,
 )
 
+WAF_CODES = frozenset({40012})  # the upstream's web application firewall (transient)
+WAF_MESSAGE = (
+    "the upstream's firewall (WAF) rejected the request (40012); the account rests briefly. "
+    "From datacenter IPs, give the account its browser cookies (see README: cookie import)."
+)
+
 RELOGIN_MESSAGE = (
     "The chatglm refresh token was rejected by the upstream (40102): it has expired or was "
     "revoked. Log in to chatglm.cn again and use the new chatglm_refresh_token cookie value."
@@ -49,7 +55,22 @@ def parse_json(body: bytes) -> Any:
 def classify_failure(
     http_status: int, body: bytes, busy_codes: Iterable[str] = ()
 ) -> GLMProxyError:
-    """The error for an upstream reply that is not a success envelope."""
+    """The error for an upstream reply that is not a success envelope.
+
+    The error remembers what the upstream said (``upstream_http``,
+    ``upstream_code``) for diagnostics such as the doctor command.
+    """
+    error = _classify(http_status, body, busy_codes)
+    data = parse_json(body) if body else None
+    error.upstream_http = http_status  # type: ignore[attr-defined]
+    if isinstance(data, dict):
+        error.upstream_code = _number(data.get("status"))  # type: ignore[attr-defined]
+        if error.upstream_code is None:  # type: ignore[attr-defined]
+            error.upstream_code = _number(data.get("code"))  # type: ignore[attr-defined]
+    return error
+
+
+def _classify(http_status: int, body: bytes, busy_codes: Iterable[str]) -> GLMProxyError:
     data = parse_json(body) if body else None
     if isinstance(data, dict):
         code = _number(data.get("code"))
@@ -60,6 +81,13 @@ def classify_failure(
             return RefreshTokenExpired(RELOGIN_MESSAGE)
         if codes & {401, 40103}:
             return AccessTokenExpired(f"upstream rejected the access token: {message}")
+        if codes & WAF_CODES:
+            return UpstreamRetryable(
+                f"{WAF_MESSAGE} Upstream said: {message or 'no message'}",
+                code="upstream_waf_blocked",
+                status=503,
+                headers={"Retry-After": "5"},
+            )
         if {str(c) for c in codes} & set(busy_codes):
             return UpstreamBusy(
                 f"the upstream account is already answering another request: {message}",

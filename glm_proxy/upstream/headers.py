@@ -9,9 +9,9 @@ passed in, so the result is reproducible in tests.
 from __future__ import annotations
 
 from glm_proxy.config import Settings
+from glm_proxy.upstream.identity import client_hints
 
 JSON_CT = "application/json;charset=UTF-8"
-CHROME_UA_HINT = '"Chromium";v="131", "Not_A Brand";v="24", "Google Chrome";v="131"'
 
 
 def browser_headers(
@@ -23,11 +23,13 @@ def browser_headers(
     accept: str,
     request_ids: tuple[str, str],
     signature: dict[str, str] | None,
+    cookie: str = "",
 ) -> dict[str, str]:
     """Headers for one upstream request.
 
-    :param request_ids: fresh ``(X-Device-Id, X-Request-Id)`` values (32 hex each).
+    :param request_ids: ``(X-Device-Id, X-Request-Id)`` values (32 hex each).
     :param signature: the ``X-Timestamp``/``X-Nonce``/``X-Sign`` triple, or None.
+    :param cookie: the account's browser cookie header ("" = none, like 2025 proxies).
     """
     s = settings
     device_id, request_id = request_ids
@@ -39,9 +41,7 @@ def browser_headers(
         "Pragma": "no-cache",
         "Origin": s.glm_origin,
         "Referer": referer or f"{s.glm_origin}/main/alltoolsdetail",
-        "Sec-Ch-Ua": CHROME_UA_HINT,
-        "Sec-Ch-Ua-Mobile": "?0",
-        "Sec-Ch-Ua-Platform": '"Windows"',
+        **client_hints(s.glm_user_agent, s.glm_sec_ch_ua),
         "Sec-Fetch-Dest": "empty",
         "Sec-Fetch-Mode": "cors",
         "Sec-Fetch-Site": "same-origin",
@@ -61,6 +61,8 @@ def browser_headers(
         headers["Content-Type"] = content_type
     if token:
         headers["Authorization"] = f"Bearer {token}"
+    if cookie:
+        headers["Cookie"] = cookie
     if signature:
         headers.update(signature)
     headers.update(s.extra_headers)

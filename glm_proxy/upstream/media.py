@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import UpstreamProtocolError
+from glm_proxy.profiles import parse_pairs
 from glm_proxy.upstream.envelope import unwrap
 
 UPLOAD_CHUNK = 64 * 1024
@@ -31,14 +32,24 @@ class MultipartFile:
     """
 
     def __init__(
-        self, fileobj: IO[bytes], size: int, filename: str, content_type: str, field: str = "file"
+        self,
+        fileobj: IO[bytes],
+        size: int,
+        filename: str,
+        content_type: str,
+        field: str = "file",
+        fields: dict[str, str] | None = None,
     ) -> None:
         self.boundary = "----glmproxy" + uuid.uuid4().hex
         safe_name = (
             filename.replace("\\", "_").replace('"', "'").replace("\r", "").replace("\n", "")
         )
+        plain = "".join(
+            f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in (fields or {}).items()
+        )
         self._head = (
-            f"--{self.boundary}\r\n"
+            plain + f"--{self.boundary}\r\n"
             f'Content-Disposition: form-data; name="{field}"; filename="{safe_name}"\r\n'
             f"Content-Type: {content_type}\r\n\r\n"
         ).encode()
@@ -88,13 +99,20 @@ def _upload(
     filename: str,
     content_type: str,
     referer: str,
+    *,
+    signed: bool = False,
+    fields: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     s = client.settings
 
     def attempt(token: str) -> Any:
-        body = MultipartFile(fileobj, size, filename, content_type)
+        body = MultipartFile(fileobj, size, filename, content_type, fields=fields)
         headers = client.headers(
-            token=token, signed=False, referer=referer, content_type=body.content_type
+            token=token,
+            signed=signed,
+            referer=referer,
+            content_type=body.content_type,
+            account=account,
         )
         resp = client._send(  # same package: the one transport
             "POST",
@@ -112,21 +130,35 @@ def _upload(
 
 
 def upload_file(
-    client, account: Account, fileobj: IO[bytes], size: int, filename: str, content_type: str
+    client,
+    account: Account,
+    fileobj: IO[bytes],
+    size: int,
+    filename: str,
+    content_type: str,
+    assistant_id: str | None = None,
 ) -> dict[str, Any]:
     """Upload a chat attachment; the record has ``file_id``, ``file_url``, ``source_id``, ...
 
     Images come back with non-zero ``width``/``height``.
     """
+    s = client.settings
+    assistant = assistant_id or s.glm_assistant_id
+    fields = {
+        name: value.replace("{assistant_id}", assistant)
+        for name, value in parse_pairs(s.glm_upload_fields).items()
+    }
     record = _upload(
         client,
         account,
-        client.settings.glm_upload_path,
+        s.glm_upload_path,
         fileobj,
         size,
         filename,
         content_type,
-        referer=client.settings.glm_origin + "/",
+        referer=s.glm_origin + "/",
+        signed=s.glm_upload_signed,
+        fields=fields,
     )
     if not record.get("file_id") and not record.get("file_url"):
         raise UpstreamProtocolError("the upstream upload returned no file_id/file_url")

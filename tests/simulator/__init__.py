@@ -9,6 +9,15 @@ the text wins): text, slow, think, search, search_late, code, image, multi, inte
 long, unknown_types, draw, noimage; common keys: shape=all|current|delta, delay=S, wait=S,
 chunk=N; long takes n=N. Exact answer texts are constants in `scripts.py`.
 
+Era: `--era E2` (default) or `--era E3` (the 2026 protocol, spec §15.7; also the `era`
+config key): 2026 framing (`data:  `, lifecycle frames, one part per frame, empty
+`tool_calls` containers), the server-side tool loop (`tools` scenario, `finish` marker), HTTP
+429 `10061` for a second stream, `mainchat-api` deletes/list/stop (`stop_stream` ends an answer
+with `10024`), `productivity-api/file/chat_upload`, drawings as single-image frames plus the
+`one_to_more_finish` sentinel, the model catalogue (`selected_model` is checked), `cur_ts`, and
+switches `waf`, `clock_skew_ms`/`max_skew_ms`, `require_device_match`, `legacy_delete`,
+`e3_final_finish`. E3 faults: `busy_10061`, `queue_10062`, `waf_40012`.
+
 Control API (tests only): GET /_sim/state, POST /_sim/reset, POST /_sim/config,
 POST /_sim/faults {"token","kind","count","seconds"}, POST /_sim/tokens/dead {"token"}.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from . import accounts, control, files, scripted, stream, video
+from . import accounts, control, e3, files, scripted, stream, video
 from .common import json_response, log_request
 from .state import SimState
 
@@ -51,7 +51,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_BYTES
     app.extensions["glm_sim"] = SimState(config)
     app.before_request(log_request)
-    for blueprint in (accounts.bp, stream.bp, files.bp, video.bp, control.bp, scripted.bp):
+    app.before_request(e3.waf_gate)
+    for blueprint in (accounts.bp, stream.bp, files.bp, video.bp, control.bp, e3.bp, scripted.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(404)

@@ -31,6 +31,11 @@ LOGGED_HEADERS = (
     "X-Sign",
     "X-App-Platform",
     "X-Lang",
+    "X-App-Fr",
+    "X-Exp-Groups",
+    "Sec-Ch-Ua",
+    "Sec-Ch-Ua-Platform",
+    "Cookie",
 )
 
 

@@ -31,43 +31,67 @@ GROWING_FIELDS = {
     "image": "image",
 }
 PART_MODEL = "chatglm-all-tools"
+E3_PART_MODEL = "moe_53f"
+E3_META = {
+    "input_question_type": "xxxx",
+    "retry_log_id": "",
+    "if_plus_model": True,
+    "plus_model_available": True,
+    "if_increase_push": False,
+}
 
 
 @dataclass(frozen=True)
 class Envelope:
-    """The top-level fields every event of one answer repeats."""
+    """The top-level fields every event of one answer repeats; ``e3`` = 2026 decoration."""
 
     message_id: str
     conversation_id: str
     assistant_id: str
     created_at: str
+    e3: bool = False
 
 
 def _part(seg: Segment, items: list[dict[str, Any]], status: str, env: Envelope) -> dict[str, Any]:
+    if env.e3:
+        # every 2026 content item carries an empty tool_calls container (§15.4)
+        content = [
+            {"tool_calls": {}, **item, "status": status}
+            if item["type"] != "tool_calls"
+            else {**item, "status": status}
+            for item in items
+        ]
+        meta = {"auto_glm_data": {}, **seg.meta_data}
+    else:
+        content = [{**item, "status": status} for item in items]
+        meta = {"toolCallRecipient": None, **seg.meta_data}
     return {
         "id": env.message_id,
         "logic_id": seg.logic_id,
         "role": seg.role,
-        "content": [{**item, "status": status} for item in items],
-        "model": PART_MODEL,
+        "content": content,
+        "model": E3_PART_MODEL if env.e3 else PART_MODEL,
         "recipient": seg.recipient,
         "created_at": env.created_at,
-        "meta_data": {"toolCallRecipient": None, **seg.meta_data},
+        "meta_data": meta,
         "status": status,
     }
 
 
 def _event(env: Envelope, parts: list[dict[str, Any]], status: str = "init") -> dict[str, Any]:
-    return {
+    event = {
         "id": env.message_id,
         "conversation_id": env.conversation_id,
         "assistant_id": env.assistant_id,
         "parts": parts,
         "created_at": env.created_at,
-        "meta_data": {},
+        "meta_data": dict(E3_META) if env.e3 and not parts else {},
         "status": status,
         "last_error": {},
     }
+    if env.e3:
+        event["tool_calls"] = []
+    return event
 
 
 def delta_items(
@@ -116,7 +140,8 @@ def iter_events(script: Script, env: Envelope, shape: str) -> Iterator[dict[str,
         if not seg.finishes:
             partial = last
             break
-        finished = _part(seg, seg.snapshots[-1], "finish", env)
+        final_items = seg.final if seg.final is not None else seg.snapshots[-1]
+        finished = _part(seg, final_items, "finish", env)
         yield _event(env, [*done, finished] if shape == "all" else [finished])
         done.append(finished)
         last = finished
@@ -144,8 +169,13 @@ def _final(
     return event
 
 
-def encode_event(event: dict[str, Any]) -> bytes:
-    """One SSE frame; orjson writes non-ASCII as raw UTF-8 so characters can be split."""
+def encode_event(event: dict[str, Any], e3: bool = False) -> bytes:
+    """One SSE frame; orjson writes non-ASCII as raw UTF-8 so characters can be split.
+
+    2026 frames have no ``event:`` line and two spaces after ``data:`` (§15.4).
+    """
+    if e3:
+        return b"data:  " + orjson.dumps(event) + b"\n\n"
     return b"event:message\ndata: " + orjson.dumps(event) + b"\n\n"
 
 

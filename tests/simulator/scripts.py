@@ -77,6 +77,7 @@ class Segment:
     meta_data: dict[str, Any] = field(default_factory=dict)
     finishes: bool = True
     logic_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    final: list[dict[str, Any]] | None = None  # finish-frame content (default: last snapshot)
 
 
 @dataclass

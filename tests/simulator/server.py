@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-polls", type=int, default=3, help="status polls until finished")
     p.add_argument("--public-base-url", default=None)
     p.add_argument("--access-log", action="store_true")
+    p.add_argument("--era", choices=("E2", "E3"), default="E2", help="protocol era (§15: E3)")
     return p.parse_args(argv)
 
 
@@ -74,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "zero_mode_thinks": args.zero_mode_thinks,
         "video_polls_to_finish": args.video_polls,
         "public_base_url": args.public_base_url,
+        "era": args.era,
     }
     if args.sign_secret:
         config["sign_secret"] = args.sign_secret

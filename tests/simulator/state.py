@@ -33,6 +33,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "zero_mode_thinks": False,  # no directive + chat_mode "zero" -> "think" scenario
     "video_polls_to_finish": 3,
     "public_base_url": None,  # base for generated file URLs; None = the request's host
+    # -- 2026 ("E3", upstream-protocol.md §15.7) ------------------------------------------
+    "era": "E2",  # E2 | E3: framing, endpoints, busy answer, body checks
+    "e3_final_finish": True,  # send the top-level finish frame (False: just close)
+    "e3_processing_frame": True,  # an empty-parts "processing" frame mid-answer
+    "accept_e2_modes": True,  # E3: accept chat_mode zero/deep_research too
+    "legacy_delete": "works",  # E3 legacy delete: works | noop | 404
+    "waf": False,  # reject non-browser requests (no acw_tc cookie / non-browser UA): 40012
+    "clock_skew_ms": 0,  # server clock = local + this (served by cur_ts)
+    "max_skew_ms": None,  # reject signed calls whose X-Timestamp is further off (None: off)
+    "require_device_match": False,  # X-Device-Id must equal the refresh JWT's device_id claim
 }
 
 STREAM_FAULTS = frozenset(
@@ -45,6 +55,9 @@ STREAM_FAULTS = frozenset(
         "truncate_stream",
         "access_expired",
         "empty_body",
+        "busy_10061",  # E3: HTTP 429 {"status": 10061} before streaming
+        "queue_10062",  # E3: lifecycle frame, then last_error 10062 (peak-hour queue)
+        "waf_40012",  # HTTP 400 {"status": 40012}
     }
 )
 REFRESH_FAULTS = frozenset({"refresh_dead", "refresh_500"})
@@ -123,6 +136,9 @@ class SimState:
             self.video_uploads: dict[str, dict[str, Any]] = {}  # source_id -> record
             self.video_tasks: dict[str, dict[str, Any]] = {}
             self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+            self.running: dict[str, str] = {}  # history id of a running answer -> account key
+            self.stop_requests: set[str] = set()  # history ids asked to stop
+            self.stops: list[dict[str, Any]] = []  # every stop_stream call (introspection)
 
     def cfg(self, key: str) -> Any:
         return self.config.get(key, DEFAULT_CONFIG.get(key))
@@ -273,6 +289,21 @@ class SimState:
             conv.deleted = True
             return True
 
+    def request_stop(self, acc: Account, history_id: str) -> bool:
+        """stop_stream: True when that answer of this account was still running."""
+        with self.lock:
+            running = self.running.get(history_id) == acc.refresh_token
+            if running:
+                self.stop_requests.add(history_id)
+            self.stops.append(
+                {"account": acc.refresh_token, "history_id": history_id, "running": running}
+            )
+            return running
+
+    def stop_wanted(self, history_id: str) -> bool:
+        with self.lock:
+            return history_id in self.stop_requests
+
     # -- introspection -------------------------------------------------------------------
 
     def log_request(self, entry: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +325,7 @@ class SimState:
                 "video_tasks": [dict(t) for t in self.video_tasks.values()],
                 "faults_pending": {k: [f.kind for f in q] for k, q in self.faults.items() if q},
                 "dead_refresh_tokens": sorted(self.dead_refresh),
+                "stops": list(self.stops),
                 "requests": [dict(r) for r in self.requests],
                 "config": dict(self.config),
             }

@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from . import scripted
+from . import e3, scripted
 from .common import (
     annotate,
     bad_request,
@@ -28,11 +28,15 @@ from .common import (
     unauthorized,
     upstream_view,
 )
+from .e3_scripts import adapt, sc_tools
 from .events import Envelope, encode_event, iter_events, split_chunks
-from .scripts import DRAWING_ASSISTANT_ID, SHAPES, Script, build_script
+from .scripts import DRAWING_ASSISTANT_ID, SCENARIOS, SHAPES, Context, Script, build_script
 from .state import STREAM_FAULTS, Account, Conversation, Fault, SimState, hex24
 
 bp = Blueprint("stream", __name__, url_prefix="/chatglm/backend-api/assistant")
+SCENARIOS.setdefault("tools", sc_tools)  # the 2026 server-side tool loop, in both eras
+QUEUE_ERROR = {"error_code": 10062, "err_msg": "当前使用人数较多，请稍后再试 (simulated queue)"}
+STOPPED_ERROR = {"error_code": 10024, "err_msg": "generator exit"}
 
 FLUSH_HEADERS_KEY = "glm_sim.flush_headers"
 DROP_AFTER_EVENTS = 3
@@ -93,6 +97,10 @@ def _immediate_fault(fault: Fault, access_token: str) -> Response | None:
     if fault.kind == "access_expired":
         state.revoke_access(access_token)
         return unauthorized()
+    if fault.kind == "busy_10061":
+        return e3.busy()
+    if fault.kind == "waf_40012":
+        return fail(40012, "request blocked (simulated WAF)", 400)
     return None
 
 
@@ -111,6 +119,8 @@ def stream(acc: Account) -> Response:
         "conversation_id": body.get("conversation_id"),
         "chat_mode": meta.get("chat_mode"),
         "is_networking": meta.get("is_networking"),
+        "selected_model": meta.get("selected_model"),
+        "reasoning_effort": meta.get("reasoning_effort"),
         "content": [
             {"role": m.get("role"), "item": item}
             for m in body["messages"]
@@ -119,6 +129,11 @@ def stream(acc: Account) -> Response:
         ],
     }
     annotate(stream=summary)
+    if e3.is_e3():
+        refused = e3.check_stream_body(meta)
+        if refused is not None:
+            summary["refused"] = True
+            return refused
     fault = state.pop_fault(acc.refresh_token, STREAM_FAULTS)
     summary["fault"] = fault.kind if fault else None
     if fault is not None:
@@ -127,6 +142,8 @@ def stream(acc: Account) -> Response:
             return early
     if not state.try_open_stream(acc):
         summary["rejected"] = True
+        if e3.is_e3():
+            return e3.busy()
         return fail(10040, "a conversation stream is already outputting")
     lease = StreamLease(state, acc)
     conv = state.start_turn(acc, str(body.get("conversation_id") or ""), assistant_id)
@@ -168,19 +185,28 @@ class Delivery:
 
     def write(self) -> Iterator[bytes]:
         """Events in small chunks, paced, faults applied; frees the slot however it ends."""
-        script, cfg = self.script, self.state.cfg
+        script, cfg, env = self.script, self.state.cfg, self.env
         chunk = script.chunk if script.chunk is not None else int(cfg("chunk_size"))
         delay = script.delay if script.delay is not None else float(cfg("delay"))
+        history = env.message_id
+        with self.state.lock:
+            self.state.running[history] = self.lease.acc.refresh_token
         try:
             if self.flush_headers is not None:
                 self.flush_headers()
             if script.wait:
                 time.sleep(script.wait)
-            for index, event in enumerate(iter_events(script, self.env, self.shape)):
+            for index, event in enumerate(self._events()):
                 if index:
                     time.sleep(delay)
-                frame = encode_event(event)
-                final = event["status"] != "init"
+                if self.state.stop_wanted(history):
+                    # stop_stream: the answer ends with "generator exit" (§15.7.6)
+                    stopped = {**event, "parts": [], "status": "error"}
+                    stopped.update(error=dict(STOPPED_ERROR), last_error=dict(STOPPED_ERROR))
+                    yield from split_chunks(encode_event(stopped, env.e3), chunk)
+                    return
+                frame = encode_event(event, env.e3)
+                final = event["status"] not in ("init", "processing")
                 if self.fault in CUTTING_FAULTS and (final or index >= DROP_AFTER_EVENTS):
                     if self.fault == "drop_mid_stream":
                         yield frame[: len(frame) // 2]
@@ -189,9 +215,26 @@ class Delivery:
                 if final:
                     self.state.record_answer(self.conv, self.prompt, script.answer_text())
                     self.lease.release(True)
+                    if env.e3 and event["status"] == "finish" and not cfg("e3_final_finish"):
+                        return  # the July 2026 recording just ends after the text part
                 yield from split_chunks(frame, chunk)
         finally:
+            with self.state.lock:
+                self.state.running.pop(history, None)
             self.lease.release(False)
+
+    def _events(self) -> Iterator[dict[str, Any]]:
+        """The script's events, plus the 2026 lifecycle extras and the queue fault."""
+        events = iter_events(self.script, self.env, self.shape)
+        first = next(events)
+        yield first
+        if self.fault == "queue_10062":
+            yield {**first, "status": "error", "last_error": dict(QUEUE_ERROR)}
+            return
+        for index, event in enumerate(events):
+            if self.env.e3 and index == 2 and self.state.cfg("e3_processing_frame"):
+                yield {**first, "status": "processing"}
+            yield event
 
 
 def _plan(
@@ -206,7 +249,9 @@ def _plan(
     """Choose the scenario and shape; sleeps here (before headers) for `slow_first_byte`."""
     if assistant_id == DRAWING_ASSISTANT_ID:
         default = "draw"
-    elif meta.get("chat_mode") == "zero" and state.cfg("zero_mode_thinks"):
+    elif meta.get("chat_mode") in ("zero", "thinking", "deep_thinking") and state.cfg(
+        "zero_mode_thinks"
+    ):
         default = "think"
     else:
         default = "text"
@@ -214,8 +259,12 @@ def _plan(
     script = scripted.take(lease.acc.refresh_token) or build_script(
         prompt, conv.turns, message_id, base_url(), default
     )
-    shape = script.shape or state.cfg("shape")
-    env = Envelope(message_id, conv.id, assistant_id, time.strftime("%Y-%m-%d %H:%M:%S"))
+    is_e3 = e3.is_e3()
+    if is_e3:
+        script = adapt(script, _context(prompt, conv, message_id, script))
+    configured = state.cfg("shape")
+    shape = script.shape or ("current" if is_e3 and configured == "all" else configured)
+    env = Envelope(message_id, conv.id, assistant_id, time.strftime("%Y-%m-%d %H:%M:%S"), e3=is_e3)
     if fault is not None and fault.kind == "slow_first_byte":
         time.sleep(fault.seconds)
     return Delivery(
@@ -231,12 +280,21 @@ def _plan(
     )
 
 
+def _context(prompt: str, conv: Conversation, message_id: str, script: Script) -> Context:
+    return Context(prompt, conv.turns, message_id, base_url(), {})
+
+
 @bp.post("/conversation/delete")
 @upstream_view(signed=True)
 def delete_conversation(acc: Account) -> Response:
     body = request.get_json(silent=True, force=True)
     if not isinstance(body, dict) or not body.get("conversation_id"):
         return bad_request()
+    legacy = sim_state().cfg("legacy_delete") if e3.is_e3() else "works"
+    if legacy == "404":
+        return json_response({"status": 404, "message": "not found"}, 404)
+    if legacy == "noop":
+        return ok(None)  # answers success, deletes nothing (§15.8 q2)
     if sim_state().delete_conversation(acc, str(body["conversation_id"])):
         return ok(None)
     return json_response({"status": 404, "message": "conversation not found"})

@@ -251,7 +251,7 @@ def run(root: Path, stop_timeout: float, strict_pins: bool) -> None:
         sim_base = f"http://127.0.0.1:{sim_port}"
         sim = subprocess.Popen(
             [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port",
-             str(sim_port)],
+             str(sim_port), "--era", "E3"],  # the server's default GLM_PROTOCOL is 2026
             cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         server = None
