@@ -90,6 +90,10 @@ def test_a_stalled_client_ends_the_answer_and_its_conversation(stall_proxy, simu
     assert f"第{SENTENCES}句".encode() not in data  # the answer was cut, not delivered
     assert b"[DONE]" not in data
     assert "client stopped reading" in stall_proxy.logs()
+    # the upstream was asked to stop the answer (it may already have written all of
+    # it into the socket buffers between it and the proxy)
+    stops = [x for x in simulator.state()["stops"] if x["account"] == token]
+    assert len(stops) == 1 and stops[0]["history_id"]
 
 
 def test_a_reading_client_still_gets_the_whole_long_answer(stall_proxy, simulator, token):

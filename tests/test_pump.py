@@ -92,3 +92,43 @@ def test_a_slow_producer_is_not_waited_for_between_batches() -> None:
     job.queue.put(TextDelta("early"))
     assert b"early" in next(gen)
     assert b"late" in next(gen)
+
+
+def test_a_write_pending_past_the_stall_timeout_aborts_the_job_and_hangs_up() -> None:
+    import socket
+
+    class Recording(HandFedJob):
+        aborted_with: list = []
+
+        def abort(self, error) -> None:
+            self.aborted_with.append(error)
+
+    job = Recording()
+    job.queue.put(TextDelta("a"))
+    server, client = socket.socketpair()
+    try:
+        gen = pump(job, wire(), 5, {}, stall_timeout=0.2, client=server)
+        next(gen)  # the server now "writes" this and never comes back for more
+        gevent.sleep(0.6)
+        assert [e.code for e in job.aborted_with] == ["client_stalled"]
+        client.settimeout(2)
+        assert client.recv(10) == b""  # the connection was shut down
+        gen.close()
+        assert job.cancels == 1
+    finally:
+        server.close()
+        client.close()
+
+
+def test_a_write_that_returns_in_time_is_not_a_stall() -> None:
+    class Recording(HandFedJob):
+        aborted_with: list = []
+
+        def abort(self, error) -> None:
+            self.aborted_with.append(error)
+
+    job = Recording()
+    gen = pump(job, wire(), 0.05, {}, stall_timeout=0.2)
+    for _ in range(12):  # 0.6 s of keep-alives, each written at once
+        assert next(gen) == b": keep-alive\n\n"
+    assert job.aborted_with == []

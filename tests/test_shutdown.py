@@ -7,6 +7,7 @@ import subprocess
 import threading
 import time
 
+import orjson
 import requests
 
 from tests.conftest import start_proxy, stop_proxy
@@ -122,3 +123,60 @@ def test_sigterm_ends_long_streams_before_the_grace_period_and_refuses_queued(
             stop_proxy(server)
     assert simulator.wait_deleted(token)["conversations_alive"] == []
     assert "Worker graceful timeout" not in server.logs()  # nothing was left to kill
+    stops = [x for x in simulator.state()["stops"] if x["account"] == token]
+    assert len(stops) == 1 and stops[0]["running"]  # the upstream answer was stopped first
+
+
+def test_sigterm_deadline_ends_anthropic_streams_and_non_stream_answers(simulator, tmp_path, token):
+    """At the deadline an Anthropic stream gets a final ``event: error`` and a running
+    non-stream request gets 503 + Retry-After; both conversations are deleted."""
+    other = token + "-b"
+    server = start_proxy(simulator, tmp_path, GRACEFUL_TIMEOUT="4", SHUTDOWN_MARGIN="2")
+    try:
+        stream = requests.post(
+            f"{server.v1}/messages",
+            json={
+                "model": "glm-4",
+                "max_tokens": 100,
+                "stream": True,
+                "messages": user("[[sim:long n=400 delay=0.05]]"),
+            },
+            headers={"x-api-key": token, "Connection": "close"},
+            stream=True,
+            timeout=30,
+        )
+        assert stream.status_code == 200
+        lines = stream.iter_lines()
+        for line in lines:
+            if line.startswith(b"event: content_block_delta"):
+                break
+        result: dict = {}
+
+        def non_stream() -> None:
+            r = requests.post(
+                f"{server.v1}/chat/completions",
+                json={"model": "glm-4", "messages": user("[[sim:long n=400 delay=0.05]]")},
+                headers={"Authorization": f"Bearer {other}", "Connection": "close"},
+                timeout=30,
+            )
+            result.update(status=r.status_code, headers=r.headers, body=r.json())
+
+        waiter = threading.Thread(target=non_stream)
+        waiter.start()
+        time.sleep(1.0)  # it is answering now (leased), not queued
+        server.proc.send_signal(signal.SIGTERM)
+        rest = list(lines)
+        waiter.join(timeout=15)
+        events = [line for line in rest if line.startswith(b"event: ")]
+        assert events[-1] == b"event: error"
+        last = orjson.loads(rest[rest.index(b"event: error") + 1][len(b"data: ") :])
+        assert last["error"]["type"] == "overloaded_error" and "retry" in last["error"]["message"]
+        assert result["status"] == 503
+        assert result["body"]["error"]["code"] == "server_restarting"
+        assert "Retry-After" in result["headers"]
+        assert server.proc.wait(timeout=15) == 0
+    finally:
+        if server.proc.poll() is None:
+            stop_proxy(server)
+    for t in (token, other):
+        assert simulator.wait_deleted(t)["conversations_alive"] == []

@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import gevent
-from flask import Response, request
+from flask import Response, has_request_context, request
 
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
@@ -90,21 +90,8 @@ def respond(
     if error is not None:
         _note_account(job, log_fields)
         return error_response(error)
-    client = request.environ.get("gunicorn.socket")
-    if client is not None and settings.stream_send_buffer:
-        try:  # what the kernel holds for a client that stopped reading
-            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, settings.stream_send_buffer)
-        except OSError:
-            pass
     return Response(
-        pump(
-            job,
-            wire,
-            settings.keepalive_interval,
-            log_fields,
-            stall_timeout=settings.stream_stall_timeout,
-            client=client,
-        ),
+        pump(job, wire, settings.keepalive_interval, log_fields),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
@@ -136,8 +123,32 @@ def pump(
     yield: under load that is one socket write instead of many, and the
     client sees the same events. Each yield is a write the server performs
     before asking for more; one still pending after ``stall_timeout``
-    seconds aborts the job and shuts ``client`` (the connection) down.
+    seconds (default: the job's ``STREAM_STALL_TIMEOUT``) aborts the job and
+    shuts ``client`` down (default: this request's connection). Call it in
+    the request (it reads the connection now); iterate it in the response.
     """
+    settings = getattr(job.services, "settings", None)
+    if stall_timeout is None and settings is not None:
+        stall_timeout = settings.stream_stall_timeout
+    if client is None and has_request_context():
+        client = request.environ.get("gunicorn.socket")
+        send_buffer = getattr(settings, "stream_send_buffer", 0)
+        if client is not None and send_buffer:
+            try:  # what the kernel holds for a client that stopped reading
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
+            except OSError:
+                pass
+    return _pump(job, wire, keepalive_interval, log_fields, stall_timeout, client)
+
+
+def _pump(
+    job: AnswerJob,
+    wire: Wire,
+    keepalive_interval: float,
+    log_fields: dict[str, Any],
+    stall_timeout: float | None,
+    client: socket.socket | None,
+) -> Iterator[bytes]:
     state = _PumpState(job, wire, log_fields)
     state.client = client
     pending = _WATCH.pending if stall_timeout else None
@@ -150,6 +161,8 @@ def pump(
                 if pending is not None:
                     pending[state] = time.monotonic()
                 yield wire.keepalive()
+                if pending is not None:
+                    pending.pop(state, None)  # written: no longer pending
                 continue
             out: list[bytes] = []
             done = state.render(item, out)
@@ -161,6 +174,8 @@ def pump(
             if pending is not None:
                 pending[state] = time.monotonic()
             yield b"".join(out)
+            if pending is not None:
+                pending.pop(state, None)
             if done:
                 return
     finally:

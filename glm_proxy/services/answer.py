@@ -288,7 +288,7 @@ class AnswerJob:
                 self.request.before_lease()
             self._attempt_until_done()
         except GLMProxyError as exc:
-            final = Failure(self.aborted or exc)
+            final = Failure(_detached(self.aborted or exc))
         except gevent.GreenletExit:
             raise
         except Exception:  # noqa: BLE001 - a bug must not hang the client
@@ -297,6 +297,8 @@ class AnswerJob:
         finally:
             self._ending = True
             _ACTIVE.discard(self)
+            if self.aborted is not None:
+                _detached(self.aborted)
             self._leased.set()
             if final is not None:
                 self._put_final(final)
@@ -382,3 +384,16 @@ class AnswerJob:
             self.services.upstream.invalidate(account)
         elif isinstance(exc, UpstreamRetryable) and not isinstance(exc, UpstreamBusy):
             self.services.pool.report_failure(account, exc)
+
+
+def _detached(error: GLMProxyError) -> GLMProxyError:
+    """``error`` without its traceback and chained exceptions.
+
+    The traceback holds the producer's frames, which hold the job, which holds
+    the error: a cycle only the cyclic collector frees, keeping a finished
+    answer's buffers alive meanwhile. The client never sees a traceback.
+    """
+    error.__traceback__ = None
+    error.__context__ = None
+    error.__cause__ = None
+    return error

@@ -10,8 +10,10 @@ local ports and prints, for the proxy and straight from the simulator:
 - 1 stream and 32 concurrent streams, each answer 40 cumulative snapshots
   10 ms apart: first-token time p50/p99 (direct, proxy, overhead) and the
   worker's CPU milliseconds per completion;
-- ``--slow`` concurrent slow streams (one event per second): first-token
-  p99 overhead and the worker's peak RSS.
+- ``--slow`` concurrent slow streams (one event per second, ``--slow-events``
+  long, started over ``--slow-spread`` seconds so that all are open at once
+  at an arrival rate one worker admits): first-token p99 overhead and the
+  worker's peak RSS.
 
 ``--profile`` runs the worker under cProfile during the 32-stream phase and
 writes the stats (read them with ``python -m pstats``).
@@ -52,7 +54,7 @@ from tests.bench.bench_stream import (  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
 FAST = "bench [[sim:long n=40 delay=0.01 chunk=0]]"
-SLOW = "slow [[sim:long n=3 delay=1 chunk=0]]"
+SLOW = "slow [[sim:long n={n} delay=1 chunk=0]]"
 WARM = "warm [[sim:text chunk=0]]"
 
 
@@ -201,6 +203,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--slow", type=int, default=1000, help="slow streams (0 = skip)")
+    parser.add_argument("--slow-events", type=int, default=12, help="events per slow stream")
+    parser.add_argument(
+        "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
+    )
     parser.add_argument("--profile", default="", help="write the worker's cProfile stats here")
     args = parser.parse_args()
     sim, proxy, sim_base, proxy_base = start(args)
@@ -218,7 +224,8 @@ def main() -> None:
         show("1 stream", phase(http, sim_base, proxy_base, worker, 1, args.rounds * 4, FAST, 0))
         show("32 streams", phase(http, sim_base, proxy_base, worker, 32, args.rounds, FAST, 0.4))
         if args.slow:
-            result = phase(http, sim_base, proxy_base, worker, args.slow, 1, SLOW, 2.0)
+            slow = SLOW.format(n=args.slow_events)
+            result = phase(http, sim_base, proxy_base, worker, args.slow, 1, slow, args.slow_spread)
             show(f"{args.slow} slow streams", result)
     finally:
         proxy.send_signal(2)

@@ -81,6 +81,7 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stall")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after hanging up")
     parser.add_argument("--stall", type=float, default=10.0, help="STREAM_STALL_TIMEOUT")
+    parser.add_argument("--rounds", type=int, default=2, help="stall-then-leave cycles")
     parser.add_argument("--send-buffer", default="0", help="STREAM_SEND_BUFFER (e.g. 64K)")
     parser.add_argument(
         "--shape", default="delta", help="simulator event shape (all/current/delta)"
@@ -99,6 +100,8 @@ def main() -> None:
             str(sim_port),
             "--shape",
             args.shape,
+            "--chunk-size",
+            "0",
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
@@ -126,7 +129,21 @@ def main() -> None:
         wait_http(f"{sim_base}/_sim/health", proc=sim)
         wait_http(f"http://127.0.0.1:{proxy_port}/ping", proc=proxy)
         worker = worker_process(proxy.pid)
-        time.sleep(1.0)
+        # Warm up (imports, pools, caches) with a few streams read to the end, so
+        # "baseline" means a worker that has served answers, not a fresh one.
+        for i in range(3):
+            warm = requests.post(
+                f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
+                json={
+                    "model": "glm-4",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+                headers={"Authorization": f"Bearer warm-{i}-{uuid.uuid4().hex[:8]}"},
+                timeout=60,
+            )
+            warm.raise_for_status()
+        time.sleep(2.0)
         idle = worker.memory_info().rss
         peaks = [idle]
         sampling = threading.Event()
@@ -139,32 +156,32 @@ def main() -> None:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         prompt = f"stall [[sim:long n={args.sentences} delay={args.delay}]]"
-        tokens = [f"stall-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.n)]
-        started = time.monotonic()
-        sockets = [stalled_stream(proxy_port, t, prompt) for t in tokens]
-        time.sleep(max(0.0, args.hold - (time.monotonic() - started)))
-        held_peak = max(peaks)
-        left_held = alive_conversations(sim_base, set(tokens))
-        for sock in sockets:
-            sock.close()
-        time.sleep(args.settle)
-        sampling.set()
-        sampler.join()
-        final = worker.memory_info().rss
-        left = alive_conversations(sim_base, set(tokens))
         mib = 2**20
         print(
             f"{args.n} stalled streams x {args.sentences} sentences, held {args.hold:.0f}s "
             f"(STREAM_STALL_TIMEOUT={args.stall:g}s, STREAM_SEND_BUFFER={args.send_buffer})"
         )
-        print(
-            f"worker RSS: idle {idle / mib:.1f} MiB, peak {held_peak / mib:.1f} MiB, "
-            f"final {final / mib:.1f} MiB ({args.settle:.0f}s after the clients left)"
-        )
-        print(
-            f"upstream conversations alive: {left_held} while the clients stalled, "
-            f"{left} after they left"
-        )
+        print(f"worker RSS baseline {idle / mib:.1f} MiB")
+        for round_ in range(1, args.rounds + 1):
+            peaks[:] = [worker.memory_info().rss]
+            tokens = [f"stall-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.n)]
+            started = time.monotonic()
+            sockets = [stalled_stream(proxy_port, t, prompt) for t in tokens]
+            time.sleep(max(0.0, args.hold - (time.monotonic() - started)))
+            held_peak = max(peaks)
+            left_held = alive_conversations(sim_base, set(tokens))
+            for sock in sockets:
+                sock.close()
+            time.sleep(args.settle)
+            final = worker.memory_info().rss
+            left = alive_conversations(sim_base, set(tokens))
+            print(
+                f"round {round_}: peak {held_peak / mib:.1f} MiB, final {final / mib:.1f} MiB "
+                f"({args.settle:.0f}s after the clients left); upstream conversations alive: "
+                f"{left_held} while stalled, {left} after"
+            )
+        sampling.set()
+        sampler.join()
     finally:
         proxy.send_signal(2)
         sim.terminate()
