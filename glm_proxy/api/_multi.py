@@ -60,7 +60,9 @@ class ChoiceJobs:
         n: int,
         parallel: int,
         queue_items: int | None = None,
+        services: Any = None,
     ) -> None:
+        self.services = services  # the pump reads its settings (stall timeout) from here
         self._start_job = start_job
         self.n = n
         self.parallel = max(1, min(parallel, n))
@@ -271,6 +273,7 @@ def respond_choices(
         n,
         parallel=len(caller.accounts),
         queue_items=services.settings.stream_queue_items,
+        services=services,
     ).start()
     response_id = "chatcmpl-" + uuid.uuid4().hex
     created = int(time.time())
