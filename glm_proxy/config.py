@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from glm_proxy.parsers.tool_prompt import check_template
 from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, PROTOCOLS, parse_mode_map, parse_pairs
 
 DEFAULT_CHAT_ASSISTANT = "65940acff94777010aa6b796"
@@ -72,6 +73,21 @@ def _hex32(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
         raise ValueError("expected 32 hex characters")
     return value.lower()
+
+
+def _tool_prompt_file(value: str) -> str:
+    """A readable template with the placeholders the tool section needs (checked at start-up)."""
+    path = value.strip()
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or exc}") from None
+    problem = check_template(text)
+    if problem:
+        raise ValueError(f"{path}: {problem}")
+    return path
 
 
 def _setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
@@ -527,6 +543,14 @@ class Settings:
         float,
         "On SIGTERM, open streams end this many seconds before `GRACEFUL_TIMEOUT` runs out, "
         "with an error event telling the client to retry.",
+    )
+
+    # -- Tool calling (emulated; see README "Tool calling") --------------------
+    tool_prompt_file: str = _setting(
+        "TOOL_PROMPT_FILE",
+        "",
+        _tool_prompt_file,
+        "File with the tool-section template sent when a request has tools (empty = built-in).",
     )
 
     def __post_init__(self) -> None:

@@ -14,6 +14,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_proxy.parsers.tool_defs import ToolConfig
+from glm_proxy.parsers.tool_prompt import (
+    DEFAULT_TEMPLATE,
+    render_calls,
+    render_result,
+    render_tool_section,
+)
+
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")
 ROLE_NAMES = {
@@ -138,19 +146,102 @@ def _clean_assistant(text: str) -> str:
     return SANDBOX_PATH.sub("", MARKDOWN_IMAGE.sub("", text)).strip()
 
 
-def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = False) -> Prompt:
+def _tool_names(messages: list[dict[str, Any]]) -> dict[str, str]:
+    """Call id -> tool name, from the assistant turns' ``tool_calls``."""
+    names: dict[str, str] = {}
+    for message in messages:
+        for call in message.get("tool_calls") or ():
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                names[str(call.get("id") or "")] = str(call["function"].get("name") or "")
+    return names
+
+
+def _assistant_calls(message: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(name, arguments) of an assistant turn's ``tool_calls`` or legacy ``function_call``."""
+    calls: list[tuple[str, Any]] = []
+    for call in message.get("tool_calls") or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and function.get("name"):
+            calls.append((str(function["name"]), function.get("arguments") or "{}"))
+    legacy = message.get("function_call")
+    if isinstance(legacy, dict) and legacy.get("name"):
+        calls.append((str(legacy["name"]), legacy.get("arguments") or "{}"))
+    return calls
+
+
+def _turn(message: dict[str, Any], names: dict[str, str]) -> tuple[str, str]:
+    """One message as (role marker, text); tool calls and results in the tool syntax."""
+    role = ROLE_NAMES.get(str(message.get("role")), "user")
+    text = message_text(message.get("content"))
+    if role == "assistant":
+        text = _clean_assistant(text)
+        calls = _assistant_calls(message)
+        if calls:
+            text = (text + "\n" if text else "") + render_calls(calls)
+    elif role == "observation":
+        call_id = str(message.get("tool_call_id") or "")
+        name = str(message.get("name") or names.get(call_id, ""))
+        text = render_result(text, call_id=call_id, name=name, error=bool(message.get("is_error")))
+    return role, text
+
+
+def _render(
+    messages: list[dict[str, Any]], names: dict[str, str], hint_at: int | None
+) -> list[str]:
+    """Turns as ``<|role|>\\ntext`` lines; consecutive tool results share one turn."""
+    lines: list[str] = []
+    previous = ""
+    for index, message in enumerate(messages):
+        role, text = _turn(message, names)
+        if index == hint_at:
+            lines.append(f"<|system|>\n{LATEST_FILES_HINT}")
+            previous = "system"
+        if role == "observation" and previous == "observation":
+            lines[-1] += "\n" + text
+        elif text or role != "assistant":
+            lines.append(f"<|{role}|>\n{text}")
+        previous = role
+    return lines
+
+
+def build_prompt(
+    messages: list[dict[str, Any]],
+    *,
+    native_multi_turn: bool = False,
+    tools: ToolConfig | None = None,
+    tool_prompt: str = DEFAULT_TEMPLATE,
+) -> Prompt:
     """Flatten ``messages`` into one upstream message.
 
     With ``native_multi_turn`` (the client continues an upstream conversation)
     or a single message, only the last user message is sent; otherwise every
     turn is rendered as ``<|role|>\\ntext`` and the text ends with
     ``<|assistant|>`` so the model answers the last turn.
+
+    With ``tools``, the tool section (see ``parsers.tool_prompt``) is the last
+    turn before the answer, where the model weighs it most, after any system
+    prompt of the client's. Assistant tool calls and tool results go back in
+    the tool syntax; continuing a conversation sends only what came after the
+    model's last turn (the new tool results and user text).
     """
     attachments: list[AttachmentRef] = []
     for index, message in enumerate(messages):
         attachments.extend(message_attachments(message.get("content"), index))
+    section = render_tool_section(tools, tool_prompt) if tools is not None else ""
 
-    if native_multi_turn or len(messages) == 1:
+    first = 0
+    if native_multi_turn:
+        last_assistant = max(
+            (i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1
+        )
+        first = last_assistant + 1
+        trailing = messages[first:]
+        if section or any(m.get("role") in ("tool", "function") for m in trailing):
+            attachments = [a for a in attachments if a.message_index >= first]
+        else:
+            first = len(messages)  # the plain path below: the last user message only
+
+    if first >= len(messages) or (len(messages) == 1 and not section):
         last_user = next((m for m in reversed(messages) if m.get("role") == "user"), messages[-1])
         if native_multi_turn:
             last_index = messages.index(last_user)
@@ -158,15 +249,9 @@ def build_prompt(messages: list[dict[str, Any]], *, native_multi_turn: bool = Fa
         return Prompt(message_text(last_user.get("content")).strip(), attachments)
 
     last_has_files = any(a.message_index == len(messages) - 1 for a in attachments)
-    lines: list[str] = []
-    for index, message in enumerate(messages):
-        role = ROLE_NAMES.get(str(message.get("role")), "user")
-        text = message_text(message.get("content"))
-        if role == "assistant":
-            text = _clean_assistant(text)
-        if index == len(messages) - 1 and last_has_files and len(messages) > 1:
-            lines.append(f"<|system|>\n{LATEST_FILES_HINT}")
-        if text or role != "assistant":
-            lines.append(f"<|{role}|>\n{text}")
+    hint_at = len(messages) - 1 - first if last_has_files and len(messages) > 1 else None
+    lines = _render(messages[first:], _tool_names(messages), hint_at)
+    if section:
+        lines.append(f"<|system|>\n{section}")
     lines.append("<|assistant|>\n")
     return Prompt("\n".join(lines), attachments)

@@ -14,6 +14,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from glm_proxy.errors import InvalidRequest
+from glm_proxy.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -89,13 +90,53 @@ class ResponseFormatField(fields.Field):
         return value
 
 
+def _nest(path: tuple[Any, ...], message: str) -> Any:
+    """``path`` as the nested error dict ``_first_error`` turns into ``a[0].b``."""
+    error: Any = [message]
+    for key in reversed(path):
+        error = {key: error}
+    return error
+
+
+class ToolsField(fields.Field):
+    """``tools``: function tools with a name and a valid JSON Schema (checked, not trusted)."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        try:
+            check_tools(value)
+        except ToolDefinitionError as exc:
+            raise ValidationError(_nest(exc.path, str(exc))) from None
+        return value
+
+
+class ToolCallsField(fields.Field):
+    """An assistant turn's ``tool_calls``: each needs a function name (it goes into the prompt)."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if value is None:
+            return value
+        if not isinstance(value, list):
+            raise ValidationError("Must be an array of tool calls.")
+        for index, call in enumerate(value):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                raise ValidationError(_nest((index, "function", "name"), "Must be a string."))
+            arguments = function.get("arguments")
+            if arguments is not None and not isinstance(arguments, str | dict):
+                raise ValidationError(
+                    _nest((index, "function", "arguments"), "Must be a JSON string.")
+                )
+        return value
+
+
 class MessageSchema(_Lenient):
     role = fields.Str(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(load_default=None, allow_none=True)
     name = fields.Str(allow_none=True)
     reasoning_content = fields.Str(allow_none=True)
-    tool_calls = fields.Raw(allow_none=True)
+    tool_calls = ToolCallsField(allow_none=True)
     tool_call_id = fields.Str(allow_none=True)
+    function_call = fields.Dict(allow_none=True)  # legacy assistant turn
 
 
 class StreamOptionsSchema(_Lenient):
@@ -127,9 +168,11 @@ class ChatCompletionSchema(_Lenient):
     user = fields.Str(allow_none=True)
     seed = fields.Int(allow_none=True)
     response_format = ResponseFormatField(allow_none=True)
-    tools = fields.List(fields.Dict(), allow_none=True)
+    tools = ToolsField(allow_none=True)
     tool_choice = fields.Raw(allow_none=True)
     parallel_tool_calls = fields.Bool(allow_none=True)
+    functions = fields.Raw(allow_none=True)  # legacy: refused, see _tool_choice_matches
+    function_call = fields.Raw(allow_none=True)
     reasoning_effort = fields.Str(allow_none=True, validate=validate.OneOf(REASONING_EFFORTS))
     metadata = fields.Dict(allow_none=True)
     store = fields.Bool(allow_none=True)
@@ -145,6 +188,22 @@ class ChatCompletionSchema(_Lenient):
         messages = data.get("messages") or []
         if messages and all(m.get("content") in (None, "", []) for m in messages):
             raise ValidationError("At least one message must have content.", "messages")
+
+    @validates_schema
+    def _tool_choice_matches(self, data: dict, **kwargs) -> None:
+        """``tool_choice`` must fit ``tools``; the legacy ``functions`` API is refused loudly."""
+        for legacy in ("functions", "function_call"):
+            if data.get(legacy) is not None:
+                raise ValidationError(
+                    f"The legacy '{legacy}' parameter is not supported; send 'tools' "
+                    "and 'tool_choice' instead.",
+                    legacy,
+                )
+        names = {t["function"]["name"] for t in data.get("tools") or ()}
+        try:
+            check_tool_choice(data.get("tool_choice"), names)
+        except ToolDefinitionError as exc:
+            raise ValidationError(_nest(exc.path, str(exc)), "tool_choice") from None
 
 
 class TokenCheckSchema(_Lenient):

@@ -11,10 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.schemas import ContentField, StopField
+from glm_proxy.parsers.tool_defs import ToolDefinitionError, anthropic_specs
+from glm_proxy.schemas import ContentField, StopField, _nest
+
+TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 
 
 class _Lenient(Schema):
@@ -60,6 +63,23 @@ class OutputConfigSchema(_Lenient):
     format = fields.Nested(OutputFormatSchema, allow_none=True)
 
 
+class AnthropicToolsField(fields.Field):
+    """Client tools (``name``, ``description``, ``input_schema``); server tools are refused."""
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        try:
+            anthropic_specs(value)
+        except ToolDefinitionError as exc:
+            raise ValidationError(_nest(exc.path, str(exc))) from None
+        return value
+
+
+class ToolChoiceSchema(_Lenient):
+    type = fields.Str(required=True, validate=validate.OneOf(("auto", "any", "tool", "none")))
+    name = fields.Str(allow_none=True)
+    disable_parallel_tool_use = fields.Bool(allow_none=True)
+
+
 class AnthropicMessagesSchema(_Lenient):
     model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
     max_tokens = fields.Int(required=True, validate=validate.Range(min=1))
@@ -74,8 +94,8 @@ class AnthropicMessagesSchema(_Lenient):
     top_k = fields.Int(allow_none=True, validate=validate.Range(min=0))
     stop_sequences = StopField(allow_none=True, most=64)
     metadata = fields.Dict(allow_none=True)
-    tools = fields.List(fields.Dict(), allow_none=True)
-    tool_choice = fields.Dict(allow_none=True)
+    tools = AnthropicToolsField(allow_none=True)
+    tool_choice = fields.Nested(ToolChoiceSchema, allow_none=True)
     thinking = fields.Nested(ThinkingSchema, allow_none=True)
     output_config = fields.Nested(OutputConfigSchema, allow_none=True)
     service_tier = fields.Str(allow_none=True)
@@ -85,6 +105,21 @@ class AnthropicMessagesSchema(_Lenient):
         allow_none=True, validate=validate.Regexp(r"^(?:msg_)?[A-Za-z0-9]{6,64}$")
     )
     keep_conversation = fields.Bool(load_default=False, allow_none=True)
+
+    @validates_schema
+    def _tool_choice_matches(self, data: dict, **kwargs) -> None:
+        choice = data.get("tool_choice") or {}
+        names = {t["name"] for t in data.get("tools") or ()}
+        if choice.get("type") == "tool":
+            if not choice.get("name"):
+                raise ValidationError(_nest(("name",), "Missing required field."), "tool_choice")
+            if choice["name"] not in names:
+                raise ValidationError(
+                    _nest(("name",), f"Names {choice['name']!r}, which is not among 'tools'."),
+                    "tool_choice",
+                )
+        if choice.get("type") == "any" and not names:
+            raise ValidationError("'any' needs at least one tool in 'tools'.", "tool_choice")
 
 
 class CountTokensSchema(AnthropicMessagesSchema):
@@ -144,17 +179,6 @@ def _block_to_parts(block: Any, path: str) -> list[dict[str, Any]]:
             name = block.get("title") or "document"
             return [{"type": "file", "file": {"file_data": url, "filename": name}}]
         return [{"type": "file", "file_url": {"url": url}}]
-    if kind == "tool_use":
-        arguments = orjson.dumps(block.get("input") or {}).decode()
-        return [{"type": "text", "text": f"[called tool {block.get('name')}({arguments})]"}]
-    if kind == "tool_result":
-        content = block.get("content")
-        if isinstance(content, list):
-            parts: list[dict[str, Any]] = []
-            for index, inner in enumerate(content):
-                parts.extend(_block_to_parts(inner, f"{path}.content[{index}]"))
-            return parts
-        return [{"type": "text", "text": str(content or "")}]
     return []  # thinking, redacted_thinking and unknown blocks are not sent upstream
 
 
@@ -167,13 +191,7 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
     if system:
         messages.append({"role": "system", "content": system})
     for m_index, message in enumerate(body["messages"]):
-        content = message["content"]
-        if isinstance(content, list):
-            parts: list[dict[str, Any]] = []
-            for b_index, block in enumerate(content):
-                parts.extend(_block_to_parts(block, f"messages[{m_index}].content[{b_index}]"))
-            content = parts
-        messages.append({"role": message["role"], "content": content})
+        messages.extend(_to_chat_messages(message, f"messages[{m_index}]"))
     chat: dict[str, Any] = {
         "model": body["model"],
         "messages": messages,
@@ -181,6 +199,7 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         "conversation_id": (body.get("conversation_id") or "").removeprefix("msg_") or None,
         "keep_conversation": bool(body.get("keep_conversation")),
     }
+    chat.update(_tool_fields(body))
     chat.update(_controls(body))
     return chat
 
@@ -214,3 +233,93 @@ def _controls(body: dict[str, Any]) -> dict[str, Any]:
         schema = {"name": "output", "schema": output_format["schema"], "strict": True}
         chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     return chat
+
+
+def _tool_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """Anthropic ``tools``/``tool_choice`` in the chat-completions terms ``plan_chat`` reads."""
+    tools = body.get("tools") or []
+    if not tools:
+        return {}
+    chat: dict[str, Any] = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": tool["name"],
+                    "description": tool.get("description") or "",
+                    "parameters": tool.get("input_schema") or {"type": "object"},
+                },
+            }
+            for tool in tools
+        ]
+    }
+    choice = body.get("tool_choice") or {}
+    kind = choice.get("type")
+    if kind == "tool":
+        chat["tool_choice"] = {"type": "function", "function": {"name": choice["name"]}}
+    elif kind in TOOL_CHOICES:
+        chat["tool_choice"] = TOOL_CHOICES[kind]
+    if choice.get("disable_parallel_tool_use"):
+        chat["parallel_tool_calls"] = False
+    return chat
+
+
+def _tool_result(block: dict[str, Any], path: str) -> dict[str, Any]:
+    """A ``tool_result`` block as a ``tool`` message (string or content blocks, ``is_error``)."""
+    content = block.get("content")
+    if isinstance(content, list):
+        parts: list[dict[str, Any]] = []
+        for index, inner in enumerate(content):
+            parts.extend(_block_to_parts(inner, f"{path}.content[{index}]"))
+        content = parts
+    elif content is not None and not isinstance(content, str):
+        raise InvalidRequest(
+            f"Invalid value for '{path}.content': must be a string or an array of blocks.",
+            param=f"{path}.content",
+        )
+    return {
+        "role": "tool",
+        "tool_call_id": str(block.get("tool_use_id") or ""),
+        "content": content or "",
+        "is_error": bool(block.get("is_error")),
+    }
+
+
+def _to_chat_messages(message: dict[str, Any], path: str) -> list[dict[str, Any]]:
+    """One Anthropic message -> chat messages: ``tool_use`` blocks become the assistant
+    turn's ``tool_calls``, ``tool_result`` blocks become ``tool`` messages (before the
+    user's own text, as Anthropic orders them)."""
+    content = message["content"]
+    if not isinstance(content, list):
+        return [{"role": message["role"], "content": content}]
+    parts: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    for b_index, block in enumerate(content):
+        where = f"{path}.content[{b_index}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "tool_use":
+            name = block.get("name")
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest(
+                    f"Invalid value for '{where}.name': must be a non-empty string.",
+                    param=f"{where}.name",
+                )
+            arguments = block.get("input") if isinstance(block.get("input"), dict) else {}
+            calls.append(
+                {
+                    "id": str(block.get("id") or ""),
+                    "type": "function",
+                    "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
+                }
+            )
+        elif kind == "tool_result":
+            results.append(_tool_result(block, where))
+        else:
+            parts.extend(_block_to_parts(block, where))
+    out: list[dict[str, Any]] = list(results)
+    if calls:
+        out.append({"role": message["role"], "content": parts, "tool_calls": calls})
+    elif parts or not results:
+        out.append({"role": message["role"], "content": parts})
+    return out

@@ -7,8 +7,10 @@ upstream JSON body), so both are unit-testable; ``start_chat`` adds I/O.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from dataclasses import dataclass, field, replace
+import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -17,6 +19,11 @@ from glm_proxy.accounts import Account
 from glm_proxy.auth import Caller
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.models import ModelSpec, resolve_reasoning
+from glm_proxy.parsers import DeltaFilter, FilterChain
+from glm_proxy.parsers.tool_defs import ToolConfig, tool_config
+from glm_proxy.parsers.tool_filter import ToolCallFilter
+from glm_proxy.parsers.tool_prompt import load_template
+from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.profiles import parse_mode_map
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
@@ -52,6 +59,7 @@ class ChatPlan:
     send_selected_model: bool = True  # 2026 body fields (GLM_SEND_SELECTED_MODEL)
     if_plus_model: bool = False
     attachment_items: str = "2026"
+    tools: ToolConfig | None = None  # the client's tools (None: no tool section, no parsing)
 
 
 def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
@@ -77,7 +85,13 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         networking = bool(body["web_search"]) and settings.glm_networking
     conversation_id = body.get("conversation_id") or None
     controls = plan_controls(body, settings)
-    prompt = build_prompt(body["messages"], native_multi_turn=conversation_id is not None)
+    tools = tool_config(body)
+    prompt = build_prompt(
+        body["messages"],
+        native_multi_turn=conversation_id is not None,
+        tools=tools,
+        tool_prompt=load_template(settings.tool_prompt_file),
+    )
     prompt = with_instruction(prompt, controls)
     options = TranslateOptions(
         include_reasoning=not spec.silent,
@@ -104,6 +118,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         send_selected_model=settings.glm_send_selected_model,
         if_plus_model=settings.glm_if_plus_model,
         attachment_items=settings.glm_attachment_items,
+        tools=tools,
     )
 
 
@@ -242,8 +257,42 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         before_lease=fetch_attachments if refs else None,
         on_end=close_attachments if refs else None,
     )
+    if plan.tools is not None:
+        _wire_tools(request, plan)
     _wire_controls(request, plan)
     return AnswerJob(services, caller.accounts, request).start()
+
+
+def _new_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def _wire_tools(request: AnswerRequest, plan: ChatPlan) -> None:
+    """Parse the answer for tool calls; a correction goes to the same upstream conversation.
+
+    The tool filter runs first, ahead of any other answer filter already set
+    (stop strings and length limits then apply to the text around the calls).
+    One ``Toolbox`` per request: the tool table and compiled validators are
+    shared by the first try and the retry.
+    """
+    config = plan.tools
+    assert config is not None
+    toolbox = Toolbox(config.tools)
+    others = request.make_filter
+
+    def make_filter(final: bool) -> DeltaFilter:
+        tools = ToolCallFilter(
+            config, final=final, new_id=_new_call_id, streamed=plan.stream, toolbox=toolbox
+        )
+        return tools if others is None else FilterChain([tools, others(final)])
+
+    def build_followup(account: Account, conversation_id: str, text: str) -> dict[str, Any]:
+        followup = dataclasses.replace(plan, prompt=Prompt(text), conversation_id=conversation_id)
+        return build_upstream_payload(followup)
+
+    request.make_filter = make_filter
+    if request.build_followup is None:
+        request.build_followup = build_followup
 
 
 def _wire_controls(request: AnswerRequest, plan: ChatPlan) -> None:
@@ -260,7 +309,9 @@ def _wire_controls(request: AnswerRequest, plan: ChatPlan) -> None:
     if request.build_followup is None:
 
         def build_followup(_account: Account, conversation_id: str, text: str) -> dict[str, Any]:
-            followup = replace(plan, prompt=Prompt(text), conversation_id=conversation_id)
+            followup = dataclasses.replace(
+                plan, prompt=Prompt(text), conversation_id=conversation_id
+            )
             return build_upstream_payload(followup)
 
         request.build_followup = build_followup
