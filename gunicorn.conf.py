@@ -26,6 +26,32 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 preload_app = False
 
 
+# -- request limits ----------------------------------------------------------------
+# gunicorn's own limits sit above the app's (MAX_URL_LENGTH, MAX_HEADERS,
+# MAX_HEADER_SIZE), so an oversize head reaches the app and is refused there
+# with an error object in the route's shape. What gunicorn still refuses itself
+# (past these, or framing it cannot parse) gets a JSON page too: see
+# glm_proxy/wire_errors.py and the README's "Limits".
+def _request_limits() -> tuple[int, int, int]:
+    from glm_proxy.config import Settings
+
+    settings = Settings.from_env()
+    line = 8190  # gunicorn's largest finite request line (0 would mean unlimited)
+    return line, settings.max_headers + 28, settings.max_header_size + 1024
+
+
+limit_request_line, limit_request_fields, limit_request_field_size = _request_limits()
+
+
+def _json_error_pages() -> None:
+    from glm_proxy import wire_errors
+
+    wire_errors.install()
+
+
+_json_error_pages()
+
+
 def on_starting(server):
     """Refuse to start several workers that would each keep private state."""
     from glm_proxy.config import ConfigError, Settings

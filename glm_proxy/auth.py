@@ -29,16 +29,18 @@ import re
 import sys
 from dataclasses import dataclass, field
 
-from flask import Request, current_app
+from flask import Request, current_app, request
 
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.config import ConfigError, read_setting_file
-from glm_proxy.errors import AuthenticationError, ServiceUnavailable
+from glm_proxy.errors import AuthenticationError, InvalidRequest, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
+TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII: every JWT and API key
+DEFAULT_MAX_TOKEN_LENGTH = 4096
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ def parse_key_entry(text: str, source: str) -> ApiKey | None:
     hashed = HASHED.match(secret)
     if hashed:
         return ApiKey(name, bytes.fromhex(hashed.group(1)))
+    if not TOKEN_TEXT.fullmatch(secret):
+        raise ConfigError(
+            f"{source}: the key of {name!r} must be printable ASCII without spaces "
+            "(no client could send anything else in a header)"
+        )
     return ApiKey(name, hashlib.sha256(secret.encode("utf-8")).digest())
 
 
@@ -128,20 +135,71 @@ class KeyRing:
 # -- requests ----------------------------------------------------------------------
 
 
-def credential_from_request(request: Request, hint: str = "") -> str:
-    """The Bearer value, else ``x-api-key`` (Anthropic style); a 401 when neither."""
+def check_token_text(value: str, field: str, limit: int = DEFAULT_MAX_TOKEN_LENGTH) -> str:
+    """``value`` if it can be an API key or refresh token, else a 400 naming ``field``.
+
+    Refresh tokens are JWTs and keys are printable ASCII; anything longer than
+    ``MAX_TOKEN_LENGTH`` or holding other characters is refused here, before
+    it is hashed, looked up or sent upstream (where it would fail as a 500 on
+    header encoding or a 502). The value itself is never echoed: it may be a
+    secret pasted in the wrong place.
+    """
+    if len(value) > limit:
+        raise InvalidRequest(
+            f"The {field} value is {len(value)} characters long; no API key or refresh "
+            f"token is longer than {limit} (MAX_TOKEN_LENGTH).",
+            param=field,
+            code="invalid_credential",
+        )
+    if not TOKEN_TEXT.fullmatch(value):
+        raise InvalidRequest(
+            f"The {field} value holds characters no API key or refresh token has "
+            "(only printable ASCII without spaces is allowed).",
+            param=field,
+            code="invalid_credential",
+        )
+    return value
+
+
+def _checked(value: str, field: str, limit: int) -> str:
+    """A header credential: each comma-separated token checked on its own."""
+    for token in value.split(","):
+        token = token.strip()
+        if token:
+            check_token_text(token, field, limit)
+    return value
+
+
+def credential_from_request(
+    request: Request, hint: str = "", max_length: int = DEFAULT_MAX_TOKEN_LENGTH
+) -> str:
+    """The Bearer value, else ``x-api-key`` (Anthropic style); 401 when neither, 400 when
+    the value cannot be a key or token (see :func:`check_token_text`)."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+        return _checked(value.strip(), "Authorization", max_length)
     api_key = request.headers.get("x-api-key", "").strip()
     if api_key:
-        return api_key
+        return _checked(api_key, "x-api-key", max_length)
     raise AuthenticationError(
         "Missing credentials: send 'Authorization: Bearer <"
         + (hint or "chatglm refresh_token")
         + ">' (or the x-api-key header)."
     )
+
+
+def require_admin_key(request: Request, admin_key: str, what: str) -> None:
+    """The one rule for ``/admin`` and ``/metrics``: ``ADMIN_KEY`` as Bearer or ``x-api-key``,
+    compared in constant time; a 401 otherwise."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    given = value.strip() if scheme.lower() == "bearer" else ""
+    given = given or request.headers.get("x-api-key", "").strip()
+    expected = hashlib.sha256(admin_key.encode()).digest()
+    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
+        raise AuthenticationError(
+            f"{what} needs 'Authorization: Bearer <ADMIN_KEY>' (or the x-api-key header)."
+        )
 
 
 def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
@@ -177,7 +235,7 @@ class Authenticator:
         return "API key" if self.team else "chatglm refresh_token"
 
     def authenticate(self, request: Request) -> Caller:
-        credential = credential_from_request(request, self._hint())
+        credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
         key = self.keyring.match(credential) if self.team else None
         if key is not None:
             accounts = self.pool.accounts if self.pool is not None else ()
@@ -216,6 +274,15 @@ def authenticate(request: Request, settings=None) -> Caller:
     if limiter is not None:
         limiter.admit(caller)
     return caller
+
+
+def require_key_for_catalogue() -> None:
+    """``/v1/models`` on a team server needs a credential like every other route,
+    unless ``MODELS_PUBLIC`` opens it (a 401 otherwise; no usage is counted)."""
+    auth: Authenticator = current_app.extensions["glm_auth"]
+    if request.method == "OPTIONS" or auth.settings.models_public or not auth.team:
+        return
+    auth.authenticate(request)
 
 
 def init_app(app) -> None:

@@ -353,6 +353,38 @@ class Settings:
         "Accept `logprobs: true` and return no log probabilities (default: a 400).",
     )
 
+    # -- limits on hostile input (README "Limits") ---------------------------
+    request_body_timeout: float = _setting(
+        "REQUEST_BODY_TIMEOUT", 60.0, float, "Seconds to receive a whole request body (408)."
+    )
+    max_messages: int = _setting("MAX_MESSAGES", 5000, int, "Most messages per request (400).")
+    max_content_parts: int = _setting(
+        "MAX_CONTENT_PARTS", 10000, int, "Most content parts in all messages of a request (400)."
+    )
+    max_tools: int = _setting("MAX_TOOLS", 1000, int, "Most tool definitions per request (400).")
+    max_token_length: int = _setting(
+        "MAX_TOKEN_LENGTH", 4096, int, "Longest API key or refresh token accepted (400)."
+    )
+    max_url_length: int = _setting(
+        "MAX_URL_LENGTH", 4096, int, "Longest request target (path and query) accepted (414)."
+    )
+    max_headers: int = _setting("MAX_HEADERS", 100, int, "Most request header fields (431).")
+    max_header_size: int = _setting(
+        "MAX_HEADER_SIZE", 16384, int, "Largest single request header field in bytes (431)."
+    )
+    fetch_total_timeout: float = _setting(
+        "FETCH_TOTAL_TIMEOUT", 120.0, float, "Seconds one URL download may take in all (400)."
+    )
+    max_attachments: int = _setting(
+        "MAX_ATTACHMENTS", 16, int, "Most distinct file/image URLs in one request (400)."
+    )
+    max_attachment_bytes: int = _setting(
+        "MAX_ATTACHMENT_BYTES", 128 * 1024**2, _size, "Most attachment bytes per request (413)."
+    )
+    models_public: bool = _setting(
+        "MODELS_PUBLIC", False, _bool, "Serve `/v1/models` without a key in team mode."
+    )
+
     # -- upstream protocol profile (2025/2026), models, deletes, WAF ---------
     # Settings whose default is FROM_PROFILE take their value from GLM_PROTOCOL's
     # profile (glm_proxy/profiles.py) unless set explicitly.
@@ -660,7 +692,8 @@ def markdown_table() -> str:
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for env, default, doc in documented_settings():
         shown = str(default).lower() if isinstance(default, bool) else str(default)
-        if env in {"MAX_REQUEST_BODY", "MAX_FILE_SIZE"} and isinstance(default, int):
+        sizes = {"MAX_REQUEST_BODY", "MAX_FILE_SIZE", "MAX_ATTACHMENT_BYTES"}
+        if env in sizes and isinstance(default, int):
             shown = f"{default // 1024**2}M"
         if shown.startswith("(profile)"):
             pass

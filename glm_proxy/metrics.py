@@ -11,8 +11,6 @@ writable directory: prometheus-client then aggregates every worker's values
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -26,7 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from glm_proxy.errors import AuthenticationError, NotFound
+from glm_proxy.auth import require_admin_key
+from glm_proxy.errors import NotFound
 
 REQUESTS = Counter(
     "glm_proxy_requests_total",
@@ -78,13 +77,8 @@ def _authorised() -> None:
     settings = current_app.extensions["glm_settings"]
     if not settings.metrics_enabled:
         raise NotFound(f"Unknown endpoint: {request.method} {request.path}")
-    if not settings.admin_key:
-        return
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    given = value.strip() if scheme.lower() == "bearer" else ""
-    expected = hashlib.sha256(settings.admin_key.encode()).digest()
-    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
-        raise AuthenticationError("/metrics needs 'Authorization: Bearer <ADMIN_KEY>'.")
+    if settings.admin_key:
+        require_admin_key(request, settings.admin_key, "/metrics")
 
 
 @bp.get("/metrics")

@@ -21,6 +21,7 @@ from glm_proxy.parsers.tool_prompt import (
     render_result,
     render_tool_section,
 )
+from glm_proxy.request_guard import tick
 
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")
@@ -192,6 +193,7 @@ def _render(
     lines: list[str] = []
     previous = ""
     for index, message in enumerate(messages):
+        tick()  # long histories: let other requests run (request_guard.tick)
         role, text = _turn(message, names)
         if index == hint_at:
             lines.append(f"<|system|>\n{LATEST_FILES_HINT}")
@@ -226,6 +228,7 @@ def build_prompt(
     """
     attachments: list[AttachmentRef] = []
     for index, message in enumerate(messages):
+        tick()  # long histories: let other requests run (request_guard.tick)
         attachments.extend(message_attachments(message.get("content"), index))
     section = render_tool_section(tools, tool_prompt) if tools is not None else ""
 

@@ -15,6 +15,7 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, vali
 
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
+from glm_proxy.request_guard import tick
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
@@ -29,6 +30,7 @@ class ContentField(fields.Field):
     """Message content: a string, a list of parts (objects or strings), or null."""
 
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        tick()  # once per message: long histories let other requests run
         if value is None or isinstance(value, str):
             return value
         if isinstance(value, list):

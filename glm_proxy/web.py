@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from glm_proxy import metrics
@@ -16,9 +17,17 @@ from glm_proxy.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
-    PayloadTooLarge,
 )
 from glm_proxy.formats.anthropic import anthropic_error
+from glm_proxy.request_guard import (
+    abandon_body,
+    body_too_large,
+    check_head,
+    check_shape,
+    guard_body,
+    read_body,
+    settle_body,
+)
 
 log = logging.getLogger("glm_proxy.request")
 
@@ -56,14 +65,34 @@ def error_response(error: GLMProxyError) -> Response:
 
 
 def read_json() -> Any:
-    """The request body as JSON, or an OpenAI-style 400."""
-    raw = request.get_data(cache=True)
+    """The request body as JSON, or a 400; within the body limits (408, 413, 400).
+
+    Messages and content parts are counted here, before any schema walks
+    them, so every endpoint family gets the same caps (``request_guard``).
+    """
+    settings = current_app.extensions["glm_settings"]
+    raw = read_body(request.environ, request.content_length, settings.max_request_body)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
     try:
-        return orjson.loads(raw)
+        body = _parse(raw)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
+    check_shape(body, settings)
+    return body
+
+
+def _parse(raw: bytes) -> Any:
+    """``orjson.loads`` with the cyclic GC paused: parsing a large body creates hundreds
+    of thousands of containers, and the collections they trigger (each scanning the
+    heap) can cost more than the parse, all of it time no other request is served."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return orjson.loads(raw)
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _http_error(exc: HTTPException) -> GLMProxyError:
@@ -72,8 +101,8 @@ def _http_error(exc: HTTPException) -> GLMProxyError:
     if exc.code == 405:
         return MethodNotAllowed(f"Method {request.method} is not allowed on {request.path}")
     if exc.code == 413:
-        limit = request.max_content_length
-        return PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+        abandon_body(request.environ.get("wsgi.input"))
+        return body_too_large(request.max_content_length or 0)
     if exc.code == 400:
         return InvalidRequest(exc.description or "Bad request.")
     error = GLMProxyError(exc.description or exc.name, status=exc.code or 500)
@@ -110,6 +139,8 @@ def init_app(app: Flask) -> None:
     def _start() -> Response | None:
         g.started = time.perf_counter()
         g.log_fields = {}
+        guard_body(request.environ, settings, time.monotonic())
+        check_head(request, settings)
         if request.method == "OPTIONS":
             return Response(status=204)
         return None
@@ -117,6 +148,7 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def _finish(response: Response) -> Response:
         cors_headers(response)
+        settle_body(request.environ)
         fields = getattr(g, "log_fields", {})
         started = getattr(g, "started", time.perf_counter())
         method, path, status = request.method, request.path, response.status_code

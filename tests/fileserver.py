@@ -1,7 +1,9 @@
 """A local HTTP file server for attachment tests (a threaded ``http.server``).
 
 Serves generated files (``add``), redirects (``/redirect?to=...``), error
-statuses (``/status/<code>``), and an endless stream without
+statuses (``/status/<code>``), a slow drip (``/drip?bytes=N&every=S``: one
+byte every S seconds, recording how many it sent before the client hung
+up), and an endless stream without
 ``Content-Length`` (``/endless``) that records how many bytes it managed to
 send before the client hung up, which is how the tests prove the proxy stops
 downloading at the size limit instead of buffering everything.
@@ -39,6 +41,7 @@ class FileServer:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     hits: dict[str, int] = field(default_factory=dict)
     endless_sent: list[int] = field(default_factory=list)
+    drip_sent: list[int] = field(default_factory=list)
     last_host: str | None = None  # the Host header of the latest request
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,6 +86,9 @@ def _handler(server: FileServer):
             if parts.path == "/endless":
                 self._endless()
                 return
+            if parts.path == "/drip":
+                self._drip(int(query["bytes"][0]), float(query["every"][0]))
+                return
             if entry is None:
                 self._send(404, b"not found", "text/plain")
                 return
@@ -94,6 +100,26 @@ def _handler(server: FileServer):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _drip(self, total: int, every: float) -> None:
+            """A PNG-typed body of ``total`` bytes, one byte every ``every`` seconds."""
+            self.send_response(200)
+            self.send_header("Content-Type", "image/png")
+            self.send_header("Content-Length", str(total))
+            self.end_headers()
+            sent = 0
+            try:
+                while sent < total:
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    sent += 1
+                    time.sleep(every)
+            except OSError:
+                pass
+            finally:
+                with server.lock:
+                    server.drip_sent.append(sent)
+                self.close_connection = True
 
         def _endless(self) -> None:
             """Random-ish bytes forever, no Content-Length (connection: close framing)."""

@@ -19,8 +19,6 @@ compared in constant time; with no ``ADMIN_KEY`` the API does not exist (404).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -28,8 +26,9 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from glm_proxy.accounts import mask
+from glm_proxy.auth import require_admin_key
 from glm_proxy.doctor import run_checks
-from glm_proxy.errors import AuthenticationError, InvalidRequest, NotFound
+from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.pool import AccountPool, Health
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
@@ -51,13 +50,7 @@ def _require_admin() -> None:
         raise NotFound(f"Unknown endpoint: {request.method} {request.path}")
     if request.method == "OPTIONS":
         return
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    given = value.strip() if scheme.lower() == "bearer" else ""
-    given = given or request.headers.get("x-api-key", "").strip()
-    expected = hashlib.sha256(settings.admin_key.encode()).digest()
-    if not hmac.compare_digest(hashlib.sha256(given.encode()).digest(), expected):
-        raise AuthenticationError("The admin API needs 'Authorization: Bearer <ADMIN_KEY>'.")
+    require_admin_key(request, settings.admin_key, "The admin API")
 
 
 def _pool() -> AccountPool:

@@ -15,6 +15,7 @@ import logging
 import orjson
 from flask import Blueprint, Response
 
+from glm_proxy.auth import require_key_for_catalogue
 from glm_proxy.errors import GLMProxyError, NotFound
 from glm_proxy.models import AGENT_ID, ModelSpec, ModelTable
 from glm_proxy.services import services
@@ -24,6 +25,7 @@ from glm_proxy.web import json_response
 log = logging.getLogger(__name__)
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
+bp.before_request(require_key_for_catalogue)
 CACHE_KEY = "catalogue:models"
 FAILURE_TTL = 60  # seconds the static list stands in after a failed catalogue fetch
 MODE_SUFFIXES = (("", None), ("-thinking", "thinking"), ("-deep", "deep"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, request
 
-from glm_proxy.auth import authenticate
+from glm_proxy.auth import authenticate, check_token_text
 from glm_proxy.schemas import TokenCheckSchema, load
 from glm_proxy.services import services
 from glm_proxy.web import json_response, read_json
@@ -24,5 +24,7 @@ def check() -> Response:
     if not current_app.extensions["glm_auth"].passthrough:
         authenticate(request)
     body = load(TOKEN_CHECK_SCHEMA, read_json())
-    live = services().upstream.check_token(body["token"])
+    svc = services()
+    token = check_token_text(body["token"], "token", svc.settings.max_token_length)
+    live = svc.upstream.check_token(token)
     return json_response({"live": live})

@@ -20,11 +20,13 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
 import certifi
+import gevent
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -44,7 +46,12 @@ USER_AGENT = "glm-proxy/0.1 (attachment fetcher)"
 class FetchLimits:
     max_size: int
     connect_timeout: float
-    read_timeout: float
+    read_timeout: float  # longest silence between two reads
+    total_timeout: float = 120.0  # the whole download, redirects included
+
+
+class _Expired(Exception):
+    """The fetch's total deadline passed (raised into it by the timer)."""
 
 
 class FetchError(InvalidRequest):
@@ -173,6 +180,9 @@ def _open(url: str, guard: FetchGuard | None, limits: FetchLimits):
         except (Urllib3Error, OSError) as exc:
             pool.close()
             raise _fail(url, f"the server is unreachable ({_reason(exc)})") from None
+        except BaseException:
+            pool.close()  # the deadline (or a kill) landed mid-request
+            raise
     raise _fail(url, "the host has no address")  # pragma: no cover - resolve() never returns []
 
 
@@ -189,9 +199,14 @@ def _reason(exc: BaseException) -> str:
     return type(inner).__name__
 
 
-def _body(url: str, response, pool, limits: FetchLimits) -> Iterator[bytes]:
+def _body(url: str, response, pool, limits: FetchLimits, deadline: float) -> Iterator[bytes]:
     try:
-        yield from response.stream(CHUNK, decode_content=True)
+        # read1: what one socket read brought, so a slow server is seen chunk by chunk
+        # (read(CHUNK) would wait for a full chunk) and the deadline is checked between.
+        while chunk := response.read1(CHUNK, decode_content=True):
+            if time.monotonic() > deadline:  # also without gevent's timer (plain threads)
+                raise _Expired
+            yield chunk
     except urllib3.exceptions.ReadTimeoutError:
         raise _fail(url, f"the server stalled for more than {limits.read_timeout:g}s") from None
     except (Urllib3Error, OSError) as exc:
@@ -211,11 +226,29 @@ def fetch(
 ) -> Blob:
     """Download ``url`` (following up to ``MAX_REDIRECTS`` checked redirects) into a Blob.
 
+    The whole download, redirects included, must finish within
+    ``limits.total_timeout``: the read timeout alone bounds only the silence
+    between two reads, so a server dripping a byte at a time would never hit it.
+
     Raises:
         FetchError (400): bad scheme, refused address, unresolvable, unreachable,
             timeout, too many redirects, non-2xx status.
         PayloadTooLarge (413): ``Content-Length`` or the running size passes the limit.
     """
+    deadline = time.monotonic() + limits.total_timeout
+    try:
+        with gevent.Timeout(limits.total_timeout, _Expired()):
+            return _fetch(url, limits, guard, filename, deadline)
+    except _Expired:
+        raise _fail(
+            url,
+            f"the download did not finish within {limits.total_timeout:g}s (FETCH_TOTAL_TIMEOUT)",
+        ) from None
+
+
+def _fetch(
+    url: str, limits: FetchLimits, guard: FetchGuard | None, filename: str | None, deadline: float
+) -> Blob:
     current = url
     for _hop in range(MAX_REDIRECTS + 1):
         response, pool = _open(current, guard, limits)
@@ -238,7 +271,7 @@ def fetch(
             raise too_large(url, limits.max_size)
         declared = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
         name = filename or _filename_from(current, response.headers.get("Content-Disposition", ""))
-        body = _body(url, response, pool, limits)
+        body = _body(url, response, pool, limits, deadline)
         try:
             return spool(
                 body, limit=limits.max_size, source=url, declared_type=declared, filename=name

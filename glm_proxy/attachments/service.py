@@ -16,6 +16,7 @@ same file wait for one upload instead of racing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -26,7 +27,7 @@ from glm_proxy.attachments.blob import Blob, decode_data_url, describe
 from glm_proxy.attachments.fetch import FetchLimits, fetch
 from glm_proxy.attachments.guard import AllowList, FetchGuard, Resolver, system_resolver
 from glm_proxy.attachments.sniff import sniff
-from glm_proxy.errors import GLMProxyError, InvalidRequest, UpstreamError
+from glm_proxy.errors import GLMProxyError, InvalidRequest, PayloadTooLarge, UpstreamError
 from glm_proxy.prompt import AttachmentRef
 from glm_proxy.upstream.media import upload_file
 
@@ -44,24 +45,34 @@ class AttachmentService:
         self.upstream = upstream
         self.guard = FetchGuard(AllowList.parse(settings.fetch_allow_hosts), resolver)
         self.limits = FetchLimits(
-            settings.max_file_size, settings.fetch_connect_timeout, settings.fetch_read_timeout
+            settings.max_file_size,
+            settings.fetch_connect_timeout,
+            settings.fetch_read_timeout,
+            settings.fetch_total_timeout,
         )
         self.uploads = 0  # upstream uploads done by this process (cache misses)
 
     # -- getting the bytes -------------------------------------------------------
 
-    def materialize(self, url: str, filename: str | None = None) -> Blob:
+    def materialize(
+        self, url: str, filename: str | None = None, max_size: int | None = None
+    ) -> Blob:
         """The content of a client-supplied http(s) or ``data:`` URL (SSRF-guarded).
+
+        ``max_size`` lowers the size limit (what is left of a request's budget).
 
         Raises:
             InvalidRequest (400): unsupported scheme, bad data URL, fetch failure.
-            PayloadTooLarge (413): larger than ``MAX_FILE_SIZE``.
+            PayloadTooLarge (413): larger than ``MAX_FILE_SIZE`` (or ``max_size``).
         """
+        limits = self.limits
+        if max_size is not None and max_size < limits.max_size:
+            limits = dataclasses.replace(limits, max_size=max_size)
         scheme = url[:8].lower()
         if scheme.startswith("data:"):
-            return decode_data_url(url, limit=self.limits.max_size, filename=filename)
+            return decode_data_url(url, limit=limits.max_size, filename=filename)
         if scheme.startswith(("http://", "https://")):
-            return fetch(url, self.limits, self.guard, filename=filename)
+            return fetch(url, limits, self.guard, filename=filename)
         raise InvalidRequest(
             f"Unsupported attachment URL {describe(url)}: use an http(s) URL or a data: URL."
         )
@@ -126,9 +137,14 @@ class AttachmentService:
         Fetching happens before an account is leased (a slow download must not
         hold an account) and only once however many accounts the answer is
         tried on. The same URL, or the same content under two URLs, counts
-        once. A failure names the message that carried the URL. The caller
-        closes the blobs.
+        once. A request may carry at most ``MAX_ATTACHMENTS`` distinct URLs
+        (checked before anything is fetched) and ``MAX_ATTACHMENT_BYTES`` in
+        all (each download is capped by what is left, so the request stops
+        at the limit instead of filling the disk first). A failure names the
+        message that carried the URL. The caller closes the blobs.
         """
+        self._check_count(refs)
+        budget = self.settings.max_attachment_bytes
         blobs: list[Blob] = []
         seen_urls: set[str] = set()
         seen_content: set[str] = set()
@@ -137,8 +153,14 @@ class AttachmentService:
                 if ref.url in seen_urls:
                     continue
                 seen_urls.add(ref.url)
+                left = budget - sum(blob.size for blob in blobs)
                 try:
-                    blob = self.materialize(ref.url, ref.filename)
+                    blob = self.materialize(ref.url, ref.filename, max_size=left)
+                except PayloadTooLarge as exc:
+                    if left < self.limits.max_size:
+                        raise self._over_budget(ref, budget) from None
+                    exc.param = exc.param or f"messages[{ref.message_index}].content"
+                    raise
                 except GLMProxyError as exc:
                     if exc.param is None and exc.status < 500:
                         exc.param = f"messages[{ref.message_index}].content"
@@ -153,6 +175,27 @@ class AttachmentService:
                 blob.close()
             raise
         return blobs
+
+    def _check_count(self, refs: list[AttachmentRef]) -> None:
+        limit = self.settings.max_attachments
+        distinct = len({ref.url for ref in refs})
+        if distinct > limit:
+            raise InvalidRequest(
+                f"This request attaches {distinct} files or images; the limit is {limit} "
+                "per request (MAX_ATTACHMENTS).",
+                param="messages",
+                code="too_many_attachments",
+            )
+
+    @staticmethod
+    def _over_budget(ref: AttachmentRef, budget: int) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The attachments of this request are larger than {budget} bytes in all "
+            f"({budget / 1024**2:.0f} MiB; MAX_ATTACHMENT_BYTES); the limit was reached "
+            f"at {describe(ref.url)}.",
+            param=f"messages[{ref.message_index}].content",
+            code="attachments_too_large",
+        )
 
     def upload_all(
         self, account: Account, blobs: list[Blob]
