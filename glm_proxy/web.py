@@ -46,7 +46,7 @@ ANTHROPIC_PATHS = ("/v1/messages", "/v1/complete")
 
 
 def anthropic_request() -> bool:
-    """The request came to an Anthropic route (or from an Anthropic client, by its header).
+    """The request came to an Anthropic route (or, to no route, from an Anthropic client).
 
     Its errors, 404/405/413 included, must use Anthropic's error shape: that is
     what the Anthropic SDK parses.
@@ -54,7 +54,8 @@ def anthropic_request() -> bool:
     path = request.path.rstrip("/")
     if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
         return True
-    return "anthropic-version" in request.headers
+    # An unknown path asked by an Anthropic client; OpenAI routes keep OpenAI's shape.
+    return request.url_rule is None and "anthropic-version" in request.headers
 
 
 def error_response(error: GLMProxyError) -> Response:

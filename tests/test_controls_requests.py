@@ -200,10 +200,18 @@ def test_routing_errors_on_anthropic_routes_use_the_anthropic_shape(
     assert body["error"]["message"]
 
 
-def test_unknown_path_from_the_anthropic_sdk_is_anthropic_shaped(claude):
-    with pytest.raises(anthropic.NotFoundError) as info:
-        claude.models.retrieve("no-such-model-route-here/x")
-    assert info.value.body["type"] == "error"
+def test_unknown_path_from_an_anthropic_client_is_anthropic_shaped(proxy, token):
+    resp = requests.get(
+        f"{proxy.base}/v1/no-such-route", headers={"x-api-key": token, **ANTHROPIC_HEADERS}
+    )
+    assert resp.status_code == 404 and resp.json()["type"] == "error"
+    resp = requests.get(f"{proxy.base}/v1/no-such-route", headers={"x-api-key": token})
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "not_found"
+    # an OpenAI route keeps OpenAI's shape, whatever headers the client sends
+    resp = requests.post(
+        f"{proxy.v1}/chat/completions", json={}, headers={"x-api-key": token, **ANTHROPIC_HEADERS}
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["param"]
 
 
 def test_too_large_body_on_an_anthropic_route_is_anthropic_shaped(simulator, tmp_path_factory):
