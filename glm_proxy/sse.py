@@ -80,6 +80,8 @@ class SSEDecoder:
         """
         buf = self._buf
         buf += data
+        if b"\r" not in buf:
+            return self._feed_lf(buf)
         events: list[ServerSentEvent] = []
         start = 0
         pos = self._scan
@@ -104,6 +106,25 @@ class SSEDecoder:
             )
         return events
 
+    def _feed_lf(self, buf: bytearray) -> list[ServerSentEvent]:
+        """The common case, no CR buffered: cut lines with one ``split`` (same result)."""
+        events: list[ServerSentEvent] = []
+        end = buf.rfind(b"\n", self._scan)
+        if end >= 0:
+            lines = bytes(buf[:end]).split(b"\n")
+            del buf[: end + 1]
+            for raw in lines:
+                self._event_bytes += len(raw) + 1
+                event = self._line(raw)
+                if event is not None:
+                    events.append(event)
+        self._scan = len(buf)
+        if self._event_bytes + len(buf) > self._max:
+            raise UpstreamProtocolError(
+                f"upstream SSE event exceeds {self._max} bytes without a blank line"
+            )
+        return events
+
     def finish(self) -> list[ServerSentEvent]:
         """The stream ended: treat buffered bytes as a last line and flush a pending event."""
         events: list[ServerSentEvent] = []
@@ -122,6 +143,11 @@ class SSEDecoder:
     def _line(self, raw: bytes) -> ServerSentEvent | None:
         if not raw:
             return self._dispatch()
+        if raw.startswith(b"data:") and not self._first_line:
+            # the usual line, decoded without the ASCII prefix (same characters)
+            self._data.append(raw[6 if raw[5:6] == b" " else 5 :].decode("utf-8", "replace"))
+            self._has_data = True
+            return None
         line = raw.decode("utf-8", errors="replace")
         if self._first_line:
             self._first_line = False

@@ -260,3 +260,30 @@ def test_recording_citations_are_announced(recording: tuple[str, bytes]) -> None
         assert [c.index for c in citations] == [1, 2]
     else:
         assert citations == []
+
+
+def test_lf_only_streams_decode_like_crlf_streams_in_any_split() -> None:
+    """LF-only input takes the decoder's split fast path; CRLF input the general one."""
+    rng = random.Random(7)
+    stream = (
+        "\ufeffevent:message\ndata: {\"a\":\"第一\"}\n\n: comment\nid: 7\nretry: 30\n"
+        "data:no space\ndata:  two spaces\nfield-without-colon\ndata\n\n"
+        "event: custom\ndata: 🚀 tail\n\ndata: last without blank line"
+    ).encode()
+    for recording in sorted(RECORDINGS.glob("*.sse"))[:3]:
+        stream += b"\n\n" + recording.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    crlf = stream.replace(b"\n", b"\r\n")
+    want = decode([crlf])
+    assert len(want) > 5
+    for _ in range(30):
+        cuts = sorted(rng.sample(range(1, len(stream)), rng.randint(1, 40)))
+        chunks = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+        assert decode(chunks) == want
+    assert decode([stream[i : i + 1] for i in range(len(stream))]) == want
+
+
+def test_lf_fast_path_still_bounds_an_event() -> None:
+    decoder = SSEDecoder(max_event_size=64)
+    decoder.feed(b"data: " + b"x" * 40 + b"\n")
+    with pytest.raises(UpstreamProtocolError):
+        decoder.feed(b"data: " + b"y" * 40 + b"\n")

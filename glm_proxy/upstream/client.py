@@ -42,6 +42,7 @@ from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwra
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds
 from glm_proxy.upstream.requesting import RequestHeaders
+from glm_proxy.upstream.transport import LeanSender
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class UpstreamClient(RequestHeaders):
         self.settings = settings
         self.store = store
         self.session = session or _new_session(settings.glm_pool_maxsize)
+        self._lean = LeanSender(self.session)
         self._clock = clock
         self._nonce = nonce
         self._local_flight = threading.Lock()
@@ -106,10 +108,16 @@ class UpstreamClient(RequestHeaders):
         The request is prepared on its own and handed to ``Session.send``: the
         session holds no headers, cookies or auth to merge, and skipping that
         merge (and the environment lookup) is a measurable share of the
-        per-request CPU under load.
+        per-request CPU under load. Plain requests go through ``transport.LeanSender``.
         """
         stream = bool(kwargs.pop("stream", False))
         try:
+            if kwargs.get("files") is None and kwargs.keys() <= {"headers", "data", "files"}:
+                lean = self._lean.prepare(
+                    method, url, kwargs.get("headers") or {}, kwargs.get("data")
+                )
+                if lean is not None:
+                    return self._lean.send(lean, stream=stream, timeout=timeout)
             prepared = requests.Request(method, url, **kwargs).prepare()
             return self.session.send(
                 prepared, stream=stream, timeout=timeout, allow_redirects=False

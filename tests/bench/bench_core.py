@@ -7,16 +7,19 @@ Not collected by pytest. Run from the repository root:
 Starts the simulator and the proxy (gunicorn, one gevent worker) on free
 local ports and prints, for the proxy and straight from the simulator:
 
-- 1 stream and 32 concurrent streams, each answer 40 cumulative snapshots
-  10 ms apart: first-token time p50/p99 (direct, proxy, overhead) and the
-  worker's CPU milliseconds per completion;
+- 1 stream and 32 concurrent streams, each answer 2,000 characters in 40
+  cumulative snapshots 10 ms apart (the issue's workload; the simulator runs
+  the 2026 protocol, the proxy's default profile): first-token time p50/p99
+  (direct, proxy, overhead) and the worker's CPU milliseconds per completion;
 - ``--slow`` concurrent slow streams (one event per second, ``--slow-events``
   long, started over ``--slow-spread`` seconds so that all are open at once
   at an arrival rate one worker admits): first-token p99 overhead and the
   worker's peak RSS.
 
-``--profile`` runs the worker under cProfile during the 32-stream phase and
-writes the stats (read them with ``python -m pstats``).
+``--profile x.yappi`` (or ``x.prof``, ``x.txt``) runs the worker under a
+profiler for the whole run (see ``_gunicorn_profiled.py``). Deterministic
+profilers inflate Python-heavy code several times over; a sampling profiler
+attached to the worker (``py-spy record --pid WORKER``) shows the real split.
 
 Everything stays on 127.0.0.1.
 """
@@ -53,7 +56,7 @@ from tests.bench.bench_stream import (  # noqa: E402
 )
 from tests.conftest import free_port, wait_http  # noqa: E402
 
-FAST = "bench [[sim:long n=40 delay=0.01 chunk=0]]"
+FAST = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # the issue's workload
 SLOW = "slow [[sim:long n={n} delay=1 chunk=0]]"
 WARM = "warm [[sim:text chunk=0]]"
 
@@ -115,11 +118,23 @@ def first_token_direct(http, sim: str, access: str, prompt: str) -> float:
     return first if first is not None else float("nan")
 
 
+def answer_length(http, base: str) -> int:
+    """Characters of the benchmark's answer, read back through the proxy (the issue: 2,000)."""
+    resp = http.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "glm-4", "messages": [{"role": "user", "content": FAST}]},
+        headers={"Authorization": f"Bearer core-length-{uuid.uuid4().hex[:8]}"},
+        timeout=60,
+    )
+    resp.raise_for_status()
+    return len(resp.json()["choices"][0]["message"]["content"])
+
+
 def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
     sim_port, proxy_port = free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        + ["--chunk-size", "0"],
+        + ["--chunk-size", "0", "--era", "E3"],  # the 2026 upstream: the proxy's default profile
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -207,7 +222,7 @@ def main() -> None:
     parser.add_argument(
         "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
     )
-    parser.add_argument("--profile", default="", help="write the worker's cProfile stats here")
+    parser.add_argument("--profile", default="", help="profile the worker: x.yappi, x.prof, x.txt")
     args = parser.parse_args()
     sim, proxy, sim_base, proxy_base = start(args)
     try:
@@ -216,11 +231,12 @@ def main() -> None:
         worker = worker_process(proxy.pid)
         time.sleep(1.0)
         print(f"worker idle RSS {worker.memory_info().rss / 2**20:.1f} MiB; times in ms")
+        http = session(max(args.slow, 32) + 10)
+        print(f"workload: {answer_length(http, proxy_base)} characters in 40 snapshots 10 ms apart")
         print(
             f"{'workload':<22} {'dir p50':>7} {'dir p99':>7} {'prx p50':>7} {'prx p99':>7} "
             f"{'ovh p50':>7} {'ovh p99':>7} {'cpu/cmpl':>8} {'RSS MiB':>7} {'user/cmpl':>8}"
         )
-        http = session(max(args.slow, 32) + 10)
         show("1 stream", phase(http, sim_base, proxy_base, worker, 1, args.rounds * 4, FAST, 0))
         show("32 streams", phase(http, sim_base, proxy_base, worker, 32, args.rounds, FAST, 0.4))
         if args.slow:

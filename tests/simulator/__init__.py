@@ -7,7 +7,8 @@ token works unless it starts with "dead-" or was killed via the control API.
 Pick a scenario by putting `[[sim:NAME key=value ...]]` in the user text (the LAST one in
 the text wins): text, slow, think, search, search_late, code, image, multi, intervene, error,
 long, unknown_types, draw, noimage; common keys: shape=all|current|delta, delay=S, wait=S,
-chunk=N; long takes n=N. Exact answer texts are constants in `scripts.py`.
+chunk=N; long takes n=N (and chars=N: that many characters in all). Exact answer texts are
+constants in `scripts.py`.
 
 Era: `--era E2` (default) or `--era E3` (the 2026 protocol, spec §15.7; also the `era`
 config key): 2026 framing (`data:  `, lifecycle frames, one part per frame, empty

@@ -239,6 +239,10 @@ def sc_long(ctx: Context) -> Script:
     n = ctx.int_arg("n", 50, high=5000)
     sentences = [LONG_SENTENCE.format(i=i) for i in range(1, n + 1)]
     snapshots = [[{"type": "text", "text": "".join(sentences[:k])}] for k in range(1, n + 1)]
+    chars = ctx.int_arg("chars", 0, low=0, high=1_000_000)
+    if chars:  # benchmarks: exactly `chars` characters over the n snapshots
+        text = ("".join(sentences) * (chars // max(1, len("".join(sentences))) + 1))[:chars]
+        snapshots = [[{"type": "text", "text": text[: chars * k // n]}] for k in range(1, n + 1)]
     script = Script("long", [Segment(snapshots)])
     script.delay = 0.05
     return script
