@@ -342,6 +342,17 @@ class Settings:
         "KEY_MAX_CONCURRENT", 0, int, "Concurrent requests per API key (0 = no limit)."
     )
 
+    # -- client controls (stop, length, n, structured outputs, logprobs) -------
+    max_choices: int = _setting(
+        "MAX_CHOICES", 4, int, "Largest `n` for chat completions (each choice is one answer)."
+    )
+    lenient_logprobs: bool = _setting(
+        "LENIENT_LOGPROBS",
+        False,
+        _bool,
+        "Accept `logprobs: true` and return no log probabilities (default: a 400).",
+    )
+
     # -- limits on hostile input (README "Limits") ---------------------------
     request_body_timeout: float = _setting(
         "REQUEST_BODY_TIMEOUT", 60.0, float, "Seconds to receive a whole request body (408)."
@@ -607,6 +618,8 @@ class Settings:
             raise ConfigError("STREAM_STALL_TIMEOUT must be positive")
         if not self.glm_base_url.startswith(("http://", "https://")):
             raise ConfigError("GLM_BASE_URL must be an http(s) URL")
+        if self.max_choices < 1:
+            raise ConfigError("MAX_CHOICES must be at least 1")
 
     @property
     def store_backend(self) -> str:

@@ -1,7 +1,8 @@
 """Request schemas (marshmallow) for every endpoint family.
 
-Lenient where OpenAI clients are: every standard field is accepted (what the
-upstream cannot honour is ignored, see README), unknown fields are dropped.
+Lenient where OpenAI clients are: every standard field is accepted (the
+sampling knobs the upstream lacks are ignored, see README; the answer controls
+are honoured by ``glm_proxy.services.controls``), unknown fields are dropped.
 Strict where a wrong value would silently change the answer: roles, types,
 ranges. A failure becomes one 400 naming the first offending ``param``.
 """
@@ -45,12 +46,50 @@ class ContentField(fields.Field):
 
 
 class StopField(fields.Field):
+    """A stop string or a list of at most ``most`` of them (OpenAI: 4)."""
+
+    def __init__(self, *args: Any, most: int = 4, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.most = most
+
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
         if value is None or isinstance(value, str):
             return value
-        if isinstance(value, list) and all(isinstance(v, str) for v in value) and len(value) <= 4:
+        if (
+            isinstance(value, list)
+            and all(isinstance(v, str) for v in value)
+            and len(value) <= self.most
+        ):
             return value
-        raise ValidationError("Must be a string or an array of up to 4 strings.")
+        raise ValidationError(f"Must be a string or an array of up to {self.most} strings.")
+
+
+class ResponseFormatField(fields.Field):
+    """``response_format``: ``text``, ``json_object``, or ``json_schema`` with a schema object.
+
+    The schema itself is checked later (``glm_proxy.services.controls``), where an
+    invalid one becomes a 400 naming it.
+    """
+
+    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValidationError("Must be an object with a `type`.")
+        kind = value.get("type")
+        if kind not in ("text", "json_object", "json_schema"):
+            raise ValidationError("`type` must be one of text, json_object, json_schema.")
+        if kind == "json_schema":
+            spec = value.get("json_schema")
+            if not isinstance(spec, dict):
+                raise ValidationError("`json_schema` must be an object with `name` and `schema`.")
+            if not isinstance(spec.get("name"), str) or not spec["name"]:
+                raise ValidationError("`json_schema.name` is required.")
+            if not isinstance(spec.get("schema", {}), dict):
+                raise ValidationError("`json_schema.schema` must be an object.")
+            if spec.get("strict") not in (None, True, False):
+                raise ValidationError("`json_schema.strict` must be a boolean.")
+        return value
 
 
 def _nest(path: tuple[Any, ...], message: str) -> Any:
@@ -115,6 +154,8 @@ class ChatCompletionSchema(_Lenient):
     stream = fields.Bool(load_default=False, allow_none=True)
     stream_options = fields.Nested(StreamOptionsSchema, allow_none=True)
     # Accepted for compatibility; the web upstream has no such knobs (see README).
+    # n, max_tokens, max_completion_tokens, stop, logprobs and response_format are
+    # honoured by the proxy itself (glm_proxy.services.controls).
     temperature = fields.Float(allow_none=True, validate=validate.Range(0, 2))
     top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
     n = fields.Int(allow_none=True, validate=validate.Range(1, 128))
@@ -125,10 +166,10 @@ class ChatCompletionSchema(_Lenient):
     frequency_penalty = fields.Float(allow_none=True, validate=validate.Range(-2, 2))
     logit_bias = fields.Dict(allow_none=True)
     logprobs = fields.Bool(allow_none=True)
-    top_logprobs = fields.Int(allow_none=True)
+    top_logprobs = fields.Int(allow_none=True, validate=validate.Range(0, 20))
     user = fields.Str(allow_none=True)
     seed = fields.Int(allow_none=True)
-    response_format = fields.Dict(allow_none=True)
+    response_format = ResponseFormatField(allow_none=True)
     tools = ToolsField(allow_none=True)
     tool_choice = fields.Raw(allow_none=True)
     parallel_tool_calls = fields.Bool(allow_none=True)

@@ -41,9 +41,26 @@ class SystemField(fields.Field):
         raise ValidationError("Must be a string or an array of text blocks.")
 
 
+THINKING_TYPES = ("enabled", "adaptive", "between_tools", "disabled")
+EFFORTS = ("low", "medium", "high", "xhigh", "max")
+
+
 class ThinkingSchema(_Lenient):
-    type = fields.Str(required=True, validate=validate.OneOf(("enabled", "disabled", "adaptive")))
-    budget_tokens = fields.Int(allow_none=True)
+    """Every ``thinking`` config the current SDKs send (``ThinkingConfigParam``)."""
+
+    type = fields.Str(required=True, validate=validate.OneOf(THINKING_TYPES))
+    budget_tokens = fields.Int(allow_none=True, validate=validate.Range(min=0))
+    display = fields.Str(allow_none=True, validate=validate.OneOf(("summarized", "omitted")))
+
+
+class OutputFormatSchema(_Lenient):
+    type = fields.Str(required=True, validate=validate.OneOf(("json_schema",)))
+    schema = fields.Dict(required=True)
+
+
+class OutputConfigSchema(_Lenient):
+    effort = fields.Str(allow_none=True, validate=validate.OneOf(EFFORTS))
+    format = fields.Nested(OutputFormatSchema, allow_none=True)
 
 
 class AnthropicToolsField(fields.Field):
@@ -75,11 +92,12 @@ class AnthropicMessagesSchema(_Lenient):
     temperature = fields.Float(allow_none=True, validate=validate.Range(0, 1))
     top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
     top_k = fields.Int(allow_none=True, validate=validate.Range(min=0))
-    stop_sequences = StopField(allow_none=True)
+    stop_sequences = StopField(allow_none=True, most=64)
     metadata = fields.Dict(allow_none=True)
     tools = AnthropicToolsField(allow_none=True)
     tool_choice = fields.Nested(ToolChoiceSchema, allow_none=True)
     thinking = fields.Nested(ThinkingSchema, allow_none=True)
+    output_config = fields.Nested(OutputConfigSchema, allow_none=True)
     service_tier = fields.Str(allow_none=True)
     # Extensions shared with /v1/chat/completions. A message id (``msg_<conversation id>``)
     # is accepted as the conversation id, since that is the id this endpoint hands out.
@@ -102,6 +120,12 @@ class AnthropicMessagesSchema(_Lenient):
                 )
         if choice.get("type") == "any" and not names:
             raise ValidationError("'any' needs at least one tool in 'tools'.", "tool_choice")
+
+
+class CountTokensSchema(AnthropicMessagesSchema):
+    """``/v1/messages/count_tokens``: the Messages request without ``max_tokens``."""
+
+    max_tokens = fields.Int(allow_none=True, validate=validate.Range(min=1))
 
 
 def _source_url(source: dict[str, Any]) -> str | None:
@@ -176,11 +200,38 @@ def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:
         "keep_conversation": bool(body.get("keep_conversation")),
     }
     chat.update(_tool_fields(body))
-    thinking = body.get("thinking") or {}
-    if thinking.get("type") in ("enabled", "adaptive"):
-        chat["reasoning_effort"] = "high"
-    elif thinking.get("type") == "disabled":
+    chat.update(_controls(body))
+    return chat
+
+
+def _controls(body: dict[str, Any]) -> dict[str, Any]:
+    """Thinking, length, stop sequences and output format, as chat-completions fields.
+
+    ``thinking`` ``enabled``/``adaptive`` select the reasoning mode, ``disabled``
+    turns it off, ``between_tools`` (think only between tool calls: the upstream
+    has no such switch) leaves the model's default. Anthropic counts
+    thinking against ``max_tokens`` when thinking is on, which is what OpenAI's
+    ``max_completion_tokens`` means; otherwise it bounds the visible text, like
+    OpenAI's ``max_tokens``.
+    """
+    chat: dict[str, Any] = {}
+    kind = (body.get("thinking") or {}).get("type")
+    output_config = body.get("output_config") or {}
+    effort = output_config.get("effort")
+    if kind in ("enabled", "adaptive"):
+        chat["reasoning_effort"] = {"max": "xhigh"}.get(effort, effort or "high")
+    elif kind == "disabled":
         chat["reasoning_effort"] = "none"
+    limit_field = "max_completion_tokens" if kind in ("enabled", "adaptive") else "max_tokens"
+    if body.get("max_tokens"):
+        chat[limit_field] = body["max_tokens"]
+    stops = body.get("stop_sequences")
+    if stops:
+        chat["stop"] = [stops] if isinstance(stops, str) else list(stops)
+    output_format = output_config.get("format")
+    if output_format:
+        schema = {"name": "output", "schema": output_format["schema"], "strict": True}
+        chat["response_format"] = {"type": "json_schema", "json_schema": schema}
     return chat
 
 

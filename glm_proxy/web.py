@@ -18,6 +18,7 @@ from glm_proxy.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from glm_proxy.formats.anthropic import anthropic_error
 from glm_proxy.request_guard import (
     abandon_body,
     body_too_large,
@@ -41,8 +42,26 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(data), status=status, headers=headers, mimetype="application/json")
 
 
+ANTHROPIC_PATHS = ("/v1/messages", "/v1/complete")
+
+
+def anthropic_request() -> bool:
+    """The request came to an Anthropic route (or, to no route, from an Anthropic client).
+
+    Its errors, 404/405/413 included, must use Anthropic's error shape: that is
+    what the Anthropic SDK parses.
+    """
+    path = request.path.rstrip("/")
+    if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
+        return True
+    # An unknown path asked by an Anthropic client; OpenAI routes keep OpenAI's shape.
+    return request.url_rule is None and "anthropic-version" in request.headers
+
+
 def error_response(error: GLMProxyError) -> Response:
     headers = dict(error.headers)
+    if anthropic_request():
+        return json_response(anthropic_error(error), error.status, headers)
     return json_response(error.to_dict(), error.status, headers)
 
 

@@ -137,7 +137,7 @@ def test_sigterm_deadline_ends_anthropic_streams_and_non_stream_answers(simulato
             f"{server.v1}/messages",
             json={
                 "model": "glm-4",
-                "max_tokens": 100,
+                "max_tokens": 100_000,  # honoured: must not end the long answer first
                 "stream": True,
                 "messages": user("[[sim:long n=400 delay=0.05]]"),
             },

@@ -9,6 +9,7 @@ def register_blueprints(app: Flask) -> None:
     from glm_proxy.api import (
         admin,
         anthropic,
+        anthropic_tokens,
         chat,
         health,
         images,
@@ -18,5 +19,17 @@ def register_blueprints(app: Flask) -> None:
         videos,
     )
 
-    for module in (health, models, tokens, chat, anthropic, responses, images, videos, admin):
+    families = (
+        health,
+        models,
+        tokens,
+        chat,
+        anthropic,
+        anthropic_tokens,
+        responses,
+        images,
+        videos,
+        admin,
+    )
+    for module in families:
         app.register_blueprint(module.bp)

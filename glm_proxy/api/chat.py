@@ -14,12 +14,14 @@ import uuid
 
 from flask import Blueprint, Response, g, request
 
+from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
 from glm_proxy.auth import authenticate
 from glm_proxy.formats.openai import ChatWire
 from glm_proxy.schemas import ChatCompletionSchema, load
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
+from glm_proxy.services.controls import reasoning_style
 from glm_proxy.web import error_response, read_json
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")
@@ -34,13 +36,22 @@ def create_chat_completion() -> Response:
     body = load(CHAT_SCHEMA, read_json())
     plan = plan_chat(body, svc.settings, svc.models)
     g.log_fields.update(model=plan.model, stream=plan.stream, caller=caller.label)
+    if plan.controls.n > 1:
+        return respond_choices(
+            svc,
+            caller,
+            plan,
+            start_job=lambda: start_chat(svc, caller, plan),
+            log_fields=g.log_fields,
+            error_response=error_response,
+        )
     job = start_chat(svc, caller, plan)
     wire = ChatWire(
         model=plan.model,
         created=int(time.time()),
         prompt_text=plan.prompt.text,
         response_id=lambda: job.conversation_id or "chatcmpl-" + uuid.uuid4().hex,
-        reasoning_style=svc.settings.reasoning_output,
+        reasoning_style=reasoning_style(svc.settings.reasoning_output, plan.controls),
         include_usage=plan.include_usage,
     )
     return respond(

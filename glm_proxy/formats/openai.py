@@ -74,11 +74,13 @@ class ChatStreamFormatter:
         model: str,
         created: int,
         reasoning_style: ReasoningStyle = "reasoning_content",
+        index: int = 0,
     ) -> None:
         self.completion_id = completion_id
         self.model = model
         self.created = created
         self.reasoning_style = reasoning_style
+        self.index = index  # the choice (``n`` > 1 answers interleave in one stream)
         self._think_open = False
         self._text_started = False
 
@@ -157,7 +159,12 @@ class ChatStreamFormatter:
         }
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-        choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        choice = {
+            "index": self.index,
+            "delta": delta,
+            "logprobs": None,
+            "finish_reason": finish_reason,
+        }
         return {**self._base(), "choices": [choice]}
 
 
@@ -275,7 +282,9 @@ class ChatWire:
         response_id: Callable[[], str],
         reasoning_style: ReasoningStyle = "reasoning_content",
         include_usage: bool = False,
+        index: int = 0,
     ) -> None:
+        self.index = index  # the choice this wire renders
         self.model = model
         self.created = created
         self.prompt_text = prompt_text
@@ -289,9 +298,10 @@ class ChatWire:
 
     def open(self) -> bytes:
         f = self._formatter = ChatStreamFormatter(
-            self.response_id(), self.model, self.created, self.reasoning_style
+            self.response_id(), self.model, self.created, self.reasoning_style, self.index
         )
-        self._head = b"data: " + orjson.dumps(f._base())[:-1] + b',"choices":[{"index":0,"delta":'
+        choice = b',"choices":[{"index":%d,"delta":' % self.index
+        self._head = b"data: " + orjson.dumps(f._base())[:-1] + choice
         return self._encode({"role": "assistant", "content": ""}, None)
 
     def feed(self, delta: Delta) -> bytes:

@@ -27,6 +27,13 @@ from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.profiles import parse_mode_map
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
+from glm_proxy.services.controls import (
+    Controls,
+    build_filters,
+    chain_factories,
+    plan_controls,
+    with_instruction,
+)
 from glm_proxy.translate import TranslateOptions
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ class ChatPlan:
     translate_options: TranslateOptions = field(default_factory=TranslateOptions)
     include_usage: bool = False
     stream: bool = False
+    controls: Controls = field(default_factory=Controls)
     mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.models)
     selected_model: str = ""
     reasoning_effort: str = ""  # the wire value of meta_data.reasoning_effort
@@ -76,6 +84,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
     if body.get("web_search") is not None:
         networking = bool(body["web_search"]) and settings.glm_networking
     conversation_id = body.get("conversation_id") or None
+    controls = plan_controls(body, settings)
     tools = tool_config(body)
     prompt = build_prompt(
         body["messages"],
@@ -83,6 +92,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         tools=tools,
         tool_prompt=load_template(settings.tool_prompt_file),
     )
+    prompt = with_instruction(prompt, controls)
     options = TranslateOptions(
         include_reasoning=not spec.silent,
         include_sources=not spec.silent,
@@ -101,6 +111,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         translate_options=options,
         include_usage=bool(stream_options.get("include_usage")),
         stream=bool(body.get("stream")),
+        controls=controls,
         mode=mode,
         selected_model=spec.selected_model or settings.glm_default_model,
         reasoning_effort=effort,
@@ -248,6 +259,7 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
     )
     if plan.tools is not None:
         _wire_tools(request, plan)
+    _wire_controls(request, plan)
     return AnswerJob(services, caller.accounts, request).start()
 
 
@@ -280,4 +292,26 @@ def _wire_tools(request: AnswerRequest, plan: ChatPlan) -> None:
 
     request.make_filter = make_filter
     if request.build_followup is None:
+        request.build_followup = build_followup
+
+
+def _wire_controls(request: AnswerRequest, plan: ChatPlan) -> None:
+    """Stop strings, length limit and structured JSON (``services.controls``) as answer filters.
+
+    They run after any filter already wired (the tool-call parser): parser ->
+    stop -> length. A re-ask (JSON that did not validate) goes to the answer's
+    own conversation with only the correction as the new message.
+    """
+    controls = build_filters(plan.controls)
+    if controls is None:
+        return
+    request.make_filter = chain_factories(request.make_filter, controls)
+    if request.build_followup is None:
+
+        def build_followup(_account: Account, conversation_id: str, text: str) -> dict[str, Any]:
+            followup = dataclasses.replace(
+                plan, prompt=Prompt(text), conversation_id=conversation_id
+            )
+            return build_upstream_payload(followup)
+
         request.build_followup = build_followup

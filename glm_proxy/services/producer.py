@@ -24,7 +24,7 @@ import gevent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
-from glm_proxy.events import ConversationStarted, Delta
+from glm_proxy.events import ConversationStarted, Delta, Finished
 from glm_proxy.parsers import DeltaFilter, Reask
 from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.translate import Translator
@@ -64,6 +64,7 @@ class Attempt:
         self.translator: Translator | None = None
         self.filter: DeltaFilter | None = None
         self.reasked = False
+        self.answered = False  # the filter ended the answer before the upstream did
         self.completed = False  # the upstream answer ended normally
 
     def upstream_conversation_id(self) -> str | None:
@@ -122,11 +123,15 @@ class Attempt:
         translator = Translator(job.request.translate_options)
         self.translator = translator
         decoder = SSEDecoder()
+        self.answered = False
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
                 self._feed(translator, event)
-        for event in decoder.finish():
-            self._feed(translator, event)
+            if self.answered:
+                break  # a filter ended the answer (stop string, length): read no further
+        else:
+            for event in decoder.finish():
+                self._feed(translator, event)
         if not self.events:
             self._empty_stream()
         for delta in translator.finish():
@@ -174,6 +179,8 @@ class Attempt:
             return
         for out in self.filter.feed(delta):
             self._deliver(out)
+            if isinstance(out, Finished):
+                self.answered = True
 
     def _deliver(self, delta: Delta) -> None:
         """Queue a delta for the client; a buffered request holds all until the attempt ended."""
@@ -221,7 +228,9 @@ class Attempt:
 
     def _cleanup(self) -> None:
         if self.response is not None:
-            if self.job.stop_upstream and not self.completed:
+            if (self.job.stop_upstream and not self.completed) or self.answered:
+                # A stop string or the length limit ended the answer early: the
+                # upstream would go on generating, keeping the account busy.
                 self._stop_upstream()
             self.response.close()
         # The first event may already be an error: the id is known, the delta was not sent.

@@ -1,0 +1,34 @@
+"""``POST /v1/messages/count_tokens``: the Anthropic token counter, by our estimator.
+
+Agents (Claude Code among them) ask it before sending a long conversation.
+The request is planned exactly like ``/v1/messages`` (same prompt, same
+structured-output instruction), and the prompt's tokens are estimated with
+``glm_proxy.usage``, so the figure matches the ``input_tokens`` a message
+reports. It is an estimate, not the upstream's tokenizer. Nothing is sent
+upstream.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, request
+
+from glm_proxy.auth import authenticate
+from glm_proxy.schemas import load
+from glm_proxy.schemas_anthropic import CountTokensSchema, to_chat_body
+from glm_proxy.services import services
+from glm_proxy.services.chat import plan_chat
+from glm_proxy.usage import estimate_tokens
+from glm_proxy.web import json_response, read_json
+
+bp = Blueprint("anthropic_tokens", __name__, url_prefix="/v1")
+
+COUNT_SCHEMA = CountTokensSchema()
+
+
+@bp.post("/messages/count_tokens")
+def count_tokens() -> Response:
+    svc = services()
+    authenticate(request, svc.settings)
+    body = load(COUNT_SCHEMA, read_json())
+    plan = plan_chat(to_chat_body(body), svc.settings, svc.models)
+    return json_response({"input_tokens": estimate_tokens(plan.prompt.text)})

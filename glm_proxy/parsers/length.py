@@ -1,0 +1,107 @@
+"""Length limits: cut the answer at the client's token budget.
+
+``max_tokens`` / ``max_completion_tokens`` (OpenAI), ``max_tokens``
+(Anthropic) and ``max_output_tokens`` (Responses) bound the answer, and the
+client learns it was cut from ``finish_reason: "length"`` (``stop_reason:
+"max_tokens"``, ``status: "incomplete"``). The upstream takes no budget, so
+the answer is cut here, counted by the same estimator as the ``usage``
+figures (``glm_proxy.usage``), so ``completion_tokens`` never exceeds the
+budget: an estimate, not the model's tokenizer.
+
+Whether reasoning spends the budget depends on the field (``count_reasoning``):
+OpenAI documents ``max_completion_tokens`` and ``max_output_tokens`` as
+"including visible output tokens and reasoning tokens", and Anthropic counts
+thinking against ``max_tokens``; the legacy OpenAI ``max_tokens`` bounds the
+visible completion only. The text and reasoning totals are estimated apart and
+added, exactly as ``usage_dict`` does.
+
+When the budget runs out mid-delta the delta is cut at the last character that
+still fits, then ``Finished(reason="length")`` follows and everything after it
+(the upstream's own ``Finished`` included) is dropped. The answer job sees the
+``Finished`` and may stop reading the upstream.
+"""
+
+from __future__ import annotations
+
+from glm_proxy.events import Delta, Finished, ReasoningDelta, TextDelta
+from glm_proxy.parsers import Reask
+from glm_proxy.usage import _WIDE
+
+__all__ = ["LengthFilter", "TokenCounter"]
+
+
+class TokenCounter:
+    """Incremental ``glm_proxy.usage.estimate_tokens``: same result on the concatenated text."""
+
+    def __init__(self) -> None:
+        self.wide = 0
+        self.narrow = 0
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens(self.wide, self.narrow)
+
+    @staticmethod
+    def _tokens(wide: int, narrow: int) -> int:
+        if wide == 0 and narrow == 0:
+            return 0
+        return max(1, wide + (narrow + 3) // 4)
+
+    def fit(self, text: str, budget: int) -> int:
+        """Add the longest prefix of ``text`` that keeps the count within ``budget``.
+
+        Returns that prefix's length (``len(text)`` when all of it fits).
+        """
+        whole_wide = len(_WIDE.findall(text))
+        if self._tokens(self.wide + whole_wide, self.narrow + len(text) - whole_wide) <= budget:
+            self.wide += whole_wide  # the usual case: all of it fits, no per-character walk
+            self.narrow += len(text) - whole_wide
+            return len(text)
+        wide, narrow = self.wide, self.narrow
+        for index, char in enumerate(text):
+            if _WIDE.match(char):
+                w, n = wide + 1, narrow
+            else:
+                w, n = wide, narrow + 1
+            if self._tokens(w, n) > budget:
+                self.wide, self.narrow = wide, narrow
+                return index
+            wide, narrow = w, n
+        self.wide, self.narrow = wide, narrow
+        return len(text)
+
+
+class LengthFilter:
+    """Cuts the answer once the estimated tokens reach ``limit`` (see the module docstring)."""
+
+    def __init__(self, limit: int, *, count_reasoning: bool = False) -> None:
+        self.limit = limit
+        self.count_reasoning = count_reasoning
+        self.text = TokenCounter()
+        self.reasoning = TokenCounter()
+        self.done = False
+
+    def feed(self, delta: Delta) -> list[Delta]:
+        if self.done:
+            return []
+        if isinstance(delta, Finished):
+            self.done = True
+            return [delta]
+        if isinstance(delta, TextDelta):
+            return self._spend(delta.text, self.text, self.reasoning, TextDelta)
+        if isinstance(delta, ReasoningDelta) and self.count_reasoning:
+            return self._spend(delta.text, self.reasoning, self.text, ReasoningDelta)
+        return [delta]
+
+    def finish(self) -> list[Delta | Reask]:
+        return []
+
+    def _spend(self, text: str, own: TokenCounter, other: TokenCounter, kind: type) -> list[Delta]:
+        # Reasoning reaches here only when it counts; then text and reasoning share the budget.
+        spent_elsewhere = other.tokens if self.count_reasoning else 0
+        fits = own.fit(text, max(0, self.limit - spent_elsewhere))
+        if fits == len(text):
+            return [kind(text)] if text else []
+        self.done = True
+        head = [kind(text[:fits])] if fits else []
+        return [*head, Finished("length")]
