@@ -27,14 +27,14 @@ from typing import Any
 import gevent
 import orjson
 from flask import Response
-from gevent.queue import Empty, Queue
+from gevent.queue import Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.api._streaming import respond
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
 from glm_proxy.formats.openai import ChatWire, chat_usage
-from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
+from glm_proxy.services.answer import AnswerJob, End, Failure, QueuedItems
 from glm_proxy.services.controls import reasoning_style
 from glm_proxy.sse import DONE
 
@@ -51,7 +51,7 @@ class Choice:
     delta: Delta
 
 
-class ChoiceJobs:
+class ChoiceJobs(QueuedItems):
     """``n`` answer jobs as the one job the pump drives (``next_item``, ``cancel``, ...)."""
 
     def __init__(
@@ -128,35 +128,13 @@ class ChoiceJobs:
     def conversation_id(self) -> str | None:
         return None  # n conversations, none kept: the response gets its own id
 
-    def next_item(self, timeout: float | None = None) -> Any:
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        try:
-            return self.queue.get(timeout=timeout)
-        except Empty:
-            return KEEPALIVE
-
-    def next_ready(self) -> Any:
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        try:
-            return self.queue.get_nowait()
-        except Empty:
-            return None
-
     def opening_failure(self, header_wait: float) -> GLMProxyError | None:
         """As ``AnswerJob.opening_failure``: a failure before any output keeps its status."""
         self.jobs[0].wait_leased()
-        if self._peeked is None:
-            item = self.next_item(timeout=header_wait)
-            if item is KEEPALIVE:
-                return None
-            self._peeked = item
-        if isinstance(self._peeked, Failure):
+        first = self.peek(timeout=header_wait)
+        if isinstance(first, Failure):
             self.cancel()
-            return self._peeked.error
+            return first.error
         return None
 
     def items(self) -> Iterator[Any]:

@@ -98,7 +98,46 @@ class AnswerRequest:
     build_followup: Callable[[Account, str, str], dict[str, Any]] | None = None
 
 
-class AnswerJob:
+class QueuedItems:
+    """The consumer side the pump reads: a queue with keep-alive timeouts and one look-ahead.
+
+    Shared by ``AnswerJob`` and the ``n``-choice job (``api/_multi.py``); the
+    subclass sets ``queue`` and ``_peeked = None``.
+    """
+
+    queue: Queue
+    _peeked: Any
+
+    def next_item(self, timeout: float | None = None) -> Any:
+        """The next delta, ``Failure``, ``End``, or ``KEEPALIVE`` after ``timeout`` seconds."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        try:
+            return self.queue.get(timeout=timeout)
+        except Empty:
+            return KEEPALIVE
+
+    def next_ready(self) -> Any:
+        """The next item if one is already waiting, else None (never blocks)."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        try:
+            return self.queue.get_nowait()
+        except Empty:
+            return None
+
+    def peek(self, timeout: float | None = None) -> Any:
+        if self._peeked is None:
+            item = self.next_item(timeout)
+            if item is KEEPALIVE:
+                return KEEPALIVE
+            self._peeked = item
+        return self._peeked
+
+
+class AnswerJob(QueuedItems):
     def __init__(
         self, services: Services, candidates: tuple[Account, ...], request: AnswerRequest
     ) -> None:
@@ -164,34 +203,6 @@ class AnswerJob:
     def wait_leased(self, timeout: float | None = None) -> bool:
         """Block while the job waits in the account queue (so a 429 keeps its status)."""
         return self._leased.wait(timeout)
-
-    def next_item(self, timeout: float | None = None) -> Any:
-        """The next delta, ``Failure``, ``End``, or ``KEEPALIVE`` after ``timeout`` seconds."""
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        try:
-            return self.queue.get(timeout=timeout)
-        except Empty:
-            return KEEPALIVE
-
-    def next_ready(self) -> Any:
-        """The next item if one is already waiting, else None (never blocks)."""
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        try:
-            return self.queue.get_nowait()
-        except Empty:
-            return None
-
-    def peek(self, timeout: float | None = None) -> Any:
-        if self._peeked is None:
-            item = self.next_item(timeout)
-            if item is KEEPALIVE:
-                return KEEPALIVE
-            self._peeked = item
-        return self._peeked
 
     def opening_failure(self, header_wait: float) -> GLMProxyError | None:
         """For a streaming view: the error to answer with a real HTTP status, if any.
