@@ -128,21 +128,9 @@ class ChoiceJobs(QueuedItems):
     def conversation_id(self) -> str | None:
         return None  # n conversations, none kept: the response gets its own id
 
-    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
-        """As ``AnswerJob.opening_failure``: a failure before any output keeps its status."""
-        self.jobs[0].wait_leased()
-        first = self.peek(timeout=header_wait)
-        if isinstance(first, Failure):
-            self.cancel()
-            return first.error
-        return None
-
-    def items(self) -> Iterator[Any]:
-        while True:
-            item = self.next_item()
-            yield item
-            if isinstance(item, End | Failure):
-                return
+    def wait_leased(self, timeout: float | None = None) -> bool:
+        """The first choice's account wait decides the status (a 429 keeps its status)."""
+        return self.jobs[0].wait_leased(timeout)
 
     def deltas(self) -> Iterator[Choice]:
         for item in self.items():

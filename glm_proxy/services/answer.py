@@ -136,6 +136,35 @@ class QueuedItems:
             self._peeked = item
         return self._peeked
 
+    def wait_leased(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
+        """For a streaming view: the error to answer with a real HTTP status, if any.
+
+        Waits while the job queues for an account (so a 429 at the deadline
+        keeps its status), then up to ``header_wait`` seconds for the upstream;
+        a failure by then is returned (and the job cancelled). None means:
+        commit to ``200 text/event-stream``; later failures go in the stream.
+        """
+        self.wait_leased()
+        first = self.peek(timeout=header_wait)
+        if isinstance(first, Failure):
+            self.cancel()
+            return first.error
+        return None
+
+    def items(self) -> Iterator[Any]:
+        """Every item until the end (no keep-alives): the non-stream path."""
+        while True:
+            item = self.next_item()
+            yield item
+            if isinstance(item, End | Failure):
+                return
+
 
 class AnswerJob(QueuedItems):
     def __init__(
@@ -203,29 +232,6 @@ class AnswerJob(QueuedItems):
     def wait_leased(self, timeout: float | None = None) -> bool:
         """Block while the job waits in the account queue (so a 429 keeps its status)."""
         return self._leased.wait(timeout)
-
-    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
-        """For a streaming view: the error to answer with a real HTTP status, if any.
-
-        Waits while the job queues for an account (so a 429 at the deadline
-        keeps its status), then up to ``header_wait`` seconds for the upstream;
-        a failure by then is returned (and the job cancelled). None means:
-        commit to ``200 text/event-stream``; later failures go in the stream.
-        """
-        self.wait_leased()
-        first = self.peek(timeout=header_wait)
-        if isinstance(first, Failure):
-            self.cancel()
-            return first.error
-        return None
-
-    def items(self) -> Iterator[Any]:
-        """Every item until the end (no keep-alives): the non-stream path."""
-        while True:
-            item = self.next_item()
-            yield item
-            if isinstance(item, End | Failure):
-                return
 
     def deltas(self) -> Iterator[Delta]:
         """The answer's deltas until ``End``; a ``Failure`` is raised. The one drain.
