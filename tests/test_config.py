@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from glm_proxy.config import ConfigError, Settings, documented_settings
+from glm_proxy.config import ConfigError, Settings, documented_settings, markdown_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,3 +57,18 @@ def test_readme_documents_every_setting():
     missing = [env for env, _, _ in documented_settings() if f"`{env}`" not in readme]
     assert missing == []
     assert "pip install -r requirements.txt && gunicorn -c gunicorn.conf.py wsgi:app" in readme
+
+
+def test_readme_table_is_the_generated_one():
+    """The README holds exactly what ``python -m glm_proxy.config`` prints."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("<!-- CONFIG-TABLE -->\n") + len("<!-- CONFIG-TABLE -->\n")
+    end = readme.index("\n<!-- /CONFIG-TABLE -->")
+    assert readme[start:end] == markdown_table()
+
+
+def test_sections_do_not_shadow_each_other():
+    """Each setting is declared in exactly one section, so no section overrides another's."""
+    declared = [f.name for base in Settings.__bases__ for f in dataclasses.fields(base)]
+    assert len(declared) == len(set(declared)) == len(dataclasses.fields(Settings))
+    assert len({env for env, _, _ in documented_settings()}) == len(declared)
