@@ -1,10 +1,13 @@
 """Output items of a Responses answer, and URL citations as annotations. Pure.
 
-Split from ``formats.responses`` (the event sequence) so each file reads on its own.
+Split from ``formats.responses`` (the wire) and ``_responses_builder`` (the fold and
+its events) so each file reads on its own.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,6 +23,12 @@ ID_PREFIX = {
     "function_call": "fc_",
     "custom_tool_call": "ctc_",
 }
+
+
+def counter_ids() -> Callable[[str], str]:
+    """Deterministic item ids (``msg_0``, ``rs_1`` ...) for tests."""
+    count = itertools.count()
+    return lambda prefix: f"{prefix}{next(count)}"
 
 
 def _md_url(url: str) -> str:
