@@ -1,8 +1,8 @@
 """Files and images that clients attach: fetch (SSRF-guarded), sniff, spool, upload once.
 
-Public surface: :class:`AttachmentService` (``prepare`` for chat, ``materialize``
-and ``fetch_generated`` for the image and video services), :class:`Blob`, and
-the guard/fetch building blocks for tests.
+Public surface: :class:`AttachmentService` (``fetch_all`` then ``upload_all`` for
+chat, ``materialize`` and ``fetch_generated`` for the image and video services),
+:class:`Blob`, and the guard/fetch building blocks for tests.
 """
 
 from glm_proxy.attachments.blob import Blob, decode_data_url, spool

@@ -207,14 +207,3 @@ class AttachmentService:
             kind, record = self.upload(account, blob)
             (images if kind == "image" else files).append(record)
         return files, images
-
-    def prepare(
-        self, account: Account, refs: list[AttachmentRef]
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """Fetch and upload in one go (for callers that hold no answer job)."""
-        blobs = self.fetch_all(refs)
-        try:
-            return self.upload_all(account, blobs)
-        finally:
-            for blob in blobs:
-                blob.close()
