@@ -30,7 +30,7 @@ from glm_proxy.auth import require_admin_key
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.limits import PASSTHROUGH, WINDOWS
-from glm_proxy.pool import AccountPool, Health
+from glm_proxy.pool import AccountPool, Health, PoolOperations
 from glm_proxy.store import keys
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
 from glm_proxy.web import json_response
@@ -56,6 +56,10 @@ def _require_admin() -> None:
 
 def _pool() -> AccountPool:
     return current_app.extensions["glm_pool"]
+
+
+def _operations() -> PoolOperations:
+    return current_app.extensions["glm_pool_operations"]
 
 
 def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
@@ -110,7 +114,7 @@ def get_account(fp: str) -> Response:
 @bp.post("/accounts/<fp>/check")
 def check_account(fp: str) -> Response:
     pool = _pool()
-    pool.operations.recheck(_known(fp))
+    _operations().recheck(_known(fp))
     return json_response(_account_view(pool, fp))
 
 
