@@ -27,6 +27,7 @@ from flask import Response, after_this_request, g
 
 from glm_proxy.errors import RateLimited
 from glm_proxy.pool.lease import Slot
+from glm_proxy.store import keys
 from glm_proxy.store.base import Store
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class Usage:
 
     def _key(self, name: str, at: float | None = None) -> str:
         bucket = int((self.clock() if at is None else at) // BUCKET)
-        return f"usage:{name}:{bucket}"
+        return keys.usage(name, bucket)
 
     def count(self, name: str, field: str, amount: int = 1) -> None:
         if amount:
@@ -57,9 +58,9 @@ class Usage:
         """Totals over the last ``seconds`` (10-minute resolution)."""
         now = self.clock()
         first, last = int((now - seconds) // BUCKET) + 1, int(now // BUCKET)
-        keys = [f"usage:{name}:{b}" for b in range(first, last + 1)]
+        names = [keys.usage(name, b) for b in range(first, last + 1)]
         totals = {"requests": 0, "errors": 0, **{f: 0 for f in TOKEN_FIELDS}}
-        for fields in self.store.hgetall_many(keys):
+        for fields in self.store.hgetall_many(names):
             for field, value in fields.items():
                 if field in totals:
                     totals[field] += int(value)
@@ -128,9 +129,9 @@ class KeyLimits:
             return
         now = self.clock()
         minute, into = divmod(now, 60.0)
-        current_key = f"rpm:{name}:{int(minute)}"
+        current_key = keys.rpm(name, int(minute))
         current = self.store.incr(current_key, ttl=120)
-        previous = int(self.store.get(f"rpm:{name}:{int(minute) - 1}") or 0)
+        previous = int(self.store.get(keys.rpm(name, int(minute) - 1)) or 0)
         estimate = previous * (1 - into / 60.0) + current
         if estimate <= limit:
             return
@@ -148,7 +149,7 @@ class KeyLimits:
         limit = self.settings.key_max_concurrent
         if limit <= 0:
             return []
-        key, member, ttl = f"keyslots:{name}", uuid.uuid4().hex, self.settings.lease_ttl
+        key, member, ttl = keys.key_slots(name), uuid.uuid4().hex, self.settings.lease_ttl
         if not self.store.slot_acquire(key, member, limit, ttl):
             raise RateLimited(
                 f"Too many concurrent requests for key '{name}' (limit {limit}). Retry after 1s.",

@@ -94,3 +94,19 @@ def test_unknown_account_is_forgotten() -> None:
     time.sleep(0.1)
     assert sweeper.sweep() == 0
     assert upstream.deleted == [] and pool.conversations.owner("c-gone") is None
+
+
+def test_a_continued_conversation_keeps_its_owner_as_long_as_it_was_first_kept() -> None:
+    """Remembering and continuing use one TTL: never shorter than the idle sweeper's wait."""
+    now = [1000.0]
+    settings = Settings.from_mapping({"CONVERSATION_TTL": "100", "CONVERSATION_IDLE_TTL": "1000"})
+    pool = AccountPool(settings, MemoryStore(clock=lambda: now[0]), [PoolEntry(POOLED)])
+    book = pool.conversations
+    assert book.ttl == 1000
+    book.remember(POOLED, "c-kept", "assistant-a")
+    now[0] += 900
+    book.prolong("c-kept")
+    now[0] += 900  # past CONVERSATION_TTL after the continuation, within the idle TTL
+    assert book.owner("c-kept") == POOLED.fingerprint
+    now[0] += 200
+    assert book.owner("c-kept") is None

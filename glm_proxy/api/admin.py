@@ -30,7 +30,8 @@ from glm_proxy.auth import require_admin_key
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.limits import PASSTHROUGH, WINDOWS
-from glm_proxy.pool import AccountPool, Health
+from glm_proxy.pool import AccountPool, Health, PoolOperations
+from glm_proxy.store import keys
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
 from glm_proxy.web import json_response
 
@@ -57,10 +58,14 @@ def _pool() -> AccountPool:
     return current_app.extensions["glm_pool"]
 
 
+def _operations() -> PoolOperations:
+    return current_app.extensions["glm_pool_operations"]
+
+
 def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
     entry = pool.entries.get(fp)
     account = entry.account if entry else None
-    fields = pool.store.hgetall(f"health:{fp}")
+    fields = pool.store.hgetall(keys.health(fp))
     health = Health.from_fields(fields)
     cooling = health.state.value == "cooling" and health.cooldown_until > time.time()
     return {
@@ -109,7 +114,7 @@ def get_account(fp: str) -> Response:
 @bp.post("/accounts/<fp>/check")
 def check_account(fp: str) -> Response:
     pool = _pool()
-    pool.operations.recheck(_known(fp))
+    _operations().recheck(_known(fp))
     return json_response(_account_view(pool, fp))
 
 
@@ -141,14 +146,14 @@ def set_cookies(fp: str) -> Response:
         parse_cookies(text)
     except ValueError as exc:
         raise InvalidRequest(str(exc), param="cookies") from None
-    pool.store.set(f"ck:{_known(fp)}", text)
+    pool.store.set(keys.cookies(_known(fp)), text)
     return json_response(_account_view(pool, fp))
 
 
 @bp.delete("/accounts/<fp>/cookies")
 def delete_cookies(fp: str) -> Response:
     pool = _pool()
-    pool.store.delete(f"ck:{_known(fp)}")
+    pool.store.delete(keys.cookies(_known(fp)))
     return json_response(_account_view(pool, fp))
 
 

@@ -19,6 +19,7 @@ from glm_proxy.auth import require_key_for_catalogue
 from glm_proxy.errors import GLMProxyError, NotFound
 from glm_proxy.models import AGENT_ID, ModelSpec, ModelTable
 from glm_proxy.services import services
+from glm_proxy.store import keys
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
 from glm_proxy.web import json_response
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
 bp.before_request(require_key_for_catalogue)
-CACHE_KEY = "catalogue:models"
+CACHE_KEY = keys.MODEL_CATALOGUE
 FAILURE_TTL = 60  # seconds the static list stands in after a failed catalogue fetch
 MODE_SUFFIXES = (("", None), ("-thinking", "thinking"), ("-deep", "deep"))
 

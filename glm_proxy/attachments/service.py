@@ -29,6 +29,7 @@ from glm_proxy.attachments.guard import AllowList, FetchGuard, Resolver, system_
 from glm_proxy.attachments.sniff import sniff
 from glm_proxy.errors import GLMProxyError, InvalidRequest, PayloadTooLarge, UpstreamError
 from glm_proxy.prompt import AttachmentRef
+from glm_proxy.store import keys
 from glm_proxy.upstream.media import upload_file
 
 log = logging.getLogger(__name__)
@@ -91,12 +92,14 @@ class AttachmentService:
 
     def upload(self, account: Account, blob: Blob) -> tuple[str, dict[str, Any]]:
         """("file" | "image", upstream record) for ``blob`` on ``account``, cached."""
-        key = f"upl:{account.fingerprint}:{blob.sha256}"
+        key = keys.upload(account.fingerprint, blob.sha256)
         cached = self._cached(key)
         if cached is not None:
             return cached
         with self.store.lock(
-            key + ":lock", timeout=UPLOAD_LOCK_TIMEOUT, blocking_timeout=UPLOAD_LOCK_TIMEOUT
+            keys.upload_lock(account.fingerprint, blob.sha256),
+            timeout=UPLOAD_LOCK_TIMEOUT,
+            blocking_timeout=UPLOAD_LOCK_TIMEOUT,
         ):
             cached = self._cached(key)
             if cached is not None:

@@ -3,7 +3,9 @@
 ``AccountPool`` (``app.extensions["glm_pool"]``) is what the answer job talks
 to: ``lease(candidates, exclude=, require=) -> Lease`` and the
 ``report_success/report_failure/report_dead`` calls. Everything it decides is
-kept in the store, so it holds across workers and replicas.
+kept in the store, so it holds across workers and replicas. ``PoolOperations``
+(``app.extensions["glm_pool_operations"]``) is what operators ask beyond that;
+it holds the pool, never the other way round.
 """
 
 from __future__ import annotations
@@ -28,11 +30,11 @@ def init_app(app: Flask) -> None:
     store = app.extensions["glm_store"]
     upstream = app.extensions["glm_upstream"]
     pool = AccountPool(settings, store, load_pool(settings))
-    pool.operations = PoolOperations(pool, upstream)
+    operations = PoolOperations(pool, upstream)
     if settings.follow_token_rotation:
-        upstream.on_rotation = pool.operations.on_rotation
+        upstream.on_rotation = operations.on_rotation
     try:
-        pool.operations.adopt_configured_tokens()
+        operations.adopt_configured_tokens()
     except Exception as exc:  # noqa: BLE001 - e.g. Redis down at boot: serve (503s) rather than crash-loop
         log.warning("could not compare the configured tokens with the store: %s", exc)
     pool.listen()
@@ -43,6 +45,7 @@ def init_app(app: Flask) -> None:
             ", ".join(str(a) for a in pool.accounts),
         )
     app.extensions["glm_pool"] = pool
+    app.extensions["glm_pool_operations"] = operations
 
 
 __all__ = [

@@ -3,8 +3,9 @@
 Two records per kept conversation:
 
 - ``conv:<id>`` -> ``{"account": fp, "assistant_id": ...}`` (TTL
-  ``CONVERSATION_TTL``): read by ``services.chat.conversation_owner`` to send a
-  continuation to the owning account, across workers and replicas;
+  ``CONVERSATION_TTL``, never shorter than ``CONVERSATION_IDLE_TTL``, restarted
+  on every continuation): read by ``services.chat.conversation_owner`` to send
+  a continuation to the owning account, across workers and replicas;
 - ``sweep:conv:<id>`` -> what the sweeper needs to delete it upstream, plus the
   sorted set ``sweep:idle`` (id -> last use, epoch seconds). The sweeper deletes
   conversations idle for ``CONVERSATION_IDLE_TTL`` so "no trace left" still
@@ -23,17 +24,18 @@ from collections.abc import Callable
 import orjson
 
 from glm_proxy.accounts import Account
+from glm_proxy.store import keys
 from glm_proxy.store.base import Store
 
-IDLE_INDEX = "sweep:idle"
+IDLE_INDEX = keys.SWEEP_IDLE
 
 
 def conv_key(conversation_id: str) -> str:
-    return f"conv:{conversation_id}"
+    return keys.conversation(conversation_id)
 
 
 def sweep_key(conversation_id: str) -> str:
-    return f"sweep:conv:{conversation_id}"
+    return keys.conversation_sweep(conversation_id)
 
 
 class ConversationBook:
@@ -54,13 +56,22 @@ class ConversationBook:
     def sweeping(self) -> bool:
         return self.settings.conversation_idle_ttl > 0
 
+    @property
+    def ttl(self) -> float:
+        """How long an owner record outlives its last use.
+
+        Never shorter than the idle sweeper's wait: a conversation the sweeper
+        has not deleted yet must still find its account.
+        """
+        return max(self.settings.conversation_ttl, self.settings.conversation_idle_ttl)
+
     def remember(self, account: Account, conversation_id: str, assistant_id: str) -> None:
         """A conversation the client keeps: record its owner and start its idle clock."""
         owner = {"account": account.fingerprint, "assistant_id": assistant_id}
         self.store.set(
             conv_key(conversation_id),
             orjson.dumps(owner).decode(),
-            ttl=max(self.settings.conversation_ttl, self.settings.conversation_idle_ttl),
+            ttl=self.ttl,
         )
         if not self.sweeping:
             return
@@ -76,8 +87,13 @@ class ConversationBook:
             self.store.zadd(IDLE_INDEX, {conversation_id: self.clock()}, only_existing=True)
 
     def owner(self, conversation_id: str) -> str | None:
+        """The fingerprint of the account that owns a kept conversation, if known."""
         raw = self.store.get(conv_key(conversation_id))
         return orjson.loads(raw).get("account") if raw else None
+
+    def prolong(self, conversation_id: str) -> None:
+        """The client is continuing the conversation: its owner record lives another ``ttl``."""
+        self.store.expire(conv_key(conversation_id), self.ttl)
 
     def idle(self, limit: int = 100) -> list[str]:
         """Kept conversations idle for at least ``CONVERSATION_IDLE_TTL``, oldest first."""

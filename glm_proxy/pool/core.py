@@ -2,7 +2,9 @@
 
 Every answer goes through ``AccountPool.lease``: it leases one of the caller's
 candidate accounts (the least recently used free healthy one) and returns a
-``Lease`` that the answer job releases on every path. An account streams
+``Lease`` that the answer job releases on every path. Which accounts a request
+may use, which line it waits in and what each answer of the store means are
+decided in ``pool.scheduling``; this module is the waiting and the bookkeeping. An account streams
 ``max_streams`` answers at a time (1 by default: the upstream allows one
 stream per account). When every candidate is busy the request waits in line,
 served in order of arrival, up to ``QUEUE_TIMEOUT``; then it gets a 429 with
@@ -19,42 +21,28 @@ lease steps instead of one per waiter.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from gevent.event import Event as GEvent
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import (
-    AuthenticationError,
-    GLMProxyError,
-    RateLimited,
-    RefreshTokenExpired,
-    ServiceUnavailable,
-)
+from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
 from glm_proxy.pool.conversations import ConversationBook
 from glm_proxy.pool.health import Event, Health, transition
 from glm_proxy.pool.lease import Lease, Slot
 from glm_proxy.pool.registry import PoolEntry
-from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
-from glm_proxy.upstream.envelope import RELOGIN_MESSAGE
-
-
-class Operations(Protocol):
-    """What callers use of ``pool.operations.PoolOperations`` (admin re-check)."""
-
-    def recheck(self, fp: str) -> Any: ...
-
+from glm_proxy.pool.scheduling import LeasePlan, plan_lease, refusal, unusable, wait_time
+from glm_proxy.store import keys
+from glm_proxy.store.base import AcquireRequest, AcquireResult, Store
 
 log = logging.getLogger(__name__)
 
-WAKE_CHANNEL = "wake"
+WAKE_CHANNEL = keys.WAKE_CHANNEL
 PASSTHROUGH_HEALTH_TTL = 30 * 86400.0  # forget the health of a pass-through token after a month
 POLL_LOCAL = 0.1  # seconds between retries when releases elsewhere cannot wake us
 POLL_SUBSCRIBED = 1.0  # ... when they can (memory store, or Redis with pub/sub)
@@ -69,12 +57,25 @@ def _monkey_patched() -> bool:
         return False
 
 
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(eq=False)
 class _Waiter:
-    """A request waiting in line in this process."""
+    """A request in line in this process: its ticket in the store's line, and its wake-up."""
 
-    seq: float = math.inf  # arrival number once the store has queued it
+    queue: str
+    ticket: str = field(default_factory=_new_id)
+    lease_id: str = field(default_factory=_new_id)
+    seq: int | None = None  # arrival number once the store has queued it
+    asking: bool = False  # a lease step in flight: if killed now, its grant may still land
+    granted: bool = False
     event: GEvent = field(default_factory=GEvent)
+
+    @property
+    def order(self) -> float:
+        return math.inf if self.seq is None else self.seq
 
 
 class AccountPool:
@@ -88,9 +89,6 @@ class AccountPool:
         # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
-        # Admin operations (``pool.operations.PoolOperations``), set by init_app: they
-        # need the upstream client; typed by what callers use, so no import cycle.
-        self.operations: Operations | None = None
 
     # -- configured accounts ---------------------------------------------------------
 
@@ -129,7 +127,7 @@ class AccountPool:
         lines = [self._waiting.get(queue, [])] if queue else list(self._waiting.values())
         for line in lines:
             if line:
-                min(line, key=lambda w: w.seq).event.set()
+                min(line, key=lambda w: w.order).event.set()
 
     def notify(self) -> None:
         """A slot was freed or an account came back: let waiters try again."""
@@ -141,22 +139,6 @@ class AccountPool:
                 log.warning("could not publish a wake-up: %s", type(exc).__name__)
 
     # -- leasing ---------------------------------------------------------------------
-
-    @staticmethod
-    def _queue_name(
-        accounts: list[Account], excluded: set[str] | frozenset[str] = frozenset()
-    ) -> str:
-        """Requests with the same candidate set share a line.
-
-        A failover retry (some candidates excluded: it just failed there) waits in
-        a line of its own. In the shared line it would soon stand at the head, and
-        the head-first rule would keep everyone behind it off the very accounts it
-        cannot use. It lost its place by asking again anyway.
-        """
-        key = ",".join(sorted(a.fingerprint for a in accounts))
-        if excluded:
-            key += "|without:" + ",".join(sorted(excluded))
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def lease(
         self,
@@ -173,133 +155,89 @@ class AccountPool:
         ``RefreshTokenExpired``/``ServiceUnavailable`` when no candidate can
         serve (dead, disabled).
         """
-        s = self.settings
-        accounts = (
-            [require]
-            if require is not None
-            else list({a.fingerprint: a for a in candidates}.values())
-        )
-        if not accounts:
-            raise AuthenticationError("No usable chatglm account for this request.")
-        by_fp = {a.fingerprint: a for a in accounts}
-        excluded = set() if require is not None else set(exclude)
-        cands = tuple(
-            SlotCandidate(a.fingerprint, max(1, a.max_streams), a.fingerprint in excluded)
-            for a in accounts
-        )
-        queue = self._queue_name(accounts, excluded & set(by_fp))
-        ticket, lease_id = uuid.uuid4().hex, uuid.uuid4().hex
-        deadline = time.monotonic() + s.queue_timeout
-        ticket_ttl = max(5.0, self.poll_interval * 5)
-        seq: int | None = None
-        queued = asking = granted = False
-        waiter = _Waiter()
-        self._waiting.setdefault(queue, []).append(waiter)  # before asking: no wake is missed
+        plan = plan_lease(candidates, exclude=exclude, require=require)
+        deadline = time.monotonic() + self.settings.queue_timeout
+        waiter = self._join(plan.queue)  # before asking: no wake-up is missed
         try:
             while True:
-                waiter.event.clear()
-                asking = True
-                result = self.store.lease_acquire(
-                    AcquireRequest(
-                        queue=queue,
-                        candidates=cands,
-                        lease_id=lease_id,
-                        ticket=ticket,
-                        now_ms=int(time.time() * 1000),
-                        lease_ttl_ms=int(s.lease_ttl * 1000),
-                        ticket_ttl_ms=int(ticket_ttl * 1000),
-                        queue_max=max(0, s.queue_max),
-                        seq=seq,
-                        sole=len(accounts) == 1,
+                result = self._ask(plan, waiter)
+                if result.status == "ok":
+                    return self._granted(plan.account(result.fingerprint), waiter.lease_id)
+                error = refusal(result, plan, self.is_pooled)
+                if error is not None:
+                    raise error
+                waiter.seq = result.seq
+                waiter.event.wait(
+                    timeout=wait_time(
+                        result.retry_at_ms,
+                        now=time.time(),
+                        remaining=deadline - time.monotonic(),
+                        poll=self.poll_interval,
+                        queue_timeout=self.settings.queue_timeout,
                     )
                 )
-                asking = False
-                if result.status == "ok":
-                    granted = True
-                    return self._granted(by_fp[result.fingerprint], lease_id)
-                if result.status == "full":
-                    raise self._busy("Too many requests are waiting for an account")
-                if result.status == "none":
-                    raise self._unusable(result, accounts, excluded)
-                queued, seq = True, result.seq
-                waiter.seq = float(result.seq or 0)
-                remaining = deadline - time.monotonic()
-                wait = min(remaining, self.poll_interval)
-                if result.retry_at_ms is not None:
-                    until_back = result.retry_at_ms / 1000 - time.time()
-                    if until_back > remaining:
-                        raise self._busy(
-                            "Every account for this request is cooling down after upstream errors",
-                            retry_after=until_back,
-                        )
-                    wait = min(wait, max(0.01, until_back))
-                if remaining <= 0:
-                    raise self._busy(
-                        f"Every account for this request stayed busy for {s.queue_timeout:g}s"
-                    )
-                waiter.event.wait(timeout=max(0.0, wait))
         except BaseException:
-            if not granted and (queued or asking):
-                self._abandon(queue, ticket, lease_id, cands, interrupted=asking)
+            if not waiter.granted and (waiter.seq is not None or waiter.asking):
+                self._abandon(plan, waiter)
             raise
         finally:
-            line = self._waiting.get(queue, [])
-            if waiter in line:
-                line.remove(waiter)
-            if not line:
-                self._waiting.pop(queue, None)
-            self._wake_heads(queue)  # the next in line tries (a slot may still be free)
+            self._leave(waiter)
+
+    def _join(self, queue: str) -> _Waiter:
+        waiter = _Waiter(queue)
+        self._waiting.setdefault(queue, []).append(waiter)
+        return waiter
+
+    def _leave(self, waiter: _Waiter) -> None:
+        line = self._waiting.get(waiter.queue, [])
+        if waiter in line:
+            line.remove(waiter)
+        if not line:
+            self._waiting.pop(waiter.queue, None)
+        self._wake_heads(waiter.queue)  # the next in line tries (a slot may still be free)
+
+    def _ask(self, plan: LeasePlan, waiter: _Waiter) -> AcquireResult:
+        """One lease-or-queue step: atomic in the store, across every process sharing it."""
+        s = self.settings
+        waiter.event.clear()
+        waiter.asking = True
+        result = self.store.lease_acquire(
+            AcquireRequest(
+                queue=plan.queue,
+                candidates=plan.candidates,
+                lease_id=waiter.lease_id,
+                ticket=waiter.ticket,
+                now_ms=int(time.time() * 1000),
+                lease_ttl_ms=int(s.lease_ttl * 1000),
+                ticket_ttl_ms=int(max(5.0, self.poll_interval * 5) * 1000),
+                queue_max=max(0, s.queue_max),
+                seq=waiter.seq,
+                sole=plan.sole,
+            )
+        )
+        waiter.asking = False
+        waiter.granted = result.status == "ok"
+        return result
 
     def _granted(self, account: Account, lease_id: str) -> Lease:
         slot = Slot(
             self.store,
-            f"lease:{account.fingerprint}",
+            keys.lease(account.fingerprint),
             lease_id,
             self.settings.lease_ttl,
             on_release=self.notify,
         )
         return Lease(account, slot.start_heartbeat())
 
-    def _abandon(
-        self,
-        queue: str,
-        ticket: str,
-        lease_id: str,
-        cands: tuple[SlotCandidate, ...],
-        *,
-        interrupted: bool,
-    ) -> None:
+    def _abandon(self, plan: LeasePlan, waiter: _Waiter) -> None:
         """Leave the line; if we were killed mid-call the grant may have landed: undo it."""
         try:
-            self.store.queue_leave(queue, ticket)
-            if interrupted:
-                for cand in cands:
-                    self.store.slot_release(f"lease:{cand.fingerprint}", lease_id)
+            self.store.queue_leave(plan.queue, waiter.ticket)
+            if waiter.asking:
+                for cand in plan.candidates:
+                    self.store.slot_release(keys.lease(cand.fingerprint), waiter.lease_id)
         except Exception as exc:  # noqa: BLE001 - tickets and leases expire on their own
             log.warning("could not leave the account queue: %s", type(exc).__name__)
-
-    @staticmethod
-    def _busy(message: str, retry_after: float = 2.0) -> RateLimited:
-        seconds = max(1, math.ceil(retry_after))
-        return RateLimited(
-            f"{message}; retry after {seconds}s.",
-            code="rate_limit_exceeded",
-            headers={"Retry-After": str(seconds)},
-        )
-
-    def _unusable(
-        self, result: AcquireResult, accounts: list[Account], excluded: set[str]
-    ) -> GLMProxyError:
-        pooled = all(self.is_pooled(a.fingerprint) for a in accounts)
-        if result.dead and not result.disabled and not pooled:
-            return RefreshTokenExpired(RELOGIN_MESSAGE)
-        if excluded and not result.dead and not result.disabled:
-            return ServiceUnavailable("No other account is left to retry this request on.")
-        return ServiceUnavailable(
-            f"No healthy chatglm account can serve this request ({result.dead} dead, "
-            f"{result.disabled} disabled); an operator can re-enable them via /admin.",
-            headers={"Retry-After": "30"},
-        )
 
     def all_dead(self, accounts: Iterable[Account], error: RefreshTokenExpired) -> GLMProxyError:
         """The error for a request whose every candidate just turned out dead (40102).
@@ -312,7 +250,7 @@ class AccountPool:
         accounts = list(accounts)
         if not accounts or not all(self.is_pooled(a.fingerprint) for a in accounts):
             return error
-        return self._unusable(AcquireResult("none", dead=len(accounts)), accounts, set())
+        return unusable(AcquireResult("none", dead=len(accounts)), pooled=True, retrying=False)
 
     # -- health ----------------------------------------------------------------------
 
@@ -333,21 +271,20 @@ class AccountPool:
             result["health"] = after
             return None if after == before and fields else after.to_fields()
 
-        self.store.hupdate(f"health:{fp}", update, ttl=self._health_ttl(fp))
+        self.store.hupdate(keys.health(fp), update, ttl=self._health_ttl(fp))
         health = result["health"]
         return health
 
     def health(self, fp: str) -> Health:
-        return Health.from_fields(self.store.hgetall(f"health:{fp}"))
+        return Health.from_fields(self.store.hgetall(keys.health(fp)))
 
     def report_success(self, account: Account) -> None:
-        fields = self.store.hgetall(f"health:{account.fingerprint}")
-        self.store.hincr(
-            f"health:{account.fingerprint}", "served", ttl=self._health_ttl(account.fingerprint)
-        )
+        fp = account.fingerprint
+        fields = self.store.hgetall(keys.health(fp))
+        self.store.hincr(keys.health(fp), "served", ttl=self._health_ttl(fp))
         before = Health.from_fields(fields)
         if before.state.value != "active" or before.failures:
-            self.apply(account.fingerprint, Event.SUCCESS)
+            self.apply(fp, Event.SUCCESS)
 
     def report_failure(self, account: Account, error: GLMProxyError) -> None:
         health = self.apply(account.fingerprint, Event.FAILURE, describe_error(error))
@@ -370,10 +307,10 @@ class AccountPool:
         return health
 
     def in_flight(self, fp: str) -> int:
-        return self.store.slot_count(f"lease:{fp}")
+        return self.store.slot_count(keys.lease(fp))
 
     def last_used(self, fp: str) -> float | None:
-        score = self.store.zscore("lru", fp)
+        score = self.store.zscore(keys.LRU, fp)
         return None if score is None else score / 1000
 
 

@@ -13,6 +13,7 @@ from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
 from glm_proxy.pool.core import AccountPool, describe_error
 from glm_proxy.pool.health import Event, Health
+from glm_proxy.store import keys
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,16 @@ class PoolOperations:
         reset = []
         for fp, entry in self.pool.entries.items():
             configured = fingerprint(entry.account.refresh_token)
-            seen = store.get(f"cfgtok:{fp}")
+            seen = store.get(keys.configured_token(fp))
             if seen == configured:
                 continue
-            store.set(f"cfgtok:{fp}", configured)
+            store.set(keys.configured_token(fp), configured)
             if seen is None:
                 continue  # first start with this account: nothing to compare with
-            rotated = store.get(f"rot:{fp}")
+            rotated = store.get(keys.rotated_token(fp))
             if rotated and fingerprint(rotated) == configured:
                 continue  # the token the service wrote back itself
-            store.delete(f"rot:{fp}")
+            store.delete(keys.rotated_token(fp))
             self.upstream.invalidate(entry.account)
             self.pool.apply(fp, Event.TOKEN_CHANGED)
             log.info("%s: its configured token changed; it starts fresh", entry.account)

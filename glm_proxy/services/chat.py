@@ -13,8 +13,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from glm_proxy.accounts import Account
 from glm_proxy.auth import Caller
 from glm_proxy.errors import InvalidRequest, NotFound
@@ -205,12 +203,12 @@ def conversation_owner(services, caller: Caller, conversation_id: str) -> Accoun
     with several candidates an unknown id is a 404, never a silent new
     conversation on another account.
     """
-    raw = services.store.get(f"conv:{conversation_id}")
-    if raw:
-        owner = orjson.loads(raw).get("account")
+    book = services.pool.conversations
+    owner = book.owner(conversation_id)
+    if owner:
         for account in caller.accounts:
             if account.fingerprint == owner:
-                services.store.expire(f"conv:{conversation_id}", services.settings.conversation_ttl)
+                book.prolong(conversation_id)
                 return account
         finder = getattr(services.pool, "account_by_fingerprint", None)
         account = finder(owner) if finder and caller.pooled else None

@@ -26,17 +26,18 @@ import orjson
 
 from glm_proxy.auth import Caller
 from glm_proxy.errors import NotFound
+from glm_proxy.store import keys
 
-CANCEL_CHANNEL = "responses:cancel"
+CANCEL_CHANNEL = keys.RESPONSE_CANCEL_CHANNEL
 LIVE_TTL = 3600.0
 
 
 def response_key(response_id: str) -> str:
-    return f"response:{response_id}"
+    return keys.response(response_id)
 
 
 def live_key(response_id: str) -> str:
-    return f"response:{response_id}:live"
+    return keys.response_live(response_id)
 
 
 def owner_of(caller: Caller) -> dict[str, Any]:

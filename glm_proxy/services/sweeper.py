@@ -21,10 +21,11 @@ import gevent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.store import keys
 
 log = logging.getLogger(__name__)
 
-ROUND_KEY = "sweeper:round"
+ROUND_KEY = keys.SWEEPER_ROUND
 MAX_ATTEMPTS = 3
 BATCH = 100
 

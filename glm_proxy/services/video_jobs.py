@@ -33,10 +33,11 @@ import orjson
 from glm_proxy.auth import Caller
 from glm_proxy.errors import GLMProxyError, NotFound
 from glm_proxy.services.videos import Stopped, VideoPlan, generate_video
+from glm_proxy.store import keys
 
 log = logging.getLogger(__name__)
 
-PREFIX = "vjob:"
+PREFIX = keys.VIDEO_JOB_PREFIX
 ALIVE_TTL = 60.0
 ALIVE_EVERY = 15.0
 UNFINISHED = ("queued", "in_progress")
@@ -92,14 +93,14 @@ class VideoJobs:
     # -- records -----------------------------------------------------------------
 
     def _load(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.store.get(PREFIX + job_id)
+        raw = self.store.get(keys.video_job(job_id))
         return orjson.loads(raw) if raw else None
 
     def _save(self, job: dict[str, Any]) -> None:
-        self.store.set(PREFIX + job["id"], orjson.dumps(job).decode(), ttl=self.ttl)
+        self.store.set(keys.video_job(job["id"]), orjson.dumps(job).decode(), ttl=self.ttl)
 
     def _update(self, job: dict[str, Any], **fields: Any) -> None:
-        if self.store.get(f"{PREFIX}{job['id']}:stop"):
+        if self.store.get(keys.video_job_stop(job["id"])):
             return  # deleted meanwhile: do not resurrect it
         job.update(fields, updated_at=time.time())
         self._save(job)
@@ -131,7 +132,7 @@ class VideoJobs:
             "updated_at": time.time(),
         }
         self._save(job)
-        self.store.set(f"{PREFIX}{job['id']}:alive", "1", ttl=ALIVE_TTL)
+        self.store.set(keys.video_job_alive(job["id"]), "1", ttl=ALIVE_TTL)
         gevent.spawn(self._run, job, caller, plan)
         return self.public(job)
 
@@ -139,7 +140,7 @@ class VideoJobs:
         job = self._load(job_id)
         if job is None or job.get("owner") != owner_of(caller):
             raise NotFound(f"No video job with id {job_id!r}.", param="video_id")
-        if job["status"] in UNFINISHED and not self.store.get(f"{PREFIX}{job_id}:alive"):
+        if job["status"] in UNFINISHED and not self.store.get(keys.video_job_alive(job_id)):
             # The runner saves the final state, then drops its alive key: it may have
             # finished between our two reads. Only a job still unfinished now is lost.
             job = self._load(job_id)
@@ -160,8 +161,8 @@ class VideoJobs:
         job = self._load(job_id)
         if job is None or job.get("owner") != owner_of(caller):
             raise NotFound(f"No video job with id {job_id!r}.", param="video_id")
-        self.store.set(f"{PREFIX}{job_id}:stop", "1", ttl=self.ttl)
-        self.store.delete(PREFIX + job_id)
+        self.store.set(keys.video_job_stop(job_id), "1", ttl=self.ttl)
+        self.store.delete(keys.video_job(job_id))
         return {"id": job_id, "object": "video.deleted", "deleted": True}
 
     # -- runner --------------------------------------------------------------------
@@ -171,7 +172,7 @@ class VideoJobs:
         would read as ``worker_lost`` a minute later while it is still running)."""
         while True:
             try:
-                self.store.set(f"{PREFIX}{job_id}:alive", "1", ttl=ALIVE_TTL)
+                self.store.set(keys.video_job_alive(job_id), "1", ttl=ALIVE_TTL)
             except Exception as exc:  # noqa: BLE001 - the next beat tries again
                 log.warning("video job %s: could not refresh its liveness: %s", job_id, exc)
             gevent.sleep(ALIVE_EVERY)
@@ -186,7 +187,7 @@ class VideoJobs:
                 self._update(job, status=mapped[0], progress=mapped[1])
 
         def should_stop() -> bool:
-            return bool(self.store.get(f"{PREFIX}{job_id}:stop"))
+            return bool(self.store.get(keys.video_job_stop(job_id)))
 
         try:
             result = generate_video(
@@ -214,4 +215,4 @@ class VideoJobs:
             )
         finally:
             beat.kill(block=False)
-            self.store.delete(f"{PREFIX}{job_id}:alive")
+            self.store.delete(keys.video_job_alive(job_id))

@@ -3,8 +3,8 @@
 Everything that must agree across gunicorn workers or replicas (access-token
 cache, account leases and health, conversation -> account map, upload cache,
 jobs, usage counters) goes through a ``Store``. Two implementations: in-process
-memory (default, one worker) and Redis (``REDIS_URL``). Keys are plain strings
-chosen by the callers; values are strings (callers serialise with orjson).
+memory (default, one worker) and Redis (``REDIS_URL``). Keys are plain strings,
+every one named in ``store.keys``; values are strings (callers serialise with orjson).
 """
 
 from __future__ import annotations

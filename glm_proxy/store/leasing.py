@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import glm_proxy.store.keys as keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult
 
 SEQ_TTL = 86400.0
@@ -46,7 +47,7 @@ class LeaseTables(Protocol):
 def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     """The memory store's version; the caller holds the store's mutex."""
     now = r.now_ms
-    queue_key, alive_key = f"queue:{r.queue}", f"queue:{r.queue}:alive"
+    queue_key, alive_key = keys.queue(r.queue), keys.queue_alive(r.queue)
     queue, alive = store._zset(queue_key), store._zset(alive_key)
     for ticket in [t for t, expiry in alive.items() if expiry <= now]:
         alive.pop(ticket, None)
@@ -57,7 +58,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     for index, cand in enumerate(r.candidates):
         if cand.excluded:
             continue
-        health = store._hash(f"health:{cand.fingerprint}")
+        health = store._hash(keys.health(cand.fingerprint))
         state = health.get("state") or "active"
         if state == "dead":
             dead += 1
@@ -66,7 +67,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
             disabled += 1
             continue
         cooldown = float(health.get("cooldown_until") or 0) * 1000
-        inflight = len(store._slots(f"lease:{cand.fingerprint}", now))
+        inflight = len(store._slots(keys.lease(cand.fingerprint), now))
         cooling = state == "cooling" and cooldown > now
         entries.append((index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight))
     if not entries:
@@ -81,7 +82,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         else:
             retry_at = int(min(e[4] for e in entries))
 
-    lru = store._zset("lru")
+    lru = store._zset(keys.LRU)
     free = [e for e in usable if e[5] < e[2]]
     free_slots = sum(e[2] - e[5] for e in free)
     if r.ticket in queue:
@@ -91,7 +92,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         rank = len(queue)
     if free and rank < free_slots:
         best = min(free, key=lambda e: (lru.get(e[1], 0.0), e[0]))
-        store._zset(f"lease:{best[1]}")[r.lease_id] = float(now + r.lease_ttl_ms)
+        store._zset(keys.lease(best[1]))[r.lease_id] = float(now + r.lease_ttl_ms)
         lru[best[1]] = float(now)
         queue.pop(r.ticket, None)
         alive.pop(r.ticket, None)
@@ -104,7 +105,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         if len(queue) >= r.queue_max:
             store._tidy(queue_key, alive_key)
             return AcquireResult("full")
-        seq = r.seq if r.seq is not None else store.incr(f"queue:{r.queue}:seq", ttl=SEQ_TTL)
+        seq = r.seq if r.seq is not None else store.incr(keys.queue_seq(r.queue), ttl=SEQ_TTL)
         queue[r.ticket] = float(seq)
     alive[r.ticket] = float(now + r.ticket_ttl_ms)
     return AcquireResult("wait", seq=seq, retry_at_ms=retry_at)

@@ -16,6 +16,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
+import glm_proxy.store.keys as keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
 from glm_proxy.store.leasing import choose
 
@@ -242,8 +243,8 @@ class MemoryStore(Store):
 
     def queue_leave(self, queue: str, ticket: str) -> None:
         with self._mutex:
-            self.zrem(f"queue:{queue}", ticket)
-            self.zrem(f"queue:{queue}:alive", ticket)
+            self.zrem(keys.queue(queue), ticket)
+            self.zrem(keys.queue_alive(queue), ticket)
 
     # -- used by leasing.choose under the mutex ---------------------------------------
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import redis
 
+import glm_proxy.store.keys as keys
 from glm_proxy.errors import ServiceUnavailable
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
 from glm_proxy.store.leasing import ACQUIRE_LUA, SLOT_ACQUIRE_LUA, parse_lua_result
@@ -137,7 +138,7 @@ class RedisStore(Store):
     @contextmanager
     def lock(self, name: str, timeout: float = 30.0, blocking_timeout: float | None = None):
         lock = self.client.lock(
-            self.k("lock:" + name),
+            self.k(keys.lock(name)),
             timeout=timeout,
             blocking_timeout=blocking_timeout,
             sleep=0.02,
@@ -234,8 +235,8 @@ class RedisStore(Store):
         return int(self.client.zcount(self.k(key), f"({self._now_ms()}", "+inf"))
 
     def lease_acquire(self, request: AcquireRequest) -> AcquireResult:
-        q = f"queue:{request.queue}"
-        keys = [self.k(q), self.k(q + ":alive"), self.k(q + ":seq"), self.k("lru")]
+        q = request.queue
+        names = [keys.queue(q), keys.queue_alive(q), keys.queue_seq(q), keys.LRU]
         args: list[str | int] = [
             request.now_ms,
             request.lease_ttl_ms,
@@ -248,14 +249,14 @@ class RedisStore(Store):
             len(request.candidates),
         ]
         for cand in request.candidates:
-            keys += [self.k(f"lease:{cand.fingerprint}"), self.k(f"health:{cand.fingerprint}")]
+            names += [keys.lease(cand.fingerprint), keys.health(cand.fingerprint)]
             args += [cand.fingerprint, cand.max_streams, 1 if cand.excluded else 0]
-        return parse_lua_result(self._acquire(keys=keys, args=args))
+        return parse_lua_result(self._acquire(keys=[self.k(name) for name in names], args=args))
 
     def queue_leave(self, queue: str, ticket: str) -> None:
         pipe = self.client.pipeline()
-        pipe.zrem(self.k(f"queue:{queue}"), ticket)
-        pipe.zrem(self.k(f"queue:{queue}:alive"), ticket)
+        pipe.zrem(self.k(keys.queue(queue)), ticket)
+        pipe.zrem(self.k(keys.queue_alive(queue)), ticket)
         pipe.execute()
 
     # -- notifications ---------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The upstream (chatglm.cn) client: the only package that does upstream I/O."""
 
-from glm_proxy.upstream.client import TokenGrant, UpstreamClient, init_app
+from glm_proxy.upstream.client import UpstreamClient, init_app
+from glm_proxy.upstream.tokens import TokenCache, TokenGrant
 
-__all__ = ["TokenGrant", "UpstreamClient", "init_app"]
+__all__ = ["TokenCache", "TokenGrant", "UpstreamClient", "init_app"]

@@ -2,11 +2,12 @@
 
 Signed requests on one gevent-friendly ``requests.Session`` (a shared connection
 pool; ``Set-Cookie`` is refused so accounts never leak into each other: an
-account's browser cookies are sent explicitly, see ``requesting.py``), an
-access-token cache with single-flight refresh, the answer stream. The 2026
-management calls (server clock, stop, deletes with fallbacks, model catalogue)
-are in ``control.py``; uploads and video in ``media.py``. It knows nothing
-about OpenAI. ``requests`` exceptions become our errors here and nowhere else.
+account's browser cookies are sent explicitly, see ``requesting.py``), the
+token refresh call (the cache with single-flight refresh is ``tokens.py``), the
+answer stream. The 2026 management calls (server clock, stop, deletes with
+fallbacks, model catalogue) are in ``control.py``; uploads and video in
+``media.py``. It knows nothing about OpenAI. ``requests`` exceptions become
+our errors here and nowhere else.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,18 +42,12 @@ from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwra
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds
 from glm_proxy.upstream.requesting import RequestHeaders
+from glm_proxy.upstream.tokens import RotationHook, TokenCache, TokenGrant
 from glm_proxy.upstream.transport import LeanSender
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class TokenGrant:
-    access_token: str
-    refresh_token: str | None
-    user_id: str | None
 
 
 def _new_session(pool_maxsize: int) -> requests.Session:
@@ -85,7 +79,7 @@ class UpstreamClient(RequestHeaders):
         self._clock = clock
         self._nonce = nonce
         self._local_flight = threading.Lock()
-        self.on_rotation: Callable[[Account, str], None] | None = None
+        self.tokens = TokenCache(settings, store, self.refresh)
         self.device_ids = DeviceIds(
             settings.glm_device_id_strategy,
             settings.glm_device_id,
@@ -186,68 +180,31 @@ class UpstreamClient(RequestHeaders):
             user_id=result.get("user_id"),
         )
 
-    def _cache_key(self, account: Account) -> str:
-        return f"at:{account.fingerprint}"
+    # The cache and rotation following are ``tokens.TokenCache``; these delegate to it.
+
+    @property
+    def on_rotation(self) -> RotationHook | None:
+        """Called with (account, new refresh token) when a followed rotation was stored."""
+        return self.tokens.on_rotation
+
+    @on_rotation.setter
+    def on_rotation(self, hook: RotationHook | None) -> None:
+        self.tokens.on_rotation = hook
 
     def access_token(self, account: Account) -> str:
-        """A cached access token, refreshed once for all concurrent callers (single flight).
-
-        The lock lives in the store, so with Redis one refresh serves every
-        worker and replica.
-        """
-        key = self._cache_key(account)
-        cached = self.store.get(key)
-        if cached:
-            return cached
-        with self.store.lock(f"refresh:{account.fingerprint}", timeout=30, blocking_timeout=30):
-            cached = self.store.get(key)
-            if cached:
-                return cached
-            grant = self.refresh(self.current_refresh_token(account), account)
-            self.store.set(key, grant.access_token, ttl=self.settings.glm_access_token_ttl)
-            if (
-                grant.refresh_token
-                and grant.refresh_token != self.current_refresh_token(account)
-                and self.settings.follow_token_rotation
-            ):
-                self.store.set(f"rot:{account.fingerprint}", grant.refresh_token)
-                if self.on_rotation is not None:
-                    self.on_rotation(account, grant.refresh_token)
-            return grant.access_token
+        """A cached access token, refreshed once for all concurrent callers (single flight)."""
+        return self.tokens.access_token(account)
 
     def current_refresh_token(self, account: Account) -> str:
         """The refresh token to use: the newest rotation when rotation is followed."""
-        if self.settings.follow_token_rotation:
-            rotated = self.store.get(f"rot:{account.fingerprint}")
-            if rotated:
-                return rotated
-        return account.refresh_token
+        return self.tokens.refresh_token(account)
 
     def invalidate(self, account: Account) -> None:
-        self.store.delete(self._cache_key(account))
+        self.tokens.invalidate(account)
 
     def check_token(self, refresh_token: str, account: Account | None = None) -> bool:
         """Liveness of a refresh token: can it still be exchanged for an access token?"""
-        try:
-            grant = self.refresh(refresh_token, account)
-        except RefreshTokenExpired:
-            return False
-        except UpstreamError as exc:
-            if exc.code == "access_token_expired":
-                return False
-            raise
-        if (
-            self.settings.follow_token_rotation
-            and grant.refresh_token
-            and grant.refresh_token != refresh_token
-        ):
-            # The check itself rotated the token: keep the new one, or (when the
-            # upstream retires old tokens) checking an account would kill it.
-            account = Account.from_token(refresh_token)
-            self.store.set(f"rot:{account.fingerprint}", grant.refresh_token)
-            if self.on_rotation is not None:
-                self.on_rotation(account, grant.refresh_token)
-        return bool(grant.access_token)
+        return self.tokens.check(refresh_token, account)
 
     # -- authenticated calls -------------------------------------------------
 

@@ -12,6 +12,7 @@ import logging
 import uuid
 
 from glm_proxy.accounts import Account
+from glm_proxy.store import keys
 from glm_proxy.upstream.headers import JSON_CT, browser_headers
 from glm_proxy.upstream.identity import cookie_header, parse_cookies
 from glm_proxy.upstream.signing import signature_headers
@@ -83,7 +84,7 @@ class RequestHeaders:
 
     def cookie_jar(self, account: Account) -> dict[str, str]:
         """The account's browser cookies: set through the admin API (store), else configured."""
-        text = self.store.get(f"ck:{account.fingerprint}") or account.cookies
+        text = self.store.get(keys.cookies(account.fingerprint)) or account.cookies
         if not text:
             return {}
         jar = self._jars.get(text)
