@@ -11,7 +11,6 @@ import orjson
 from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from glm_proxy import metrics
 from glm_proxy.errors import (
     GLMProxyError,
     InvalidRequest,
@@ -19,6 +18,7 @@ from glm_proxy.errors import (
     NotFound,
 )
 from glm_proxy.formats.anthropic import anthropic_error
+from glm_proxy.observability import metrics
 from glm_proxy.request_guard import (
     abandon_body,
     body_too_large,

@@ -104,7 +104,7 @@ def collect(job: AnswerJob, wire: Wire, log_fields: dict[str, Any]) -> dict[str,
     finally:
         job.cancel()
         _note_account(job, log_fields)
-    log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+    log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.access.limits)
     return body
 
 
@@ -217,7 +217,7 @@ class _PumpState:
             out.append(wire.open())
         if isinstance(item, End):
             out.append(wire.finish(item))
-            self.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+            self.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.access.limits)
             self.log_fields["latency_to_end"] = round(time.monotonic() - self.started, 3)
             _note_account(self.job, self.log_fields)
             return True

@@ -25,11 +25,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from glm_proxy.access.auth import require_admin_key
+from glm_proxy.access.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.accounts import mask
-from glm_proxy.auth import require_admin_key
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
-from glm_proxy.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.pool import AccountPool, Health
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
 from glm_proxy.web import json_response

@@ -13,12 +13,12 @@ import uuid
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from glm_proxy.access.auth import authenticate
 from glm_proxy.api._streaming import respond
-from glm_proxy.auth import authenticate
+from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema, to_chat_body
+from glm_proxy.api.schemas.chat import load
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.formats.anthropic import MessagesWire, anthropic_error
-from glm_proxy.schemas import load
-from glm_proxy.schemas_anthropic import AnthropicMessagesSchema, to_chat_body
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.web import _http_error, json_response, read_json

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from glm_proxy.auth import authenticate
-from glm_proxy.schemas import load
-from glm_proxy.schemas_anthropic import CountTokensSchema, to_chat_body
+from glm_proxy.access.auth import authenticate
+from glm_proxy.api.schemas.anthropic import CountTokensSchema, to_chat_body
+from glm_proxy.api.schemas.chat import load
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat
 from glm_proxy.usage import estimate_tokens

@@ -15,9 +15,9 @@ import logging
 import orjson
 from flask import Blueprint, Response
 
-from glm_proxy.auth import require_key_for_catalogue
+from glm_proxy.access.auth import require_key_for_catalogue
 from glm_proxy.errors import GLMProxyError, NotFound
-from glm_proxy.models import AGENT_ID, ModelSpec, ModelTable
+from glm_proxy.model_table import AGENT_ID, ModelSpec, ModelTable
 from glm_proxy.services import services
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
 from glm_proxy.web import json_response

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, request
 
+from glm_proxy.access.auth import authenticate
 from glm_proxy.api._streaming import respond
-from glm_proxy.auth import authenticate
+from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
-from glm_proxy.schemas import load
-from glm_proxy.schemas_responses import ResponsesSchema
 from glm_proxy.services import responses as turns
 from glm_proxy.services import services
 from glm_proxy.services.answer import AnswerJob
@@ -189,7 +189,7 @@ def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
                 job = turns.start(svc, caller, turn)
                 continue
             _note_account(job, g.log_fields)
-            g.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+            g.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.access.limits)
             return json_response(body)
     finally:
         job.cancel()

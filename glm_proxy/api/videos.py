@@ -25,10 +25,10 @@ import gevent
 import orjson
 from flask import Blueprint, Response, g, redirect, request
 
-from glm_proxy.auth import authenticate
+from glm_proxy.access.auth import authenticate
+from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.media import VideoGenerationSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest, NotFound
-from glm_proxy.schemas import load
-from glm_proxy.schemas_media import VideoGenerationSchema
 from glm_proxy.services import services
 from glm_proxy.services.video_jobs import VideoJobs
 from glm_proxy.services.videos import VideoPlan, generate_video, plan_video

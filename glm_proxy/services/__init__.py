@@ -10,7 +10,7 @@ from flask import current_app
 if TYPE_CHECKING:
     from glm_proxy.attachments.service import AttachmentService
     from glm_proxy.config import Settings
-    from glm_proxy.models import ModelTable
+    from glm_proxy.model_table import ModelTable
     from glm_proxy.pool.core import AccountPool
     from glm_proxy.services.janitor import Janitor
     from glm_proxy.store.base import Store

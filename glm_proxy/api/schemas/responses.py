@@ -14,7 +14,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from glm_proxy.schemas import REASONING_EFFORTS
+from glm_proxy.api.schemas.chat import REASONING_EFFORTS
 
 RESPONSE_ID = r"^resp_[A-Za-z0-9]{6,64}$"
 TEXT_FORMATS = ("text", "json_object", "json_schema")

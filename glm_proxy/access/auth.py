@@ -15,7 +15,7 @@ refresh tokens); ``false`` never. With team mode on and pass-through off, an
 unknown credential is a 401.
 
 Keys are only held as SHA-256 digests (a key file may contain
-``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.auth
+``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.access.auth
 hash <key>`` prints it) and compared in constant time against every
 configured key.
 """
@@ -266,7 +266,7 @@ def authenticate(request: Request, settings=None) -> Caller:
     """The caller of this request, or a 401; then admit it under its key's limits (429).
 
     Admission holds a concurrency slot until the response is closed (see
-    ``glm_proxy.limits``), so every endpoint that authenticates is limited.
+    ``glm_proxy.access.limits``), so every endpoint that authenticates is limited.
     """
     auth: Authenticator = current_app.extensions["glm_auth"]
     caller = auth.authenticate(request)
@@ -309,7 +309,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "hash":
         print(hash_key(argv[1]))
         return 0
-    print("usage: python -m glm_proxy.auth hash <key>   (prints the API_KEYS_FILE form)")
+    print("usage: python -m glm_proxy.access.auth hash <key>   (prints the API_KEYS_FILE form)")
     return 2
 
 

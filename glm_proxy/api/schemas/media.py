@@ -1,6 +1,6 @@
 """Request schemas for drawing and video generation (marshmallow).
 
-Same conventions as ``schemas.py``: standard OpenAI fields are accepted and
+Same conventions as the chat schema (``chat``): standard OpenAI fields are accepted and
 unknown ones dropped; values that would silently change the result (model,
 option values, response format) are strict. Video options accept the
 upstream's Chinese values and the English aliases below; either way the

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from glm_proxy.api.schemas.chat import ContentField, StopField, _nest
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.parsers.tool_defs import ToolDefinitionError, anthropic_specs
-from glm_proxy.schemas import ContentField, StopField, _nest
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 

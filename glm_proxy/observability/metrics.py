@@ -24,7 +24,7 @@ from prometheus_client import (
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
 
-from glm_proxy.auth import require_admin_key
+from glm_proxy.access.auth import require_admin_key
 from glm_proxy.errors import NotFound
 
 REQUESTS = Counter(
