@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.services.responses_input import (

@@ -15,11 +15,12 @@ from werkzeug.exceptions import HTTPException
 
 from glm_proxy.access.auth import authenticate
 from glm_proxy.api._streaming import respond
-from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema, to_chat_body
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
+from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.formats.anthropic import MessagesWire, anthropic_error
 from glm_proxy.services import services
+from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.web import _http_error, json_response, read_json
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, request
 
 from glm_proxy.access.auth import authenticate
-from glm_proxy.api.schemas.anthropic import CountTokensSchema, to_chat_body
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.anthropic import CountTokensSchema
+from glm_proxy.api.schemas.base import load
 from glm_proxy.services import services
+from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat
 from glm_proxy.usage import estimate_tokens
 from glm_proxy.web import json_response, read_json

@@ -17,7 +17,8 @@ from flask import Blueprint, Response, g, request
 from glm_proxy.access.auth import authenticate
 from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
-from glm_proxy.api.schemas.chat import ChatCompletionSchema, load
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat

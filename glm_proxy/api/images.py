@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, g, request
 
 from glm_proxy.access.auth import authenticate
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import ImageGenerationSchema
 from glm_proxy.services import services
 from glm_proxy.services.images import generate_images, plan_images

@@ -13,7 +13,7 @@ from flask import Blueprint, Response, g, request
 
 from glm_proxy.access.auth import authenticate
 from glm_proxy.api._streaming import respond
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire

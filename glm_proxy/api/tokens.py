@@ -11,7 +11,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, request
 
 from glm_proxy.access.auth import authenticate, check_token_text
-from glm_proxy.api.schemas.chat import TokenCheckSchema, load
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.tokens import TokenCheckSchema
 from glm_proxy.services import services
 from glm_proxy.web import json_response, read_json
 

@@ -26,7 +26,7 @@ import orjson
 from flask import Blueprint, Response, g, redirect, request
 
 from glm_proxy.access.auth import authenticate
-from glm_proxy.api.schemas.chat import load
+from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import VideoGenerationSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest, NotFound
 from glm_proxy.services import services
