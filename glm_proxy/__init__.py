@@ -15,7 +15,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from glm_proxy.api import register_blueprints
     from glm_proxy.config import Settings
     from glm_proxy.model_table import ModelTable
-    from glm_proxy.observability import logs, metrics
+    from glm_proxy.observability import logs
     from glm_proxy.services import Services, sweeper
     from glm_proxy.services.janitor import Janitor
 
@@ -40,8 +40,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         pool=app.extensions["glm_pool"],
         janitor=Janitor(upstream_client),
         models=ModelTable.load(settings.models_file),
+        auth=app.extensions["glm_auth"],
+        limits=app.extensions["glm_limits"],
         attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
-    metrics.init_app(app)
     return app

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from flask import current_app
 
 if TYPE_CHECKING:
+    from glm_proxy.access.auth import Authenticator
+    from glm_proxy.access.limits import KeyLimits
     from glm_proxy.attachments.service import AttachmentService
     from glm_proxy.config import Settings
     from glm_proxy.model_table import ModelTable
@@ -27,8 +29,11 @@ class Services:
     pool: AccountPool
     janitor: Janitor
     models: ModelTable
+    auth: Authenticator  # who is calling (``glm_proxy.access.auth``)
+    limits: KeyLimits  # per-key rate/concurrency limits and usage (``glm_proxy.access.limits``)
     attachments: AttachmentService | None = None  # attachment uploader, when configured
 
 
 def services() -> Services:
+    """This app's services: the one place request code reaches into the Flask app."""
     return current_app.extensions["glm_services"]
