@@ -10,10 +10,12 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` maps setting names (as environment variables) to values."""
-    from glm_proxy import attachments, auth, limits, logs, metrics, pool, store, upstream, web
+    from glm_proxy import attachments, pool, store, upstream, web
+    from glm_proxy.access import auth, limits
     from glm_proxy.api import register_blueprints
     from glm_proxy.config import Settings
-    from glm_proxy.models import ModelTable
+    from glm_proxy.model_table import ModelTable
+    from glm_proxy.observability import logs
     from glm_proxy.services import Services, sweeper
     from glm_proxy.services.janitor import Janitor
 
@@ -36,10 +38,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         store=app.extensions["glm_store"],
         upstream=upstream_client,
         pool=app.extensions["glm_pool"],
+        operations=app.extensions["glm_pool_operations"],
         janitor=Janitor(upstream_client),
         models=ModelTable.load(settings.models_file),
+        auth=app.extensions["glm_auth"],
+        limits=app.extensions["glm_limits"],
         attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
-    metrics.init_app(app)
     return app

@@ -8,10 +8,9 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, current_app, g, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
-from glm_proxy import metrics
 from glm_proxy.errors import (
     GLMProxyError,
     InvalidRequest,
@@ -19,6 +18,9 @@ from glm_proxy.errors import (
     NotFound,
 )
 from glm_proxy.formats.anthropic import anthropic_error
+from glm_proxy.observability import metrics
+from glm_proxy.observability.logs import log_request
+from glm_proxy.observability.record import RequestRecord
 from glm_proxy.request_guard import (
     abandon_body,
     body_too_large,
@@ -28,6 +30,7 @@ from glm_proxy.request_guard import (
     read_body,
     settle_body,
 )
+from glm_proxy.services import services
 
 log = logging.getLogger("glm_proxy.request")
 
@@ -71,7 +74,7 @@ def read_json() -> Any:
     Messages and content parts are counted here, before any schema walks
     them, so every endpoint family gets the same caps (``request_guard``).
     """
-    settings = current_app.extensions["glm_settings"]
+    settings = services().settings
     raw = read_body(request.environ, request.content_length, settings.max_request_body)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
@@ -81,6 +84,14 @@ def read_json() -> Any:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
     check_shape(body, settings)
     return body
+
+
+def request_record() -> RequestRecord:
+    """This request's record (``glm_proxy.observability.record``), made on arrival."""
+    record = g.get("request_record")
+    if record is None:  # a request that never reached the app's before-request step
+        record = g.request_record = RequestRecord()
+    return record
 
 
 def _parse(raw: bytes) -> Any:
@@ -138,8 +149,7 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.started = time.perf_counter()
-        g.log_fields = {}
+        g.request_record = RequestRecord()
         guard_body(request.environ, settings, time.monotonic())
         check_head(request, settings)
         if request.method == "OPTIONS":
@@ -150,8 +160,7 @@ def init_app(app: Flask) -> None:
     def _finish(response: Response) -> Response:
         cors_headers(response)
         settle_body(request.environ)
-        fields = getattr(g, "log_fields", {})
-        started = getattr(g, "started", time.perf_counter())
+        record = request_record()
         method, path, status = request.method, request.path, response.status_code
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         streaming = response.mimetype == "text/event-stream"
@@ -159,23 +168,13 @@ def init_app(app: Flask) -> None:
             metrics.ACTIVE_STREAMS.inc()
 
         def write_log() -> None:
-            elapsed = time.perf_counter() - started
+            elapsed = time.perf_counter() - record.started
             if streaming:
                 metrics.ACTIVE_STREAMS.dec()
-            metrics.observe(route, method, status, elapsed, fields.get("error"))
+            metrics.observe(route, method, status, elapsed, record.error)
             if path in ("/ping", "/healthz", "/metrics") and status < 400:
                 return
-            log.info(
-                "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s",
-                method,
-                path,
-                status,
-                elapsed * 1000,
-                fields.get("model", "-"),
-                fields.get("stream", "-"),
-                fields.get("account", "-"),
-                fields.get("caller", "-"),
-            )
+            log_request(method, path, status, elapsed, record)
 
         response.call_on_close(write_log)
         return response

@@ -172,7 +172,7 @@ def test_admin_key_works_the_same_way_on_metrics_and_admin(team_server, path):
 
 
 def test_a_configured_key_no_client_could_send_is_a_start_up_error():
-    from glm_proxy.auth import parse_key_entry
+    from glm_proxy.access.auth import parse_key_entry
     from glm_proxy.config import ConfigError
 
     assert parse_key_entry("ci:sk-abc_123.x", "API_KEYS").name == "ci"

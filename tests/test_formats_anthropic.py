@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from glm_proxy.events import Finished, ReasoningDelta, TextDelta
 from glm_proxy.formats.anthropic import MessageStreamFormatter, build_message
-from glm_proxy.schemas_anthropic import to_chat_body
+from glm_proxy.services.anthropic_input import to_chat_body
 
 
 def test_request_becomes_a_chat_body():

@@ -17,6 +17,7 @@ from glm_proxy.api._streaming import collect, pump
 from glm_proxy.errors import UpstreamError
 from glm_proxy.events import Finished, ReasoningDelta, TextDelta
 from glm_proxy.formats.openai import ChatWire
+from glm_proxy.observability.record import RequestRecord
 from glm_proxy.services.answer import End, Failure
 from glm_proxy.usage import estimate_tokens
 
@@ -98,7 +99,7 @@ def test_streamed_choices_interleave_each_with_its_index() -> None:
     started[0].queue.put(TextDelta("A1"))
     answer(started[1], "B2")
     answer(started[0], "A2")
-    fields: dict = {}
+    fields = RequestRecord()
     data = b"".join(pump(jobs, wire, 5, fields))
     assert data.endswith(b"data: [DONE]\n\n") and data.count(b"[DONE]") == 1
     out = chunks(data)
@@ -113,7 +114,7 @@ def test_streamed_choices_interleave_each_with_its_index() -> None:
         assert mine[0]["delta"]["role"] == "assistant"
         assert "".join(c["delta"].get("content") or "" for c in mine) == text
         assert mine[-1]["finish_reason"] == "stop"
-    assert fields["usage"] == usage["usage"]
+    assert fields.usage == usage["usage"]
     assert all(job.cancelled for job in started)
 
 
@@ -122,7 +123,7 @@ def test_non_stream_lists_the_choices_in_index_order() -> None:
     answer(started[2], "third")
     answer(started[0], "first")
     answer(started[1], "second")
-    body = collect(jobs, wire, {})
+    body = collect(jobs, wire, RequestRecord())
     assert [c["index"] for c in body["choices"]] == [0, 1, 2]
     assert [c["message"]["content"] for c in body["choices"]] == ["first", "second", "third"]
     assert body["usage"]["completion_tokens"] == sum(
@@ -135,7 +136,7 @@ def test_one_failing_choice_fails_the_request_and_cancels_the_others() -> None:
     started[0].queue.put(TextDelta("partial"))
     started[1].queue.put(Failure(UpstreamError("boom")))
     with pytest.raises(UpstreamError):
-        collect(jobs, wire, {})
+        collect(jobs, wire, RequestRecord())
     assert all(job.cancelled for job in started)
 
 
@@ -165,7 +166,7 @@ def test_a_choice_that_cannot_start_fails_the_request_instead_of_hanging() -> No
 def test_client_hangup_cancels_every_choice() -> None:
     jobs, started, wire = make(n=2, parallel=2)
     started[0].queue.put(TextDelta("a"))
-    gen = pump(jobs, wire, 5, {})
+    gen = pump(jobs, wire, 5, RequestRecord())
     assert next(gen)
     gen.close()
     assert all(job.cancelled for job in started)
@@ -192,4 +193,4 @@ def test_abort_ends_every_choice_with_the_error() -> None:
     started[0].queue.put(TextDelta("a"))
     jobs.abort(UpstreamError("stalled"))
     with pytest.raises(UpstreamError, match="stalled"):
-        collect(jobs, wire, {})
+        collect(jobs, wire, RequestRecord())

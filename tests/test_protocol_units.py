@@ -14,7 +14,7 @@ from requests.adapters import BaseAdapter
 from glm_proxy.accounts import Account
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest, UpstreamBusy, UpstreamError, UpstreamRetryable
-from glm_proxy.models import ModelTable, resolve_reasoning
+from glm_proxy.model_table import ModelTable, resolve_reasoning
 from glm_proxy.profiles import EFFORT_MAP_2026
 from glm_proxy.services.chat import build_upstream_payload, plan_chat
 from glm_proxy.services.janitor import Janitor

@@ -9,9 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.schemas import load
-from glm_proxy.schemas_responses import ResponsesSchema
 from glm_proxy.services.responses_input import (
     map_tool_choice,
     map_tools,

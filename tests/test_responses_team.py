@@ -5,8 +5,8 @@ from __future__ import annotations
 import openai
 import pytest
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.auth import Caller
 from glm_proxy.services.response_store import owned_by, owner_of
 from tests.conftest import start_proxy, stop_proxy
 from tests.team_support import (

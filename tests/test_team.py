@@ -14,7 +14,7 @@ import openai
 import pytest
 import requests
 
-from glm_proxy.auth import KeyRing, hash_key, load_keys, parse_key_entry
+from glm_proxy.access.auth import KeyRing, hash_key, load_keys, parse_key_entry
 from glm_proxy.config import ConfigError, Settings
 from tests.conftest import start_proxy, stop_proxy
 from tests.team_support import (

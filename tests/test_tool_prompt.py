@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.parsers.tool_defs import ToolConfig, check_tools, tool_config
@@ -11,8 +14,7 @@ from glm_proxy.parsers.tool_prompt import DEFAULT_TEMPLATE, check_template, rend
 from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.parsers.toolcalls import CallScanner, parse_block
 from glm_proxy.prompt import build_prompt
-from glm_proxy.schemas import ChatCompletionSchema, load
-from glm_proxy.schemas_anthropic import AnthropicMessagesSchema, to_chat_body
+from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.usage import estimate_tokens
 
 WEATHER = {

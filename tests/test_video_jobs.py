@@ -11,8 +11,8 @@ from types import SimpleNamespace
 
 import gevent
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
-from glm_proxy.auth import Caller
 from glm_proxy.errors import ServiceUnavailable
 from glm_proxy.services import video_jobs
 from glm_proxy.services.video_jobs import PREFIX, VideoJobs, owner_of

@@ -13,6 +13,7 @@ def register_blueprints(app: Flask) -> None:
         chat,
         health,
         images,
+        metrics,
         models,
         responses,
         tokens,
@@ -30,6 +31,7 @@ def register_blueprints(app: Flask) -> None:
         images,
         videos,
         admin,
+        metrics,
     )
     for module in families:
         app.register_blueprint(module.bp)

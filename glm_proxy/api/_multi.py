@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import orjson
@@ -37,6 +37,12 @@ from glm_proxy.formats.openai import ChatWire, chat_usage
 from glm_proxy.services.answer import AnswerJob, End, Failure, QueuedItems
 from glm_proxy.services.controls import reasoning_style
 from glm_proxy.sse import DONE
+
+if TYPE_CHECKING:
+    from glm_proxy.access.auth import Caller
+    from glm_proxy.observability.record import RequestRecord
+    from glm_proxy.services import Services
+    from glm_proxy.services.chat import ChatPlan
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,7 @@ class ChoiceJobs(QueuedItems):
         n: int,
         parallel: int,
         queue_items: int | None = None,
-        services: Any = None,
+        services: Services | None = None,
     ) -> None:
         self.services = services  # the pump reads its settings (stall timeout) from here
         self._start_job = start_job
@@ -224,12 +230,12 @@ class ChoicesWire:
 
 
 def respond_choices(
-    services: Any,
-    caller: Any,
-    plan: Any,
+    services: Services,
+    caller: Caller,
+    plan: ChatPlan,
     *,
     start_job: Callable[[], AnswerJob],
-    log_fields: dict[str, Any],
+    record: RequestRecord,
     error_response: Callable[[GLMProxyError], Response],
 ) -> Response:
     """The response for a chat request with ``n`` > 1 (see the module docstring)."""
@@ -261,6 +267,6 @@ def respond_choices(
         wire,  # type: ignore[arg-type]
         stream=plan.stream,
         settings=services.settings,
-        log_fields=log_fields,
+        record=record,
         error_response=error_response,
     )

@@ -29,7 +29,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 from flask import Response, has_request_context, request
@@ -39,6 +39,10 @@ from glm_proxy.events import Delta
 from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
 from glm_proxy.web import json_response
+
+if TYPE_CHECKING:
+    from glm_proxy.config import Settings
+    from glm_proxy.observability.record import RequestRecord
 
 log = logging.getLogger(__name__)
 
@@ -79,32 +83,32 @@ def respond(
     wire: Wire,
     *,
     stream: bool,
-    settings: Any,
-    log_fields: dict[str, Any],
+    settings: Settings,
+    record: RequestRecord,
     error_response: Callable[[GLMProxyError], Response],
 ) -> Response:
     """The HTTP response for a started job: JSON, an early error, or the SSE stream."""
     if not stream:
-        return json_response(collect(job, wire, log_fields))
+        return json_response(collect(job, wire, record))
     error = job.opening_failure(settings.stream_header_wait)
     if error is not None:
-        _note_account(job, log_fields)
+        _note_account(job, record)
         return error_response(error)
     return Response(
-        pump(job, wire, settings.keepalive_interval, log_fields),
+        pump(job, wire, settings.keepalive_interval, record),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
 
 
-def collect(job: AnswerJob, wire: Wire, log_fields: dict[str, Any]) -> dict[str, Any]:
+def collect(job: AnswerJob, wire: Wire, record: RequestRecord) -> dict[str, Any]:
     """The non-stream answer: every delta folded by the wire; a failure is raised."""
     try:
         body = wire.collect(list(job.deltas()))
     finally:
         job.cancel()
-        _note_account(job, log_fields)
-    log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+        _note_account(job, record)
+    record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
     return body
 
 
@@ -112,7 +116,7 @@ def pump(
     job: AnswerJob,
     wire: Wire,
     keepalive_interval: float,
-    log_fields: dict[str, Any],
+    record: RequestRecord,
     *,
     stall_timeout: float | None = None,
     client: socket.socket | None = None,
@@ -138,18 +142,18 @@ def pump(
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
             except OSError:
                 pass
-    return _pump(job, wire, keepalive_interval, log_fields, stall_timeout, client)
+    return _pump(job, wire, keepalive_interval, record, stall_timeout, client)
 
 
 def _pump(
     job: AnswerJob,
     wire: Wire,
     keepalive_interval: float,
-    log_fields: dict[str, Any],
+    record: RequestRecord,
     stall_timeout: float | None,
     client: socket.socket | None,
 ) -> Iterator[bytes]:
-    state = _PumpState(job, wire, log_fields)
+    state = _PumpState(job, wire, record)
     state.client = client
     pending = _WATCH.pending if stall_timeout else None
     if pending is not None:
@@ -185,12 +189,12 @@ def _pump(
 
 
 class _PumpState:
-    __slots__ = ("job", "wire", "log_fields", "opened", "started", "client", "__weakref__")
+    __slots__ = ("job", "wire", "record", "opened", "started", "client", "__weakref__")
 
-    def __init__(self, job: AnswerJob, wire: Wire, log_fields: dict[str, Any]) -> None:
+    def __init__(self, job: AnswerJob, wire: Wire, record: RequestRecord) -> None:
         self.job = job
         self.wire = wire
-        self.log_fields = log_fields
+        self.record = record
         self.opened = False
         self.started = time.monotonic()
         self.client: socket.socket | None = None
@@ -198,8 +202,8 @@ class _PumpState:
     def stalled(self) -> None:
         """The client has not taken the last write for too long: end the answer, hang up."""
         log.info("client stopped reading; ending the answer")
-        self.log_fields["error"] = ClientStalled.code
-        _note_account(self.job, self.log_fields)
+        self.record.error = ClientStalled.code
+        _note_account(self.job, self.record)
         self.job.abort(ClientStalled("the client stopped reading the answer"))
         if self.client is not None:
             _hang_up(self.client)
@@ -208,8 +212,8 @@ class _PumpState:
         """Append the bytes for one queue item; True when the answer is over."""
         wire = self.wire
         if isinstance(item, Failure):
-            _note_account(self.job, self.log_fields)
-            self.log_fields["error"] = item.error.code or "error"
+            _note_account(self.job, self.record)
+            self.record.error = item.error.code or "error"
             out.append(wire.error(item.error))
             return True
         if not self.opened:
@@ -217,17 +221,17 @@ class _PumpState:
             out.append(wire.open())
         if isinstance(item, End):
             out.append(wire.finish(item))
-            self.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
-            self.log_fields["latency_to_end"] = round(time.monotonic() - self.started, 3)
-            _note_account(self.job, self.log_fields)
+            self.record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
+            self.record.latency_to_end = round(time.monotonic() - self.started, 3)
+            _note_account(self.job, self.record)
             return True
         out.append(wire.feed(item))
         return False
 
 
-def _note_account(job: AnswerJob, log_fields: dict[str, Any]) -> None:
+def _note_account(job: AnswerJob, record: RequestRecord) -> None:
     if job.account is not None:
-        log_fields["account"] = job.account.fingerprint
+        record.account = job.account.fingerprint
 
 
 def _hang_up(client: socket.socket) -> None:

@@ -23,15 +23,17 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
+from glm_proxy.access.auth import require_admin_key
+from glm_proxy.access.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.accounts import mask
-from glm_proxy.auth import require_admin_key
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
-from glm_proxy.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.pool import AccountPool, Health, PoolOperations
+from glm_proxy.services import services
 from glm_proxy.store import keys
+from glm_proxy.upstream.client import UpstreamClient
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
 from glm_proxy.web import json_response
 
@@ -46,7 +48,7 @@ def _iso(epoch: float | None) -> str | None:
 
 @bp.before_request
 def _require_admin() -> None:
-    settings = current_app.extensions["glm_settings"]
+    settings = services().settings
     if not settings.admin_key:
         raise NotFound(f"Unknown endpoint: {request.method} {request.path}")
     if request.method == "OPTIONS":
@@ -55,11 +57,11 @@ def _require_admin() -> None:
 
 
 def _pool() -> AccountPool:
-    return current_app.extensions["glm_pool"]
+    return services().pool
 
 
 def _operations() -> PoolOperations:
-    return current_app.extensions["glm_pool_operations"]
+    return services().operations
 
 
 def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
@@ -88,8 +90,8 @@ def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
     }
 
 
-def _upstream():
-    return current_app.extensions["glm_upstream"]
+def _upstream() -> UpstreamClient:
+    return services().upstream
 
 
 def _known(fp: str) -> str:
@@ -168,8 +170,8 @@ def doctor_account(fp: str) -> Response:
 
 @bp.get("/usage")
 def usage() -> Response:
-    limits = current_app.extensions["glm_limits"]
-    auth = current_app.extensions["glm_auth"]
+    svc = services()
+    limits, auth = svc.limits, svc.auth
     asked = request.args.get("window")
     if asked and asked not in WINDOWS:
         raise InvalidRequest(

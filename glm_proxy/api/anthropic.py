@@ -10,18 +10,18 @@ from __future__ import annotations
 import logging
 import uuid
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
 from glm_proxy.api._streaming import respond
-from glm_proxy.auth import authenticate
+from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
+from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.formats.anthropic import MessagesWire, anthropic_error
-from glm_proxy.schemas import load
-from glm_proxy.schemas_anthropic import AnthropicMessagesSchema, to_chat_body
 from glm_proxy.services import services
+from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
-from glm_proxy.web import _http_error, json_response, read_json
+from glm_proxy.web import _http_error, json_response, read_json, request_record
 
 log = logging.getLogger(__name__)
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")
@@ -53,10 +53,12 @@ def _unexpected(exc: Exception) -> Response:
 @bp.post("/messages")
 def create_message() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     body = load(MESSAGES_SCHEMA, read_json())
     plan = plan_chat(to_chat_body(body), svc.settings, svc.models)
-    g.log_fields.update(model=plan.model, stream=plan.stream, caller=caller.label)
+    record.describe(model=plan.model, stream=plan.stream, caller=caller.label)
     job = start_chat(svc, caller, plan)
     wire = MessagesWire(
         model=plan.model,
@@ -69,6 +71,6 @@ def create_message() -> Response:
         wire,
         stream=plan.stream,
         settings=svc.settings,
-        log_fields=g.log_fields,
+        record=record,
         error_response=_error,
     )

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from glm_proxy.auth import authenticate
-from glm_proxy.schemas import load
-from glm_proxy.schemas_anthropic import CountTokensSchema, to_chat_body
+from glm_proxy.api.schemas.anthropic import CountTokensSchema
+from glm_proxy.api.schemas.base import load
 from glm_proxy.services import services
+from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat
 from glm_proxy.usage import estimate_tokens
-from glm_proxy.web import json_response, read_json
+from glm_proxy.web import json_response, read_json, request_record
 
 bp = Blueprint("anthropic_tokens", __name__, url_prefix="/v1")
 
@@ -28,7 +28,8 @@ COUNT_SCHEMA = CountTokensSchema()
 @bp.post("/messages/count_tokens")
 def count_tokens() -> Response:
     svc = services()
-    authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     body = load(COUNT_SCHEMA, read_json())
     plan = plan_chat(to_chat_body(body), svc.settings, svc.models)
     return json_response({"input_tokens": estimate_tokens(plan.prompt.text)})

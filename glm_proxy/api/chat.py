@@ -12,17 +12,17 @@ from __future__ import annotations
 import time
 import uuid
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
-from glm_proxy.auth import authenticate
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.formats.openai import ChatWire
-from glm_proxy.schemas import ChatCompletionSchema, load
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.services.controls import reasoning_style
-from glm_proxy.web import error_response, read_json
+from glm_proxy.web import error_response, read_json, request_record
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")
 
@@ -32,17 +32,19 @@ CHAT_SCHEMA = ChatCompletionSchema()  # schemas are stateless; building one cost
 @bp.post("/chat/completions")
 def create_chat_completion() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     body = load(CHAT_SCHEMA, read_json())
     plan = plan_chat(body, svc.settings, svc.models)
-    g.log_fields.update(model=plan.model, stream=plan.stream, caller=caller.label)
+    record.describe(model=plan.model, stream=plan.stream, caller=caller.label)
     if plan.controls.n > 1:
         return respond_choices(
             svc,
             caller,
             plan,
             start_job=lambda: start_chat(svc, caller, plan),
-            log_fields=g.log_fields,
+            record=record,
             error_response=error_response,
         )
     job = start_chat(svc, caller, plan)
@@ -59,6 +61,6 @@ def create_chat_completion() -> Response:
         wire,
         stream=plan.stream,
         settings=svc.settings,
-        log_fields=g.log_fields,
+        record=record,
         error_response=error_response,
     )

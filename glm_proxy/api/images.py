@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
-from glm_proxy.auth import authenticate
-from glm_proxy.schemas import load
-from glm_proxy.schemas_media import ImageGenerationSchema
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.media import ImageGenerationSchema
 from glm_proxy.services import services
 from glm_proxy.services.images import generate_images, plan_images
-from glm_proxy.web import json_response, read_json
+from glm_proxy.web import json_response, read_json, request_record
 
 bp = Blueprint("images", __name__, url_prefix="/v1")
 
@@ -17,8 +16,10 @@ bp = Blueprint("images", __name__, url_prefix="/v1")
 @bp.post("/images/generations")
 def create_image() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     body = load(ImageGenerationSchema(), read_json())
     plan = plan_images(body, svc.settings, svc.models)
-    g.log_fields.update(model=body.get("model") or "drawing", stream=False, caller=caller.label)
+    record.describe(model=body.get("model") or "drawing", stream=False, caller=caller.label)
     return json_response(generate_images(svc, caller, plan))

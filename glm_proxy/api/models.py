@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 
 import orjson
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 
-from glm_proxy.auth import require_key_for_catalogue
 from glm_proxy.errors import GLMProxyError, NotFound
-from glm_proxy.models import AGENT_ID, ModelSpec, ModelTable
-from glm_proxy.services import services
+from glm_proxy.model_table import AGENT_ID, ModelSpec, ModelTable
+from glm_proxy.services import Services, services
 from glm_proxy.store import keys
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
 from glm_proxy.web import json_response
@@ -26,13 +25,23 @@ from glm_proxy.web import json_response
 log = logging.getLogger(__name__)
 
 bp = Blueprint("models", __name__, url_prefix="/v1/models")
-bp.before_request(require_key_for_catalogue)
 CACHE_KEY = keys.MODEL_CATALOGUE
 FAILURE_TTL = 60  # seconds the static list stands in after a failed catalogue fetch
 MODE_SUFFIXES = (("", None), ("-thinking", "thinking"), ("-deep", "deep"))
 
 
-def upstream_models(svc) -> list[str]:
+@bp.before_request
+def _require_key() -> None:
+    """On a team server the catalogue needs a credential like every other route, unless
+    ``MODELS_PUBLIC`` opens it (a 401 otherwise). Only authenticated: listing models is
+    not counted against the key's limits or usage."""
+    auth = services().auth
+    if request.method == "OPTIONS" or auth.settings.models_public or not auth.team:
+        return
+    auth.authenticate(request)
+
+
+def upstream_models(svc: Services) -> list[str]:
     """The upstream's model ids: the cached catalogue, a fresh one, or the static list."""
     settings = svc.settings
     if settings.glm_model_catalogue:

@@ -9,19 +9,22 @@ the OpenAI error shape like every OpenAI route.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, g, request
+from collections.abc import Callable
 
+from flask import Blueprint, Response, request
+
+from glm_proxy.access.auth import Caller
 from glm_proxy.api._streaming import respond
-from glm_proxy.auth import authenticate
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
-from glm_proxy.schemas import load
-from glm_proxy.schemas_responses import ResponsesSchema
+from glm_proxy.observability.record import RequestRecord
+from glm_proxy.services import Services, services
 from glm_proxy.services import responses as turns
-from glm_proxy.services import services
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
-from glm_proxy.web import error_response, json_response, read_json
+from glm_proxy.web import error_response, json_response, read_json, request_record
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 
@@ -31,20 +34,22 @@ SCHEMA = ResponsesSchema()
 @bp.post("/responses")
 def create_response() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     body = load(SCHEMA, read_json())
     turn = turns.prepare(svc, caller, body)
-    g.log_fields.update(model=turn.plan.model, stream=turn.plan.stream, caller=caller.label)
+    record.describe(model=turn.plan.model, stream=turn.plan.stream, caller=caller.label)
     job = turns.start(svc, caller, turn)
     if not turn.plan.stream:
-        return _complete(svc, caller, turn, job)
+        return _complete(svc, caller, turn, job, record)
     error = job.opening_failure(svc.settings.stream_header_wait)
     if error is not None and turns.conversation_gone(error, turn):
         turn = turns.from_history(svc, turn)
         job = turns.start(svc, caller, turn)
         error = job.opening_failure(svc.settings.stream_header_wait)
     if error is not None:
-        _note_account(job, g.log_fields)
+        _note_account(job, record)
         return error_response(error)
     wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
     live = _Live(svc, turn, job)
@@ -53,7 +58,7 @@ def create_response() -> Response:
         wire,
         stream=True,
         settings=svc.settings,
-        log_fields=g.log_fields,
+        record=record,
         error_response=error_response,
     )
     response.call_on_close(live.end)  # also when the stream never started
@@ -63,7 +68,8 @@ def create_response() -> Response:
 @bp.get("/responses/<response_id>")
 def get_response(response_id: str) -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     if request.args.get("stream", "").lower() == "true":
         raise InvalidRequest("Streaming a stored response again is not supported.", param="stream")
     responses = ResponseStore(svc.store, svc.settings)
@@ -77,7 +83,8 @@ def get_response(response_id: str) -> Response:
 def list_input_items(response_id: str) -> Response:
     """This response's own input items (not the earlier turns'), OpenAI's cursor page."""
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     order = request.args.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid value for 'order': must be asc or desc.", param="order")
@@ -111,14 +118,16 @@ def list_input_items(response_id: str) -> Response:
 @bp.delete("/responses/<response_id>")
 def delete_response(response_id: str) -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     return json_response(turns.delete(svc, caller, response_id))
 
 
 @bp.post("/responses/<response_id>/cancel")
 def cancel_response(response_id: str) -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     responses = ResponseStore(svc.store, svc.settings)
     snapshot = responses.live(response_id, caller)
     if snapshot is None:
@@ -143,7 +152,7 @@ class _Live:
     the cancelled response.
     """
 
-    def __init__(self, svc, turn: turns.Turn, job: AnswerJob) -> None:
+    def __init__(self, svc: Services, turn: turns.Turn, job: AnswerJob) -> None:
         self.responses = ResponseStore(svc.store, svc.settings)
         self.response_id = turn.response_id
         self.job = job
@@ -161,19 +170,21 @@ class _Live:
         self.responses.end_live(self.response_id)
 
 
-def _saver(svc, turn: turns.Turn, job: AnswerJob):
+def _saver(svc: Services, turn: turns.Turn, job: AnswerJob) -> Callable[[ResponseBuilder], None]:
     def save(builder: ResponseBuilder) -> None:
         turns.save(svc, turn, builder, job)
 
     return save
 
 
-def _note_account(job: AnswerJob, log_fields: dict) -> None:
+def _note_account(job: AnswerJob, record: RequestRecord) -> None:
     if job.account is not None:
-        log_fields["account"] = job.account.fingerprint
+        record.account = job.account.fingerprint
 
 
-def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
+def _complete(
+    svc: Services, caller: Caller, turn: turns.Turn, job: AnswerJob, record: RequestRecord
+) -> Response:
     """The non-stream answer; a kept conversation gone upstream is answered from history."""
     try:
         while True:
@@ -181,15 +192,15 @@ def _complete(svc, caller, turn: turns.Turn, job: AnswerJob) -> Response:
             try:
                 body = wire.collect(job.deltas())
             except GLMProxyError as exc:
-                _note_account(job, g.log_fields)
+                _note_account(job, record)
                 if not turns.conversation_gone(exc, turn):
                     raise
                 job.cancel()
                 turn = turns.from_history(svc, turn)
                 job = turns.start(svc, caller, turn)
                 continue
-            _note_account(job, g.log_fields)
-            g.log_fields["usage"] = wire.usage  # per-key usage (glm_proxy.limits)
+            _note_account(job, record)
+            record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
             return json_response(body)
     finally:
         job.cancel()

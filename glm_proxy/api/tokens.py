@@ -8,12 +8,13 @@ to hammer the upstream's login endpoint.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
-from glm_proxy.auth import authenticate, check_token_text
-from glm_proxy.schemas import TokenCheckSchema, load
+from glm_proxy.access.auth import check_token_text
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.tokens import TokenCheckSchema
 from glm_proxy.services import services
-from glm_proxy.web import json_response, read_json
+from glm_proxy.web import json_response, read_json, request_record
 
 bp = Blueprint("tokens", __name__)
 TOKEN_CHECK_SCHEMA = TokenCheckSchema()
@@ -21,10 +22,11 @@ TOKEN_CHECK_SCHEMA = TokenCheckSchema()
 
 @bp.post("/token/check")
 def check() -> Response:
-    if not current_app.extensions["glm_auth"].passthrough:
-        authenticate(request)
-    body = load(TOKEN_CHECK_SCHEMA, read_json())
     svc = services()
+    if not svc.auth.passthrough:
+        caller = svc.auth.authenticate(request)
+        svc.limits.admit(caller, request_record())
+    body = load(TOKEN_CHECK_SCHEMA, read_json())
     token = check_token_text(body["token"], "token", svc.settings.max_token_length)
     live = svc.upstream.check_token(token)
     return json_response({"live": live})

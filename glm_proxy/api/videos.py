@@ -23,16 +23,17 @@ from typing import Any
 
 import gevent
 import orjson
-from flask import Blueprint, Response, g, redirect, request
+from flask import Blueprint, Response, redirect, request
 
-from glm_proxy.auth import authenticate
+from glm_proxy.access.auth import Caller
+from glm_proxy.api.schemas.base import load
+from glm_proxy.api.schemas.media import VideoGenerationSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest, NotFound
-from glm_proxy.schemas import load
-from glm_proxy.schemas_media import VideoGenerationSchema
-from glm_proxy.services import services
+from glm_proxy.observability.record import RequestRecord
+from glm_proxy.services import Services, services
 from glm_proxy.services.video_jobs import VideoJobs
 from glm_proxy.services.videos import VideoPlan, generate_video, plan_video
-from glm_proxy.web import error_response, json_response, read_json
+from glm_proxy.web import error_response, json_response, read_json, request_record
 
 bp = Blueprint("videos", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _read_plan() -> VideoPlan:
     return plan_video(load(VideoGenerationSchema(), data), frame)
 
 
-def _captured(svc, caller, plan: VideoPlan) -> tuple[str, Any]:
+def _captured(svc: Services, caller: Caller, plan: VideoPlan) -> tuple[str, Any]:
     """Run the generation; return ("ok", data item) or ("error", GLMProxyError)."""
     try:
         return "ok", generate_video(svc, caller, plan)
@@ -74,9 +75,11 @@ def _success(item: dict[str, Any]) -> dict[str, Any]:
 @bp.post("/videos/generations")
 def generate() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     plan = _read_plan()
-    g.log_fields.update(model=plan.model, stream=False, caller=caller.label)
+    record.describe(model=plan.model, stream=False, caller=caller.label)
     worker = gevent.spawn(_captured, svc, caller, plan)
     try:
         worker.join(timeout=svc.settings.keepalive_interval)
@@ -87,14 +90,14 @@ def generate() -> Response:
         kind, value = worker.value
         return json_response(_success(value)) if kind == "ok" else error_response(value)
     return Response(
-        _wait(worker, svc.settings.keepalive_interval, g.log_fields),
+        _wait(worker, svc.settings.keepalive_interval, record),
         status=200,
         mimetype="application/json",
         headers=WAIT_HEADERS,
     )
 
 
-def _wait(worker: gevent.Greenlet, interval: float, log_fields: dict) -> Iterator[bytes]:
+def _wait(worker: gevent.Greenlet, interval: float, record: RequestRecord) -> Iterator[bytes]:
     """Whitespace every ``interval`` until the video is ready, then the JSON body."""
     try:
         while not worker.ready():
@@ -104,7 +107,7 @@ def _wait(worker: gevent.Greenlet, interval: float, log_fields: dict) -> Iterato
         if kind == "ok":
             yield orjson.dumps(_success(value))
         else:
-            log_fields["error"] = value.code or "error"  # counted as an error (limits)
+            record.error = value.code or "error"  # counted as an error (limits)
             yield orjson.dumps(value.to_dict())
     finally:
         if not worker.ready():
@@ -118,28 +121,36 @@ def _jobs() -> VideoJobs:
 @bp.post("/videos")
 def create_job() -> Response:
     svc = services()
-    caller = authenticate(request, svc.settings)
+    caller = svc.auth.authenticate(request)
+    record = request_record()
+    svc.limits.admit(caller, record)
     plan = _read_plan()
-    g.log_fields.update(model=plan.model, stream=False, caller=caller.label)
+    record.describe(model=plan.model, stream=False, caller=caller.label)
     return json_response(_jobs().create(caller, plan))
 
 
 @bp.get("/videos/<video_id>")
 def get_job(video_id: str) -> Response:
-    caller = authenticate(request, services().settings)
+    svc = services()
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     return json_response(_jobs().get(caller, video_id))
 
 
 @bp.delete("/videos/<video_id>")
 def delete_job(video_id: str) -> Response:
-    caller = authenticate(request, services().settings)
+    svc = services()
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     return json_response(_jobs().delete(caller, video_id))
 
 
 @bp.get("/videos/<video_id>/content")
 def job_content(video_id: str) -> Response:
     """A redirect to the video (or ``?variant=thumbnail``: the cover) once completed."""
-    caller = authenticate(request, services().settings)
+    svc = services()
+    caller = svc.auth.authenticate(request)
+    svc.limits.admit(caller, request_record())
     job = _jobs().get(caller, video_id)
     if job["status"] != "completed":
         raise NotFound(

@@ -13,10 +13,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
-from glm_proxy.auth import Caller
 from glm_proxy.errors import InvalidRequest, NotFound
-from glm_proxy.models import ModelSpec, resolve_reasoning
+from glm_proxy.model_table import ModelSpec, resolve_reasoning
 from glm_proxy.parsers import DeltaFilter, FilterChain
 from glm_proxy.parsers.tool_defs import ToolConfig, tool_config
 from glm_proxy.parsers.tool_filter import ToolCallFilter
@@ -51,7 +51,7 @@ class ChatPlan:
     include_usage: bool = False
     stream: bool = False
     controls: Controls = field(default_factory=Controls)
-    mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.models)
+    mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.model_table)
     selected_model: str = ""
     reasoning_effort: str = ""  # the wire value of meta_data.reasoning_effort
     send_selected_model: bool = True  # 2026 body fields (GLM_SEND_SELECTED_MODEL)

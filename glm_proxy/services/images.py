@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_proxy.auth import Caller
+from glm_proxy.access.auth import Caller
 from glm_proxy.errors import ContentFiltered, GLMProxyError, InvalidRequest, UpstreamError
 from glm_proxy.events import Finished, ImageGenerated, TextDelta
-from glm_proxy.models import AGENT_ID
+from glm_proxy.model_table import AGENT_ID
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.translate import TranslateOptions
 

@@ -25,7 +25,7 @@ import gevent
 from gevent.pool import Group
 
 from glm_proxy.accounts import Account
-from glm_proxy.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS
+from glm_proxy.observability.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS
 
 log = logging.getLogger(__name__)
 

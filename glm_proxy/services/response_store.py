@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from glm_proxy.auth import Caller
+from glm_proxy.access.auth import Caller
 from glm_proxy.errors import NotFound
 from glm_proxy.store import keys
 

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from glm_proxy.auth import Caller
+from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.formats.responses import ResponseBuilder
 from glm_proxy.services.answer import AnswerJob

@@ -30,7 +30,7 @@ from typing import Any
 import gevent
 import orjson
 
-from glm_proxy.auth import Caller
+from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError, NotFound
 from glm_proxy.services.videos import Stopped, VideoPlan, generate_video
 from glm_proxy.store import keys

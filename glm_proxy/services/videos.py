@@ -22,10 +22,10 @@ from typing import Any
 
 import gevent
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
 from glm_proxy.attachments.blob import from_bytes
 from glm_proxy.attachments.frames import prepare_frame
-from glm_proxy.auth import Caller
 from glm_proxy.errors import (
     GLMProxyError,
     InvalidRequest,

@@ -19,7 +19,7 @@ from typing import Any
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, UpstreamProtocolError
-from glm_proxy.metrics import CLOCK_SYNCS, CONVERSATION_DELETE_CALLS
+from glm_proxy.observability.metrics import CLOCK_SYNCS, CONVERSATION_DELETE_CALLS
 from glm_proxy.upstream.envelope import unwrap
 
 log = logging.getLogger(__name__)

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from glm_proxy.schemas import REASONING_EFFORTS
+from glm_proxy.api.schemas.base import Lenient
+from glm_proxy.api.schemas.chat import REASONING_EFFORTS
 
 RESPONSE_ID = r"^resp_[A-Za-z0-9]{6,64}$"
 TEXT_FORMATS = ("text", "json_object", "json_schema")
-
-
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
 
 
 class InputField(fields.Field):
@@ -46,13 +42,13 @@ class ToolField(fields.Field):
         return value
 
 
-class ReasoningSchema(_Lenient):
+class ReasoningSchema(Lenient):
     effort = fields.Str(allow_none=True, validate=validate.OneOf(REASONING_EFFORTS))
     summary = fields.Str(allow_none=True)
     generate_summary = fields.Str(allow_none=True)
 
 
-class TextFormatSchema(_Lenient):
+class TextFormatSchema(Lenient):
     type = fields.Str(required=True, validate=validate.OneOf(TEXT_FORMATS))
     name = fields.Str(allow_none=True)
     schema = fields.Dict(allow_none=True)
@@ -65,12 +61,12 @@ class TextFormatSchema(_Lenient):
             raise ValidationError("A `json_schema` format needs a `schema` object.", "schema")
 
 
-class TextSchema(_Lenient):
+class TextSchema(Lenient):
     format = fields.Nested(TextFormatSchema, allow_none=True)
     verbosity = fields.Str(allow_none=True, validate=validate.OneOf(("low", "medium", "high")))
 
 
-class ResponsesSchema(_Lenient):
+class ResponsesSchema(Lenient):
     model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
     input = InputField(required=True)
     instructions = fields.Str(allow_none=True)

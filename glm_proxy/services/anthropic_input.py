@@ -1,9 +1,14 @@
-"""The Anthropic Messages request: schema, and conversion to the chat request we already serve.
+"""Anthropic Messages requests -> the chat request the answer machinery already serves.
 
-``/v1/messages`` is a second front door to the same chat service: the request
-is validated here, turned into the OpenAI-shaped body ``plan_chat`` takes
-(system prompt first, content blocks mapped to text/image/file parts), and
-answered by the same answer job.
+``/v1/messages`` is a second front door to the same chat service: the
+validated request (``glm_proxy.api.schemas.anthropic``) becomes the
+OpenAI-shaped body ``plan_chat`` takes: system prompt first, content blocks
+mapped to text/image/file parts, ``tool_use``/``tool_result`` blocks to
+``tool_calls`` and ``tool`` messages, ``thinking``/``output_config`` to the
+chat controls. It lives here, next to ``responses_input`` (the Responses
+API's front door), because it is the service's input, not a wire format:
+``formats/`` renders answers outward, ``prompt`` flattens chat messages for
+the upstream, and both run after this. Pure: no I/O, no Flask.
 """
 
 from __future__ import annotations
@@ -11,121 +16,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.parsers.tool_defs import ToolDefinitionError, anthropic_specs
-from glm_proxy.schemas import ContentField, StopField, _nest
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
-
-
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class AnthropicMessageSchema(_Lenient):
-    role = fields.Str(required=True, validate=validate.OneOf(("user", "assistant")))
-    content = ContentField(required=True)
-
-
-class SystemField(fields.Field):
-    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
-        if value is None or isinstance(value, str):
-            return value
-        if isinstance(value, list) and all(
-            isinstance(b, dict) and b.get("type") == "text" for b in value
-        ):
-            return value
-        raise ValidationError("Must be a string or an array of text blocks.")
-
-
-THINKING_TYPES = ("enabled", "adaptive", "between_tools", "disabled")
-EFFORTS = ("low", "medium", "high", "xhigh", "max")
-
-
-class ThinkingSchema(_Lenient):
-    """Every ``thinking`` config the current SDKs send (``ThinkingConfigParam``)."""
-
-    type = fields.Str(required=True, validate=validate.OneOf(THINKING_TYPES))
-    budget_tokens = fields.Int(allow_none=True, validate=validate.Range(min=0))
-    display = fields.Str(allow_none=True, validate=validate.OneOf(("summarized", "omitted")))
-
-
-class OutputFormatSchema(_Lenient):
-    type = fields.Str(required=True, validate=validate.OneOf(("json_schema",)))
-    schema = fields.Dict(required=True)
-
-
-class OutputConfigSchema(_Lenient):
-    effort = fields.Str(allow_none=True, validate=validate.OneOf(EFFORTS))
-    format = fields.Nested(OutputFormatSchema, allow_none=True)
-
-
-class AnthropicToolsField(fields.Field):
-    """Client tools (``name``, ``description``, ``input_schema``); server tools are refused."""
-
-    def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
-        try:
-            anthropic_specs(value)
-        except ToolDefinitionError as exc:
-            raise ValidationError(_nest(exc.path, str(exc))) from None
-        return value
-
-
-class ToolChoiceSchema(_Lenient):
-    type = fields.Str(required=True, validate=validate.OneOf(("auto", "any", "tool", "none")))
-    name = fields.Str(allow_none=True)
-    disable_parallel_tool_use = fields.Bool(allow_none=True)
-
-
-class AnthropicMessagesSchema(_Lenient):
-    model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
-    max_tokens = fields.Int(required=True, validate=validate.Range(min=1))
-    messages = fields.List(
-        fields.Nested(AnthropicMessageSchema), required=True, validate=validate.Length(min=1)
-    )
-    system = SystemField(allow_none=True)
-    stream = fields.Bool(load_default=False, allow_none=True)
-    # Accepted for compatibility; the web upstream has no such knobs.
-    temperature = fields.Float(allow_none=True, validate=validate.Range(0, 1))
-    top_p = fields.Float(allow_none=True, validate=validate.Range(0, 1))
-    top_k = fields.Int(allow_none=True, validate=validate.Range(min=0))
-    stop_sequences = StopField(allow_none=True, most=64)
-    metadata = fields.Dict(allow_none=True)
-    tools = AnthropicToolsField(allow_none=True)
-    tool_choice = fields.Nested(ToolChoiceSchema, allow_none=True)
-    thinking = fields.Nested(ThinkingSchema, allow_none=True)
-    output_config = fields.Nested(OutputConfigSchema, allow_none=True)
-    service_tier = fields.Str(allow_none=True)
-    # Extensions shared with /v1/chat/completions. A message id (``msg_<conversation id>``)
-    # is accepted as the conversation id, since that is the id this endpoint hands out.
-    conversation_id = fields.Str(
-        allow_none=True, validate=validate.Regexp(r"^(?:msg_)?[A-Za-z0-9]{6,64}$")
-    )
-    keep_conversation = fields.Bool(load_default=False, allow_none=True)
-
-    @validates_schema
-    def _tool_choice_matches(self, data: dict, **kwargs) -> None:
-        choice = data.get("tool_choice") or {}
-        names = {t["name"] for t in data.get("tools") or ()}
-        if choice.get("type") == "tool":
-            if not choice.get("name"):
-                raise ValidationError(_nest(("name",), "Missing required field."), "tool_choice")
-            if choice["name"] not in names:
-                raise ValidationError(
-                    _nest(("name",), f"Names {choice['name']!r}, which is not among 'tools'."),
-                    "tool_choice",
-                )
-        if choice.get("type") == "any" and not names:
-            raise ValidationError("'any' needs at least one tool in 'tools'.", "tool_choice")
-
-
-class CountTokensSchema(AnthropicMessagesSchema):
-    """``/v1/messages/count_tokens``: the Messages request without ``max_tokens``."""
-
-    max_tokens = fields.Int(allow_none=True, validate=validate.Range(min=1))
 
 
 def _source_url(source: dict[str, Any]) -> str | None:

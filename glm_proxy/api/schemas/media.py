@@ -1,6 +1,6 @@
 """Request schemas for drawing and video generation (marshmallow).
 
-Same conventions as ``schemas.py``: standard OpenAI fields are accepted and
+Same conventions as the chat schema (``chat``): standard OpenAI fields are accepted and
 unknown ones dropped; values that would silently change the result (model,
 option values, response format) are strict. Video options accept the
 upstream's Chinese values and the English aliases below; either way the
@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import ValidationError, fields, post_load, validate
+
+from glm_proxy.api.schemas.base import Lenient
 
 VIDEO_MODELS = ("cogvideox", "cogvideox-pro")
 
@@ -64,12 +66,7 @@ def normalize_option(option: str, value: str | None) -> str:
     raise ValueError(value)
 
 
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class ImageGenerationSchema(_Lenient):
+class ImageGenerationSchema(Lenient):
     prompt = fields.Str(required=True, validate=validate.Length(min=1, max=8000))
     model = fields.Str(load_default=None, allow_none=True, validate=validate.Length(max=256))
     n = fields.Int(load_default=1, allow_none=True, validate=validate.Range(min=1))
@@ -85,7 +82,7 @@ class ImageGenerationSchema(_Lenient):
     output_format = fields.Str(allow_none=True)
 
 
-class VideoGenerationSchema(_Lenient):
+class VideoGenerationSchema(Lenient):
     model = fields.Str(load_default="cogvideox", allow_none=True)
     prompt = fields.Str(load_default="", allow_none=True, validate=validate.Length(max=8000))
     image_url = fields.Str(load_default=None, allow_none=True)

@@ -12,6 +12,9 @@ import re
 import sys
 
 from glm_proxy.accounts import mask
+from glm_proxy.observability.record import RequestRecord
+
+REQUEST_LOG = logging.getLogger("glm_proxy.request")
 
 SECRET_PATTERNS = (
     re.compile(r"(?i)(bearer\s+)([^\s,\"']+)"),
@@ -41,6 +44,25 @@ class ScrubSecrets(logging.Filter):
         if cleaned != message or record.args:
             record.msg, record.args = cleaned, None
         return True
+
+
+def log_request(method: str, path: str, status: int, seconds: float, record: RequestRecord) -> None:
+    """The request's one line: what was asked, how it went, who asked, which account answered."""
+    REQUEST_LOG.info(
+        "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s",
+        method,
+        path,
+        status,
+        seconds * 1000,
+        _shown(record.model),
+        _shown(record.stream),
+        _shown(record.account),
+        _shown(record.caller),
+    )
+
+
+def _shown(value: object) -> object:
+    return "-" if value is None else value
 
 
 def configure(level: str) -> None:

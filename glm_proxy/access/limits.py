@@ -10,8 +10,10 @@ key and are not limited here (their own accounts limit them).
 Usage is counted per key (pass-through callers together as
 ``(passthrough)``) in 10-minute buckets kept for 8 days: requests, errors
 (status >= 400, or an error event in a stream) and estimated tokens, which the
-chat view leaves in ``g.log_fields["usage"]``. All counters live in the store,
-so the admin API sees every worker and replica.
+answering views leave in the request's ``RequestRecord.usage``
+(``glm_proxy.observability.record``). All counters live in the store, so the
+admin API sees every worker and replica. ``KeyUsage`` counts what a key *did*;
+the token figures themselves are estimated by ``glm_proxy.usage``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import math
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
-from flask import Response, after_this_request, g
+from flask import Flask, Response, after_this_request
 
+from glm_proxy.access.auth import Caller
+from glm_proxy.config import Settings
 from glm_proxy.errors import RateLimited
+from glm_proxy.observability.record import RequestRecord
 from glm_proxy.pool.lease import Slot
 from glm_proxy.store import keys
 from glm_proxy.store.base import Store
@@ -39,8 +43,8 @@ WINDOWS = {"1h": 3600, "24h": 86400, "7d": 7 * 86400}
 TOKEN_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
-class Usage:
-    """Counters per key and 10-minute bucket: ``usage:<name>:<bucket>`` hashes."""
+class KeyUsage:
+    """What each key did: counters per key and 10-minute bucket (``usage:<name>:<bucket>``)."""
 
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
@@ -68,31 +72,35 @@ class Usage:
 
 
 class KeyLimits:
-    def __init__(self, settings, store: Store, clock: Callable[[], float] = time.time) -> None:
+    """Admission under each key's limits, and the usage each request leaves behind."""
+
+    def __init__(
+        self, settings: Settings, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
-        self.usage = Usage(store, clock)
+        self.usage = KeyUsage(store, clock)
 
     # -- request admission ---------------------------------------------------------
 
-    def admit(self, caller) -> None:
-        """Count the request and apply the key's limits; raises ``RateLimited``.
+    def admit(self, caller: Caller, record: RequestRecord) -> None:
+        """Count this request and apply the key's limits; raises ``RateLimited`` (429).
 
-        The concurrency slot and the usage record are finished when the
-        response is closed, which for a stream is when the last byte is sent
-        or the client hangs up.
+        Call it in the view, right after authenticating. It holds a
+        concurrency slot and registers, on this request, the step that
+        finishes the admission when the response is closed (for a stream:
+        when the last byte is sent or the client hangs up): the slot is
+        released and the outcome (status, ``record.error``, ``record.usage``)
+        is counted, also for a refused request.
         """
         name = caller.key_name or PASSTHROUGH
-        fields: dict[str, Any] = getattr(g, "log_fields", None)
-        if fields is None:
-            fields = g.log_fields = {}
         held: list[Slot] = []
 
         @after_this_request
         def _on_response(response: Response) -> Response:
             status = response.status_code
-            response.call_on_close(lambda: self._finish(name, status, fields, held))
+            response.call_on_close(lambda: self._finish(name, status, record, held))
             return response
 
         self.usage.count(name, "requests")
@@ -101,7 +109,7 @@ class KeyLimits:
         self._check_rpm(name)
         held.extend(self._take_concurrency(name))
 
-    def _finish(self, name: str, status: int, fields: dict, held: list[Slot]) -> None:
+    def _finish(self, name: str, status: int, record: RequestRecord, held: list[Slot]) -> None:
         """Release the key's slot and record the outcome; never raises.
 
         This runs as a response close callback, before the request log line
@@ -112,9 +120,9 @@ class KeyLimits:
         for slot in held:
             slot.release()
         try:
-            if status >= 400 or fields.get("error"):
+            if status >= 400 or record.error:
                 self.usage.count(name, "errors")
-            usage = fields.get("usage")
+            usage = record.usage
             if isinstance(usage, dict):
                 for field in TOKEN_FIELDS:
                     value = usage.get(field)
@@ -173,7 +181,7 @@ def rpm_wait(previous: int, current: int, limit: int, into: float) -> float:
     return (60.0 - into) + max(0.0, 60.0 * (1 - (limit - 1) / current))
 
 
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     app.extensions["glm_limits"] = KeyLimits(
         app.extensions["glm_settings"], app.extensions["glm_store"]
     )

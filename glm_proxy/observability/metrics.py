@@ -6,26 +6,13 @@ and per-key figures live behind the admin API.
 
 With several gunicorn workers set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
 writable directory: prometheus-client then aggregates every worker's values
-(``gunicorn.conf.py`` tells it when a worker exits).
+(``gunicorn.conf.py`` tells it when a worker exits). The ``/metrics`` endpoint
+that serves them is ``glm_proxy.api.metrics``.
 """
 
 from __future__ import annotations
 
-import os
-
-from flask import Blueprint, Flask, Response, current_app, request
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client import multiprocess as prometheus_multiprocess
-
-from glm_proxy.auth import require_admin_key
-from glm_proxy.errors import NotFound
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "glm_proxy_requests_total",
@@ -70,28 +57,6 @@ CLOCK_SYNCS = Counter(
     ["outcome"],
 )
 
-bp = Blueprint("metrics", __name__)
-
-
-def _authorised() -> None:
-    settings = current_app.extensions["glm_settings"]
-    if not settings.metrics_enabled:
-        raise NotFound(f"Unknown endpoint: {request.method} {request.path}")
-    if settings.admin_key:
-        require_admin_key(request, settings.admin_key, "/metrics")
-
-
-@bp.get("/metrics")
-def metrics() -> Response:
-    _authorised()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        prometheus_multiprocess.MultiProcessCollector(registry)
-        body = generate_latest(registry)
-    else:
-        body = generate_latest()
-    return Response(body, mimetype=CONTENT_TYPE_LATEST)
-
 
 def observe(route: str, method: str, status: int, seconds: float, error: str | None) -> None:
     """Record one finished request (called when the response closes)."""
@@ -99,7 +64,3 @@ def observe(route: str, method: str, status: int, seconds: float, error: str | N
     LATENCY.labels(route).observe(seconds)
     if error:
         STREAM_ERRORS.labels(error).inc()
-
-
-def init_app(app: Flask) -> None:
-    app.register_blueprint(bp)

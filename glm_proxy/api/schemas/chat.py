@@ -1,4 +1,4 @@
-"""Request schemas (marshmallow) for every endpoint family.
+"""The Chat Completions request (``POST /v1/chat/completions``): marshmallow schema.
 
 Lenient where OpenAI clients are: every standard field is accepted (the
 sampling knobs the upstream lacks are ignored, see README; the answer controls
@@ -11,19 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
-from glm_proxy.errors import InvalidRequest
+from glm_proxy.api.schemas.base import Lenient, nest_error
 from glm_proxy.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
 from glm_proxy.request_guard import tick
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-
-
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
 
 
 class ContentField(fields.Field):
@@ -92,14 +87,6 @@ class ResponseFormatField(fields.Field):
         return value
 
 
-def _nest(path: tuple[Any, ...], message: str) -> Any:
-    """``path`` as the nested error dict ``_first_error`` turns into ``a[0].b``."""
-    error: Any = [message]
-    for key in reversed(path):
-        error = {key: error}
-    return error
-
-
 class ToolsField(fields.Field):
     """``tools``: function tools with a name and a valid JSON Schema (checked, not trusted)."""
 
@@ -107,7 +94,7 @@ class ToolsField(fields.Field):
         try:
             check_tools(value)
         except ToolDefinitionError as exc:
-            raise ValidationError(_nest(exc.path, str(exc))) from None
+            raise ValidationError(nest_error(exc.path, str(exc))) from None
         return value
 
 
@@ -122,16 +109,16 @@ class ToolCallsField(fields.Field):
         for index, call in enumerate(value):
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                raise ValidationError(_nest((index, "function", "name"), "Must be a string."))
+                raise ValidationError(nest_error((index, "function", "name"), "Must be a string."))
             arguments = function.get("arguments")
             if arguments is not None and not isinstance(arguments, str | dict):
                 raise ValidationError(
-                    _nest((index, "function", "arguments"), "Must be a JSON string.")
+                    nest_error((index, "function", "arguments"), "Must be a JSON string.")
                 )
         return value
 
 
-class MessageSchema(_Lenient):
+class MessageSchema(Lenient):
     role = fields.Str(required=True, validate=validate.OneOf(ROLES))
     content = ContentField(load_default=None, allow_none=True)
     name = fields.Str(allow_none=True)
@@ -141,12 +128,12 @@ class MessageSchema(_Lenient):
     function_call = fields.Dict(allow_none=True)  # legacy assistant turn
 
 
-class StreamOptionsSchema(_Lenient):
+class StreamOptionsSchema(Lenient):
     include_usage = fields.Bool(load_default=False, allow_none=True)
     include_obfuscation = fields.Bool(allow_none=True)
 
 
-class ChatCompletionSchema(_Lenient):
+class ChatCompletionSchema(Lenient):
     model = fields.Str(required=True, validate=validate.Length(min=1, max=256))
     messages = fields.List(
         fields.Nested(MessageSchema), required=True, validate=validate.Length(min=1)
@@ -205,40 +192,4 @@ class ChatCompletionSchema(_Lenient):
         try:
             check_tool_choice(data.get("tool_choice"), names)
         except ToolDefinitionError as exc:
-            raise ValidationError(_nest(exc.path, str(exc)), "tool_choice") from None
-
-
-class TokenCheckSchema(_Lenient):
-    token = fields.Str(required=True, validate=validate.Length(min=1))
-
-
-def _first_error(messages: Any, path: str = "") -> tuple[str, str]:
-    """The dotted ``param`` and text of the first validation error."""
-    if isinstance(messages, dict):
-        key, value = next(iter(messages.items()))
-        if key == "_schema":
-            return _first_error(value, path)
-        if isinstance(key, int):
-            return _first_error(value, f"{path}[{key}]")
-        return _first_error(value, f"{path}.{key}" if path else str(key))
-    if isinstance(messages, list) and messages:
-        first = messages[0]
-        if isinstance(first, dict | list):
-            return _first_error(first, path)
-        return path, str(first)
-    return path, str(messages)
-
-
-def load(schema: Schema, data: Any) -> dict[str, Any]:
-    """Validate ``data``; raise one OpenAI-style 400 naming the offending parameter."""
-    if not isinstance(data, dict):
-        raise InvalidRequest("The request body must be a JSON object.")
-    try:
-        return schema.load(data)
-    except ValidationError as exc:
-        param, text = _first_error(exc.messages)
-        if text == "Unknown field.":
-            text = "Unknown parameter."
-        if text == "Missing data for required field.":
-            raise InvalidRequest(f"Missing required parameter: '{param}'.", param=param) from None
-        raise InvalidRequest(f"Invalid value for '{param}': {text}", param=param) from None
+            raise ValidationError(nest_error(exc.path, str(exc)), "tool_choice") from None

@@ -15,9 +15,14 @@ refresh tokens); ``false`` never. With team mode on and pass-through off, an
 unknown credential is a 401.
 
 Keys are only held as SHA-256 digests (a key file may contain
-``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.auth
+``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.access.auth
 hash <key>`` prints it) and compared in constant time against every
 configured key.
+
+Authentication only says who is calling. Whether that caller may call *now*
+(per-key rate and concurrency limits) is the separate admission step,
+``glm_proxy.access.limits.KeyLimits.admit``, which each answering view takes
+right after authenticating.
 """
 
 from __future__ import annotations
@@ -28,12 +33,16 @@ import logging
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from flask import Request, current_app, request
+from flask import Flask, Request
 
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.config import ConfigError, read_setting_file
+from glm_proxy.config import ConfigError, Settings, read_setting_file
 from glm_proxy.errors import AuthenticationError, InvalidRequest, ServiceUnavailable
+
+if TYPE_CHECKING:
+    from glm_proxy.pool.core import AccountPool
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,7 @@ def parse_key_entry(text: str, source: str) -> ApiKey | None:
     return ApiKey(name, hashlib.sha256(secret.encode("utf-8")).digest())
 
 
-def load_keys(settings) -> tuple[ApiKey, ...]:
+def load_keys(settings: Settings) -> tuple[ApiKey, ...]:
     keys = [parse_key_entry(item, "API_KEYS") for item in settings.api_keys]
     if settings.api_keys_file:
         lines = read_setting_file(settings.api_keys_file, "API_KEYS_FILE")
@@ -215,7 +224,7 @@ def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
 class Authenticator:
     """Maps a request's credential to a ``Caller`` according to the configured modes."""
 
-    def __init__(self, settings, keyring: KeyRing, pool) -> None:
+    def __init__(self, settings: Settings, keyring: KeyRing, pool: AccountPool | None) -> None:
         self.settings = settings
         self.keyring = keyring
         self.pool = pool
@@ -235,6 +244,10 @@ class Authenticator:
         return "API key" if self.team else "chatglm refresh_token"
 
     def authenticate(self, request: Request) -> Caller:
+        """The caller of ``request``, or a 401 (a 503 for a team key with no pool accounts).
+
+        Nothing else: no limit is applied and nothing is counted here.
+        """
         credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
         key = self.keyring.match(credential) if self.team else None
         if key is not None:
@@ -262,30 +275,7 @@ class Authenticator:
         )
 
 
-def authenticate(request: Request, settings=None) -> Caller:
-    """The caller of this request, or a 401; then admit it under its key's limits (429).
-
-    Admission holds a concurrency slot until the response is closed (see
-    ``glm_proxy.limits``), so every endpoint that authenticates is limited.
-    """
-    auth: Authenticator = current_app.extensions["glm_auth"]
-    caller = auth.authenticate(request)
-    limiter = current_app.extensions.get("glm_limits")
-    if limiter is not None:
-        limiter.admit(caller)
-    return caller
-
-
-def require_key_for_catalogue() -> None:
-    """``/v1/models`` on a team server needs a credential like every other route,
-    unless ``MODELS_PUBLIC`` opens it (a 401 otherwise; no usage is counted)."""
-    auth: Authenticator = current_app.extensions["glm_auth"]
-    if request.method == "OPTIONS" or auth.settings.models_public or not auth.team:
-        return
-    auth.authenticate(request)
-
-
-def init_app(app) -> None:
+def init_app(app: Flask) -> None:
     settings = app.extensions["glm_settings"]
     pool = app.extensions.get("glm_pool")
     auth = Authenticator(settings, KeyRing(load_keys(settings)), pool)
@@ -309,7 +299,7 @@ def _main(argv: list[str]) -> int:
     if len(argv) == 2 and argv[0] == "hash":
         print(hash_key(argv[1]))
         return 0
-    print("usage: python -m glm_proxy.auth hash <key>   (prints the API_KEYS_FILE form)")
+    print("usage: python -m glm_proxy.access.auth hash <key>   (prints the API_KEYS_FILE form)")
     return 2
 
 

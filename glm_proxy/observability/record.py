@@ -1,0 +1,35 @@
+"""The per-request record: what a request leaves for the request log, the metrics
+and the per-key usage counters.
+
+One typed object per request instead of a string-keyed dict: the app's
+before-request step makes it (``glm_proxy.web.request_record``), the views say
+what was asked (model, stream, caller), the streaming pump adds how it ended
+(account, usage, error), and the response's close callbacks read it: the
+per-key limits (``glm_proxy.access.limits``) count usage and errors, the
+request log prints one line, the metrics count error codes. A field nobody set
+stays ``None`` and is logged as ``-``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["RequestRecord"]
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    started: float = field(default_factory=time.perf_counter)  # perf_counter at arrival
+    model: str | None = None  # the model the request asked for
+    stream: bool | None = None  # whether the answer is an event stream
+    caller: str | None = None  # ``Caller.label``: log-safe, never a secret
+    account: str | None = None  # fingerprint of the account that answered
+    usage: dict[str, Any] | None = None  # the answer's usage, in OpenAI terms
+    error: str | None = None  # error code of a failure after the status was sent
+    latency_to_end: float | None = None  # seconds from the pump's start to the answer's end
+
+    def describe(self, *, model: str, stream: bool, caller: str) -> None:
+        """What the request asked for and who asked (set by the view once it knows)."""
+        self.model, self.stream, self.caller = model, stream, caller
