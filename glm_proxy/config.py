@@ -261,6 +261,13 @@ class Settings:
     glm_pool_maxsize: int = _setting(
         "GLM_POOL_MAXSIZE", 512, int, "Kept-alive upstream connections."
     )
+    upstream_transport: str = _setting(
+        "UPSTREAM_TRANSPORT",
+        "fast",
+        _choice("fast", "requests"),
+        "HTTP client for upstream calls: `fast` (HTTP/1.1 on pooled gevent sockets, parsed by "
+        "httptools; uploads still use requests) or `requests` (requests/urllib3 for everything).",
+    )
 
     # -- attachments, drawing, video -----------------------------------------
     max_file_size: int = _setting(

@@ -32,7 +32,9 @@ def estimate_tokens(text: str) -> int:
     """Estimated token count of ``text`` (see the module docstring for the heuristic)."""
     if not text:
         return 0
-    wide = len(_WIDE.findall(text))
+    if text.isascii():  # the common case: no wide character possible, no scan
+        return max(1, (len(text) + 3) // 4)
+    wide = len(text) - len(_WIDE.sub("", text))
     narrow = len(text) - wide
     return max(1, wide + (narrow + 3) // 4)
 
