@@ -34,12 +34,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+import requests
 from gevent.monkey import get_original
 from requests.structures import CaseInsensitiveDict
 
-from glm_proxy.errors import UpstreamConnectError, UpstreamRetryable, UpstreamTimeout
+from glm_proxy.errors import GLMProxyError, UpstreamConnectError, UpstreamRetryable, UpstreamTimeout
 
-__all__ = ["BodyBroken", "FastHTTP", "FastResponse"]
+__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]
 
 _poll = get_original("select", "poll")  # a zero-timeout liveness check; never blocks
 _POLLIN = 0x001
@@ -50,11 +51,16 @@ _UNSAFE_VALUE = re.compile(r"[\r\n]|\A\s")
 _UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]|\A\Z")
 
 
-class BodyBroken(Exception):
-    """The connection ended in the middle of a response body (named like urllib3's)."""
+class BodyBroken(requests.exceptions.ChunkedEncodingError):
+    """The connection ended or failed in the middle of a response body (a ``requests``
+    error, as ``iter_content`` raises there: code reading an error body copes with it)."""
 
 
-BodyBroken.__name__ = "ProtocolError"  # the stream error message names the failure kind
+BodyBroken.__name__ = "ProtocolError"  # named like urllib3's in the stream error message
+
+
+class BodyTimeout(requests.exceptions.ReadTimeout):
+    """No byte of the rest of a response body within the read timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +77,18 @@ class _Target:
 class FastHTTP:
     """A small keep-alive HTTP/1.1 client for the upstream client's ordinary requests."""
 
-    def __init__(self, pool_maxsize: int = 64, idle_timeout: float = 50.0) -> None:
+    def __init__(
+        self,
+        pool_maxsize: int = 64,
+        idle_timeout: float = 50.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.pool_maxsize = pool_maxsize
         self.idle_timeout = idle_timeout
         self._idle: dict[tuple[str, str, int], list[tuple[socket.socket, float]]] = {}
         self._targets: dict[str, _Target | None] = {}
         self._names: set[str] = set()
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls_context  # None: certifi's CA bundle, made on first use
 
     def request(
         self,
@@ -131,7 +142,7 @@ class FastHTTP:
             sock.settimeout(read_timeout)
             sock.sendall(payload)
             response.read_head()
-        except BrokenPipeError:
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
             response.close()
             raise _StaleConnection from None
         except BaseException:
@@ -178,9 +189,12 @@ class FastHTTP:
     def _head(
         self, method: str, target: _Target, headers: dict[str, str], body: bytes | None
     ) -> bytes | None:
+        method = method.upper()
+        if method == "HEAD" or not (method.isascii() and method.isalpha()):
+            return None  # a HEAD response's length would mislead the body parser
         names = self._names
-        lines = [f"{method.upper()} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
-        has_length = has_encoding = False
+        lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+        has_encoding = False
         for name, value in headers.items():
             if name not in names:
                 if type(name) is not str or _UNSAFE_NAME.search(name):
@@ -190,16 +204,14 @@ class FastHTTP:
             if type(value) is not str or _UNSAFE_VALUE.search(value):
                 return None
             lower = name.lower()
-            if lower == "host":
-                return None  # an explicit Host: leave that to requests
-            if lower == "content-length":
-                has_length = True
-            elif lower == "accept-encoding":
+            if lower in ("host", "content-length", "transfer-encoding"):
+                return None  # an explicit Host or framing: leave that to requests
+            if lower == "accept-encoding":
                 has_encoding = True
             lines.append(f"{name}: {value}\r\n")
         if not has_encoding:
             lines.append("Accept-Encoding: identity\r\n")  # as http.client: nothing to decode
-        if not has_length and (body or method.upper() not in ("GET", "HEAD")):
+        if body or method != "GET":
             lines.append(f"Content-Length: {len(body) if body else 0}\r\n")
         lines.append("\r\n")
         try:
@@ -231,12 +243,9 @@ class FastHTTP:
             raise UpstreamTimeout(
                 "could not connect to the upstream in time", code="upstream_connect_timeout"
             ) from None
-        except ssl.SSLError as exc:
-            raise UpstreamConnectError(
-                f"could not reach the upstream ({type(exc).__name__})"
-            ) from None
-        except OSError:
-            raise UpstreamConnectError("could not reach the upstream (ConnectionError)") from None
+        except OSError as exc:  # a TLS failure is named: a certificate problem is no outage
+            kind = type(exc).__name__ if isinstance(exc, ssl.SSLError) else "ConnectionError"
+            raise UpstreamConnectError(f"could not reach the upstream ({kind})") from None
         return sock, False
 
     def _tls_context(self) -> ssl.SSLContext:
@@ -249,12 +258,16 @@ class FastHTTP:
         return self._tls
 
     def release(self, target: _Target, sock: socket.socket) -> None:
-        """A connection whose response was read to its end goes back to the pool."""
+        """A connection whose response was read to its end goes back to the pool; reuse
+        takes the newest, so expired old ones are closed here or they would linger."""
         idle = self._idle.setdefault(target.key, [])
+        now = time.monotonic()
+        while idle and now - idle[0][1] >= self.idle_timeout:
+            _close(idle.pop(0)[0])
         if len(idle) >= self.pool_maxsize:
             _close(sock)
             return
-        idle.append((sock, time.monotonic()))
+        idle.append((sock, now))
 
 
 class _StaleConnection(Exception):
@@ -344,7 +357,14 @@ class FastResponse:
     def _read_more(self) -> None:
         sock = self._sock
         assert sock is not None
-        data = sock.recv(_READ_SIZE)
+        try:
+            data = sock.recv(_READ_SIZE)
+        except TimeoutError:
+            self.close()
+            raise BodyTimeout("the upstream went silent in the middle of the body") from None
+        except OSError as exc:
+            self.close()
+            raise BodyBroken(f"the connection failed in the middle of the body ({exc})") from None
         if data:
             self._feed(data)
             if self._complete:
@@ -352,9 +372,8 @@ class FastResponse:
             return
         self._sock = None
         _close(sock)
-        if self._keep_alive or self.headers.get("Content-Length"):
-            raise BodyBroken("the connection closed in the middle of the body")
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if self._keep_alive or chunked or self.headers.get("Content-Length"):
             raise BodyBroken("the connection closed in the middle of the body")
         self._complete = True  # a body delimited by the end of the connection
 
@@ -430,11 +449,9 @@ def _close(sock: socket.socket) -> None:
 
 def _mapped(exc: BaseException) -> BaseException:
     """A transport failure as the error the ``requests`` path would have raised."""
-    from glm_proxy.errors import GLMProxyError
-
     if isinstance(exc, GLMProxyError):
         return exc
-    if isinstance(exc, TimeoutError):
+    if isinstance(exc, (TimeoutError, BodyTimeout)):
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(exc, BodyBroken):
         return UpstreamRetryable("upstream request failed (ChunkedEncodingError)")
