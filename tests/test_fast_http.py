@@ -309,10 +309,7 @@ PAYLOAD = b'data: {"text":"\xe4\xbd\xa0\xe5\xa5\xbd"}\n\n' * 3
 def test_a_chunked_body_sent_byte_by_byte_streams_through_iter_content(serve) -> None:
     raw = CHUNKED_HEAD + b"1A;name=value\r\n" + PAYLOAD[:26] + b"\r\n"
     raw += b"%x\r\n%s\r\n0\r\n\r\n" % (len(PAYLOAD) - 26, PAYLOAD[26:])
-    pieces: list = []
-    for byte in raw:
-        pieces += [bytes([byte]), 0.001]
-    server = serve(pieces)
+    server = serve(paced(*(bytes([byte]) for byte in raw), pause=0.001))
     resp = FastHTTP().request("POST", server.url(), {}, b"{}", timeout=TIMEOUT, stream=True)
     assert resp is not None and resp.status_code == 200
     assert resp.headers["content-type"] == "text/event-stream"
@@ -321,29 +318,25 @@ def test_a_chunked_body_sent_byte_by_byte_streams_through_iter_content(serve) ->
     assert count > 1  # streamed as it came, not gathered
 
 
+def paced(*pieces: bytes, pause: float = 0.01) -> list:
+    """The pieces as separate writes with a pause between them."""
+    return [item for piece in pieces for item in (piece, pause)][:-1]
+
+
 def test_a_chunked_body_in_odd_splits_with_extensions_and_trailers(serve) -> None:
     server = serve(
-        [
+        paced(
             CHUNKED_HEAD[:20],
-            0.01,
             CHUNKED_HEAD[20:] + b"1",
-            0.01,
             b"0;a=b;c",
-            0.01,
             b'="d"\r',
-            0.01,
             b"\n" + PAYLOAD[:7],
-            0.01,
             PAYLOAD[7:16] + b"\r",
-            0.01,
             b"\n%x\r\n" % (len(PAYLOAD) - 16) + PAYLOAD[16:],
-            0.01,
             b"\r\n0\r",
-            0.01,
             b"\nX-Trailer: 1\r\n",
-            0.01,
             b"\r\n",
-        ],
+        ),
         ok(b"second"),
     )
     fast = FastHTTP()
@@ -366,7 +359,7 @@ def test_iter_content_yields_before_the_body_is_complete(serve) -> None:
 
 def test_a_content_length_body(serve) -> None:
     body = bytes(range(256)) * 1000
-    server = serve([ok(body)[:100], 0.01, ok(body)[100:70000], 0.01, ok(body)[70000:]])
+    server = serve(paced(ok(body)[:100], ok(body)[100:70000], ok(body)[70000:]))
     fast = FastHTTP()
     resp = fast.request("GET", server.url(), {}, None, timeout=TIMEOUT)
     assert resp.content == body
@@ -627,22 +620,9 @@ def certificate(tmp_path_factory) -> tuple[str, str]:
     cert, key = tmp / "cert.pem", tmp / "key.pem"
     subprocess.run(
         [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=localhost",
-            "-addext",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
         ],
         check=True,
         capture_output=True,
