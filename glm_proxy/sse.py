@@ -17,7 +17,6 @@ across two network reads is always reassembled before it is decoded.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -42,14 +41,61 @@ _EOL = re.compile(rb"\r\n|\r|\n")
 _BOM = "\ufeff"
 
 
-@dataclass(frozen=True, slots=True)
 class ServerSentEvent:
-    """One dispatched event. ``id`` is the last event id seen so far (WHATWG semantics)."""
+    """One dispatched event. ``id`` is the last event id seen so far (WHATWG semantics).
 
-    event: str = "message"
-    data: str = ""
-    id: str | None = None
-    retry: int | None = None
+    ``raw`` is the event's data as received (UTF-8 bytes); ``data`` is the same
+    text decoded, on first use. The answer path parses ``raw`` as JSON directly,
+    so a data line is never decoded to ``str`` and encoded back for the parser.
+    """
+
+    __slots__ = ("event", "id", "retry", "_data", "_raw")
+
+    def __init__(
+        self,
+        event: str = "message",
+        data: str | None = None,
+        id: str | None = None,  # noqa: A002 - the SSE field's name
+        retry: int | None = None,
+        *,
+        raw: bytes | None = None,
+    ) -> None:
+        self.event = event
+        self.id = id
+        self.retry = retry
+        self._data = data if data is not None or raw is not None else ""
+        self._raw = raw
+
+    @property
+    def data(self) -> str:
+        if self._data is None:
+            self._data = self._raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+        return self._data
+
+    @property
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self._data.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
+        return self._raw
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerSentEvent):
+            return NotImplemented
+        return (self.event, self.data, self.id, self.retry) == (
+            other.event,
+            other.data,
+            other.id,
+            other.retry,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.event, self.data, self.id, self.retry))
+
+    def __repr__(self) -> str:
+        return (
+            f"ServerSentEvent(event={self.event!r}, data={self.data!r}, "
+            f"id={self.id!r}, retry={self.retry!r})"
+        )
 
 
 class SSEDecoder:
@@ -67,7 +113,7 @@ class SSEDecoder:
         self._event_bytes = 0  # bytes of complete lines consumed for the pending event
         self._first_line = True
         self._event = ""
-        self._data: list[str] = []
+        self._data: list[bytes] = []  # the pending event's data lines, as received
         self._has_data = False
         self._last_id: str | None = None
         self._retry: int | None = None
@@ -79,6 +125,8 @@ class SSEDecoder:
             UpstreamProtocolError: the pending event grew beyond ``max_event_size``.
         """
         buf = self._buf
+        if not buf and b"\r" not in data:
+            return self._feed_fresh(data)
         buf += data
         if b"\r" not in buf:
             return self._feed_lf(buf)
@@ -101,6 +149,25 @@ class SSEDecoder:
         del buf[:start]
         self._scan = pos - start
         if self._event_bytes + len(buf) > self._max:
+            raise UpstreamProtocolError(
+                f"upstream SSE event exceeds {self._max} bytes without a blank line"
+            )
+        return events
+
+    def _feed_fresh(self, data: bytes) -> list[ServerSentEvent]:
+        """Nothing buffered and no CR: split the new bytes themselves (one copy, not three)."""
+        lines = data.split(b"\n")
+        rest = lines.pop()  # after the last LF: an unterminated line (maybe empty)
+        events: list[ServerSentEvent] = []
+        for raw in lines:
+            self._event_bytes += len(raw) + 1
+            event = self._line(raw)
+            if event is not None:
+                events.append(event)
+        if rest:
+            self._buf += rest
+            self._scan = len(rest)
+        if self._event_bytes + len(rest) > self._max:
             raise UpstreamProtocolError(
                 f"upstream SSE event exceeds {self._max} bytes without a blank line"
             )
@@ -144,8 +211,8 @@ class SSEDecoder:
         if not raw:
             return self._dispatch()
         if raw.startswith(b"data:") and not self._first_line:
-            # the usual line, decoded without the ASCII prefix (same characters)
-            self._data.append(raw[6 if raw[5:6] == b" " else 5 :].decode("utf-8", "replace"))
+            # the usual line: kept as bytes without the ASCII prefix (decoded on demand)
+            self._data.append(raw[6 if raw[5:6] == b" " else 5 :])
             self._has_data = True
             return None
         line = raw.decode("utf-8", errors="replace")
@@ -158,7 +225,7 @@ class SSEDecoder:
         if colon and value.startswith(" "):
             value = value[1:]
         if name == "data":
-            self._data.append(value)
+            self._data.append(value.encode("utf-8", "surrogatepass"))
             self._has_data = True
         elif name == "event":
             self._event = value
@@ -178,9 +245,7 @@ class SSEDecoder:
         self._event_bytes = 0
         if not has_data:
             return None  # WHATWG: an event without data lines is not dispatched
-        return ServerSentEvent(
-            event=event or "message", data="\n".join(data), id=self._last_id, retry=retry
-        )
+        return ServerSentEvent(event or "message", None, self._last_id, retry, raw=b"\n".join(data))
 
 
 def decode_json(event: ServerSentEvent) -> Any:
@@ -189,6 +254,10 @@ def decode_json(event: ServerSentEvent) -> Any:
     Raises:
         UpstreamProtocolError: the data is not valid JSON.
     """
+    try:
+        return orjson.loads(event.raw)
+    except orjson.JSONDecodeError:
+        pass  # maybe only invalid UTF-8: parsed below as the decoder shows it (U+FFFD)
     try:
         return orjson.loads(event.data)
     except orjson.JSONDecodeError as exc:

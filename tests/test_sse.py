@@ -266,7 +266,7 @@ def test_lf_only_streams_decode_like_crlf_streams_in_any_split() -> None:
     """LF-only input takes the decoder's split fast path; CRLF input the general one."""
     rng = random.Random(7)
     stream = (
-        "\ufeffevent:message\ndata: {\"a\":\"第一\"}\n\n: comment\nid: 7\nretry: 30\n"
+        '\ufeffevent:message\ndata: {"a":"第一"}\n\n: comment\nid: 7\nretry: 30\n'
         "data:no space\ndata:  two spaces\nfield-without-colon\ndata\n\n"
         "event: custom\ndata: 🚀 tail\n\ndata: last without blank line"
     ).encode()

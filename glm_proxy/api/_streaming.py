@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import gevent
 from flask import Response, has_request_context, request
+from gevent.queue import Full
 
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
@@ -155,18 +156,20 @@ def _pump(
 ) -> Iterator[bytes]:
     state = _PumpState(job, wire, record)
     state.client = client
-    pending = _WATCH.pending if stall_timeout else None
-    if pending is not None:
-        _WATCH.ensure_running(stall_timeout)  # type: ignore[arg-type]
+    state.stall_timeout = stall_timeout
+    state.keepalive_interval = keepalive_interval
+    # No timer per wait or per write: the worker's one watch queues KEEPALIVE for a
+    # pump that waited ``keepalive_interval`` and ends one whose write is stuck.
+    _WATCH.add(state)
     try:
         while True:
-            item = job.next_item(timeout=keepalive_interval)
+            state.waiting_since = time.monotonic()
+            item = job.next_item()
+            state.waiting_since = None
             if item is KEEPALIVE:
-                if pending is not None:
-                    pending[state] = time.monotonic()
+                state.writing_since = time.monotonic()
                 yield wire.keepalive()
-                if pending is not None:
-                    pending.pop(state, None)  # written: no longer pending
+                state.writing_since = None
                 continue
             out: list[bytes] = []
             done = state.render(item, out)
@@ -174,22 +177,32 @@ def _pump(
                 ready = job.next_ready()
                 if ready is None:
                     break
-                done = state.render(ready, out)
-            if pending is not None:
-                pending[state] = time.monotonic()
+                if ready is not KEEPALIVE:
+                    done = state.render(ready, out)
+            state.writing_since = time.monotonic()
             yield b"".join(out)
-            if pending is not None:
-                pending.pop(state, None)
+            state.writing_since = None
             if done:
                 return
     finally:
-        if pending is not None:
-            pending.pop(state, None)
+        _WATCH.discard(state)
         job.cancel()
 
 
 class _PumpState:
-    __slots__ = ("job", "wire", "record", "opened", "started", "client", "__weakref__")
+    __slots__ = (
+        "job",
+        "wire",
+        "record",
+        "opened",
+        "started",
+        "client",
+        "stall_timeout",
+        "keepalive_interval",
+        "waiting_since",
+        "writing_since",
+        "__weakref__",
+    )
 
     def __init__(self, job: AnswerJob, wire: Wire, record: RequestRecord) -> None:
         self.job = job
@@ -198,6 +211,10 @@ class _PumpState:
         self.opened = False
         self.started = time.monotonic()
         self.client: socket.socket | None = None
+        self.stall_timeout: float | None = None
+        self.keepalive_interval = 5.0
+        self.waiting_since: float | None = None  # the pump waits for the job's next item
+        self.writing_since: float | None = None  # the server writes what the pump yielded
 
     def stalled(self) -> None:
         """The client has not taken the last write for too long: end the answer, hang up."""
@@ -253,33 +270,58 @@ def _hang_up(client: socket.socket) -> None:
         dup.close()
 
 
-class _StallWatch:
-    """One greenlet per worker that ends streams whose write has been pending too long.
+class _StreamWatch:
+    """One greenlet per worker that times every open stream: keep-alives and stalled clients.
 
-    ``pending`` maps a pump to the time its current write began (present only
-    while the server is writing what the pump yielded).
+    A pump that has waited ``keepalive_interval`` for its job gets ``KEEPALIVE``
+    queued (it then writes the format's keep-alive); one whose write has been
+    pending longer than its stall timeout is ended (``_PumpState.stalled``).
+    One periodic check for all streams instead of a timer armed and cancelled
+    for every wait and every write. The greenlet runs while streams are open.
     """
 
     def __init__(self) -> None:
-        self.pending: dict[_PumpState, float] = {}
-        self.timeout = 0.0
+        self.states: set[_PumpState] = set()
+        self.period = 1.0
         self._greenlet: gevent.Greenlet | None = None
 
-    def ensure_running(self, timeout: float) -> None:
-        self.timeout = timeout
+    def add(self, state: _PumpState) -> None:
+        self.states.add(state)
+        period = state.keepalive_interval / 2
+        if state.stall_timeout:
+            period = min(period, state.stall_timeout / 4)
+        self.period = max(0.001, min(self.period, period))
         if self._greenlet is None or self._greenlet.dead:
             self._greenlet = gevent.spawn(self._run)
 
+    def discard(self, state: _PumpState) -> None:
+        self.states.discard(state)
+
     def _run(self) -> None:
-        while True:
-            gevent.sleep(min(1.0, self.timeout / 4))
+        while self.states:
+            gevent.sleep(self.period)
             now = time.monotonic()
-            for state, since in list(self.pending.items()):
-                if now - since > self.timeout and self.pending.pop(state, None) is not None:
-                    try:
-                        state.stalled()
-                    except Exception:  # noqa: BLE001 - the watch must outlive one stream
-                        log.exception("ending a stalled stream failed")
+            for state in list(self.states):
+                try:
+                    self._check(state, now)
+                except Exception:  # noqa: BLE001 - the watch must outlive one stream
+                    log.exception("timing a stream failed")
+        self.period = 1.0
+
+    def _check(self, state: _PumpState, now: float) -> None:
+        since = state.writing_since
+        if since is not None and state.stall_timeout and now - since > state.stall_timeout:
+            state.writing_since = None
+            self.states.discard(state)
+            state.stalled()
+            return
+        since = state.waiting_since
+        if since is not None and now - since >= state.keepalive_interval:
+            state.waiting_since = now  # the next one after another interval
+            try:
+                state.job.queue.put_nowait(KEEPALIVE)
+            except Full:
+                pass  # items are waiting: the pump is about to write anyway
 
 
-_WATCH = _StallWatch()
+_WATCH = _StreamWatch()

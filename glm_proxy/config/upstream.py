@@ -143,6 +143,13 @@ class UpstreamSettings:
     glm_pool_maxsize: int = setting(
         "GLM_POOL_MAXSIZE", 512, int, "Kept-alive upstream connections."
     )
+    upstream_transport: str = setting(
+        "UPSTREAM_TRANSPORT",
+        "fast",
+        one_of("fast", "requests"),
+        "HTTP client for upstream calls: `fast` (HTTP/1.1 on pooled gevent sockets, parsed by "
+        "httptools; uploads still use requests) or `requests` (requests/urllib3 for everything).",
+    )
 
     @property
     def extra_headers(self) -> dict[str, str]:

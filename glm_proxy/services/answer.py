@@ -123,6 +123,8 @@ class QueuedItems:
         if self._peeked is not None:
             item, self._peeked = self._peeked, None
             return item
+        if not self.queue.qsize():
+            return None  # the usual answer after each item: no exception raised for it
         try:
             return self.queue.get_nowait()
         except Empty:

@@ -147,7 +147,8 @@ class Attempt:
         return None
 
     def _feed(self, translator: Translator, event: ServerSentEvent) -> None:
-        if not event.data or event.data == "[DONE]":
+        raw = event.raw
+        if not raw or raw == b"[DONE]":
             return
         self.events += 1
         for delta in translator.feed(decode_json(event)):

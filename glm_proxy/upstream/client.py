@@ -39,6 +39,7 @@ from glm_proxy.errors import (
 from glm_proxy.store.base import Store
 from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
+from glm_proxy.upstream.fast_http import FastHTTP, FastResponse
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds
 from glm_proxy.upstream.requesting import RequestHeaders
@@ -74,6 +75,14 @@ class UpstreamClient(RequestHeaders):
     ) -> None:
         self.settings = settings
         self.store = store
+        # The lean HTTP/1.1 client carries the ordinary requests of a client that owns
+        # its session (UPSTREAM_TRANSPORT=fast); uploads and anything unusual, and an
+        # injected session, go through requests.
+        self._fast = (
+            FastHTTP(settings.glm_pool_maxsize)
+            if session is None and settings.upstream_transport == "fast"
+            else None
+        )
         self.session = session or _new_session(settings.glm_pool_maxsize)
         self._lean = LeanSender(self.session)
         self._clock = clock
@@ -105,8 +114,20 @@ class UpstreamClient(RequestHeaders):
         per-request CPU under load. Plain requests go through ``transport.LeanSender``.
         """
         stream = bool(kwargs.pop("stream", False))
+        plain = kwargs.get("files") is None and kwargs.keys() <= {"headers", "data", "files"}
+        if plain and self._fast is not None:
+            fast = self._fast.request(
+                method,
+                url,
+                kwargs.get("headers") or {},
+                kwargs.get("data"),
+                timeout=timeout if isinstance(timeout, tuple) else (timeout, timeout),
+                stream=stream,
+            )
+            if fast is not None:
+                return fast  # type: ignore[return-value]
         try:
-            if kwargs.get("files") is None and kwargs.keys() <= {"headers", "data", "files"}:
+            if plain:
                 lean = self._lean.prepare(
                     method, url, kwargs.get("headers") or {}, kwargs.get("data")
                 )
@@ -310,7 +331,12 @@ class UpstreamClient(RequestHeaders):
     def iter_stream(self, resp: requests.Response, chunk_size: int = 8192) -> Iterator[bytes]:
         """The raw bytes of an answer stream; a broken connection becomes ``UpstreamError``."""
         try:
-            yield from resp.raw.stream(chunk_size, decode_content=True)
+            if isinstance(resp, FastResponse):
+                yield from resp.iter_content()
+            else:
+                yield from resp.raw.stream(chunk_size, decode_content=True)
+        except GLMProxyError:
+            raise
         except Exception as exc:  # urllib3 errors: ProtocolError, ReadTimeoutError, ...
             name = type(exc).__name__
             if "Timeout" in name:

@@ -1,0 +1,460 @@
+"""HTTP/1.1 to the upstream on pooled gevent sockets, parsed by ``httptools``.
+
+Why: an answer costs two upstream requests (the stream, the delete) and one
+socket read per event. Through ``requests``/``urllib3``/``http.client`` each
+request ran some thirty header checks and encodes, a connection liveness poll,
+an ``email``-parser pass over the response head and two wrapper responses;
+each streamed event a ``readline`` for the chunk size and a buffered read.
+Here a request is one ``sendall`` of a head encoded in one pass, and the
+response (status, headers, chunked framing) is parsed by ``httptools`` (the C
+``llhttp`` parser uvicorn uses) from ``recv`` calls of up to 64 KiB. The
+measured figures are in ``tests/bench/README.md``.
+
+Scope: plain requests with a ``bytes`` body to an ``http``/``https`` URL
+without credentials, with headers ``requests`` would accept. For anything
+else :meth:`FastHTTP.request` returns None before sending and the caller takes
+the ``requests`` path. Failures raise the same errors the ``requests`` path
+maps to (``UpstreamTimeout``, ``UpstreamConnectError``, ``UpstreamRetryable``).
+
+Connections are kept per (scheme, host, port) after a response was read to
+its end, unless the server asked to close; an idle connection is checked with
+a zero-timeout ``poll`` before reuse, and dropped after ``idle_timeout``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+import requests
+from gevent.monkey import get_original
+from requests.structures import CaseInsensitiveDict
+
+from glm_proxy.errors import GLMProxyError, UpstreamConnectError, UpstreamRetryable, UpstreamTimeout
+
+__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]
+
+_poll = get_original("select", "poll")  # a zero-timeout liveness check; never blocks
+_POLLIN = 0x001
+_READ_SIZE = 65536
+_MAX_HEAD = 64 * 1024
+# requests refuses CR/LF in a header value and leading whitespace (utils.check_header_validity)
+_UNSAFE_VALUE = re.compile(r"[\r\n]|\A\s")
+_UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]|\A\Z")
+
+
+class BodyBroken(requests.exceptions.ChunkedEncodingError):
+    """The connection ended or failed in the middle of a response body (a ``requests``
+    error, as ``iter_content`` raises there: code reading an error body copes with it)."""
+
+
+BodyBroken.__name__ = "ProtocolError"  # named like urllib3's in the stream error message
+
+
+class BodyTimeout(requests.exceptions.ReadTimeout):
+    """No byte of the rest of a response body within the read timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    key: tuple[str, str, int]  # scheme, host, port: the connection pool
+    host: str
+    port: int
+    tls: bool
+    host_header: str
+    path: str  # request target: path and query, already ASCII
+    family: int | None  # an IP literal's address family: connect without a resolver call
+
+
+class FastHTTP:
+    """A small keep-alive HTTP/1.1 client for the upstream client's ordinary requests."""
+
+    def __init__(
+        self,
+        pool_maxsize: int = 64,
+        idle_timeout: float = 50.0,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.pool_maxsize = pool_maxsize
+        self.idle_timeout = idle_timeout
+        self._idle: dict[tuple[str, str, int], list[tuple[socket.socket, float]]] = {}
+        self._targets: dict[str, _Target | None] = {}
+        self._names: set[str] = set()
+        self._tls = tls_context  # None: certifi's CA bundle, made on first use
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: bytes | None,
+        *,
+        timeout: tuple[float, float],
+        stream: bool = False,
+    ) -> FastResponse | None:
+        """Send one request; None (nothing sent) when it is not one this client handles."""
+        if body is not None and type(body) is not bytes:
+            return None
+        target = self._targets.get(url, False)
+        if target is False:
+            target = self._target(url)
+        if target is None:
+            return None
+        head = self._head(method, target, headers, body)
+        if head is None:
+            return None
+        connect_timeout, read_timeout = timeout
+        payload = head + body if body else head
+        try:
+            sock, reused = self._connection(target, connect_timeout)
+            try:
+                response = self._exchange(target, sock, payload, read_timeout)
+            except _StaleConnection:
+                if not reused:
+                    raise
+                # A kept-alive connection the server closed meanwhile: one fresh try.
+                sock, _ = self._connection(target, connect_timeout, fresh=True)
+                response = self._exchange(target, sock, payload, read_timeout)
+            if not stream:
+                try:
+                    response.read_all()
+                except BaseException:
+                    response.close()
+                    raise
+        except BaseException as exc:
+            raise _mapped(exc) from None
+        return response
+
+    def _exchange(
+        self, target: _Target, sock: socket.socket, payload: bytes, read_timeout: float
+    ) -> FastResponse:
+        """Send the request on ``sock`` and read the response head."""
+        response = FastResponse(self, target, sock)
+        try:
+            sock.settimeout(read_timeout)
+            sock.sendall(payload)
+            response.read_head()
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
+            response.close()
+            raise _StaleConnection from None
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    # -- building the request ------------------------------------------------
+
+    def _target(self, url: str) -> _Target | None:
+        target = None
+        try:
+            parts = urlsplit(url)
+            if (
+                parts.scheme in ("http", "https")
+                and parts.hostname
+                and not parts.username
+                and not parts.password
+                and url.isascii()
+                and " " not in url
+            ):
+                tls = parts.scheme == "https"
+                port = parts.port or (443 if tls else 80)
+                default = port == (443 if tls else 80)
+                host = parts.hostname
+                shown = f"[{host}]" if ":" in host else host
+                path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+                target = _Target(
+                    (parts.scheme, host, port),
+                    host,
+                    port,
+                    tls,
+                    shown if default else f"{shown}:{port}",
+                    path,
+                    _ip_family(host),
+                )
+        except ValueError:
+            target = None
+        if len(self._targets) >= 1024:
+            self._targets.clear()
+        self._targets[url] = target
+        return target
+
+    def _head(
+        self, method: str, target: _Target, headers: dict[str, str], body: bytes | None
+    ) -> bytes | None:
+        method = method.upper()
+        if method == "HEAD" or not (method.isascii() and method.isalpha()):
+            return None  # a HEAD response's length would mislead the body parser
+        names = self._names
+        lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
+        has_encoding = False
+        for name, value in headers.items():
+            if name not in names:
+                if type(name) is not str or _UNSAFE_NAME.search(name):
+                    return None
+                if len(names) < 1024:
+                    names.add(name)
+            if type(value) is not str or _UNSAFE_VALUE.search(value):
+                return None
+            lower = name.lower()
+            if lower in ("host", "content-length", "transfer-encoding"):
+                return None  # an explicit Host or framing: leave that to requests
+            if lower == "accept-encoding":
+                has_encoding = True
+            lines.append(f"{name}: {value}\r\n")
+        if not has_encoding:
+            lines.append("Accept-Encoding: identity\r\n")  # as http.client: nothing to decode
+        if body or method != "GET":
+            lines.append(f"Content-Length: {len(body) if body else 0}\r\n")
+        lines.append("\r\n")
+        try:
+            return "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+
+    # -- connections ---------------------------------------------------------
+
+    def _connection(
+        self, target: _Target, connect_timeout: float, fresh: bool = False
+    ) -> tuple[socket.socket, bool]:
+        idle = self._idle.get(target.key)
+        now = time.monotonic()
+        while idle and not fresh:
+            sock, since = idle.pop()
+            if now - since < self.idle_timeout and _alive(sock):
+                return sock, True
+            _close(sock)
+        try:
+            if target.family is None:
+                sock = socket.create_connection((target.host, target.port), connect_timeout)
+            else:
+                sock = _connect_ip(target, connect_timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if target.tls:
+                sock = self._tls_context().wrap_socket(sock, server_hostname=target.host)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                "could not connect to the upstream in time", code="upstream_connect_timeout"
+            ) from None
+        except OSError as exc:  # a TLS failure is named: a certificate problem is no outage
+            kind = type(exc).__name__ if isinstance(exc, ssl.SSLError) else "ConnectionError"
+            raise UpstreamConnectError(f"could not reach the upstream ({kind})") from None
+        return sock, False
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            import certifi  # the CA bundle requests uses
+
+            context = ssl.create_default_context(cafile=certifi.where())
+            context.set_alpn_protocols(["http/1.1"])
+            self._tls = context
+        return self._tls
+
+    def release(self, target: _Target, sock: socket.socket) -> None:
+        """A connection whose response was read to its end goes back to the pool; reuse
+        takes the newest, so expired old ones are closed here or they would linger."""
+        idle = self._idle.setdefault(target.key, [])
+        now = time.monotonic()
+        while idle and now - idle[0][1] >= self.idle_timeout:
+            _close(idle.pop(0)[0])
+        if len(idle) >= self.pool_maxsize:
+            _close(sock)
+            return
+        idle.append((sock, now))
+
+
+class _StaleConnection(Exception):
+    """The connection closed before any byte of the response head."""
+
+
+class FastResponse:
+    """The parts of ``requests.Response`` the upstream client uses, on one connection."""
+
+    def __init__(self, client: FastHTTP, target: _Target, sock: socket.socket) -> None:
+        self._client = client
+        self._target = target
+        self._sock: socket.socket | None = sock
+        self._parser = httptools.HttpResponseParser(self)
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._head_done = False
+        self._keep_alive = False
+        self._complete = False
+        self._seen = 0
+        self.status_code = 0
+        self.headers: CaseInsensitiveDict = CaseInsensitiveDict()
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        # asked now: llhttp answers for the message being parsed, not after its end
+        self._keep_alive = self._parser.should_keep_alive()
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self._complete = True
+
+    # reading
+    def _feed(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
+            raise UpstreamRetryable("upstream request failed (unexpected upgrade)") from None
+        except httptools.HttpParserError as exc:
+            raise UpstreamRetryable(f"upstream request failed (InvalidResponse: {exc})") from None
+
+    def read_head(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        while not self._head_done:
+            try:
+                data = sock.recv(_READ_SIZE)
+            except ConnectionResetError:
+                if self._seen == 0:
+                    raise _StaleConnection from None
+                raise
+            if not data:
+                if self._seen == 0:
+                    raise _StaleConnection
+                raise UpstreamConnectError("could not reach the upstream (ConnectionError)")
+            self._seen += len(data)
+            if self._seen > _MAX_HEAD and not self._head_done:
+                raise UpstreamRetryable("upstream request failed (response head too large)")
+            self._feed(data)
+        self.status_code = self._parser.get_status_code()
+        self.headers = CaseInsensitiveDict(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers
+        )
+        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            raise UpstreamRetryable(f"upstream request failed (unexpected encoding {encoding})")
+        if self._complete:
+            self._finish()
+
+    def iter_content(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        """Body bytes as they arrive (``chunk_size`` is ignored: whatever one read brought)."""
+        while True:
+            if self._body:
+                data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
+                self._body.clear()
+                yield data
+            if self._complete or self._sock is None:
+                return
+            self._read_more()
+
+    def _read_more(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            data = sock.recv(_READ_SIZE)
+        except TimeoutError:
+            self.close()
+            raise BodyTimeout("the upstream went silent in the middle of the body") from None
+        except OSError as exc:
+            self.close()
+            raise BodyBroken(f"the connection failed in the middle of the body ({exc})") from None
+        if data:
+            self._feed(data)
+            if self._complete:
+                self._finish()
+            return
+        self._sock = None
+        _close(sock)
+        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
+        if self._keep_alive or chunked or self.headers.get("Content-Length"):
+            raise BodyBroken("the connection closed in the middle of the body")
+        self._complete = True  # a body delimited by the end of the connection
+
+    def read_all(self) -> None:
+        while not self._complete and self._sock is not None:
+            self._read_more()
+
+    @property
+    def content(self) -> bytes:
+        self.read_all()
+        data = b"".join(self._body)
+        self._body = [data] if data else []
+        return data
+
+    def _finish(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        if self._keep_alive:
+            self._client.release(self._target, sock)
+        else:
+            _close(sock)
+
+    def close(self) -> None:
+        """Done with the response: an unfinished body closes the connection."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            _close(sock)
+
+    def __enter__(self) -> FastResponse:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _ip_family(host: str) -> int | None:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return socket.AF_INET6 if address.version == 6 else socket.AF_INET
+
+
+def _connect_ip(target: _Target, timeout: float) -> socket.socket:
+    """``create_connection`` for an IP literal, without the resolver's thread round trip."""
+    sock = socket.socket(target.family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((target.host, target.port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _alive(sock: socket.socket) -> bool:
+    """An idle kept-alive connection is usable when nothing (no EOF, no data) is waiting."""
+    try:
+        poller = _poll()
+        poller.register(sock.fileno(), _POLLIN)
+        return not poller.poll(0)
+    except (OSError, ValueError):
+        return False
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _mapped(exc: BaseException) -> BaseException:
+    """A transport failure as the error the ``requests`` path would have raised."""
+    if isinstance(exc, GLMProxyError):
+        return exc
+    if isinstance(exc, (TimeoutError, BodyTimeout)):
+        return UpstreamTimeout("the upstream did not answer in time")
+    if isinstance(exc, BodyBroken):
+        return UpstreamRetryable("upstream request failed (ChunkedEncodingError)")
+    if isinstance(exc, (OSError, _StaleConnection)):
+        return UpstreamConnectError("could not reach the upstream (ConnectionError)")
+    return exc
