@@ -299,3 +299,19 @@ def test_anthropic_non_stream_answer_is_retried_after_a_mid_stream_drop(proxy, s
     )
     assert message.content[-1].text.count("第1句") == 1 and "第10句" in message.content[-1].text
     assert simulator.wait_deleted(token)["conversations_alive"] == []
+
+
+def test_upstream_silent_mid_answer_is_a_timeout_in_time(strict_proxy, simulator, token):
+    """The body's read timeout is kept by the worker's read watch (no timer per read)."""
+    started = time.monotonic()
+    resp = post(
+        strict_proxy,
+        token,
+        {"model": "glm-4", "stream": True, "messages": user("slow [[sim:long n=2 delay=4]]")},
+    )
+    elapsed = time.monotonic() - started
+    assert resp.status_code == 504, resp.text
+    assert error_of(resp)["type"] == "timeout_error"
+    assert "silent" in error_of(resp)["message"]
+    assert elapsed < 3.5  # GLM_READ_TIMEOUT=1 (+ the watch's granularity), not the 4 s gap
+    assert simulator.wait_deleted(token, timeout=15)["conversations_alive"] == []

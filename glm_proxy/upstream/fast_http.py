@@ -28,19 +28,21 @@ import re
 import socket
 import ssl
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
-import requests
 from gevent.monkey import get_original
-from requests.structures import CaseInsensitiveDict
 
 from glm_proxy.errors import GLMProxyError, UpstreamConnectError, UpstreamRetryable, UpstreamTimeout
+from glm_proxy.upstream.fast_response import (
+    BodyBroken,
+    BodyTimeout,
+    FastResponse,
+    StaleConnection,
+    close_quietly,
+)
 
-__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]
+__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]  # the last three: fast_response
 
 _poll = get_original("select", "poll")  # a zero-timeout liveness check; never blocks
 _POLLIN = 0x001
@@ -49,18 +51,6 @@ _MAX_HEAD = 64 * 1024
 # requests refuses CR/LF in a header value and leading whitespace (utils.check_header_validity)
 _UNSAFE_VALUE = re.compile(r"[\r\n]|\A\s")
 _UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]|\A\Z")
-
-
-class BodyBroken(requests.exceptions.ChunkedEncodingError):
-    """The connection ended or failed in the middle of a response body (a ``requests``
-    error, as ``iter_content`` raises there: code reading an error body copes with it)."""
-
-
-BodyBroken.__name__ = "ProtocolError"  # named like urllib3's in the stream error message
-
-
-class BodyTimeout(requests.exceptions.ReadTimeout):
-    """No byte of the rest of a response body within the read timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +107,7 @@ class FastHTTP:
             sock, reused = self._connection(target, connect_timeout)
             try:
                 response = self._exchange(target, sock, payload, read_timeout)
-            except _StaleConnection:
+            except StaleConnection:
                 if not reused:
                     raise
                 # A kept-alive connection the server closed meanwhile: one fresh try.
@@ -137,14 +127,14 @@ class FastHTTP:
         self, target: _Target, sock: socket.socket, payload: bytes, read_timeout: float
     ) -> FastResponse:
         """Send the request on ``sock`` and read the response head."""
-        response = FastResponse(self, target, sock)
+        response = FastResponse(sock, read_timeout, lambda done: self.release(target, done))
         try:
             sock.settimeout(read_timeout)
             sock.sendall(payload)
             response.read_head()
         except (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError):
             response.close()
-            raise _StaleConnection from None
+            raise StaleConnection from None
         except BaseException:
             response.close()
             raise
@@ -230,7 +220,7 @@ class FastHTTP:
             sock, since = idle.pop()
             if now - since < self.idle_timeout and _alive(sock):
                 return sock, True
-            _close(sock)
+            close_quietly(sock)
         try:
             if target.family is None:
                 sock = socket.create_connection((target.host, target.port), connect_timeout)
@@ -263,151 +253,11 @@ class FastHTTP:
         idle = self._idle.setdefault(target.key, [])
         now = time.monotonic()
         while idle and now - idle[0][1] >= self.idle_timeout:
-            _close(idle.pop(0)[0])
+            close_quietly(idle.pop(0)[0])
         if len(idle) >= self.pool_maxsize:
-            _close(sock)
+            close_quietly(sock)
             return
         idle.append((sock, now))
-
-
-class _StaleConnection(Exception):
-    """The connection closed before any byte of the response head."""
-
-
-class FastResponse:
-    """The parts of ``requests.Response`` the upstream client uses, on one connection."""
-
-    def __init__(self, client: FastHTTP, target: _Target, sock: socket.socket) -> None:
-        self._client = client
-        self._target = target
-        self._sock: socket.socket | None = sock
-        self._parser = httptools.HttpResponseParser(self)
-        self._raw_headers: list[tuple[bytes, bytes]] = []
-        self._body: list[bytes] = []
-        self._head_done = False
-        self._keep_alive = False
-        self._complete = False
-        self._seen = 0
-        self.status_code = 0
-        self.headers: CaseInsensitiveDict = CaseInsensitiveDict()
-
-    # httptools callbacks
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw_headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self._head_done = True
-        # asked now: llhttp answers for the message being parsed, not after its end
-        self._keep_alive = self._parser.should_keep_alive()
-
-    def on_body(self, body: bytes) -> None:
-        self._body.append(body)
-
-    def on_message_complete(self) -> None:
-        self._complete = True
-
-    # reading
-    def _feed(self, data: bytes) -> None:
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
-            raise UpstreamRetryable("upstream request failed (unexpected upgrade)") from None
-        except httptools.HttpParserError as exc:
-            raise UpstreamRetryable(f"upstream request failed (InvalidResponse: {exc})") from None
-
-    def read_head(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        while not self._head_done:
-            try:
-                data = sock.recv(_READ_SIZE)
-            except ConnectionResetError:
-                if self._seen == 0:
-                    raise _StaleConnection from None
-                raise
-            if not data:
-                if self._seen == 0:
-                    raise _StaleConnection
-                raise UpstreamConnectError("could not reach the upstream (ConnectionError)")
-            self._seen += len(data)
-            if self._seen > _MAX_HEAD and not self._head_done:
-                raise UpstreamRetryable("upstream request failed (response head too large)")
-            self._feed(data)
-        self.status_code = self._parser.get_status_code()
-        self.headers = CaseInsensitiveDict(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers
-        )
-        encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
-        if encoding not in ("", "identity"):
-            raise UpstreamRetryable(f"upstream request failed (unexpected encoding {encoding})")
-        if self._complete:
-            self._finish()
-
-    def iter_content(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        """Body bytes as they arrive (``chunk_size`` is ignored: whatever one read brought)."""
-        while True:
-            if self._body:
-                data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
-                self._body.clear()
-                yield data
-            if self._complete or self._sock is None:
-                return
-            self._read_more()
-
-    def _read_more(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        try:
-            data = sock.recv(_READ_SIZE)
-        except TimeoutError:
-            self.close()
-            raise BodyTimeout("the upstream went silent in the middle of the body") from None
-        except OSError as exc:
-            self.close()
-            raise BodyBroken(f"the connection failed in the middle of the body ({exc})") from None
-        if data:
-            self._feed(data)
-            if self._complete:
-                self._finish()
-            return
-        self._sock = None
-        _close(sock)
-        chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
-        if self._keep_alive or chunked or self.headers.get("Content-Length"):
-            raise BodyBroken("the connection closed in the middle of the body")
-        self._complete = True  # a body delimited by the end of the connection
-
-    def read_all(self) -> None:
-        while not self._complete and self._sock is not None:
-            self._read_more()
-
-    @property
-    def content(self) -> bytes:
-        self.read_all()
-        data = b"".join(self._body)
-        self._body = [data] if data else []
-        return data
-
-    def _finish(self) -> None:
-        sock, self._sock = self._sock, None
-        if sock is None:
-            return
-        if self._keep_alive:
-            self._client.release(self._target, sock)
-        else:
-            _close(sock)
-
-    def close(self) -> None:
-        """Done with the response: an unfinished body closes the connection."""
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            _close(sock)
-
-    def __enter__(self) -> FastResponse:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
 def _ip_family(host: str) -> int | None:
@@ -440,13 +290,6 @@ def _alive(sock: socket.socket) -> bool:
         return False
 
 
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.close()
-    except OSError:
-        pass
-
-
 def _mapped(exc: BaseException) -> BaseException:
     """A transport failure as the error the ``requests`` path would have raised."""
     if isinstance(exc, GLMProxyError):
@@ -455,6 +298,6 @@ def _mapped(exc: BaseException) -> BaseException:
         return UpstreamTimeout("the upstream did not answer in time")
     if isinstance(exc, BodyBroken):
         return UpstreamRetryable("upstream request failed (ChunkedEncodingError)")
-    if isinstance(exc, (OSError, _StaleConnection)):
+    if isinstance(exc, (OSError, StaleConnection)):
         return UpstreamConnectError("could not reach the upstream (ConnectionError)")
     return exc
