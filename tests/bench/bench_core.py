@@ -10,7 +10,9 @@ local ports and prints, for the proxy and straight from the simulator:
 - 1 stream and 32 concurrent streams, each answer 2,000 characters in 40
   cumulative snapshots 10 ms apart (the issue's workload; the simulator runs
   the 2026 protocol, the proxy's default profile): first-token time p50/p99
-  (direct, proxy, overhead) and the worker's CPU milliseconds per completion;
+  (direct, proxy, overhead), the worker's CPU milliseconds per completion, and
+  the simulator's own CPU milliseconds per answer served directly (``sim cpu``:
+  what producing the same answer costs the upstream stand-in, for the ratio);
 - ``--slow`` concurrent slow streams (one event per second, ``--slow-events``
   long, started over ``--slow-spread`` seconds so that all are open at once
   at an arrival rate one worker admits): first-token p99 overhead and the
@@ -39,6 +41,7 @@ import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+import psutil  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -170,15 +173,23 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
     return sim, proxy, f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{proxy_port}"
 
 
-def phase(http, sim_base, proxy_base, worker, k: int, rounds: int, prompt: str, spread: float):
+def phase(
+    http, sim_base, proxy_base, worker, k: int, rounds: int, prompt: str, spread: float, sim=None
+):
     tokens = [f"core-{k}-{i}-{uuid.uuid4().hex[:8]}" for i in range(k)]
     run_concurrently(min(k, 100), first_token_proxy, [(http, proxy_base, t, WARM) for t in tokens])
     accesses = run_concurrently(
         min(k, 100), lambda t: access_token(http, sim_base, t), [(t,) for t in tokens]
     )
+    sim_before = sim.cpu_times() if sim is not None else None
     direct = closed_loop(
         first_token_direct, [(http, sim_base, a, prompt) for a in accesses], rounds, spread
     )
+    sim_cpu = float("nan")
+    if sim is not None:
+        sim_after = sim.cpu_times()
+        sim_cpu = (sim_after.user - sim_before.user) + (sim_after.system - sim_before.system)
+        sim_cpu = sim_cpu * 1000 / (k * rounds)
     peaks = [worker.memory_info().rss]
     sampler = gevent.spawn(sample_rss, worker, peaks)
     before = worker.cpu_times()
@@ -202,6 +213,7 @@ def phase(http, sim_base, proxy_base, worker, k: int, rounds: int, prompt: str, 
         "p50": percentile(through, 0.5),
         "p99": percentile(through, 0.99),
         "rss": max(peaks) / 2**20,
+        "sim_ms": sim_cpu,  # the simulator's CPU per direct answer (it also serves the proxy)
     }
 
 
@@ -209,7 +221,7 @@ def show(label: str, r: dict) -> None:
     print(
         f"{label:<22} {r['d50']:>7.1f} {r['d99']:>7.1f} {r['p50']:>7.1f} {r['p99']:>7.1f} "
         f"{r['p50'] - r['d50']:>7.1f} {r['p99'] - r['d99']:>7.1f} {r['cpu_ms']:>8.2f} "
-        f"{r['rss']:>7.1f} {r['user_ms']:>9.2f}"
+        f"{r['rss']:>7.1f} {r['user_ms']:>9.2f} {r['sim_ms']:>8.2f}"
         + (f"  ({r['missing']} streams had no content)" if r["missing"] else "")
     )
 
@@ -229,16 +241,19 @@ def main() -> None:
         wait_http(f"{sim_base}/_sim/health", proc=sim)
         wait_http(f"{proxy_base}/ping", proc=proxy)
         worker = worker_process(proxy.pid)
+        sim_process = psutil.Process(sim.pid)
         time.sleep(1.0)
         print(f"worker idle RSS {worker.memory_info().rss / 2**20:.1f} MiB; times in ms")
         http = session(max(args.slow, 32) + 10)
         print(f"workload: {answer_length(http, proxy_base)} characters in 40 snapshots 10 ms apart")
         print(
             f"{'workload':<22} {'dir p50':>7} {'dir p99':>7} {'prx p50':>7} {'prx p99':>7} "
-            f"{'ovh p50':>7} {'ovh p99':>7} {'cpu/cmpl':>8} {'RSS MiB':>7} {'user/cmpl':>8}"
+            f"{'ovh p50':>7} {'ovh p99':>7} {'cpu/cmpl':>8} {'RSS MiB':>7} {'user/cmpl':>8} "
+            f"{'sim cpu':>8}"
         )
-        show("1 stream", phase(http, sim_base, proxy_base, worker, 1, args.rounds * 4, FAST, 0))
-        show("32 streams", phase(http, sim_base, proxy_base, worker, 32, args.rounds, FAST, 0.4))
+        base = (http, sim_base, proxy_base, worker)
+        show("1 stream", phase(*base, 1, args.rounds * 4, FAST, 0, sim_process))
+        show("32 streams", phase(*base, 32, args.rounds, FAST, 0.4, sim_process))
         if args.slow:
             slow = SLOW.format(n=args.slow_events)
             result = phase(http, sim_base, proxy_base, worker, args.slow, 1, slow, args.slow_spread)
