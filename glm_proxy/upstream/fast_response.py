@@ -143,12 +143,18 @@ class FastResponse:
     def _read_more(self) -> None:
         sock = self._sock
         assert sock is not None
+        watched = self.waiting_since is not None and isinstance(sock, _Cooperative)
         if self.waiting_since is None and self.read_timeout and isinstance(sock, _Cooperative):
             # The body may take long: no timer armed per read; the watch times the waits.
             sock.settimeout(None)
             _BODY_READS.add(self)
         self.waiting_since = time.monotonic()
         try:
+            if watched and not _buffered(sock):
+                # The last read emptied the socket and the next event is usually some
+                # milliseconds away: wait for it first instead of a recv that fails
+                # with EAGAIN (a syscall and an exception per event) and then waiting.
+                sock._wait(sock._read_event)  # type: ignore[attr-defined]
             data = sock.recv(_READ_SIZE)
         except TimeoutError:
             self.close()
@@ -210,6 +216,12 @@ def close_quietly(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def _buffered(sock: socket.socket) -> bool:
+    """Decrypted bytes a TLS socket already holds (its descriptor may not be readable)."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
 
 
 class _BodyReads:
