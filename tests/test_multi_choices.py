@@ -18,7 +18,7 @@ from glm_proxy.errors import UpstreamError
 from glm_proxy.events import Finished, ReasoningDelta, TextDelta
 from glm_proxy.formats.openai import ChatWire
 from glm_proxy.observability.record import RequestRecord
-from glm_proxy.services.answer import End, Failure
+from glm_proxy.services.job_queue import Failure, JobDone
 from glm_proxy.usage import estimate_tokens
 
 
@@ -36,7 +36,7 @@ class HandFedJob:
         while True:
             item = self.queue.get()
             yield item
-            if isinstance(item, End | Failure):
+            if isinstance(item, JobDone | Failure):
                 return
 
     def wait_leased(self, timeout=None) -> bool:
@@ -68,7 +68,7 @@ def make(n: int, parallel: int) -> tuple[ChoiceJobs, list[HandFedJob], ChoicesWi
 
 
 def answer(job: HandFedJob, text: str) -> None:
-    for item in (TextDelta(text), Finished("stop"), End()):
+    for item in (TextDelta(text), Finished("stop"), JobDone()):
         job.queue.put(item)
 
 

@@ -16,7 +16,8 @@ from glm_proxy.events import ConversationStarted, Finished, TextDelta
 from glm_proxy.formats.anthropic import MessagesWire
 from glm_proxy.formats.openai import ChatWire
 from glm_proxy.observability.record import RequestRecord
-from glm_proxy.services.answer import AnswerJob, End, Failure
+from glm_proxy.services.answer import AnswerJob
+from glm_proxy.services.job_queue import Failure, JobDone
 
 
 class HandFedJob(AnswerJob):
@@ -42,7 +43,7 @@ def test_waiting_items_go_out_in_one_write_and_end_with_done() -> None:
     first = next(gen)
     assert first.count(b"data: ") == 3  # role chunk + two text chunks, one write
     job.queue.put(Finished("stop"))
-    job.queue.put(End())
+    job.queue.put(JobDone())
     last = next(gen)
     assert last.endswith(b"data: [DONE]\n\n") and b'"finish_reason":"stop"' in last
     assert list(gen) == []
@@ -70,7 +71,7 @@ def test_failure_is_one_error_event_and_the_end() -> None:
 
 def test_end_without_deltas_still_opens_and_closes_the_answer() -> None:
     job = HandFedJob()
-    job.queue.put(End())
+    job.queue.put(JobDone())
     messages = MessagesWire(model="glm-4", prompt_text="hi", response_id=lambda: "msg_1")
     (data,) = list(pump(job, messages, 5, RequestRecord()))
     names = [line[7:] for line in data.split(b"\n") if line.startswith(b"event: ")]

@@ -34,8 +34,9 @@ from glm_proxy.api._streaming import respond
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
 from glm_proxy.formats.openai import ChatWire, chat_usage
-from glm_proxy.services.answer import AnswerJob, End, Failure, QueuedItems
+from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.controls import reasoning_style
+from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
 from glm_proxy.sse import DONE
 
 if TYPE_CHECKING:
@@ -115,10 +116,10 @@ class ChoiceJobs(QueuedItems):
                 self._stopped = True
                 self.queue.put(item)
                 return
-            if isinstance(item, End):
+            if isinstance(item, JobDone):
                 self._ended += 1
                 if self._ended == self.n:
-                    self.queue.put(End(item.account))
+                    self.queue.put(JobDone(item.account))
                 elif self._launched < self.n and not self._stopped:
                     self._launch_next()
                 return
@@ -142,12 +143,12 @@ class ChoiceJobs(QueuedItems):
         for item in self.items():
             if isinstance(item, Failure):
                 raise item.error
-            if isinstance(item, End):
+            if isinstance(item, JobDone):
                 return
             yield item
 
     def abort(self, error: GLMProxyError) -> None:
-        """End every choice now with ``error`` (a stalled client, a restart)."""
+        """JobDone every choice now with ``error`` (a stalled client, a restart)."""
         self._stopped = True
         for job in self.jobs:
             job.abort(error)

@@ -38,7 +38,8 @@ from gevent.queue import Full
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.events import Delta
 from glm_proxy.services.aborts import ClientStalled
-from glm_proxy.services.answer import KEEPALIVE, AnswerJob, End, Failure
+from glm_proxy.services.answer import AnswerJob
+from glm_proxy.services.job_queue import QUIET, Failure, JobDone
 from glm_proxy.web import json_response
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class Wire(Protocol):
 
     def feed(self, delta: Delta) -> bytes: ...
 
-    def finish(self, end: End) -> bytes: ...
+    def finish(self, end: JobDone) -> bytes: ...
 
     def error(self, err: GLMProxyError) -> bytes: ...
 
@@ -122,7 +123,7 @@ def pump(
     stall_timeout: float | None = None,
     client: socket.socket | None = None,
 ) -> Iterator[bytes]:
-    """SSE bytes for one streamed answer, until ``End`` or ``Failure``.
+    """SSE bytes for one streamed answer, until ``JobDone`` or ``Failure``.
 
     Items already waiting in the job's queue are written together in one
     yield: under load that is one socket write instead of many, and the
@@ -158,7 +159,7 @@ def _pump(
     state.client = client
     state.stall_timeout = stall_timeout
     state.keepalive_interval = keepalive_interval
-    # No timer per wait or per write: the worker's one watch queues KEEPALIVE for a
+    # No timer per wait or per write: the worker's one watch queues QUIET for a
     # pump that waited ``keepalive_interval`` and ends one whose write is stuck.
     _WATCH.add(state)
     try:
@@ -166,7 +167,7 @@ def _pump(
             state.waiting_since = time.monotonic()
             item = job.next_item()
             state.waiting_since = None
-            if item is KEEPALIVE:
+            if item is QUIET:
                 state.writing_since = time.monotonic()
                 yield wire.keepalive()
                 state.writing_since = None
@@ -177,7 +178,7 @@ def _pump(
                 ready = job.next_ready()
                 if ready is None:
                     break
-                if ready is not KEEPALIVE:
+                if ready is not QUIET:
                     done = state.render(ready, out)
             state.writing_since = time.monotonic()
             yield b"".join(out)
@@ -236,7 +237,7 @@ class _PumpState:
         if not self.opened:
             self.opened = True
             out.append(wire.open())
-        if isinstance(item, End):
+        if isinstance(item, JobDone):
             out.append(wire.finish(item))
             self.record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
             self.record.latency_to_end = round(time.monotonic() - self.started, 3)
@@ -273,7 +274,7 @@ def _hang_up(client: socket.socket) -> None:
 class _StreamWatch:
     """One greenlet per worker that times every open stream: keep-alives and stalled clients.
 
-    A pump that has waited ``keepalive_interval`` for its job gets ``KEEPALIVE``
+    A pump that has waited ``keepalive_interval`` for its job gets ``QUIET``
     queued (it then writes the format's keep-alive); one whose write has been
     pending longer than its stall timeout is ended (``_PumpState.stalled``).
     One periodic check for all streams instead of a timer armed and cancelled
@@ -319,7 +320,7 @@ class _StreamWatch:
         if since is not None and now - since >= state.keepalive_interval:
             state.waiting_since = now  # the next one after another interval
             try:
-                state.job.queue.put_nowait(KEEPALIVE)
+                state.job.queue.put_nowait(QUIET)
             except Full:
                 pass  # items are waiting: the pump is about to write anyway
 

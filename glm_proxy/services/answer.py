@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 from gevent.event import Event
-from gevent.queue import Empty, Full, Queue
+from gevent.queue import Full, Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired, UpstreamBusy, UpstreamRetryable
 from glm_proxy.events import Delta
 from glm_proxy.parsers import FilterFactory
 from glm_proxy.services.aborts import ClientStalled
+from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
 from glm_proxy.translate import TranslateOptions
@@ -48,25 +49,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-KEEPALIVE = object()
-"""Returned by ``next_item`` when nothing arrived within the timeout."""
-
 _ACTIVE: set[AnswerJob] = set()  # this worker's running jobs (shutdown ends them)
 
 
 def active_jobs() -> list[AnswerJob]:
     """The answers this worker is producing now."""
     return list(_ACTIVE)
-
-
-@dataclass(frozen=True)
-class Failure:
-    error: GLMProxyError
-
-
-@dataclass(frozen=True)
-class End:
-    account: Account | None = None
 
 
 @dataclass
@@ -96,76 +84,6 @@ class AnswerRequest:
     # ``final=True`` filter - only while nothing of the answer reached the client.
     make_filter: FilterFactory | None = None
     build_followup: Callable[[Account, str, str], dict[str, Any]] | None = None
-
-
-class QueuedItems:
-    """The consumer side the pump reads: a queue with keep-alive timeouts and one look-ahead.
-
-    Shared by ``AnswerJob`` and the ``n``-choice job (``api/_multi.py``); the
-    subclass sets ``queue`` and ``_peeked = None``.
-    """
-
-    queue: Queue
-    _peeked: Any
-
-    def next_item(self, timeout: float | None = None) -> Any:
-        """The next delta, ``Failure``, ``End``, or ``KEEPALIVE`` after ``timeout`` seconds."""
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        try:
-            return self.queue.get(timeout=timeout)
-        except Empty:
-            return KEEPALIVE
-
-    def next_ready(self) -> Any:
-        """The next item if one is already waiting, else None (never blocks)."""
-        if self._peeked is not None:
-            item, self._peeked = self._peeked, None
-            return item
-        if not self.queue.qsize():
-            return None  # the usual answer after each item: no exception raised for it
-        try:
-            return self.queue.get_nowait()
-        except Empty:
-            return None
-
-    def peek(self, timeout: float | None = None) -> Any:
-        if self._peeked is None:
-            item = self.next_item(timeout)
-            if item is KEEPALIVE:
-                return KEEPALIVE
-            self._peeked = item
-        return self._peeked
-
-    def wait_leased(self, timeout: float | None = None) -> bool:
-        raise NotImplementedError
-
-    def cancel(self) -> None:
-        raise NotImplementedError
-
-    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
-        """For a streaming view: the error to answer with a real HTTP status, if any.
-
-        Waits while the job queues for an account (so a 429 at the deadline
-        keeps its status), then up to ``header_wait`` seconds for the upstream;
-        a failure by then is returned (and the job cancelled). None means:
-        commit to ``200 text/event-stream``; later failures go in the stream.
-        """
-        self.wait_leased()
-        first = self.peek(timeout=header_wait)
-        if isinstance(first, Failure):
-            self.cancel()
-            return first.error
-        return None
-
-    def items(self) -> Iterator[Any]:
-        """Every item until the end (no keep-alives): the non-stream path."""
-        while True:
-            item = self.next_item()
-            yield item
-            if isinstance(item, End | Failure):
-                return
 
 
 class AnswerJob(QueuedItems):
@@ -213,7 +131,7 @@ class AnswerJob(QueuedItems):
         return self.account is not None
 
     def abort(self, error: GLMProxyError) -> None:
-        """End the answer now with ``error`` (a stalled client, a restart).
+        """JobDone the answer now with ``error`` (a stalled client, a restart).
 
         The error is raised inside the producer wherever it waits (account
         queue, upstream read, full queue), so cleanup runs as for any failure,
@@ -236,14 +154,14 @@ class AnswerJob(QueuedItems):
         return self._leased.wait(timeout)
 
     def deltas(self) -> Iterator[Delta]:
-        """The answer's deltas until ``End``; a ``Failure`` is raised. The one drain.
+        """The answer's deltas until ``JobDone``; a ``Failure`` is raised. The one drain.
 
         Does not cancel the job: the caller does, in its ``finally``.
         """
         for item in self.items():
             if isinstance(item, Failure):
                 raise item.error
-            if isinstance(item, End):
+            if isinstance(item, JobDone):
                 return
             yield item
 
@@ -293,7 +211,7 @@ class AnswerJob(QueuedItems):
             raise ClientStalled("the client stopped reading the answer") from None
 
     def _put_final(self, item: Any) -> None:
-        """The last item (``End``/``Failure``); dropped if a stalled client never takes it."""
+        """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it."""
         try:
             self.queue.put(item, timeout=self.stall_timeout)
         except Full:
@@ -379,7 +297,7 @@ class AnswerJob(QueuedItems):
                 # Only now: the lease is free before the client reads [DONE], so a
                 # client that asks again right away finds its account available.
                 self._ending = True
-                self._put_final(End(account))
+                self._put_final(JobDone(account))
                 return
             if isinstance(decision, Raise):
                 if decision.dead_pool:

@@ -1,0 +1,109 @@
+"""The consumer side of an answer job: its queue, read by the streaming pump.
+
+A job's producer puts typed deltas into a bounded queue and ends it with one
+``JobDone`` (a complete answer) or ``Failure``; the pump and the non-stream
+collector read it through ``QueuedItems``. ``AnswerJob`` (``services.answer``)
+and the ``n``-choice job (``api/_multi.py``) share this side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gevent.queue import Empty, Queue
+
+from glm_proxy.accounts import Account
+from glm_proxy.errors import GLMProxyError
+
+__all__ = ["QUIET", "Failure", "JobDone", "QueuedItems"]
+
+QUIET = object()
+"""Returned by ``next_item`` when nothing arrived in time: the pump writes its wire's keep-alive."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    error: GLMProxyError
+
+
+@dataclass(frozen=True)
+class JobDone:
+    """The job's last item after a complete answer (the lease is already released).
+
+    Not ``events.Finished``: that one is the answer's own end (its finish reason),
+    a delta like any other; ``JobDone`` closes the queue after it.
+    """
+
+    account: Account | None = None
+
+
+class QueuedItems:
+    """The consumer side the pump reads: a queue with keep-alive timeouts and one look-ahead.
+
+    Shared by ``AnswerJob`` and the ``n``-choice job (``api/_multi.py``); the
+    subclass sets ``queue`` and ``_peeked = None``.
+    """
+
+    queue: Queue
+    _peeked: Any
+
+    def next_item(self, timeout: float | None = None) -> Any:
+        """The next delta, ``Failure``, ``JobDone``, or ``QUIET`` after ``timeout`` seconds."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        try:
+            return self.queue.get(timeout=timeout)
+        except Empty:
+            return QUIET
+
+    def next_ready(self) -> Any:
+        """The next item if one is already waiting, else None (never blocks)."""
+        if self._peeked is not None:
+            item, self._peeked = self._peeked, None
+            return item
+        if not self.queue.qsize():
+            return None  # the usual answer after each item: no exception raised for it
+        try:
+            return self.queue.get_nowait()
+        except Empty:
+            return None
+
+    def peek(self, timeout: float | None = None) -> Any:
+        if self._peeked is None:
+            item = self.next_item(timeout)
+            if item is QUIET:
+                return QUIET
+            self._peeked = item
+        return self._peeked
+
+    def wait_leased(self, timeout: float | None = None) -> bool:
+        raise NotImplementedError
+
+    def cancel(self) -> None:
+        raise NotImplementedError
+
+    def opening_failure(self, header_wait: float) -> GLMProxyError | None:
+        """For a streaming view: the error to answer with a real HTTP status, if any.
+
+        Waits while the job queues for an account (so a 429 at the deadline
+        keeps its status), then up to ``header_wait`` seconds for the upstream;
+        a failure by then is returned (and the job cancelled). None means:
+        commit to ``200 text/event-stream``; later failures go in the stream.
+        """
+        self.wait_leased()
+        first = self.peek(timeout=header_wait)
+        if isinstance(first, Failure):
+            self.cancel()
+            return first.error
+        return None
+
+    def items(self) -> Iterator[Any]:
+        """Every item until the end (no keep-alives): the non-stream path."""
+        while True:
+            item = self.next_item()
+            yield item
+            if isinstance(item, JobDone | Failure):
+                return
