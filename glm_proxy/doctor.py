@@ -32,9 +32,9 @@ from typing import Any, TextIO
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
-from glm_proxy.events import ConversationStarted, Finished, TextDelta
-from glm_proxy.sse import SSEDecoder, decode_json
-from glm_proxy.translate import Translator
+from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
+from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.translate import Translator
 from glm_proxy.upstream import control
 from glm_proxy.upstream.identity import parse_cookies
 

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_proxy.parsers.tool_defs import ToolConfig
-from glm_proxy.parsers.tool_prompt import (
+from glm_proxy.protocol.parsers.tool_defs import ToolConfig
+from glm_proxy.protocol.parsers.tool_prompt import (
     DEFAULT_TEMPLATE,
     render_calls,
     render_result,

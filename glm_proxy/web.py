@@ -17,10 +17,10 @@ from glm_proxy.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from glm_proxy.formats.anthropic import anthropic_error
 from glm_proxy.observability import metrics
 from glm_proxy.observability.logs import log_request
 from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.formats.anthropic import anthropic_error
 from glm_proxy.request_guard import (
     abandon_body,
     body_too_large,

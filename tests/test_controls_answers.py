@@ -17,7 +17,7 @@ import pytest
 import requests
 from pydantic import BaseModel
 
-from glm_proxy.usage import estimate_tokens
+from glm_proxy.protocol.usage import estimate_tokens
 from tests.conftest import start_proxy, stop_proxy
 from tests.test_chat import sse_events
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from glm_proxy.events import Finished, ReasoningDelta, TextDelta
-from glm_proxy.formats.anthropic import MessageStreamFormatter, build_message
+from glm_proxy.protocol.events import Finished, ReasoningDelta, TextDelta
+from glm_proxy.protocol.formats.anthropic import MessageStreamFormatter, build_message
 from glm_proxy.services.anthropic_input import to_chat_body
 
 

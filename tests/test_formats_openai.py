@@ -1,7 +1,7 @@
 """OpenAI chat formats: chunk and completion shapes, reasoning styles, and the promise that a
 stream's concatenated content equals the non-stream content for the same deltas.
 
-Also covers ``glm_proxy.usage`` (the ``usage`` object both paths attach).
+Also covers ``glm_proxy.protocol.usage`` (the ``usage`` object both paths attach).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Delta,
@@ -20,15 +20,15 @@ from glm_proxy.events import (
     ReasoningDelta,
     TextDelta,
 )
-from glm_proxy.formats.openai import (
+from glm_proxy.protocol.formats.openai import (
     ChatStreamFormatter,
     CompletionAccumulator,
     ReasoningStyle,
     build_completion,
 )
-from glm_proxy.sse import SSEDecoder, decode_json
-from glm_proxy.translate import translate_all
-from glm_proxy.usage import estimate_tokens, usage_dict
+from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.translate import translate_all
+from glm_proxy.protocol.usage import estimate_tokens, usage_dict
 
 STYLES: tuple[ReasoningStyle, ...] = ("reasoning_content", "think_tags", "hidden")
 RECORDINGS = Path(__file__).parent / "recordings"

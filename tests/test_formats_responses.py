@@ -15,7 +15,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from glm_proxy.errors import UpstreamError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Delta,
@@ -25,16 +25,16 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.formats.responses import (
+from glm_proxy.protocol.formats.responses import (
     ResponseBuilder,
     ResponseCancelled,
     ResponsesWire,
     counter_ids,
     url_annotations,
 )
+from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.translate import translate_all
 from glm_proxy.services.responses import skeleton
-from glm_proxy.sse import SSEDecoder, decode_json
-from glm_proxy.translate import translate_all
 
 RECORDINGS = Path(__file__).parent / "recordings"
 EVENT = TypeAdapter(ResponseStreamEvent)

@@ -15,11 +15,11 @@ import pytest
 from glm_proxy.api._multi import Choice, ChoiceJobs, ChoicesWire
 from glm_proxy.api._streaming import collect, pump
 from glm_proxy.errors import UpstreamError
-from glm_proxy.events import Finished, ReasoningDelta, TextDelta
-from glm_proxy.formats.openai import ChatWire
 from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.events import Finished, ReasoningDelta, TextDelta
+from glm_proxy.protocol.formats.openai import ChatWire
+from glm_proxy.protocol.usage import estimate_tokens
 from glm_proxy.services.job_queue import Failure, JobDone
-from glm_proxy.usage import estimate_tokens
 
 
 class HandFedJob:

@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Finished,
@@ -20,17 +20,17 @@ from glm_proxy.events import (
     ReasoningDelta,
     TextDelta,
 )
-from glm_proxy.parsers import FilterChain, Reask
-from glm_proxy.parsers.length import LengthFilter, TokenCounter
-from glm_proxy.parsers.stop import StopFilter, held_prefix_length
-from glm_proxy.parsers.structured import (
+from glm_proxy.protocol.parsers import FilterChain, Reask
+from glm_proxy.protocol.parsers.length import LengthFilter, TokenCounter
+from glm_proxy.protocol.parsers.stop import StopFilter, held_prefix_length
+from glm_proxy.protocol.parsers.structured import (
     JsonSpec,
     StructuredFilter,
     StructuredOutputError,
     extract_json,
     instruction,
 )
-from glm_proxy.usage import estimate_tokens
+from glm_proxy.protocol.usage import estimate_tokens
 
 MODES = ("whole", "chars", "junk")
 

@@ -12,10 +12,10 @@ import orjson
 
 from glm_proxy.api._streaming import pump
 from glm_proxy.errors import UpstreamError
-from glm_proxy.events import ConversationStarted, Finished, TextDelta
-from glm_proxy.formats.anthropic import MessagesWire
-from glm_proxy.formats.openai import ChatWire
 from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
+from glm_proxy.protocol.formats.anthropic import MessagesWire
+from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.job_queue import Failure, JobDone
 

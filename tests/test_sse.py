@@ -14,8 +14,8 @@ import orjson
 import pytest
 
 from glm_proxy.errors import UpstreamProtocolError
-from glm_proxy.events import Citation, Finished, ReasoningDelta, TextDelta
-from glm_proxy.sse import (
+from glm_proxy.protocol.events import Citation, Finished, ReasoningDelta, TextDelta
+from glm_proxy.protocol.sse import (
     DONE,
     KEEPALIVE,
     ServerSentEvent,
@@ -23,7 +23,7 @@ from glm_proxy.sse import (
     decode_json,
     encode_event,
 )
-from glm_proxy.translate import Translator
+from glm_proxy.protocol.translate import Translator
 
 RECORDINGS = Path(__file__).parent / "recordings"
 TRAILING_JUNK = (

@@ -9,13 +9,17 @@ from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.parsers.tool_defs import ToolConfig, check_tools, tool_config
-from glm_proxy.parsers.tool_prompt import DEFAULT_TEMPLATE, check_template, render_tool_section
-from glm_proxy.parsers.tool_schema import Toolbox
-from glm_proxy.parsers.toolcalls import CallScanner, parse_block
 from glm_proxy.prompt import build_prompt
+from glm_proxy.protocol.parsers.tool_defs import ToolConfig, check_tools, tool_config
+from glm_proxy.protocol.parsers.tool_prompt import (
+    DEFAULT_TEMPLATE,
+    check_template,
+    render_tool_section,
+)
+from glm_proxy.protocol.parsers.tool_schema import Toolbox
+from glm_proxy.protocol.parsers.toolcalls import CallScanner, parse_block
+from glm_proxy.protocol.usage import estimate_tokens
 from glm_proxy.services.anthropic_input import to_chat_body
-from glm_proxy.usage import estimate_tokens
 
 WEATHER = {
     "type": "function",

@@ -12,7 +12,7 @@ import logging
 import orjson
 import pytest
 
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     ConversationStarted,
     Finished,
     ReasoningDelta,
@@ -20,8 +20,8 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.parsers import FilterChain, Reask
-from glm_proxy.parsers.tool_defs import (
+from glm_proxy.protocol.parsers import FilterChain, Reask
+from glm_proxy.protocol.parsers.tool_defs import (
     ToolConfig,
     ToolDefinitionError,
     anthropic_specs,
@@ -29,9 +29,9 @@ from glm_proxy.parsers.tool_defs import (
     check_tools,
     tool_config,
 )
-from glm_proxy.parsers.tool_filter import ToolCallFilter
-from glm_proxy.parsers.tool_schema import Toolbox
-from glm_proxy.parsers.toolcalls import Block, CallScanner, RawCall, Text, parse_block
+from glm_proxy.protocol.parsers.tool_filter import ToolCallFilter
+from glm_proxy.protocol.parsers.tool_schema import Toolbox
+from glm_proxy.protocol.parsers.toolcalls import Block, CallScanner, RawCall, Text, parse_block
 
 WEATHER = {
     "type": "function",

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from glm_proxy.errors import UpstreamError, UpstreamProtocolError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Finished,
@@ -31,9 +31,9 @@ from glm_proxy.events import (
     ReasoningDelta,
     TextDelta,
 )
-from glm_proxy.translate import Phase, TranslateOptions, Translator, translate_all
-from glm_proxy.translate._segments import merge_value
-from glm_proxy.translate._state import TRANSITIONS, PhaseMachine, Trigger
+from glm_proxy.protocol.translate import Phase, TranslateOptions, Translator, translate_all
+from glm_proxy.protocol.translate._segments import merge_value
+from glm_proxy.protocol.translate._state import TRANSITIONS, PhaseMachine, Trigger
 
 MESSAGE_ID = "65eef45f3901fe6e0bb7153b"
 CONVERSATION_ID = "65eef45e3901fe6e0bb7153a"

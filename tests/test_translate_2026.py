@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from glm_proxy.errors import UpstreamBusy, UpstreamError
-from glm_proxy.events import Citation, Finished, ReasoningDelta, TextDelta
-from glm_proxy.sse import SSEDecoder, decode_json
-from glm_proxy.translate import TranslateOptions, Translator
+from glm_proxy.protocol.events import Citation, Finished, ReasoningDelta, TextDelta
+from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.translate import TranslateOptions, Translator
 
 H, C = "68f0b8c110eea3e78b0e0e01", "68f0b8c110eea3e78b0e0e02"
 RESULTS = [
@@ -227,7 +227,7 @@ def test_drawing_images_from_unfinished_frames_and_the_sentinel() -> None:
     sentinel = [{"type": "one_to_more_finish", "image": [{}]}]
     events.append(frame([part(logic_id, sentinel, "finish")], status="finish"))
     deltas = run([wire(events)])
-    from glm_proxy.events import ImageGenerated
+    from glm_proxy.protocol.events import ImageGenerated
 
     got = [d.url for d in deltas if isinstance(d, ImageGenerated)]
     assert sorted(got) == sorted(urls) and len(got) == 4

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from glm_proxy.errors import UpstreamError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     ConversationStarted,
     Delta,
     Finished,
@@ -25,9 +25,9 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.formats.anthropic import MessagesWire
-from glm_proxy.formats.openai import ChatWire
-from glm_proxy.sse import SSEDecoder
+from glm_proxy.protocol.formats.anthropic import MessagesWire
+from glm_proxy.protocol.formats.openai import ChatWire
+from glm_proxy.protocol.sse import SSEDecoder
 
 TOOL_ANSWER: list[Delta] = [
     ConversationStarted("conv1", "m1"),

@@ -13,7 +13,7 @@ Usage is counted per key (pass-through callers together as
 answering views leave in the request's ``RequestRecord.usage``
 (``glm_proxy.observability.record``). All counters live in the store, so the
 admin API sees every worker and replica. ``KeyUsage`` counts what a key *did*;
-the token figures themselves are estimated by ``glm_proxy.usage``.
+the token figures themselves are estimated by ``glm_proxy.protocol.usage``.
 """
 
 from __future__ import annotations

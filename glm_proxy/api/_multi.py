@@ -32,12 +32,12 @@ from gevent.queue import Queue
 from glm_proxy.accounts import Account
 from glm_proxy.api._streaming import respond
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import Delta
-from glm_proxy.formats.openai import ChatWire, chat_usage
+from glm_proxy.protocol.events import Delta
+from glm_proxy.protocol.formats.openai import ChatWire, chat_usage
+from glm_proxy.protocol.sse import DONE
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.controls import reasoning_style
 from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
-from glm_proxy.sse import DONE
 
 if TYPE_CHECKING:
     from glm_proxy.access.auth import Caller

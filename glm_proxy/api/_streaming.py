@@ -36,7 +36,7 @@ from flask import Response, has_request_context, request
 from gevent.queue import Full
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import Delta
+from glm_proxy.protocol.events import Delta
 from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.job_queue import QUIET, Failure, JobDone

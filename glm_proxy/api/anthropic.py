@@ -17,7 +17,7 @@ from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.formats.anthropic import MessagesWire, anthropic_error
+from glm_proxy.protocol.formats.anthropic import MessagesWire, anthropic_error
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat

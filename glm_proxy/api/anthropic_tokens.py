@@ -3,7 +3,7 @@
 Agents (Claude Code among them) ask it before sending a long conversation.
 The request is planned exactly like ``/v1/messages`` (same prompt, same
 structured-output instruction), and the prompt's tokens are estimated with
-``glm_proxy.usage``, so the figure matches the ``input_tokens`` a message
+``glm_proxy.protocol.usage``, so the figure matches the ``input_tokens`` a message
 reports. It is an estimate, not the upstream's tokenizer. Nothing is sent
 upstream.
 """
@@ -14,10 +14,10 @@ from flask import Blueprint, Response, request
 
 from glm_proxy.api.schemas.anthropic import CountTokensSchema
 from glm_proxy.api.schemas.base import load
+from glm_proxy.protocol.usage import estimate_tokens
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat
-from glm_proxy.usage import estimate_tokens
 from glm_proxy.web import json_response, read_json, request_record
 
 bp = Blueprint("anthropic_tokens", __name__, url_prefix="/v1")

@@ -1,7 +1,7 @@
 """``POST /v1/chat/completions``: thin view over the chat service.
 
 The answer goes out through the streaming pump (``glm_proxy.api._streaming``)
-in the Chat Completions wire format (``glm_proxy.formats.openai.ChatWire``):
+in the Chat Completions wire format (``glm_proxy.protocol.formats.openai.ChatWire``):
 errors before any output keep their real HTTP status, a later failure is one
 final ``data: {"error": ...}`` event, and the lease and the upstream
 conversation are cleaned up even when the client hangs up.
@@ -18,7 +18,7 @@ from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
-from glm_proxy.formats.openai import ChatWire
+from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.services.controls import reasoning_style

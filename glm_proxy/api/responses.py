@@ -18,8 +18,8 @@ from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
-from glm_proxy.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
 from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
 from glm_proxy.services import Services, services
 from glm_proxy.services import responses as turns
 from glm_proxy.services.answer import AnswerJob

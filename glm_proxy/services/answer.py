@@ -36,13 +36,13 @@ from gevent.queue import Full, Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired, UpstreamBusy, UpstreamRetryable
-from glm_proxy.events import Delta
-from glm_proxy.parsers import FilterFactory
+from glm_proxy.protocol.events import Delta
+from glm_proxy.protocol.parsers import FilterFactory
+from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
-from glm_proxy.translate import TranslateOptions
 
 if TYPE_CHECKING:
     from glm_proxy.services import Services
@@ -77,7 +77,7 @@ class AnswerRequest:
     before_lease: Callable[[], None] | None = None
     # Runs when the job ends, on every path (e.g. closes fetched attachments).
     on_end: Callable[[], None] | None = None
-    # Answer filters (glm_proxy.parsers) between the translator and the client:
+    # Answer filters (glm_proxy.protocol.parsers) between the translator and the client:
     # ``make_filter(final)`` builds a fresh chain per try. A ``Reask`` from the
     # first try's ``finish()`` re-prompts once, in the same upstream conversation,
     # with ``build_followup(account, conversation_id, text)`` as the payload and a

@@ -17,13 +17,14 @@ from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.model_table import ModelSpec, resolve_reasoning
-from glm_proxy.parsers import DeltaFilter, FilterChain
-from glm_proxy.parsers.tool_defs import ToolConfig, tool_config
-from glm_proxy.parsers.tool_filter import ToolCallFilter
-from glm_proxy.parsers.tool_prompt import load_template
-from glm_proxy.parsers.tool_schema import Toolbox
 from glm_proxy.profiles import parse_mode_map
 from glm_proxy.prompt import Prompt, build_prompt
+from glm_proxy.protocol.parsers import DeltaFilter, FilterChain
+from glm_proxy.protocol.parsers.tool_defs import ToolConfig, tool_config
+from glm_proxy.protocol.parsers.tool_filter import ToolCallFilter
+from glm_proxy.protocol.parsers.tool_prompt import load_template
+from glm_proxy.protocol.parsers.tool_schema import Toolbox
+from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.services.controls import (
     Controls,
@@ -32,7 +33,6 @@ from glm_proxy.services.controls import (
     plan_controls,
     with_instruction,
 )
-from glm_proxy.translate import TranslateOptions
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The upstream has none of these knobs, so the proxy honours them itself:
 ``plan_controls`` reads them from a validated chat-completions body (the
 Anthropic and Responses front doors map theirs onto the same fields) and
 refuses loudly what cannot be honoured; ``build_filters`` turns them into the
-answer filters (``glm_proxy.parsers``) the answer job runs on each try; and
+answer filters (``glm_proxy.protocol.parsers``) the answer job runs on each try; and
 ``with_instruction`` adds the structured-output instruction to the prompt.
 """
 
@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.parsers import DeltaFilter, FilterChain, FilterFactory
-from glm_proxy.parsers.length import LengthFilter
-from glm_proxy.parsers.stop import StopFilter
-from glm_proxy.parsers.structured import JsonSpec, StructuredFilter, instruction
 from glm_proxy.prompt import Prompt
+from glm_proxy.protocol.parsers import DeltaFilter, FilterChain, FilterFactory
+from glm_proxy.protocol.parsers.length import LengthFilter
+from glm_proxy.protocol.parsers.stop import StopFilter
+from glm_proxy.protocol.parsers.structured import JsonSpec, StructuredFilter, instruction
 
 __all__ = [
     "Controls",

@@ -24,10 +24,10 @@ import gevent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
-from glm_proxy.events import ConversationStarted, Delta, Finished
-from glm_proxy.parsers import DeltaFilter, Reask
-from glm_proxy.sse import ServerSentEvent, SSEDecoder, decode_json
-from glm_proxy.translate import Translator
+from glm_proxy.protocol.events import ConversationStarted, Delta, Finished
+from glm_proxy.protocol.parsers import DeltaFilter, Reask
+from glm_proxy.protocol.sse import ServerSentEvent, SSEDecoder, decode_json
+from glm_proxy.protocol.translate import Translator
 
 log = logging.getLogger(__name__)
 

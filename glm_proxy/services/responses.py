@@ -19,7 +19,7 @@ from typing import Any
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.formats.responses import ResponseBuilder
+from glm_proxy.protocol.formats.responses import ResponseBuilder
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
 from glm_proxy.services.response_store import ResponseStore, StoredResponse, owner_of

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.formats.responses import CUSTOM_INPUT
+from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
 
 WEB_SEARCH_TOOLS = ("web_search", "web_search_preview", "web_search_2025_08_26")
 MESSAGE_ROLES = ("user", "system", "developer", "assistant")

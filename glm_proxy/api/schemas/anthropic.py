@@ -12,7 +12,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from glm_proxy.api.schemas.base import Lenient, nest_error
 from glm_proxy.api.schemas.chat import ContentField, StopField
-from glm_proxy.parsers.tool_defs import ToolDefinitionError, anthropic_specs
+from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, anthropic_specs
 
 
 class AnthropicMessageSchema(Lenient):

@@ -14,7 +14,7 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from glm_proxy.api.schemas.base import Lenient, nest_error
-from glm_proxy.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
+from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
 from glm_proxy.request_guard import tick
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")

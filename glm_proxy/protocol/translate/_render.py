@@ -38,8 +38,8 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from glm_proxy.events import Citation
-from glm_proxy.translate._segments import REASONING_KINDS, Item, Segment, Source
+from glm_proxy.protocol.events import Citation
+from glm_proxy.protocol.translate._segments import REASONING_KINDS, Item, Segment, Source
 
 # bare form: the letters never run into a new "turn<digit>" (turn2turn0search1 is "turn2"
 # followed by the marker turn0search1)

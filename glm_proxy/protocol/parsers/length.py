@@ -5,7 +5,7 @@
 client learns it was cut from ``finish_reason: "length"`` (``stop_reason:
 "max_tokens"``, ``status: "incomplete"``). The upstream takes no budget, so
 the answer is cut here, counted by the same estimator as the ``usage``
-figures (``glm_proxy.usage``), so ``completion_tokens`` never exceeds the
+figures (``glm_proxy.protocol.usage``), so ``completion_tokens`` never exceeds the
 budget: an estimate, not the model's tokenizer.
 
 Whether reasoning spends the budget depends on the field (``count_reasoning``):
@@ -23,15 +23,15 @@ still fits, then ``Finished(reason="length")`` follows and everything after it
 
 from __future__ import annotations
 
-from glm_proxy.events import Delta, Finished, ReasoningDelta, TextDelta
-from glm_proxy.parsers import Reask
-from glm_proxy.usage import _WIDE
+from glm_proxy.protocol.events import Delta, Finished, ReasoningDelta, TextDelta
+from glm_proxy.protocol.parsers import Reask
+from glm_proxy.protocol.usage import _WIDE
 
 __all__ = ["LengthFilter", "TokenCounter"]
 
 
 class TokenCounter:
-    """Incremental ``glm_proxy.usage.estimate_tokens``: same result on the concatenated text."""
+    """Incremental ``protocol.usage.estimate_tokens``: same result on the concatenated text."""
 
     def __init__(self) -> None:
         self.wide = 0

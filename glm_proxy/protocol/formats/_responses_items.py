@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from glm_proxy.events import Citation
+from glm_proxy.protocol.events import Citation
 
 CUSTOM_INPUT = "input"
 """The one parameter of the function a custom tool is offered as."""

@@ -31,8 +31,8 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from glm_proxy.errors import InvalidRequest, UpstreamError
-from glm_proxy.events import ConversationStarted, Delta, Finished, TextDelta
-from glm_proxy.parsers import Reask
+from glm_proxy.protocol.events import ConversationStarted, Delta, Finished, TextDelta
+from glm_proxy.protocol.parsers import Reask
 
 __all__ = [
     "JsonSpec",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Delta,
@@ -23,8 +23,13 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.formats._responses_items import ID_PREFIX, Item, counter_ids, url_annotations
-from glm_proxy.usage import estimate_tokens
+from glm_proxy.protocol.formats._responses_items import (
+    ID_PREFIX,
+    Item,
+    counter_ids,
+    url_annotations,
+)
+from glm_proxy.protocol.usage import estimate_tokens
 
 
 class ResponseBuilder:

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from glm_proxy.events import Delta, Finished, TextDelta
-from glm_proxy.parsers import Reask
+from glm_proxy.protocol.events import Delta, Finished, TextDelta
+from glm_proxy.protocol.parsers import Reask
 
 __all__ = ["StopFilter", "find_stop", "held_prefix_length"]
 

@@ -21,8 +21,8 @@ import orjson
 from jsonschema import exceptions as schema_errors
 from jsonschema.validators import validator_for
 
-from glm_proxy.parsers.tool_defs import ToolSpec
-from glm_proxy.parsers.toolcalls import RawCall
+from glm_proxy.protocol.parsers.tool_defs import ToolSpec
+from glm_proxy.protocol.parsers.toolcalls import RawCall
 
 __all__ = ["Toolbox", "loads_lenient"]
 

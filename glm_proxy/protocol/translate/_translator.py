@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glm_proxy.errors import GLMProxyError, UpstreamBusy, UpstreamError, UpstreamProtocolError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     ConversationStarted,
     Delta,
     Finished,
@@ -33,9 +33,15 @@ from glm_proxy.events import (
     ReasoningDelta,
     TextDelta,
 )
-from glm_proxy.translate._render import Renderer
-from glm_proxy.translate._segments import Segment, checked_parts, segment_key
-from glm_proxy.translate._state import LIVE_PHASES, Phase, PhaseMachine, Trigger, trigger_for_status
+from glm_proxy.protocol.translate._render import Renderer
+from glm_proxy.protocol.translate._segments import Segment, checked_parts, segment_key
+from glm_proxy.protocol.translate._state import (
+    LIVE_PHASES,
+    Phase,
+    PhaseMachine,
+    Trigger,
+    trigger_for_status,
+)
 
 INTERVENE_PREFIX = "\n\n"
 

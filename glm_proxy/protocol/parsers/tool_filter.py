@@ -1,6 +1,6 @@
 """The answer filter that turns the model's call blocks into tool-call deltas.
 
-``ToolCallFilter`` is a ``DeltaFilter`` (see ``glm_proxy.parsers``): text goes
+``ToolCallFilter`` is a ``DeltaFilter`` (see ``glm_proxy.protocol.parsers``): text goes
 through ``CallScanner``; a complete block is parsed, each call validated
 against its tool's schema, and only then emitted as ``ToolCallStart`` +
 ``ToolCallArguments`` (a JSON object), with ``Finished(reason="tool_calls")``.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 import orjson
 
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     ConversationStarted,
     Delta,
     Finished,
@@ -36,10 +36,10 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.parsers import Reask
-from glm_proxy.parsers.tool_defs import ToolConfig
-from glm_proxy.parsers.tool_schema import Toolbox
-from glm_proxy.parsers.toolcalls import CALLS_OPEN, Block, CallScanner, Text, parse_block
+from glm_proxy.protocol.parsers import Reask
+from glm_proxy.protocol.parsers.tool_defs import ToolConfig
+from glm_proxy.protocol.parsers.tool_schema import Toolbox
+from glm_proxy.protocol.parsers.toolcalls import CALLS_OPEN, Block, CallScanner, Text, parse_block
 
 __all__ = ["ToolCallFilter"]
 

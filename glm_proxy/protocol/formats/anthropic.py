@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Delta,
     Finished,
     ReasoningDelta,
@@ -36,8 +36,8 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.formats.openai import CompletionAccumulator
-from glm_proxy.usage import estimate_tokens
+from glm_proxy.protocol.formats.openai import CompletionAccumulator
+from glm_proxy.protocol.usage import estimate_tokens
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import orjson
 
-from glm_proxy.parsers.tool_defs import ToolConfig, ToolSpec
-from glm_proxy.parsers.toolcalls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
+from glm_proxy.protocol.parsers.tool_defs import ToolConfig, ToolSpec
+from glm_proxy.protocol.parsers.toolcalls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
 
 __all__ = [
     "DEFAULT_TEMPLATE",

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from glm_proxy.events import Delta
+from glm_proxy.protocol.events import Delta
 
 __all__ = ["DeltaFilter", "FilterChain", "FilterFactory", "Reask"]
 

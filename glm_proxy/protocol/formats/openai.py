@@ -34,7 +34,7 @@ from typing import Any, Literal
 import orjson
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import (
+from glm_proxy.protocol.events import (
     Citation,
     ConversationStarted,
     Delta,
@@ -46,8 +46,8 @@ from glm_proxy.events import (
     ToolCallArguments,
     ToolCallStart,
 )
-from glm_proxy.sse import DONE, KEEPALIVE
-from glm_proxy.usage import usage_dict
+from glm_proxy.protocol.sse import DONE, KEEPALIVE
+from glm_proxy.protocol.usage import usage_dict
 
 __all__ = [
     "THINK_CLOSE",

@@ -39,10 +39,10 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.events import Delta
-from glm_proxy.formats._responses_builder import ResponseBuilder
-from glm_proxy.formats._responses_items import CUSTOM_INPUT, counter_ids, url_annotations
-from glm_proxy.sse import KEEPALIVE
+from glm_proxy.protocol.events import Delta
+from glm_proxy.protocol.formats._responses_builder import ResponseBuilder
+from glm_proxy.protocol.formats._responses_items import CUSTOM_INPUT, counter_ids, url_annotations
+from glm_proxy.protocol.sse import KEEPALIVE
 
 __all__ = [
     "CUSTOM_INPUT",
