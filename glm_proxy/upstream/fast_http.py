@@ -42,12 +42,11 @@ from glm_proxy.upstream.fast_response import (
     close_quietly,
 )
 
-__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]  # the last three: fast_response
+# BodyBroken, BodyTimeout and FastResponse live in fast_response; offered here with the client.
+__all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]
 
 _poll = get_original("select", "poll")  # a zero-timeout liveness check; never blocks
 _POLLIN = 0x001
-_READ_SIZE = 65536
-_MAX_HEAD = 64 * 1024
 # requests refuses CR/LF in a header value and leading whitespace (utils.check_header_validity)
 _UNSAFE_VALUE = re.compile(r"[\r\n]|\A\s")
 _UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]|\A\Z")
