@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
-import gevent
 from flask import Response, has_request_context, request
 from gevent.queue import Full
 
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.protocol.events import Delta
 from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.answer import AnswerJob
@@ -161,7 +161,10 @@ def _pump(
     state.keepalive_interval = keepalive_interval
     # No timer per wait or per write: the worker's one watch queues QUIET for a
     # pump that waited ``keepalive_interval`` and ends one whose write is stuck.
-    _WATCH.add(state)
+    period = keepalive_interval / 2
+    if stall_timeout:
+        period = min(period, stall_timeout / 4)
+    _WATCH.add(state, period)
     try:
         while True:
             state.waiting_since = time.monotonic()
@@ -271,58 +274,24 @@ def _hang_up(client: socket.socket) -> None:
         dup.close()
 
 
-class _StreamWatch:
-    """One greenlet per worker that times every open stream: keep-alives and stalled clients.
-
-    A pump that has waited ``keepalive_interval`` for its job gets ``QUIET``
-    queued (it then writes the format's keep-alive); one whose write has been
-    pending longer than its stall timeout is ended (``_PumpState.stalled``).
-    One periodic check for all streams instead of a timer armed and cancelled
-    for every wait and every write. The greenlet runs while streams are open.
-    """
-
-    def __init__(self) -> None:
-        self.states: set[_PumpState] = set()
-        self.period = 1.0
-        self._greenlet: gevent.Greenlet | None = None
-
-    def add(self, state: _PumpState) -> None:
-        self.states.add(state)
-        period = state.keepalive_interval / 2
-        if state.stall_timeout:
-            period = min(period, state.stall_timeout / 4)
-        self.period = max(0.001, min(self.period, period))
-        if self._greenlet is None or self._greenlet.dead:
-            self._greenlet = gevent.spawn(self._run)
-
-    def discard(self, state: _PumpState) -> None:
-        self.states.discard(state)
-
-    def _run(self) -> None:
-        while self.states:
-            gevent.sleep(self.period)
-            now = time.monotonic()
-            for state in list(self.states):
-                try:
-                    self._check(state, now)
-                except Exception:  # noqa: BLE001 - the watch must outlive one stream
-                    log.exception("timing a stream failed")
-        self.period = 1.0
-
-    def _check(self, state: _PumpState, now: float) -> None:
-        since = state.writing_since
-        if since is not None and state.stall_timeout and now - since > state.stall_timeout:
-            state.writing_since = None
-            self.states.discard(state)
-            state.stalled()
-            return
-        since = state.waiting_since
-        if since is not None and now - since >= state.keepalive_interval:
-            state.waiting_since = now  # the next one after another interval
-            try:
-                state.job.queue.put_nowait(QUIET)
-            except Full:
-                pass  # items are waiting: the pump is about to write anyway
+def _check_stream(state: _PumpState, now: float) -> None:
+    """The stream watch's look at one pump (see ``_WATCH``)."""
+    since = state.writing_since
+    if since is not None and state.stall_timeout and now - since > state.stall_timeout:
+        state.writing_since = None
+        _WATCH.discard(state)
+        state.stalled()
+        return
+    since = state.waiting_since
+    if since is not None and now - since >= state.keepalive_interval:
+        state.waiting_since = now  # the next one after another interval
+        try:
+            state.job.queue.put_nowait(QUIET)
+        except Full:
+            pass  # items are waiting: the pump is about to write anyway
 
 
-_WATCH = _StreamWatch()
+# Times every open stream of this worker: a pump that has waited ``keepalive_interval``
+# for its job gets ``QUIET`` queued (it then writes the format's keep-alive); one whose
+# write has been pending longer than its stall timeout is ended (``_PumpState.stalled``).
+_WATCH: PeriodicWatch[_PumpState] = PeriodicWatch(_check_stream, "a stream")

@@ -24,7 +24,6 @@ a zero-timeout ``poll`` before reuse, and dropped after ``idle_timeout``.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import ssl
 import time
@@ -41,15 +40,13 @@ from glm_proxy.upstream.fast_response import (
     StaleConnection,
     close_quietly,
 )
+from glm_proxy.upstream.transport import headers_acceptable
 
 # BodyBroken, BodyTimeout and FastResponse live in fast_response; offered here with the client.
 __all__ = ["BodyBroken", "BodyTimeout", "FastHTTP", "FastResponse"]
 
 _poll = get_original("select", "poll")  # a zero-timeout liveness check; never blocks
 _POLLIN = 0x001
-# requests refuses CR/LF in a header value and leading whitespace (utils.check_header_validity)
-_UNSAFE_VALUE = re.compile(r"[\r\n]|\A\s")
-_UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]|\A\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,17 +178,11 @@ class FastHTTP:
         method = method.upper()
         if method == "HEAD" or not (method.isascii() and method.isalpha()):
             return None  # a HEAD response's length would mislead the body parser
-        names = self._names
+        if not headers_acceptable(headers, self._names):
+            return None
         lines = [f"{method} {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"]
         has_encoding = False
         for name, value in headers.items():
-            if name not in names:
-                if type(name) is not str or _UNSAFE_NAME.search(name):
-                    return None
-                if len(names) < 1024:
-                    names.add(name)
-            if type(value) is not str or _UNSAFE_VALUE.search(value):
-                return None
             lower = name.lower()
             if lower in ("host", "content-length", "transfer-encoding"):
                 return None  # an explicit Host or framing: leave that to requests

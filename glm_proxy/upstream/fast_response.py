@@ -7,30 +7,27 @@ early closes it. Failures in the middle of a body are ``requests`` errors
 (``BodyBroken``, ``BodyTimeout``), as ``iter_content`` raises there.
 
 Body reads arm no timer: a read timeout per ``recv`` would create and cancel
-one for every streamed event. Instead one watch per worker (``_BodyReads``)
+one for every streamed event. Instead one watch per worker (``_BODY_READS``)
 closes a connection whose read has waited longer than ``read_timeout``; the
 read then fails and reports the timeout.
 """
 
 from __future__ import annotations
 
-import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import gevent
 import gevent.socket
 import httptools
 import requests
 from requests.structures import CaseInsensitiveDict
 
 from glm_proxy.errors import UpstreamConnectError, UpstreamRetryable
+from glm_proxy.periodic import PeriodicWatch
 
 __all__ = ["BodyBroken", "BodyTimeout", "FastResponse", "StaleConnection", "close_quietly"]
-
-log = logging.getLogger(__name__)
 
 _Cooperative = gevent.socket.socket  # closing one wakes its waiting reader (gevent's hub)
 _READ_SIZE = 65536
@@ -65,8 +62,11 @@ class FastResponse:
         self._release = release  # takes the connection back after a complete response
         self._sock: socket.socket | None = sock
         self.read_timeout = read_timeout
-        self.waiting_since: float | None = None  # a body read is waiting (see _BodyReads)
+        self.waiting_since: float | None = None  # a body read is waiting (see _BODY_READS)
         self._timed_out = False
+        # gevent's socket: closing it wakes its waiting reader, and it can wait for data
+        self._cooperative = isinstance(sock, _Cooperative)
+        self._pending = getattr(sock, "pending", None)  # a TLS socket's decrypted bytes
         self._parser = httptools.HttpResponseParser(self)
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
@@ -143,14 +143,14 @@ class FastResponse:
     def _read_more(self) -> None:
         sock = self._sock
         assert sock is not None
-        watched = self.waiting_since is not None and isinstance(sock, _Cooperative)
-        if self.waiting_since is None and self.read_timeout and isinstance(sock, _Cooperative):
+        first = self.waiting_since is None
+        if first and self._cooperative and self.read_timeout:
             # The body may take long: no timer armed per read; the watch times the waits.
             sock.settimeout(None)
-            _BODY_READS.add(self)
+            _BODY_READS.add(self, min(1.0, max(0.01, self.read_timeout / 4)))
         self.waiting_since = time.monotonic()
         try:
-            if watched and not _buffered(sock):
+            if not first and self._cooperative and not (self._pending and self._pending()):
                 # The last read emptied the socket and the next event is usually some
                 # milliseconds away: wait for it first instead of a recv that fails
                 # with EAGAIN (a syscall and an exception per event) and then waiting.
@@ -218,44 +218,16 @@ def close_quietly(sock: socket.socket) -> None:
         pass
 
 
-def _buffered(sock: socket.socket) -> bool:
-    """Decrypted bytes a TLS socket already holds (its descriptor may not be readable)."""
-    pending = getattr(sock, "pending", None)
-    return bool(pending()) if pending is not None else False
+def _check_read(response: FastResponse, now: float) -> None:
+    """The read watch's look at one response: close it when its read waited too long."""
+    since, limit = response.waiting_since, response.read_timeout
+    if since is not None and limit and now - since > limit:
+        _BODY_READS.discard(response)
+        response._timed_out = True
+        sock = response._sock
+        if sock is not None:
+            close_quietly(sock)  # the waiting recv fails: reported as the timeout
 
 
-class _BodyReads:
-    """Times the body reads of every streaming response of this worker (one greenlet)."""
-
-    def __init__(self) -> None:
-        self.responses: set[FastResponse] = set()
-        self._greenlet: gevent.Greenlet | None = None
-
-    def add(self, response: FastResponse) -> None:
-        self.responses.add(response)
-        if self._greenlet is None or self._greenlet.dead:
-            self._greenlet = gevent.spawn(self._run)
-
-    def discard(self, response: FastResponse) -> None:
-        self.responses.discard(response)
-
-    def _run(self) -> None:
-        while self.responses:
-            shortest = min((r.read_timeout or 1.0 for r in self.responses), default=1.0)
-            gevent.sleep(min(1.0, max(0.01, shortest / 4)))
-            now = time.monotonic()
-            for response in list(self.responses):
-                since = response.waiting_since
-                if (
-                    since is not None
-                    and response.read_timeout
-                    and now - since > response.read_timeout
-                ):
-                    self.responses.discard(response)
-                    response._timed_out = True
-                    sock = response._sock
-                    if sock is not None:
-                        close_quietly(sock)  # the waiting recv fails: reported as the timeout
-
-
-_BODY_READS = _BodyReads()
+# Times the body reads of every streaming response of this worker.
+_BODY_READS: PeriodicWatch[FastResponse] = PeriodicWatch(_check_read, "an upstream read")

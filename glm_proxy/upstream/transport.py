@@ -86,14 +86,20 @@ class LeanSender:
         return result
 
     def _headers_ok(self, headers: dict[str, str]) -> bool:
-        names = self._names
-        for name in headers:
-            if name not in names:
-                if not isinstance(name, str) or not name or _UNSAFE_NAME.search(name):
-                    return False
-                if len(names) < _MAX_URLS:
-                    names.add(name)
-        values = headers.values()
-        if not all(type(v) is str for v in values):
-            return False
-        return _UNSAFE_VALUES.search("\x01".join(values)) is None
+        return headers_acceptable(headers, self._names)
+
+
+def headers_acceptable(headers: dict[str, str], known_names: set[str]) -> bool:
+    """Whether ``requests`` would accept these headers (names and values ``str``, no CR/LF,
+    no leading whitespace). ``known_names`` caches names already found acceptable; it is
+    shared with the lean HTTP client (``fast_http``), which sends only what passes here."""
+    for name in headers:
+        if name not in known_names:
+            if not isinstance(name, str) or not name or _UNSAFE_NAME.search(name):
+                return False
+            if len(known_names) < _MAX_URLS:
+                known_names.add(name)
+    values = headers.values()
+    if not all(type(v) is str for v in values):
+        return False
+    return _UNSAFE_VALUES.search("\x01".join(values)) is None
