@@ -18,6 +18,23 @@ format shares, so it is written once:
   not returned after ``STREAM_STALL_TIMEOUT`` ends the answer (the upstream
   answer is stopped and its conversation deleted) and closes the connection.
 
+Writes: behind gunicorn on HTTP/1.1 the pump writes the chunked frames to
+the connection itself (``direct``) after the server has sent the head: the
+server's write path (its chunk framing, and gevent's ``sendall``, which asks
+the kernel for the send buffer size before every write) costs more than the
+event it carries. The server still ends the body (the last chunk) and handles
+a failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
+the pump yields its bytes to the server as usual.
+
+Direct delivery: in that mode, while the pump waits on an empty queue it lends
+the job a sink (``_PumpState.write_deltas``), and the producer writes each
+upstream read's deltas itself; waking the pump for every event (a queue put,
+two greenlet switches) cost more than the rest of the event's trip. One
+writer at a time: the sink is lent only while the pump waits, the pump writes
+no keep-alive while a producer write is pending, and a failed or interrupted
+write (``broken``) ends the stream (``ClientGone`` in the producer, a failed
+write for the server).
+
 A format is a ``Wire``: an object that turns the answer into bytes (``open``,
 ``feed``, ``finish``, ``error``, ``keepalive``) and folds a non-stream answer
 (``collect``). It is pure; it never sees the job or Flask.
@@ -25,6 +42,7 @@ A format is a ``Wire``: an object that turns the answer into bytes (``open``,
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 import time
@@ -34,10 +52,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flask import Response, has_request_context, request
 from gevent.queue import Full
 
+from glm_proxy.api._chunked import hang_up, send_chunk, server_frames_chunks
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.protocol.events import Delta
-from glm_proxy.services.aborts import ClientStalled
+from glm_proxy.services.aborts import ClientGone, ClientStalled
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.job_queue import QUIET, Failure, JobDone
 from glm_proxy.web import json_response
@@ -144,7 +163,8 @@ def pump(
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
             except OSError:
                 pass
-    return _pump(job, wire, keepalive_interval, record, stall_timeout, client)
+    direct = client if client is not None and server_frames_chunks() else None
+    return _pump(job, wire, keepalive_interval, record, stall_timeout, client, direct)
 
 
 def _pump(
@@ -154,6 +174,7 @@ def _pump(
     record: RequestRecord,
     stall_timeout: float | None,
     client: socket.socket | None,
+    direct: socket.socket | None = None,
 ) -> Iterator[bytes]:
     state = _PumpState(job, wire, record)
     state.client = client
@@ -165,15 +186,30 @@ def _pump(
     if stall_timeout:
         period = min(period, stall_timeout / 4)
     _WATCH.add(state, period)
+    state.direct = direct
+    # The producer may write deltas itself while the pump waits (AnswerJob's sink).
+    lend = direct is not None and getattr(job, "direct_delivery", False)
     try:
+        if direct is not None:
+            yield b""  # the server sends the head (an empty chunk is not written)
         while True:
             state.waiting_since = time.monotonic()
+            if lend and state.opened:
+                job.sink = state.write_deltas
             item = job.next_item()
+            job.sink = None
             state.waiting_since = None
+            if state.broken:
+                _end_broken(state)
             if item is QUIET:
-                state.writing_since = time.monotonic()
-                yield wire.keepalive()
-                state.writing_since = None
+                if state.writing_since is not None:
+                    continue  # the producer is writing: no keep-alive needed
+                if direct is not None:
+                    state.write(wire.keepalive())
+                else:
+                    state.writing_since = time.monotonic()
+                    yield wire.keepalive()
+                    state.writing_since = None
                 continue
             out: list[bytes] = []
             done = state.render(item, out)
@@ -183,12 +219,16 @@ def _pump(
                     break
                 if ready is not QUIET:
                     done = state.render(ready, out)
-            state.writing_since = time.monotonic()
-            yield b"".join(out)
-            state.writing_since = None
+            if direct is not None:
+                state.write(b"".join(out))
+            else:
+                state.writing_since = time.monotonic()
+                yield b"".join(out)
+                state.writing_since = None
             if done:
                 return
     finally:
+        job.sink = None
         _WATCH.discard(state)
         job.cancel()
 
@@ -205,6 +245,8 @@ class _PumpState:
         "keepalive_interval",
         "waiting_since",
         "writing_since",
+        "direct",
+        "broken",
         "__weakref__",
     )
 
@@ -219,6 +261,8 @@ class _PumpState:
         self.keepalive_interval = 5.0
         self.waiting_since: float | None = None  # the pump waits for the job's next item
         self.writing_since: float | None = None  # the server writes what the pump yielded
+        self.direct: socket.socket | None = None  # the connection the pump frames chunks on
+        self.broken = False  # a direct write failed or was cut short: write nothing more
 
     def stalled(self) -> None:
         """The client has not taken the last write for too long: end the answer, hang up."""
@@ -227,7 +271,35 @@ class _PumpState:
         _note_account(self.job, self.record)
         self.job.abort(ClientStalled("the client stopped reading the answer"))
         if self.client is not None:
-            _hang_up(self.client)
+            hang_up(self.client)
+
+    def write(self, data: bytes) -> None:
+        """One direct write (pump or producer); the watch sees it pending."""
+        self.writing_since = time.monotonic()
+        try:
+            send_chunk(self.direct, data)  # type: ignore[arg-type] - direct mode only
+        except BaseException:
+            self.broken = True  # maybe half a frame went out: the stream is over
+            raise
+        finally:
+            self.writing_since = None
+
+    def write_deltas(self, deltas: list[Any]) -> None:
+        """The sink lent to the job: runs in the producer, while the pump waits.
+
+        Raises ``ClientGone`` when the connection failed (now or before).
+        """
+        if self.broken:
+            raise ClientGone("the client connection failed")
+        out: list[bytes] = []
+        for delta in deltas:
+            self.render(delta, out)
+        try:
+            self.write(b"".join(out))
+        except OSError:
+            raise ClientGone("the client closed the connection") from None
+        if self.waiting_since is not None:
+            self.waiting_since = time.monotonic()  # data went out: no keep-alive due
 
     def render(self, item: Any, out: list[bytes]) -> bool:
         """Append the bytes for one queue item; True when the answer is over."""
@@ -250,28 +322,18 @@ class _PumpState:
         return False
 
 
+def _end_broken(state: _PumpState) -> None:
+    """A direct write failed (or was cut short): hang up, and end as a failed write does."""
+    if state.record.error is None:
+        state.record.error = ClientGone.code
+    if state.client is not None:
+        hang_up(state.client)
+    raise OSError(errno.EPIPE, "the client connection failed while the answer was written")
+
+
 def _note_account(job: AnswerJob, record: RequestRecord) -> None:
     if job.account is not None:
         record.account = job.account.fingerprint
-
-
-def _hang_up(client: socket.socket) -> None:
-    """Shut the connection down so the write pending on it fails at once (EPIPE).
-
-    Through a duplicate descriptor: gevent's own ``shutdown`` would cancel the
-    writer with EBADF, which the server logs as an error; the kernel-level
-    shutdown ends it the way a vanished client does.
-    """
-    try:
-        dup = socket.fromfd(client.fileno(), socket.AF_INET, socket.SOCK_STREAM)
-    except OSError:
-        return
-    try:
-        dup.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    finally:
-        dup.close()
 
 
 def _check_stream(state: _PumpState, now: float) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from glm_proxy.errors import GLMProxyError, ServiceUnavailable
 
-__all__ = ["ClientStalled", "ServerRestarting"]
+__all__ = ["ClientGone", "ClientStalled", "ServerRestarting"]
 
 
 class ClientStalled(GLMProxyError):
@@ -20,6 +20,18 @@ class ClientStalled(GLMProxyError):
     status = 408
     openai_type = "timeout_error"
     code = "client_stalled"
+
+
+class ClientGone(GLMProxyError):
+    """Writing the answer to the client failed (it hung up): nobody is left to tell.
+
+    Raised in the producer when it wrote to the client itself (the pump's sink);
+    the pump then ends the response as a failed write would.
+    """
+
+    status = 400
+    openai_type = "invalid_request_error"
+    code = "client_disconnected"
 
 
 class ServerRestarting(ServiceUnavailable):

@@ -21,6 +21,13 @@ arrives here as ``cancel()`` stopping the producer):
 
 One attempt (lease, request, translate, filter, hand over, clean up) is an
 ``Attempt`` (``services.producer``); the job drives attempts and the queue.
+
+Direct delivery: while a streaming pump waits on an empty queue it may lend
+the job a ``sink``, a function that writes deltas to the client itself. The
+producer then hands each upstream read's deltas to the sink in one call
+(``flush``) instead of queueing them one by one for the pump to wake up for;
+the last item (``JobDone``/``Failure``) always goes through the queue. Order
+is kept: deltas go to the sink only when nothing is queued before them.
 """
 
 from __future__ import annotations
@@ -87,6 +94,8 @@ class AnswerRequest:
 
 
 class AnswerJob(QueuedItems):
+    direct_delivery = True
+
     def __init__(
         self, services: Services, candidates: tuple[Account, ...], request: AnswerRequest
     ) -> None:
@@ -107,6 +116,9 @@ class AnswerJob(QueuedItems):
         self.attempts = 0
         self._greenlet: gevent.Greenlet | None = None
         self._peeked: Any = None
+        # The pump's direct writer while it waits on an empty queue (see the docstring).
+        self.sink: Callable[[list[Any]], None] | None = None
+        self._unsent: list[Any] = []  # deltas of the current upstream read, for flush()
         self._leased = Event()  # set once an account is leased (or the job ended)
         self._attempt: Attempt | None = None  # the attempt in progress, if any
         self._cancelled = False
@@ -202,9 +214,36 @@ class AnswerJob(QueuedItems):
     def put(self, item: Any) -> None:
         """Queue an item for the client; waits while the queue is full (backpressure).
 
+        With a sink lent and nothing queued, the item is kept for ``flush()``
+        instead (it is written with the rest of the same upstream read).
+
         Raises ``ClientStalled`` when nothing was taken for twice
         ``STREAM_STALL_TIMEOUT`` (the pump's watch acts first, after one).
         """
+        if self._unsent or (self.sink is not None and not self.queue.qsize()):
+            self._unsent.append(item)
+            return
+        self._enqueue(item)
+
+    def flush(self) -> None:
+        """Deliver the kept deltas: to the sink if it is still lent, else to the queue.
+
+        The producer calls it after each upstream read, before it waits again.
+        A sink's write may block (a slow client: backpressure) or raise
+        ``ClientGone``; either way the deltas are no longer kept.
+        """
+        unsent = self._unsent
+        if not unsent:
+            return
+        self._unsent = []
+        sink = self.sink
+        if sink is not None and not self.queue.qsize():
+            sink(unsent)
+            return
+        for item in unsent:
+            self._enqueue(item)
+
+    def _enqueue(self, item: Any) -> None:
         try:
             self.queue.put(item, timeout=self.stall_timeout)
         except Full:
@@ -212,6 +251,10 @@ class AnswerJob(QueuedItems):
 
     def _put_final(self, item: Any) -> None:
         """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it."""
+        try:
+            self.flush()  # normally nothing: the attempt flushed after its last read
+        except Exception:  # noqa: BLE001 - the client is gone; the final item says why
+            self._unsent = []
         try:
             self.queue.put(item, timeout=self.stall_timeout)
         except Full:

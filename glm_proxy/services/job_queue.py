@@ -48,6 +48,9 @@ class QueuedItems:
 
     queue: Queue
     _peeked: Any
+    # The producer writes through a sink the pump lends while it waits (AnswerJob).
+    direct_delivery = False
+    sink: Any = None
 
     def next_item(self, timeout: float | None = None) -> Any:
         """The next delta, ``Failure``, ``JobDone``, or ``QUIET`` after ``timeout`` seconds."""

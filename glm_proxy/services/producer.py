@@ -47,6 +47,8 @@ class Job(Protocol):
 
     def put(self, item: Any) -> None: ...
 
+    def flush(self) -> None: ...
+
 
 class Attempt:
     """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
@@ -88,6 +90,7 @@ class Attempt:
         self.completed = True
         if not self.committed:
             self._commit()  # a buffered (or fully held) answer, complete: hand it over
+        self.job.flush()
 
     def _reask(self, reask: Reask) -> None:
         """Prompt once more in the same conversation; the first try never reached the client."""
@@ -127,6 +130,7 @@ class Attempt:
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
                 self._feed(translator, event)
+            job.flush()  # this read's deltas go out together, before the next wait
             if self.answered:
                 break  # a filter ended the answer (stop string, length): read no further
         else:

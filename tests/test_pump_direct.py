@@ -1,0 +1,143 @@
+"""The pump writing chunk frames itself, and the producer writing through the pump's sink.
+
+The job is a real ``AnswerJob`` whose producer never runs: the test plays the
+producer (``put``/``flush`` in a greenlet) and reads the raw chunked bytes
+from the other end of a (gevent) socket pair, so order, framing, keep-alives and a
+failed connection are seen exactly as a client would see them.
+"""
+
+from __future__ import annotations
+
+import errno
+
+import gevent
+import pytest
+from gevent import socket
+
+from glm_proxy.api import _streaming
+from glm_proxy.api._streaming import _pump
+from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.events import Finished, TextDelta
+from glm_proxy.services.aborts import ClientGone
+from glm_proxy.services.job_queue import JobDone
+from tests.test_pump import HandFedJob, wire
+
+
+def read_chunks(sock: socket.socket, until: bytes, timeout: float = 5.0) -> list[bytes]:
+    """Chunk payloads from raw chunked bytes, until one contains ``until``."""
+    sock.settimeout(timeout)
+    buf, chunks = b"", []
+    while not chunks or until not in chunks[-1]:
+        while b"\r\n" not in buf:
+            buf += sock.recv(65536)
+        line, _, buf = buf.partition(b"\r\n")
+        size = int(line, 16)
+        while len(buf) < size + 2:
+            buf += sock.recv(65536)
+        assert buf[size : size + 2] == b"\r\n", "a chunk is not followed by CRLF"
+        chunks.append(buf[:size])
+        buf = buf[size + 2 :]
+    return chunks
+
+
+@pytest.fixture
+def pair():
+    server, client = socket.socketpair()
+    yield server, client
+    server.close()
+    client.close()
+
+
+def start(job, server, keepalive: float = 5.0, record: RequestRecord | None = None):
+    gen = _pump(job, wire(), keepalive, record or RequestRecord(), 5.0, server, server)
+    assert next(gen) == b""  # the head is the server's: the pump yields nothing else
+    runner = gevent.spawn(list, gen)
+    return runner
+
+
+def test_producer_writes_through_the_sink_in_order_and_the_pump_ends_the_answer(pair):
+    server, client = pair
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))  # before the sink: the pump writes it (and opens)
+    runner = start(job, server)
+    first = read_chunks(client, b'"a"')
+    assert b'"role":"assistant"' in first[0] and b'"content":"a"' in first[-1]
+    gevent.sleep(0.01)
+    assert job.sink is not None  # lent while the pump waits on an empty queue
+
+    job.put(TextDelta("b"))
+    job.put(TextDelta("c"))
+    assert job.queue.qsize() == 0  # kept for flush(), not queued
+    job.flush()  # the producer writes both, in one chunk
+    (both,) = read_chunks(client, b'"c"')
+    assert both.index(b'"content":"b"') < both.index(b'"content":"c"')
+
+    job.put(Finished("stop"))
+    job._put_final(JobDone())  # the last item always goes through the queue
+    rest = read_chunks(client, b"[DONE]")
+    assert b'"finish_reason":"stop"' in b"".join(rest)
+    runner.join(timeout=5)
+    assert runner.successful() and job.sink is None
+
+
+def test_a_failed_producer_write_is_client_gone_and_the_pump_hangs_up(pair):
+    server, client = pair
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    record = RequestRecord()
+    runner = start(job, server, record=record)
+    read_chunks(client, b'"a"')
+    gevent.sleep(0.01)
+    client.close()  # the client hangs up
+    job.put(TextDelta("b" * 300_000))  # more than the kernel buffers: the write fails
+    with pytest.raises(ClientGone):
+        job.flush()
+    with pytest.raises(ClientGone):  # and stays failed
+        job.sink([TextDelta("c")])
+    job._put_final(JobDone())
+    runner.join(timeout=5)
+    assert isinstance(runner.exception, OSError) and runner.exception.errno == errno.EPIPE
+    assert record.error == "client_disconnected"
+    assert job.cancels == 1
+
+
+def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch):
+    server, client = pair
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    runner = start(job, server, keepalive=0.05)
+    read_chunks(client, b'"a"')
+    gevent.sleep(0.01)
+    sink = job.sink
+    writes: list[bytes] = []
+    real = _streaming.send_chunk
+
+    def slow_send(sock, data):
+        writes.append(data)
+        if b'"content":"b"' in data:
+            gevent.sleep(0.3)  # several keep-alive intervals inside one write
+        real(sock, data)
+
+    monkeypatch.setattr(_streaming, "send_chunk", slow_send)
+    sink([TextDelta("b")])
+    assert [w for w in writes if w.startswith(b":")] == []
+    job._put_final(JobDone())
+    chunks = read_chunks(client, b"[DONE]")
+    assert not any(c.startswith(b":") for c in chunks[: len(chunks) - 1] if b'"b"' in c)
+    runner.join(timeout=5)
+    assert runner.successful()
+
+
+def test_the_sink_is_not_lent_before_the_answer_opens(pair):
+    server, client = pair
+    job = HandFedJob()
+    runner = start(job, server)
+    gevent.sleep(0.05)
+    assert job.sink is None  # nothing written yet: the pump decides the opening
+    job.put(TextDelta("a"))
+    job.flush()
+    job._put_final(JobDone())
+    chunks = read_chunks(client, b"[DONE]")
+    assert b'"role":"assistant"' in chunks[0]
+    runner.join(timeout=5)
+    assert runner.successful()
