@@ -22,11 +22,12 @@ from glm_proxy.protocol.events import (
 )
 from glm_proxy.protocol.formats.openai import (
     ChatStreamFormatter,
+    ChatWire,
     CompletionAccumulator,
     ReasoningStyle,
     build_completion,
 )
-from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.sse import SSEDecoder, decode_json, encode_event
 from glm_proxy.protocol.translate import translate_all
 from glm_proxy.protocol.usage import estimate_tokens, usage_dict
 
@@ -132,6 +133,13 @@ def test_think_tags_open_once_and_close_before_the_answer() -> None:
     assert f.feed(Finished("stop")) == [chunk({}, "stop")]
 
 
+def test_empty_answer_text_leaves_the_think_block_open() -> None:
+    f = fmt("think_tags")
+    f.feed(ReasoningDelta("想"))
+    assert f.feed(TextDelta("")) == []
+    assert f.feed(ReasoningDelta("还在想")) == [chunk({"content": "还在想"})]
+
+
 def test_think_tags_closed_at_finish_when_no_answer_text() -> None:
     f = fmt("think_tags")
     f.feed(ReasoningDelta("想"))
@@ -157,6 +165,31 @@ def test_only_the_finish_chunk_has_an_empty_delta(name: str, style: ReasoningSty
         assert (choice["delta"] == {}) == (choice["finish_reason"] is not None)
         assert all(v for v in choice["delta"].values())  # no empty content either
     assert sum(c["choices"][0]["finish_reason"] is not None for c in rest) == 1
+
+
+TRICKY = 'quote " backslash \\ newline \n tab \t nul \x00 </script> \u2028 🚀 中文'
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_chat_wire_bytes_are_the_formatter_chunks_encoded(name: str, style: ReasoningStyle) -> None:
+    """ChatWire splices answer text into pre-encoded bytes; they must be the chunks' JSON."""
+    *body, end = SAMPLES[name]
+    deltas = [*body, TextDelta(""), TextDelta(TRICKY), end]
+    if style == "think_tags":
+        deltas = [ReasoningDelta("先想"), *deltas]  # the answer text closes the <think>
+    wire = ChatWire(
+        model="glm-4",
+        created=1700000000,
+        prompt_text="q",
+        response_id=lambda: "chatcmpl-1",
+        reasoning_style=style,
+    )
+    f = fmt(style)
+    assert wire.open() == encode_event(f.first_chunk())
+    for delta in deltas:
+        assert wire.feed(delta) == b"".join(encode_event(c) for c in f.feed(delta))
+    assert wire.acc.text == CompletionAccumulator().feed_all(deltas).text
 
 
 # -- non-stream, and agreement with the stream -------------------------------------------

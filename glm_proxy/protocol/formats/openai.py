@@ -98,11 +98,8 @@ class ChatStreamFormatter:
         ``ChatWire`` wraps them in a pre-encoded envelope; ``feed`` in dicts.
         """
         if isinstance(delta, TextDelta):
-            if not delta.text:
-                return []
-            content = self._close_think() + delta.text
-            self._text_started = True
-            return [({"content": content}, None)]
+            content = self.content(delta.text)
+            return [({"content": content}, None)] if content else []
         if isinstance(delta, ReasoningDelta):
             return self._reasoning(delta.text)
         if isinstance(delta, ToolCallStart):
@@ -123,6 +120,17 @@ class ChatStreamFormatter:
         if isinstance(delta, Finished):
             return [*self._closing(), ({}, delta.reason)]
         return []
+
+    def content(self, text: str) -> str:
+        """The ``delta.content`` for answer text ("": no chunk); closes an open ``<think>``.
+
+        The one rule for a ``TextDelta``, shared by :meth:`pieces` and ``ChatWire``,
+        which encodes the string into its pre-encoded chunk without building a dict.
+        """
+        if not text:
+            return ""
+        self._text_started = True
+        return self._close_think() + text if self._think_open else text
 
     def _closing(self) -> list[tuple[dict[str, Any], str | None]]:
         closing = self._close_think()
@@ -270,7 +278,8 @@ class ChatWire:
 
     Every chunk of one completion shares its envelope (id, created, model), so
     the envelope is encoded once, at ``open()``; a delta costs one small
-    ``orjson.dumps`` of its own ``delta`` object.
+    ``orjson.dumps`` of its own ``delta`` object, answer text (most deltas) only
+    that of its string, spliced into ``{"content":...}``.
     """
 
     def __init__(
@@ -295,6 +304,7 @@ class ChatWire:
         self.usage: dict[str, Any] | None = None
         self._formatter: ChatStreamFormatter | None = None
         self._head = b""
+        self._content_head = b""  # _head + '{"content":'
 
     def open(self) -> bytes:
         f = self._formatter = ChatStreamFormatter(
@@ -302,10 +312,17 @@ class ChatWire:
         )
         choice = b',"choices":[{"index":%d,"delta":' % self.index
         self._head = b"data: " + orjson.dumps(f._base())[:-1] + choice
+        self._content_head = self._head + b'{"content":'
         return self._encode({"role": "assistant", "content": ""}, None)
 
     def feed(self, delta: Delta) -> bytes:
         self.acc.feed(delta)
+        if isinstance(delta, TextDelta):
+            # the bytes _encode({"content": content}, None) gives, without the dict
+            content = self._formatter.content(delta.text)  # type: ignore[union-attr]
+            if not content:
+                return b""
+            return self._content_head + orjson.dumps(content) + _CONTENT_TAIL
         pieces = self._formatter.pieces(delta)  # type: ignore[union-attr] - open() came first
         if not pieces:
             return b""
@@ -343,4 +360,5 @@ class ChatWire:
 
 
 _TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_CONTENT_TAIL = b"}" + _TAIL  # closes {"content":...}
 _TAIL_FINISH = b',"logprobs":null,"finish_reason":"%s"}]}\n\n'
