@@ -6,6 +6,8 @@ Also covers ``glm_proxy.protocol.usage`` (the ``usage`` object both paths attach
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from glm_proxy.protocol.formats.openai import (
 )
 from glm_proxy.protocol.sse import SSEDecoder, decode_json, encode_event
 from glm_proxy.protocol.translate import translate_all
-from glm_proxy.protocol.usage import estimate_tokens, usage_dict
+from glm_proxy.protocol.usage import _WIDE, estimate_tokens, usage_dict
 
 STYLES: tuple[ReasoningStyle, ...] = ("reasoning_content", "think_tags", "hidden")
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -286,6 +288,25 @@ def test_recorded_intervene_finishes_with_content_filter() -> None:
 )
 def test_estimate_tokens(text: str, tokens: int) -> None:
     assert estimate_tokens(text) == tokens
+
+
+def test_estimate_counts_exactly_the_wide_characters_of_the_pattern() -> None:
+    """The code-unit count agrees with ``_WIDE`` on every code point and on mixtures."""
+    for code in range(0x110000):
+        char = chr(code)
+        wide = _WIDE.match(char) is not None
+        assert estimate_tokens(char * 8) == (8 if wide else 2), hex(code)
+    runs = re.compile(_WIDE.pattern + "+")
+    rng = random.Random(7)
+    edges = [0x2FFF, 0x3000, 0x30FF, 0x3100, 0x4DBF, 0x4DC0, 0x9FFF, 0xA000, 0xD7AF, 0xD7B0]
+    edges += [0xD800, 0xDFFF, 0xFFEF, 0xFFF0, 0x1F680, 0x1FFFF, 0x20000, 0x3134F, 0x31350]
+    for _ in range(3000):
+        text = "".join(
+            chr(rng.choice([rng.choice(edges), rng.randrange(0x110000), rng.randrange(128)]))
+            for _ in range(rng.randint(1, 40))
+        )
+        wide = sum(map(len, runs.findall(text)))
+        assert estimate_tokens(text) == max(1, wide + (len(text) - wide + 3) // 4), text
 
 
 def test_usage_dict_counts_reasoning_inside_completion() -> None:
