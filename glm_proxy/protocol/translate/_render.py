@@ -73,7 +73,7 @@ class CitationBook:
     def __init__(self) -> None:
         self.cited: dict[str, Citation] = {}  # url -> citation
         self.consulted: dict[str, Source] = {}  # url -> every source the upstream found
-        self._new: list[Citation] = []
+        self.new: list[Citation] = []  # cited since the last take_new(); read per event
 
     def consult(self, source: Source | None) -> None:
         if source is not None and source.url not in self.consulted:
@@ -84,17 +84,12 @@ class CitationBook:
         if citation is None:
             citation = Citation(len(self.cited) + 1, source.title, source.url)
             self.cited[source.url] = citation
-            self._new.append(citation)
+            self.new.append(citation)
         return citation
-
-    @property
-    def has_new(self) -> bool:
-        """True when :meth:`take_new` has something (most events cite nothing new)."""
-        return bool(self._new)
 
     def take_new(self) -> list[Citation]:
         """Citations made since the last call (each is announced once)."""
-        new, self._new = self._new, []
+        new, self.new = self.new, []
         return new
 
     def sources_list(self, include_uncited: bool = False) -> str:
@@ -339,11 +334,14 @@ def _cached_marked(item: Item, closed: bool, replace: Replace) -> str:
         if raw.find("t", start) < 0 and raw.find("【", start) < 0:
             # every marker and every held tail starts with "【" or "t": all of it is final
             # (what render_marked returns too, without its searches)
-            item.done_out += raw[start:]
+            item.done_out = raw if item.verbatim else item.done_out + raw[start:]
             item.done_raw = len(raw)
         else:
-            out, item.done_raw = render_marked(raw, closed, replace, start, item.done_out[-1:])
+            out, end = render_marked(raw, closed, replace, start, item.done_out[-1:])
+            if item.verbatim and out != raw[start:end]:
+                item.verbatim = False
             item.done_out += out
+            item.done_raw = end
         item.rendered_key = key
     return item.done_out
 

@@ -78,7 +78,9 @@ class Item:
 
     ``done_raw``/``done_out`` belong to the renderer: ``value[:done_raw]`` renders to
     ``done_out`` for good, so a growing text is rendered incrementally. They are
-    reset when the value changes other than by growing.
+    reset when the value changes other than by growing. ``verbatim``: ``done_out``
+    is ``value[:done_raw]`` unchanged (no marker so far), so a value that renders
+    unchanged to its end is its own rendering, without copying it.
     """
 
     kind: str
@@ -88,6 +90,7 @@ class Item:
     version: int = 0
     done_raw: int = 0
     done_out: str = ""
+    verbatim: bool = True
     rendered_key: tuple[int, bool] | None = None
 
     def set_value(self, value: str) -> bool:
@@ -95,7 +98,7 @@ class Item:
         if value == self.value:
             return False
         if not value.startswith(self.value):
-            self.done_raw, self.done_out = 0, ""
+            self.done_raw, self.done_out, self.verbatim = 0, "", True
         self.value = value
         return True
 
@@ -131,7 +134,8 @@ class Segment:
         ordinals: dict[str, int] = {}
         for raw in part.get("content") or ():
             kind = raw.get("type")
-            if kind not in VALUE_FIELDS and kind != "image":
+            value_field = VALUE_FIELDS.get(kind)
+            if value_field is None and kind != "image":
                 continue  # quote_result, tool_calls, tool_result, browser_result, unknown...
             if tool_part and kind in _TOOL_HIDDEN_KINDS:
                 continue  # server-side tool chatter is not the answer
@@ -147,7 +151,7 @@ class Segment:
             if kind == "image":
                 changed = _union(item.urls, _image_urls(raw.get("image")))
             else:
-                value = raw.get(VALUE_FIELDS[kind])
+                value = raw.get(value_field)
                 if not isinstance(value, str) or value == item.value:
                     changed = False
                 elif value.startswith(item.value):  # a cumulative snapshot (merge rule 2)

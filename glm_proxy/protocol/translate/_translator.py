@@ -186,7 +186,7 @@ class Translator:
             out.append(ReasoningDelta(reasoning[len(self.sent_reasoning) :]))
             self.sent_reasoning = reasoning
         book = self._renderer.book
-        if book.has_new:
+        if book.new:
             out.extend(book.take_new())
         for url in rendering.images:
             if url not in self._announced_images:
