@@ -178,9 +178,12 @@ class ChatStreamFormatter:
 
 @dataclass
 class CompletionAccumulator:
-    """Folds deltas into a whole answer (non-stream responses, usage counting)."""
+    """Folds deltas into a whole answer (non-stream responses, usage counting).
 
-    text: str = ""
+    The answer text is kept as pieces and joined when read (usually once, at the
+    end): appending each delta to one string would copy the whole answer per delta.
+    """
+
     reasoning: str = ""
     leading_reasoning: str = ""  # reasoning that arrived before the first answer text
     finish_reason: FinishReason | None = None
@@ -192,6 +195,15 @@ class CompletionAccumulator:
     stop_sequence: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI message.tool_calls
     _calls: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)  # by index
+    _text: list[str] = field(default_factory=list, repr=False)  # non-empty pieces
+
+    @property
+    def text(self) -> str:
+        """The answer text so far."""
+        pieces = self._text
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0] if pieces else ""
 
     @property
     def tool_arguments(self) -> str:
@@ -200,10 +212,11 @@ class CompletionAccumulator:
 
     def feed(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
-            self.text += delta.text
+            if delta.text:
+                self._text.append(delta.text)
         elif isinstance(delta, ReasoningDelta):
             self.reasoning += delta.text
-            if not self.text:
+            if not self._text:
                 self.leading_reasoning += delta.text
         elif isinstance(delta, ToolCallArguments):
             call = self._calls.get(delta.index)
