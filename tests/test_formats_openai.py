@@ -208,6 +208,20 @@ def test_accumulator_folds_every_delta() -> None:
     assert (acc.conversation_id, acc.message_id) == ("c1", "m1")
 
 
+def test_accumulator_text_reads_the_same_between_and_after_deltas() -> None:
+    acc = CompletionAccumulator()
+    for delta in (ReasoningDelta("想"), TextDelta(""), ReasoningDelta("再想")):
+        acc.feed(delta)
+    assert (acc.text, acc.leading_reasoning) == ("", "想再想")  # empty text starts nothing
+    acc.feed(TextDelta("一"))
+    assert acc.text == "一"
+    for delta in (TextDelta("二"), TextDelta("三"), ReasoningDelta("后")):
+        acc.feed(delta)
+    assert (acc.text, acc.leading_reasoning) == ("一二三", "想再想")
+    acc.feed(TextDelta("四"))
+    assert acc.text == acc.text == "一二三四"
+
+
 def test_build_completion_shape() -> None:
     acc = CompletionAccumulator().feed_all(THINK_THEN_TEXT)
     body = build_completion("chatcmpl-1", "glm-4", 1700000000, acc, USAGE, "reasoning_content")
