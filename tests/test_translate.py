@@ -1011,3 +1011,13 @@ def test_shortcuts_equal_full_render_on_recordings(name: str) -> None:
     stream = [decode_json(e) for e in decoder.feed(data) + decoder.finish() if e.data]
     for options in SHORTCUT_OPTIONS:
         assert feed_both(stream, options) > 0
+
+
+def test_an_update_failing_midway_makes_the_next_event_render_in_full() -> None:
+    grown = [frame_part("a", [{"type": "text", "text": "晴 turn0 好"}])]
+    broken = _event([*grown, frame_part("b", [], role=["not", "hashable"])])
+    for translator in (Translator(), FullRender()):
+        translator.feed(_event([frame_part("a", HELD)]))
+        with pytest.raises(TypeError):
+            translator.feed(broken)  # part "a" grew before part "b" failed
+        assert translator.feed(_event([])) == [TextDelta("turn0 好")]

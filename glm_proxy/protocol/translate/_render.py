@@ -250,6 +250,10 @@ class Renderer:
         last.answer = _append(head, self.separator, block) if head else block
         return last
 
+    def forget(self) -> None:
+        """Segments changed without a report of what: the next render is a full one."""
+        self._last = None
+
     def _resolve(self, m: re.Match[str]) -> Source | None:
         number = m.group(1)
         if number is not None:

@@ -140,15 +140,19 @@ class Translator:
             raise _error(event)
         change: Item | bool = False  # as Segment.update reports it, over all parts
         segments = self._segments
-        for position, part in enumerate(parts):
-            key = segment_key(part, position)
-            segment = segments.get(key)
-            if segment is None:
-                segment = segments[key] = Segment(key)
-                change = True
-            changed = segment.update(part)
-            if changed is not False and changed is not change:
-                change = changed if change is False else True
+        try:
+            for position, part in enumerate(parts):
+                key = segment_key(part, position)
+                segment = segments.get(key)
+                if segment is None:
+                    segment = segments[key] = Segment(key)
+                    change = True
+                changed = segment.update(part)
+                if changed is not False and changed is not change:
+                    change = changed if change is False else True
+        except Exception:
+            self._renderer.forget()  # a value of the wrong type midway: changes went unreported
+            raise
         if trigger is _INIT:
             if change is not True and self._shortcuts:
                 rendering = self._renderer.rerender(change or None)
