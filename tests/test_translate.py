@@ -809,9 +809,19 @@ def feed_both(
     return shortcuts
 
 
+def soup_script(seed: int) -> Script:
+    """Sources, then a text of markers and fragments cut at random points."""
+    rng = random.Random(seed)
+    text = "".join(rng.choice(MARKER_SOUP) for _ in range(rng.randint(10, 40)))
+    cuts = sorted(rng.sample(range(1, len(text) + 1), min(len(text), rng.randint(2, 12))))
+    sources = [*search_early().parts[:1], *search_late().parts[:2]]
+    return Script([*sources, Part("t", grow("text", *(text[:c] for c in cuts), text))])
+
+
 def all_scripts() -> list[Script]:
     late = search_late()
     return [
+        *(soup_script(seed) for seed in range(8)),
         Script([Part("t", grow("text", "你好", "你好！我是", "你好！我是 GLM 🚀。"))]),
         Script(
             [

@@ -125,8 +125,8 @@ class Renderer:
     usual streaming event, in which one text grew and nothing else changed: it
     renders that item only and puts it after the other blocks, as kept from the
     last full render. The marker callbacks are bound methods reading the sources
-    the last full render collected (sources only change in a full render), so no
-    closure is built per event.
+    the last full render collected (an event that adds sources is always rendered
+    in full), so no closure is built per event.
     """
 
     def __init__(self, separator: str, include_reasoning: bool) -> None:
@@ -145,6 +145,7 @@ class Renderer:
         self._reasoning_head = ""
 
     def render(self, segments: Iterable[Segment], closing: bool) -> Rendering:
+        """Render every block; ``closing``: the stream ended, so every block is closed."""
         quotes: list[Source | None] = []
         results: dict[str, Source] = {}
         answer_items: list[tuple[Segment, Item]] = []
