@@ -145,7 +145,10 @@ class Renderer:
         self._reasoning_head = ""
 
     def render(self, segments: Iterable[Segment], closing: bool) -> Rendering:
-        """Render every block; ``closing``: the stream ended, so every block is closed."""
+        """Render every block; ``closing``: the stream ended, so every block is closed.
+
+        The result is the renderer's own: :meth:`rerender` updates it in place later.
+        """
         quotes: list[Source | None] = []
         results: dict[str, Source] = {}
         answer_items: list[tuple[Segment, Item]] = []
