@@ -6,6 +6,8 @@ Also covers ``glm_proxy.protocol.usage`` (the ``usage`` object both paths attach
 
 from __future__ import annotations
 
+import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,14 @@ from glm_proxy.protocol.events import (
 )
 from glm_proxy.protocol.formats.openai import (
     ChatStreamFormatter,
+    ChatWire,
     CompletionAccumulator,
     ReasoningStyle,
     build_completion,
 )
-from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.protocol.sse import SSEDecoder, decode_json, encode_event
 from glm_proxy.protocol.translate import translate_all
-from glm_proxy.protocol.usage import estimate_tokens, usage_dict
+from glm_proxy.protocol.usage import _WIDE, estimate_tokens, usage_dict
 
 STYLES: tuple[ReasoningStyle, ...] = ("reasoning_content", "think_tags", "hidden")
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -132,6 +135,13 @@ def test_think_tags_open_once_and_close_before_the_answer() -> None:
     assert f.feed(Finished("stop")) == [chunk({}, "stop")]
 
 
+def test_empty_answer_text_leaves_the_think_block_open() -> None:
+    f = fmt("think_tags")
+    f.feed(ReasoningDelta("想"))
+    assert f.feed(TextDelta("")) == []
+    assert f.feed(ReasoningDelta("还在想")) == [chunk({"content": "还在想"})]
+
+
 def test_think_tags_closed_at_finish_when_no_answer_text() -> None:
     f = fmt("think_tags")
     f.feed(ReasoningDelta("想"))
@@ -159,6 +169,31 @@ def test_only_the_finish_chunk_has_an_empty_delta(name: str, style: ReasoningSty
     assert sum(c["choices"][0]["finish_reason"] is not None for c in rest) == 1
 
 
+TRICKY = 'quote " backslash \\ newline \n tab \t nul \x00 </script> \u2028 🚀 中文'
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_chat_wire_bytes_are_the_formatter_chunks_encoded(name: str, style: ReasoningStyle) -> None:
+    """ChatWire splices answer text into pre-encoded bytes; they must be the chunks' JSON."""
+    *body, end = SAMPLES[name]
+    deltas = [*body, TextDelta(""), TextDelta(TRICKY), end]
+    if style == "think_tags":
+        deltas = [ReasoningDelta("先想"), *deltas]  # the answer text closes the <think>
+    wire = ChatWire(
+        model="glm-4",
+        created=1700000000,
+        prompt_text="q",
+        response_id=lambda: "chatcmpl-1",
+        reasoning_style=style,
+    )
+    f = fmt(style)
+    assert wire.open() == encode_event(f.first_chunk())
+    for delta in deltas:
+        assert wire.feed(delta) == b"".join(encode_event(c) for c in f.feed(delta))
+    assert wire.acc.text == CompletionAccumulator().feed_all(deltas).text
+
+
 # -- non-stream, and agreement with the stream -------------------------------------------
 
 
@@ -171,6 +206,20 @@ def test_accumulator_folds_every_delta() -> None:
     assert acc.citations == [Citation(1, "t", "https://a.example/")]
     assert acc.images == ["https://a.example/1.png"]
     assert (acc.conversation_id, acc.message_id) == ("c1", "m1")
+
+
+def test_accumulator_text_reads_the_same_between_and_after_deltas() -> None:
+    acc = CompletionAccumulator()
+    for delta in (ReasoningDelta("想"), TextDelta(""), ReasoningDelta("再想")):
+        acc.feed(delta)
+    assert (acc.text, acc.leading_reasoning) == ("", "想再想")  # empty text starts nothing
+    acc.feed(TextDelta("一"))
+    assert acc.text == "一"
+    for delta in (TextDelta("二"), TextDelta("三"), ReasoningDelta("后")):
+        acc.feed(delta)
+    assert (acc.text, acc.leading_reasoning) == ("一二三", "想再想")
+    acc.feed(TextDelta("四"))
+    assert acc.text == acc.text == "一二三四"
 
 
 def test_build_completion_shape() -> None:
@@ -253,6 +302,25 @@ def test_recorded_intervene_finishes_with_content_filter() -> None:
 )
 def test_estimate_tokens(text: str, tokens: int) -> None:
     assert estimate_tokens(text) == tokens
+
+
+def test_estimate_counts_exactly_the_wide_characters_of_the_pattern() -> None:
+    """The code-unit count agrees with ``_WIDE`` on every code point and on mixtures."""
+    for code in range(0x110000):
+        char = chr(code)
+        wide = _WIDE.match(char) is not None
+        assert estimate_tokens(char * 8) == (8 if wide else 2), hex(code)
+    runs = re.compile(_WIDE.pattern + "+")
+    rng = random.Random(7)
+    edges = [0x2FFF, 0x3000, 0x30FF, 0x3100, 0x4DBF, 0x4DC0, 0x9FFF, 0xA000, 0xD7AF, 0xD7B0]
+    edges += [0xD800, 0xDFFF, 0xFFEF, 0xFFF0, 0x1F680, 0x1FFFF, 0x20000, 0x3134F, 0x31350]
+    for _ in range(3000):
+        text = "".join(
+            chr(rng.choice([rng.choice(edges), rng.randrange(0x110000), rng.randrange(128)]))
+            for _ in range(rng.randint(1, 40))
+        )
+        wide = sum(map(len, runs.findall(text)))
+        assert estimate_tokens(text) == max(1, wide + (len(text) - wide + 3) // 4), text
 
 
 def test_usage_dict_counts_reasoning_inside_completion() -> None:

@@ -282,6 +282,22 @@ def test_lf_only_streams_decode_like_crlf_streams_in_any_split() -> None:
     assert decode([stream[i : i + 1] for i in range(len(stream))]) == want
 
 
+def test_reads_of_one_whole_event_decode_like_byte_reads() -> None:
+    """A read holding exactly one "data:" event takes a shortcut; nothing pending is lost."""
+    reads = [
+        [b"\xef\xbb\xbfdata: first\n\n", b"data: 1\n\n"],  # the first line: BOM check
+        [b"data: first\n\n", b"\xef\xbb\xbfdata: 1\n\n"],  # ... and only the first
+        [b"data: 0\n\n", b"event: x\n", b"data: 1\n\n", b"data: 2\n\n"],
+        [b"data: 0\n\n", b"id: 5\n", b"data: 1\n\n", b"data:2\n\n"],
+        [b"data: 0\n\n", b"retry: 10\n", b"data: 1\n\n", b"data:\n\n"],
+        [b"data: 0\n\n", b"data: a\n", b"data: b\n\n", b"data: \n\n"],
+        [b"data: 0\n\n", b": ping\n", b"data:  two spaces\n\n", b"data: \xe4\xbd\xa0\n\n"],
+        [b"data: 0\n\n", b"data: 1\n\ndata: 2\n\n", b"data: 3\n\n\n", b"data\n\n"],
+    ]
+    for chunks in reads:
+        assert decode(chunks) == decode(one_byte_at_a_time(b"".join(chunks))), chunks
+
+
 def test_lf_fast_path_still_bounds_an_event() -> None:
     decoder = SSEDecoder(max_event_size=64)
     decoder.feed(b"data: " + b"x" * 40 + b"\n")

@@ -120,8 +120,12 @@ def wire(events: list[dict[str, Any]]) -> bytes:
     )
 
 
-def run(chunks: list[bytes], options: TranslateOptions | None = None) -> list:
-    translator, decoder, out = Translator(options), SSEDecoder(), []
+def run(
+    chunks: list[bytes],
+    options: TranslateOptions | None = None,
+    translator_class: type[Translator] = Translator,
+) -> list:
+    translator, decoder, out = translator_class(options), SSEDecoder(), []
     for chunk in chunks:
         for event in decoder.feed(chunk):
             if event.data:
@@ -231,3 +235,16 @@ def test_drawing_images_from_unfinished_frames_and_the_sentinel() -> None:
 
     got = [d.url for d in deltas if isinstance(d, ImageGenerated)]
     assert sorted(got) == sorted(urls) and len(got) == 4
+
+
+class FullRender(Translator):
+    """Renders every event in full: the reference for the translator's shortcuts."""
+
+    _shortcuts = False
+
+
+@pytest.mark.parametrize("options", [None, TranslateOptions(include_reasoning=False)])
+def test_shortcuts_give_the_full_render_deltas(options: TranslateOptions | None) -> None:
+    data = wire(recording())
+    for chunks in ([data], [data[i : i + 97] for i in range(0, len(data), 97)]):
+        assert run(chunks, options) == run(chunks, options, FullRender)

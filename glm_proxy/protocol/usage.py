@@ -25,7 +25,21 @@ _WIDE = re.compile(
     "\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
 )
 
-_WIDE_RUNS = re.compile(_WIDE.pattern + "+")  # runs: fewer objects than one match per character
+# Counting the wide characters with a regex costs a match object per run of them,
+# and Chinese text alternates runs often (punctuation, digits, emoji). So they are
+# counted on the UTF-16 code units instead, at C speed: a unit is a wide BMP
+# character when the flags of its high byte and of its low byte share a bit. Bit 0:
+# the high byte alone decides (0x30, 0x34-0x4C, 0x4E-0x9F, 0xAC-0xD6, 0xF9-0xFA);
+# bits 1-3: the three blocks that end inside a high byte (0x4DC0, 0xD7B0, 0xFFF0).
+# Surrogate units (0xD8-0xDF) are never wide; astral characters come from the regex.
+_FULL_HIGH = {0x30, *range(0x34, 0x4D), *range(0x4E, 0xA0), *range(0xAC, 0xD7), 0xF9, 0xFA}
+_PARTIAL_HIGH = {0x4D: 2, 0xD7: 4, 0xFF: 8}
+_HIGH_FLAGS = bytes(1 if h in _FULL_HIGH else _PARTIAL_HIGH.get(h, 0) for h in range(256))
+_LOW_FLAGS = bytes(
+    1 | (2 if low < 0xC0 else 0) | (4 if low < 0xB0 else 0) | (8 if low < 0xF0 else 0)
+    for low in range(256)
+)
+_ASTRAL_WIDE = re.compile("[\U00020000-\U0003134f]")
 
 __all__ = ["estimate_tokens", "usage_dict"]
 
@@ -36,9 +50,20 @@ def estimate_tokens(text: str) -> int:
         return 0
     if text.isascii():  # the common case: no wide character possible, no scan
         return max(1, (len(text) + 3) // 4)
-    wide = sum(map(len, _WIDE_RUNS.findall(text)))
+    wide = _count_wide(text)
     narrow = len(text) - wide
     return max(1, wide + (narrow + 3) // 4)
+
+
+def _count_wide(text: str) -> int:
+    """How many characters of ``text`` match ``_WIDE`` (see the tables above)."""
+    units = text.encode("utf-16-be", "surrogatepass")
+    high = int.from_bytes(units[::2].translate(_HIGH_FLAGS), "big")
+    low = int.from_bytes(units[1::2].translate(_LOW_FLAGS), "big")
+    wide = (high & low).bit_count()
+    if len(units) != 2 * len(text):  # surrogate pairs: astral characters
+        wide += len(_ASTRAL_WIDE.findall(text))
+    return wide
 
 
 def usage_dict(prompt_text: str, completion_text: str, reasoning_text: str = "") -> dict[str, Any]:

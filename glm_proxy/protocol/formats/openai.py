@@ -98,11 +98,8 @@ class ChatStreamFormatter:
         ``ChatWire`` wraps them in a pre-encoded envelope; ``feed`` in dicts.
         """
         if isinstance(delta, TextDelta):
-            if not delta.text:
-                return []
-            content = self._close_think() + delta.text
-            self._text_started = True
-            return [({"content": content}, None)]
+            content = self.content(delta.text)
+            return [({"content": content}, None)] if content else []
         if isinstance(delta, ReasoningDelta):
             return self._reasoning(delta.text)
         if isinstance(delta, ToolCallStart):
@@ -123,6 +120,17 @@ class ChatStreamFormatter:
         if isinstance(delta, Finished):
             return [*self._closing(), ({}, delta.reason)]
         return []
+
+    def content(self, text: str) -> str:
+        """The ``delta.content`` for answer text ("": no chunk); closes an open ``<think>``.
+
+        The one rule for a ``TextDelta``, shared by :meth:`pieces` and ``ChatWire``,
+        which encodes the string into its pre-encoded chunk without building a dict.
+        """
+        if not text:
+            return ""
+        self._text_started = True
+        return self._close_think() + text if self._think_open else text
 
     def _closing(self) -> list[tuple[dict[str, Any], str | None]]:
         closing = self._close_think()
@@ -170,9 +178,12 @@ class ChatStreamFormatter:
 
 @dataclass
 class CompletionAccumulator:
-    """Folds deltas into a whole answer (non-stream responses, usage counting)."""
+    """Folds deltas into a whole answer (non-stream responses, usage counting).
 
-    text: str = ""
+    The answer text is kept as pieces and joined when read (usually once, at the
+    end): appending each delta to one string would copy the whole answer per delta.
+    """
+
     reasoning: str = ""
     leading_reasoning: str = ""  # reasoning that arrived before the first answer text
     finish_reason: FinishReason | None = None
@@ -184,6 +195,15 @@ class CompletionAccumulator:
     stop_sequence: str | None = None
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI message.tool_calls
     _calls: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)  # by index
+    _text: list[str] = field(default_factory=list, repr=False)  # non-empty pieces
+
+    @property
+    def text(self) -> str:
+        """The answer text so far."""
+        pieces = self._text
+        if len(pieces) > 1:
+            pieces[:] = ["".join(pieces)]
+        return pieces[0] if pieces else ""
 
     @property
     def tool_arguments(self) -> str:
@@ -192,10 +212,11 @@ class CompletionAccumulator:
 
     def feed(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
-            self.text += delta.text
+            if delta.text:
+                self._text.append(delta.text)
         elif isinstance(delta, ReasoningDelta):
             self.reasoning += delta.text
-            if not self.text:
+            if not self._text:
                 self.leading_reasoning += delta.text
         elif isinstance(delta, ToolCallArguments):
             call = self._calls.get(delta.index)
@@ -270,7 +291,8 @@ class ChatWire:
 
     Every chunk of one completion shares its envelope (id, created, model), so
     the envelope is encoded once, at ``open()``; a delta costs one small
-    ``orjson.dumps`` of its own ``delta`` object.
+    ``orjson.dumps`` of its own ``delta`` object, answer text (most deltas) only
+    that of its string, spliced into ``{"content":...}``.
     """
 
     def __init__(
@@ -295,6 +317,7 @@ class ChatWire:
         self.usage: dict[str, Any] | None = None
         self._formatter: ChatStreamFormatter | None = None
         self._head = b""
+        self._content_head = b""  # _head + '{"content":'
 
     def open(self) -> bytes:
         f = self._formatter = ChatStreamFormatter(
@@ -302,10 +325,17 @@ class ChatWire:
         )
         choice = b',"choices":[{"index":%d,"delta":' % self.index
         self._head = b"data: " + orjson.dumps(f._base())[:-1] + choice
+        self._content_head = self._head + b'{"content":'
         return self._encode({"role": "assistant", "content": ""}, None)
 
     def feed(self, delta: Delta) -> bytes:
         self.acc.feed(delta)
+        if isinstance(delta, TextDelta):
+            # the bytes _encode({"content": content}, None) gives, without the dict
+            content = self._formatter.content(delta.text)  # type: ignore[union-attr]
+            if not content:
+                return b""
+            return self._content_head + orjson.dumps(content) + _CONTENT_TAIL
         pieces = self._formatter.pieces(delta)  # type: ignore[union-attr] - open() came first
         if not pieces:
             return b""
@@ -343,4 +373,5 @@ class ChatWire:
 
 
 _TAIL = b',"logprobs":null,"finish_reason":null}]}\n\n'
+_CONTENT_TAIL = b"}" + _TAIL  # closes {"content":...}
 _TAIL_FINISH = b',"logprobs":null,"finish_reason":"%s"}]}\n\n'

@@ -1,9 +1,11 @@
 """Rendering merged segments into answer markdown and reasoning text.
 
-The whole answer is re-rendered from the segments on every event and then
-diffed against what was already sent. Text blocks render incrementally (the part
-before a possibly incomplete marker is final and kept per item), so an event
-costs time proportional to what is new, not to the length of the answer.
+The whole answer is re-rendered from the segments and then diffed against what
+was already sent; an event that only changed the last block's item (the usual
+streaming event) re-renders that item alone and keeps the blocks before it
+(:meth:`Renderer.rerender`). Text blocks render incrementally (the part before a
+possibly incomplete marker is final and kept per item), so an event costs time
+proportional to what is new, not to the length of the answer.
 Rendering is a pure function of the segments plus the citation book, so every
 event shape of the same answer renders the same way.
 
@@ -71,7 +73,7 @@ class CitationBook:
     def __init__(self) -> None:
         self.cited: dict[str, Citation] = {}  # url -> citation
         self.consulted: dict[str, Source] = {}  # url -> every source the upstream found
-        self._new: list[Citation] = []
+        self.new: list[Citation] = []  # cited since the last take_new(); read per event
 
     def consult(self, source: Source | None) -> None:
         if source is not None and source.url not in self.consulted:
@@ -82,12 +84,12 @@ class CitationBook:
         if citation is None:
             citation = Citation(len(self.cited) + 1, source.title, source.url)
             self.cited[source.url] = citation
-            self._new.append(citation)
+            self.new.append(citation)
         return citation
 
     def take_new(self) -> list[Citation]:
         """Citations made since the last call (each is announced once)."""
-        new, self._new = self._new, []
+        new, self.new = self.new, []
         return new
 
     def sources_list(self, include_uncited: bool = False) -> str:
@@ -117,47 +119,55 @@ class Rendering:
 
 
 class Renderer:
-    """Renders segments; owns the citation book so numbering is stable across events."""
+    """Renders segments; owns the citation book so numbering is stable across events.
+
+    :meth:`render` renders everything; :meth:`rerender` is its shortcut for the
+    usual streaming event, in which one text grew and nothing else changed: it
+    renders that item only and puts it after the other blocks, as kept from the
+    last full render. The marker callbacks are bound methods reading the sources
+    the last full render collected (an event that adds sources is always rendered
+    in full), so no closure is built per event.
+    """
 
     def __init__(self, separator: str, include_reasoning: bool) -> None:
         self.separator = separator
         self.include_reasoning = include_reasoning
         self.book = CitationBook()
+        self._quotes: list[Source | None] = []  # every segment's metadata_list, in order
+        self._results: dict[str, Source] = {}  # match_key -> source, first seen wins
+        self._link = self._link_marker
+        self._drop = self._drop_marker
+        # what the last streaming (not closing) full render left for rerender():
+        self._last: Rendering | None = None
+        self._answer_tail: tuple[Segment, Item] | None = None  # the last answer item
+        self._answer_head = ""  # the answer's blocks before it, joined
+        self._reasoning_tail: tuple[Segment, Item] | None = None
+        self._reasoning_head = ""
 
     def render(self, segments: Iterable[Segment], closing: bool) -> Rendering:
+        """Render every block; ``closing``: the stream ended, so every block is closed.
+
+        The result is the renderer's own: :meth:`rerender` updates it in place later.
+        """
         quotes: list[Source | None] = []
         results: dict[str, Source] = {}
         answer_items: list[tuple[Segment, Item]] = []
         reasoning_items: list[tuple[Segment, Item]] = []
+        consult = self.book.consult
         for seg in segments:
             if seg.skipped:
                 continue
-            quotes.extend(seg.quotes)
+            if seg.quotes:
+                quotes.extend(seg.quotes)
             for key, source in seg.results.items():
                 results.setdefault(key, source)
-                self.book.consult(source)
+                consult(source)
             for quote in seg.quotes:
-                self.book.consult(quote)
+                consult(quote)
             for item in seg.items.values():
                 target = reasoning_items if item.kind in REASONING_KINDS else answer_items
                 target.append((seg, item))
-
-        def resolve(m: re.Match[str]) -> Source | None:
-            number = m.group(1)
-            if number is not None:
-                n = int(number)
-                return quotes[n - 1] if 0 < n <= len(quotes) else None
-            return results.get(m.group(2) or m.group(3))
-
-        def link(m: re.Match[str]) -> str | None:
-            source = resolve(m)
-            if source is None:
-                return None if _inside_word(m) else ""
-            citation = self.book.cite(source)
-            return f"[{citation.index}]({md_url(citation.url)})"
-
-        def drop(m: re.Match[str]) -> str | None:
-            return None if resolve(m) is None and _inside_word(m) else ""
+        self._quotes, self._results = quotes, results
 
         images: list[str] = []
         seen_outputs: set[str] = set()
@@ -166,7 +176,7 @@ class Renderer:
         for i, (seg, item) in enumerate(answer_items):
             closed = closing or seg.finished or item.finished or i < last
             if item.kind == "text":
-                block = _cached_marked(item, closed, link)
+                block = _cached_marked(item, closed, self._link)
             elif item.kind == "code":
                 block = _code_block(item.value, closed)
             elif not closed:
@@ -187,13 +197,96 @@ class Renderer:
             last = len(reasoning_items) - 1
             for i, (seg, item) in enumerate(reasoning_items):
                 closed = closing or seg.finished or item.finished or i < last
-                reasoning_blocks.append(_cached_marked(item, closed, drop))
+                reasoning_blocks.append(_cached_marked(item, closed, self._drop))
         sep = self.separator
-        return Rendering(
-            answer=sep.join(b for b in answer_blocks if b),
-            reasoning=sep.join(b for b in reasoning_blocks if b),
+        rendering = Rendering(
+            answer=_join(sep, answer_blocks),
+            reasoning=_join(sep, reasoning_blocks),
             images=images,
         )
+        if closing:
+            self._last = None  # the answer is over: nothing to continue from
+        else:
+            self._last = rendering
+            self._answer_tail = answer_items[-1] if answer_items else None
+            self._answer_head = _join(sep, answer_blocks[:-1])
+            self._reasoning_tail = reasoning_items[-1] if reasoning_blocks else None
+            self._reasoning_head = _join(sep, reasoning_blocks[:-1])
+        return rendering
+
+    def rerender(self, changed: Item | None) -> Rendering | None:
+        """What :meth:`render` (not closing) would return now, rendering only ``changed``.
+
+        Valid when, since the last full render (which was not closing), nothing but
+        ``changed``'s value changed (``None``: nothing changed at all). Returns None
+        when the shortcut does not apply (``changed`` is not the last text, code or
+        reasoning item, or there was no full render yet); the caller then renders in
+        full. The returned object is the renderer's own, valid until the next call.
+        """
+        last = self._last
+        if last is None:
+            return None
+        if changed is None:
+            return last
+        kind = changed.kind
+        if kind in REASONING_KINDS:
+            if not self.include_reasoning:
+                return last  # reasoning is not rendered at all
+            tail = self._reasoning_tail
+            if tail is None or tail[1] is not changed:
+                return None
+            seg = tail[0]
+            block = _cached_marked(changed, seg.finished or changed.finished, self._drop)
+            head = self._reasoning_head
+            last.reasoning = _append(head, self.separator, block) if head else block
+            return last
+        tail = self._answer_tail
+        if tail is None or tail[1] is not changed:
+            return None
+        seg = tail[0]
+        if kind == "text":
+            block = _cached_marked(changed, seg.finished or changed.finished, self._link)
+        elif kind == "code":
+            block = _code_block(changed.value, seg.finished or changed.finished)
+        else:
+            return None  # output and images depend on the blocks before them
+        head = self._answer_head
+        last.answer = _append(head, self.separator, block) if head else block
+        return last
+
+    def forget(self) -> None:
+        """Segments changed without a report of what: the next render is a full one."""
+        self._last = None
+
+    def _resolve(self, m: re.Match[str]) -> Source | None:
+        number = m.group(1)
+        if number is not None:
+            n = int(number)
+            quotes = self._quotes
+            return quotes[n - 1] if 0 < n <= len(quotes) else None
+        return self._results.get(m.group(2) or m.group(3))
+
+    def _link_marker(self, m: re.Match[str]) -> str | None:
+        source = self._resolve(m)
+        if source is None:
+            return None if _inside_word(m) else ""
+        citation = self.book.cite(source)
+        return f"[{citation.index}]({md_url(citation.url)})"
+
+    def _drop_marker(self, m: re.Match[str]) -> str | None:
+        return None if self._resolve(m) is None and _inside_word(m) else ""
+
+
+def _join(sep: str, blocks: list[str]) -> str:
+    """``sep.join`` of the non-empty blocks."""
+    return sep.join([b for b in blocks if b])
+
+
+def _append(head: str, sep: str, block: str) -> str:
+    """``_join(sep, [*blocks, block])`` where ``head`` is ``_join(sep, blocks)``."""
+    if not head:
+        return block
+    return head + sep + block if block else head
 
 
 Replace = Callable[[re.Match[str]], "str | None"]
@@ -245,10 +338,18 @@ def render_marked(
 def _cached_marked(item: Item, closed: bool, replace: Replace) -> str:
     key = (item.version, closed)
     if item.rendered_key != key:
-        out, item.done_raw = render_marked(
-            item.value, closed, replace, item.done_raw, item.done_out[-1:]
-        )
-        item.done_out += out
+        raw, start = item.value, item.done_raw
+        if raw.find("t", start) < 0 and raw.find("【", start) < 0:
+            # every marker and every held tail starts with "【" or "t": all of it is final
+            # (what render_marked returns too, without its searches)
+            item.done_out = raw if item.verbatim else item.done_out + raw[start:]
+            item.done_raw = len(raw)
+        else:
+            out, end = render_marked(raw, closed, replace, start, item.done_out[-1:])
+            if item.verbatim and out != raw[start:end]:
+                item.verbatim = False
+            item.done_out += out
+            item.done_raw = end
         item.rendered_key = key
     return item.done_out
 

@@ -61,6 +61,7 @@ _SKIPPED_ROLES = frozenset({"user", "system"})  # echoes of the prompt, never th
 TOOL_ROLES = frozenset({"tool", "observation"})
 TOOL_SHOW_TYPES = frozenset({"mc_tool_call2", "mc_tool_result2"})
 _TOOL_HIDDEN_KINDS = frozenset({"text", "think", "text_thinking"})
+_NO_META: dict[str, Any] = {}  # stands in for a missing or malformed part meta_data
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +78,9 @@ class Item:
 
     ``done_raw``/``done_out`` belong to the renderer: ``value[:done_raw]`` renders to
     ``done_out`` for good, so a growing text is rendered incrementally. They are
-    reset when the value changes other than by growing.
+    reset when the value changes other than by growing. ``verbatim``: ``done_out``
+    is ``value[:done_raw]`` unchanged (no marker so far), so a value that renders
+    unchanged to its end is its own rendering, without copying it.
     """
 
     kind: str
@@ -87,6 +90,7 @@ class Item:
     version: int = 0
     done_raw: int = 0
     done_out: str = ""
+    verbatim: bool = True
     rendered_key: tuple[int, bool] | None = None
 
     def set_value(self, value: str) -> bool:
@@ -94,7 +98,7 @@ class Item:
         if value == self.value:
             return False
         if not value.startswith(self.value):
-            self.done_raw, self.done_out = 0, ""
+            self.done_raw, self.done_out, self.verbatim = 0, "", True
         self.value = value
         return True
 
@@ -108,57 +112,81 @@ class Segment:
     quotes: list[Source | None] = field(default_factory=list)  # metadata_list, positional
     results: dict[str, Source] = field(default_factory=dict)  # match_key -> source
 
-    def update(self, part: dict[str, Any]) -> None:
-        """Fold one (validated) part of an event into this segment."""
-        if part.get("role") in _SKIPPED_ROLES:
-            self.skipped = True
+    def update(self, part: dict[str, Any]) -> Item | bool:
+        """Fold one (validated) part of an event into this segment; say what changed.
+
+        Returns False when nothing changed, the :class:`Item` when the value (or the
+        image URLs) of that one item is all that changed, True for anything else (a new
+        item, a status, sources). The translator re-renders only that item in the
+        second case and nothing in the first, so the answer for an event that extends
+        one text costs what the new characters cost.
+        """
+        role = part.get("role")
+        change: Item | bool = False
+        if role in _SKIPPED_ROLES and not self.skipped:
+            self.skipped = change = True
         meta = part.get("meta_data")
-        tool_part = part.get("role") in TOOL_ROLES or (
-            isinstance(meta, dict) and meta.get("show_type") in TOOL_SHOW_TYPES
-        )
+        if not isinstance(meta, dict):
+            meta = _NO_META
+        tool_part = role in TOOL_ROLES or meta.get("show_type") in TOOL_SHOW_TYPES
         authoritative = part.get("status") in _DONE_STATUSES
+        items = self.items
         ordinals: dict[str, int] = {}
         for raw in part.get("content") or ():
             kind = raw.get("type")
-            if kind not in VALUE_FIELDS and kind != "image":
+            value_field = VALUE_FIELDS.get(kind)
+            if value_field is None and kind != "image":
                 continue  # quote_result, tool_calls, tool_result, browser_result, unknown...
             if tool_part and kind in _TOOL_HIDDEN_KINDS:
                 continue  # server-side tool chatter is not the answer
             ordinal = ordinals.get(kind, 0)
             ordinals[kind] = ordinal + 1
-            item = self.items.get((kind, ordinal))
+            item = items.get((kind, ordinal))
             if item is None:
-                item = self.items[(kind, ordinal)] = Item(kind)
+                item = items[(kind, ordinal)] = Item(kind)
+                change = True
             finished_before = item.finished or self.finished
-            if raw.get("status") in _DONE_STATUSES:
-                item.finished = True
+            if not item.finished and raw.get("status") in _DONE_STATUSES:
+                item.finished = change = True
             if kind == "image":
                 changed = _union(item.urls, _image_urls(raw.get("image")))
             else:
-                value = raw.get(VALUE_FIELDS[kind])
-                changed = isinstance(value, str) and item.set_value(
-                    merge_value(item.value, value, authoritative, finished_before)
-                )
+                value = raw.get(value_field)
+                if not isinstance(value, str) or value == item.value:
+                    changed = False
+                elif value.startswith(item.value):  # a cumulative snapshot (merge rule 2)
+                    item.value = value
+                    changed = True
+                else:
+                    changed = item.set_value(
+                        merge_value(item.value, value, authoritative, finished_before)
+                    )
             if changed:
                 item.version += 1
-        self._update_sources(part.get("meta_data"))
-        if authoritative:
-            self.finished = True
+                change = item if change is False or change is item else True
+        if ("metadata_list" in meta or "tool_result_extra" in meta) and self._update_sources(meta):
+            change = True
+        if authoritative and not self.finished:
+            self.finished = change = True
+        return change
 
-    def _update_sources(self, meta: object) -> None:
-        if not isinstance(meta, dict):
-            return
+    def _update_sources(self, meta: dict[str, Any]) -> bool:
+        """Take new sources from ``meta_data``; True when any was added."""
+        added = False
         quotes = meta.get("metadata_list")
         if isinstance(quotes, list) and len(quotes) > len(self.quotes):
             # positions matter (marker n = n-th entry): keep the longest list as sent,
             # with None where an entry is unusable
             self.quotes = [_source(e) if isinstance(e, dict) else None for e in quotes]
+            added = True
         extra = meta.get("tool_result_extra")
         if isinstance(extra, dict):
             for entry in _dicts(extra.get("search_results")):
                 key, source = entry.get("match_key"), _source(entry)
-                if isinstance(key, str) and key and source is not None:
-                    self.results.setdefault(key, source)
+                if isinstance(key, str) and key and source is not None and key not in self.results:
+                    self.results[key] = source
+                    added = True
+        return added
 
 
 def merge_value(held: str, new: str, authoritative: bool, finished: bool = False) -> str:
@@ -197,10 +225,13 @@ def checked_parts(event: dict[str, Any]) -> list[dict[str, Any]]:
         if not isinstance(part, dict):
             raise UpstreamProtocolError("upstream event has a part that is not an object")
         content = part.get("content")
-        if content is not None and not (
-            isinstance(content, list) and all(isinstance(c, dict) for c in content)
-        ):
+        if content is None:
+            continue
+        if not isinstance(content, list):
             raise UpstreamProtocolError("upstream part has a malformed 'content' list")
+        for item in content:
+            if not isinstance(item, dict):
+                raise UpstreamProtocolError("upstream part has a malformed 'content' list")
     return parts
 
 

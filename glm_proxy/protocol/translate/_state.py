@@ -31,6 +31,10 @@ class Phase(Enum):
     FAILED = "failed"  # the upstream reported status "error"
     CLOSED = "closed"  # Translator.finish() was called
 
+    # members are singletons compared by identity; Enum's own hash is a Python-level
+    # call, paid on every table lookup of every event
+    __hash__ = object.__hash__
+
 
 class Trigger(Enum):
     INIT = "init"
@@ -38,6 +42,8 @@ class Trigger(Enum):
     INTERVENE = "intervene"
     ERROR = "error"
     CLOSE = "close"
+
+    __hash__ = object.__hash__  # as Phase's
 
 
 _LIVE = {
@@ -75,10 +81,13 @@ _STATUS_TRIGGERS = {
 }
 
 
+_INIT = Trigger.INIT  # a module global: reading an Enum member off its class is slow
+
+
 def trigger_for_status(status: object) -> Trigger:
     """Map a top-level ``status``; anything but the end states means "still streaming"
     (``init``, and the 2026 lifecycle ``processing``)."""
-    return _STATUS_TRIGGERS.get(status, Trigger.INIT) if isinstance(status, str) else Trigger.INIT
+    return _STATUS_TRIGGERS.get(status, _INIT) if isinstance(status, str) else _INIT
 
 
 class PhaseMachine:

@@ -33,8 +33,8 @@ from glm_proxy.protocol.events import (
     ReasoningDelta,
     TextDelta,
 )
-from glm_proxy.protocol.translate._render import Renderer
-from glm_proxy.protocol.translate._segments import Segment, checked_parts, segment_key
+from glm_proxy.protocol.translate._render import Renderer, Rendering
+from glm_proxy.protocol.translate._segments import Item, Segment, checked_parts, segment_key
 from glm_proxy.protocol.translate._state import (
     LIVE_PHASES,
     Phase,
@@ -44,6 +44,9 @@ from glm_proxy.protocol.translate._state import (
 )
 
 INTERVENE_PREFIX = "\n\n"
+
+# module globals: reading an Enum member off its class costs a Python-level lookup
+_INIT, _FINISH, _ERROR, _CLOSE = Trigger.INIT, Trigger.FINISH, Trigger.ERROR, Trigger.CLOSE
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +67,15 @@ class TranslateOptions:
 
 
 class Translator:
-    """Folds one upstream answer's events into deltas (see the module docstring)."""
+    """Folds one upstream answer's events into deltas (see the module docstring).
+
+    A streaming event that changed nothing is not rendered, and one that only
+    changed the value of the answer's (or the reasoning's) last item re-renders
+    that item alone (``Renderer.rerender``); both give exactly the deltas a full
+    render would. ``_shortcuts = False`` (tests) always renders in full.
+    """
+
+    _shortcuts = True
 
     def __init__(self, options: TranslateOptions | None = None) -> None:
         self.options = options or TranslateOptions()
@@ -104,33 +115,51 @@ class Translator:
             kind = type(event).__name__
             raise UpstreamProtocolError(f"upstream event is a {kind}, not an object")
         trigger = trigger_for_status(event.get("status"))
-        if trigger is Trigger.INIT and _error_code(event) is not None:
-            trigger = Trigger.ERROR  # a lifecycle frame carrying last_error (e.g. 10062)
+        if (
+            trigger is _INIT
+            and (event.get("last_error") or event.get("error"))  # usually {}: no error
+            and _error_code(event) is not None
+        ):
+            trigger = _ERROR  # a lifecycle frame carrying last_error (e.g. 10062)
         parts = checked_parts(event)
         old = self._machine.transition(trigger)
         if old not in LIVE_PHASES:
             return []  # events after the end are ignored
         out: list[Delta] = []
-        conversation_id = event.get("conversation_id")
-        if self.conversation_id is None and isinstance(conversation_id, str) and conversation_id:
-            message_id = event.get("id")
-            self.conversation_id = conversation_id
-            self.message_id = message_id if isinstance(message_id, str) else ""
-            out.append(ConversationStarted(conversation_id, self.message_id))
-        if trigger is Trigger.ERROR:
+        if self.conversation_id is None:
+            conversation_id = event.get("conversation_id")
+            if isinstance(conversation_id, str) and conversation_id:
+                message_id = event.get("id")
+                self.conversation_id = conversation_id
+                self.message_id = message_id if isinstance(message_id, str) else ""
+                out.append(ConversationStarted(conversation_id, self.message_id))
+        if trigger is _ERROR:
             if self.stop_requested and _error_code(event) == STOPPED_CODE:
                 # "generator exit" after our own stop_stream: the answer simply ends here
                 return out + self._emit(closing=True, final=True) + [Finished("stop")]
             raise _error(event)
-        for position, part in enumerate(parts):
-            key = segment_key(part, position)
-            segment = self._segments.get(key)
-            if segment is None:
-                segment = self._segments[key] = Segment(key)
-            segment.update(part)
-        if trigger is Trigger.INIT:
-            return out + self._emit(closing=False, final=False)
-        if trigger is Trigger.FINISH:
+        change: Item | bool = False  # as Segment.update reports it, over all parts
+        segments = self._segments
+        try:
+            for position, part in enumerate(parts):
+                key = segment_key(part, position)
+                segment = segments.get(key)
+                if segment is None:
+                    segment = segments[key] = Segment(key)
+                    change = True
+                changed = segment.update(part)
+                if changed is not False and changed is not change:
+                    change = changed if change is False else True
+        except Exception:
+            self._renderer.forget()  # a value of the wrong type midway: changes went unreported
+            raise
+        if trigger is _INIT:
+            if change is not True and self._shortcuts:
+                rendering = self._renderer.rerender(change or None)
+                if rendering is not None:
+                    return self._deltas(rendering, False, out)
+            return self._deltas(self._renderer.render(segments.values(), False), False, out)
+        if trigger is _FINISH:
             return out + self._emit(closing=True, final=True) + [Finished("stop")]
         out += self._emit(closing=True, final=False)
         last_error = event.get("last_error")
@@ -144,35 +173,33 @@ class Translator:
 
     def finish(self) -> list[Delta]:
         """The upstream stream closed: flush held-back text and finish if nothing else did."""
-        if self._machine.transition(Trigger.CLOSE) not in LIVE_PHASES:
+        if self._machine.transition(_CLOSE) not in LIVE_PHASES:
             return []
         return self._emit(closing=True, final=True) + [Finished("stop")]
 
     def _emit(self, *, closing: bool, final: bool) -> list[Delta]:
-        rendering = self._renderer.render(self._segments.values(), closing)
+        return self._deltas(self._renderer.render(self._segments.values(), closing), final, [])
+
+    def _deltas(self, rendering: Rendering, final: bool, out: list[Delta]) -> list[Delta]:
+        """Append to ``out`` what ``rendering`` adds to what was sent (the module docstring)."""
         answer = rendering.answer
         if final and self.options.include_sources:
             answer += self._renderer.book.sources_list(self.options.include_uncited)
-        out: list[Delta] = []
-        reasoning, self.sent_reasoning = _diff(rendering.reasoning, self.sent_reasoning)
-        if reasoning:
-            out.append(ReasoningDelta(reasoning))
-        out.extend(self._renderer.book.take_new())
+        reasoning = rendering.reasoning
+        if len(reasoning) > len(self.sent_reasoning):
+            out.append(ReasoningDelta(reasoning[len(self.sent_reasoning) :]))
+            self.sent_reasoning = reasoning
+        book = self._renderer.book
+        if book.new:
+            out.extend(book.take_new())
         for url in rendering.images:
             if url not in self._announced_images:
                 self._announced_images.add(url)
                 out.append(ImageGenerated(url))
-        text, self.sent_text = _diff(answer, self.sent_text)
-        if text:
-            out.append(TextDelta(text))
+        if len(answer) > len(self.sent_text):
+            out.append(TextDelta(answer[len(self.sent_text) :]))
+            self.sent_text = answer
         return out
-
-
-def _diff(rendered: str, sent: str) -> tuple[str, str]:
-    """(new text to emit, new ``sent``) under the never-retract rule of the module docstring."""
-    if len(rendered) <= len(sent):
-        return "", sent
-    return rendered[len(sent) :], rendered
 
 
 STOPPED_CODE = 10024  # "generator exit": the answer was stopped (stop_stream)
