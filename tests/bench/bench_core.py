@@ -2,7 +2,7 @@
 
 Not collected by pytest. Run from the repository root:
 
-    python tests/bench/bench_core.py [--rounds 10] [--slow 1000] [--profile out.prof]
+    python tests/bench/bench_core.py [--rounds 10] [--slow 1000] [--era E3] [--profile out.prof]
 
 Starts the simulator and the proxy (gunicorn, one gevent worker) on free
 local ports and prints, for the proxy and straight from the simulator:
@@ -137,7 +137,7 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
     sim_port, proxy_port = free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        + ["--chunk-size", "0", "--era", "E3"],  # the 2026 upstream: the proxy's default profile
+        + ["--chunk-size", "0", "--era", args.era],  # E3: the 2026 upstream, the default profile
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -151,6 +151,7 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
         "REDIS_URL": "",
         "QUEUE_TIMEOUT": "120",
         "QUEUE_MAX": "5000",
+        "GLM_PROTOCOL": "2026" if args.era == "E3" else "2025",
     }
     if args.profile:
         env["GLM_PROXY_PROFILE"] = args.profile
@@ -235,6 +236,12 @@ def main() -> None:
         "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
     )
     parser.add_argument("--profile", default="", help="profile the worker: x.yappi, x.prof, x.txt")
+    parser.add_argument(
+        "--era",
+        default="E3",
+        choices=("E3", "E2"),
+        help="upstream protocol the simulator speaks (E2: the 2025 one, for trees before 2026)",
+    )
     args = parser.parse_args()
     sim, proxy, sim_base, proxy_base = start(args)
     try:
