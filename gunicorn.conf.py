@@ -90,6 +90,22 @@ def post_worker_init(worker):
             previous(sig, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    _freeze_startup_objects()
+
+
+def _freeze_startup_objects() -> None:
+    """Keep the app's own objects out of every later garbage collection.
+
+    The modules, the Flask app, schemas and settings live as long as the worker,
+    yet each full collection walked all of them again: with a thousand open
+    streams those pauses were the slowest first tokens (the 1,000-slow-stream
+    p99 in tests/bench/README.md). ``gc.freeze()`` moves what exists now to the
+    permanent generation; everything made later is collected as before.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def worker_exit(server, worker):

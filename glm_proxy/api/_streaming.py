@@ -13,8 +13,9 @@ format shares, so it is written once:
 * cleanup in ``finally``: ``job.cancel()`` releases the lease and schedules
   the conversation's deletion, also when the client hangs up (the generator
   is closed: ``GeneratorExit``);
-* clients that stop reading: the job's queue is bounded, so the producer
-  stops and no longer reads the upstream (backpressure); a write that has
+* clients that stop reading: the job's queue is bounded and a direct write
+  blocks its writer, so the producer stops and no longer reads the upstream
+  (backpressure); a write that has
   not returned after ``STREAM_STALL_TIMEOUT`` ends the answer (the upstream
   answer is stopped and its conversation deleted) and closes the connection.
 
