@@ -1,0 +1,118 @@
+"""The sans-IO part of one streamed answer, stage by stage, without sockets in the timing.
+
+Not collected by pytest. Run from the repository root:
+
+    python tests/bench/bench_pipeline.py [--repeat 300]
+
+Starts the simulator on a free local port (the 2026 protocol), records the raw
+bytes of one answer of the core benchmark's workload (2,000 characters in 40
+cumulative snapshots, read as the network delivered them), stops it, then
+replays those bytes through the proxy's pipeline and prints microseconds per
+answer after each stage: SSE decoding, + JSON, + the translator, + the Chat
+Completions wire (chunk bytes). Everything stays on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import requests  # noqa: E402
+
+from glm_proxy.protocol.formats.openai import ChatWire  # noqa: E402
+from glm_proxy.protocol.sse import SSEDecoder, decode_json  # noqa: E402
+from glm_proxy.protocol.translate import TranslateOptions, Translator  # noqa: E402
+from glm_proxy.upstream.signing import signature_headers  # noqa: E402
+from tests.conftest import free_port, wait_http  # noqa: E402
+
+PROMPT = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # bench_core's workload
+STAGES = ("sse", "+json", "+translate", "+wire")
+
+
+def record_answer() -> list[bytes]:
+    """The network reads of one answer, straight from a fresh simulator."""
+    from tests.bench.bench_stream import SECRET, access_token
+
+    port = free_port()
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--chunk-size", "0", "--era", "E3"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_http(f"{base}/_sim/health", proc=sim)
+        http = requests.Session()
+        headers = {
+            "Authorization": f"Bearer {access_token(http, base, 'pipeline-bench')}",
+            "Content-Type": "application/json",
+        }
+        headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
+        body = {
+            "assistant_id": "65940acff94777010aa6b796",
+            "conversation_id": "",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
+            "meta_data": {"is_networking": False},
+        }
+        url = f"{base}/chatglm/backend-api/assistant/stream"
+        with http.post(url, json=body, headers=headers, stream=True, timeout=60) as resp:
+            resp.raise_for_status()
+            return list(resp.iter_content(chunk_size=None))
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+
+
+def replay(reads: list[bytes], stages: int) -> int:
+    """Run the first ``stages`` stages over the recorded reads; returns the bytes produced."""
+    decoder = SSEDecoder()
+    translator = Translator(TranslateOptions())
+    wire = ChatWire(model="glm-4", created=1, prompt_text="hi", response_id=lambda: "c1")
+    produced = len(wire.open())
+    for data in reads:
+        for event in decoder.feed(data):
+            if stages < 2 or not event.raw:
+                continue
+            obj = decode_json(event)
+            if stages < 3:
+                continue
+            for delta in translator.feed(obj):
+                if stages == 4:
+                    produced += len(wire.feed(delta))
+    if stages >= 3:
+        for delta in translator.finish():
+            if stages == 4:
+                produced += len(wire.feed(delta))
+    if stages == 4:
+        produced += len(wire.finish())
+    return produced
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeat", type=int, default=300)
+    args = parser.parse_args()
+    reads = record_answer()
+    print(f"one answer: {len(reads)} reads, {sum(map(len, reads))} bytes; us per answer:")
+    for stages, name in enumerate(STAGES, 1):
+        replay(reads, stages)  # warm-up
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            for _ in range(args.repeat):
+                replay(reads, stages)
+            best = min(best, (time.perf_counter() - started) / args.repeat)
+        print(f"  {name:<11} {best * 1e6:7.0f}")
+
+
+if __name__ == "__main__":
+    main()
