@@ -101,6 +101,7 @@ def _freeze_startup_objects() -> None:
     streams those pauses were the slowest first tokens (the 1,000-slow-stream
     p99 in tests/bench/README.md). ``gc.freeze()`` moves what exists now to the
     permanent generation; everything made later is collected as before.
+    ``worker_exit`` unfreezes them.
     """
     import gc
 
@@ -109,13 +110,20 @@ def _freeze_startup_objects() -> None:
 
 
 def worker_exit(server, worker):
-    """Let background conversation deletions finish before the worker goes away."""
+    """Let background conversation deletions finish before the worker goes away.
+
+    Then the frozen startup objects go back to the collector: left frozen they
+    are torn down after the modules they need, which prints tracebacks.
+    """
     try:
         from wsgi import app
 
         app.extensions["glm_services"].janitor.join(timeout=10)
     except Exception:  # noqa: BLE001
         pass
+    import gc
+
+    gc.unfreeze()
 
 
 def child_exit(server, worker):
