@@ -51,6 +51,7 @@ from tests.bench.bench_stream import (  # noqa: E402
     SECRET,
     access_token,
     closed_loop,
+    direct_request,
     percentile,
     run_concurrently,
     sample_rss,
@@ -87,14 +88,7 @@ def first_token_proxy(http, base: str, token: str, prompt: str) -> float:
 
 def first_token_direct(http, sim: str, access: str, prompt: str) -> float:
     """The same, straight from the simulator (then the conversation is deleted)."""
-    headers = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
-    headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
-    body = {
-        "assistant_id": "65940acff94777010aa6b796",
-        "conversation_id": "",
-        "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
-        "meta_data": {"is_networking": False},
-    }
+    headers, body = direct_request(access, prompt)
     started = time.perf_counter()
     first = None
     seen = b""

@@ -18,7 +18,6 @@ import argparse
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +28,6 @@ import requests  # noqa: E402
 from glm_proxy.protocol.formats.openai import ChatWire  # noqa: E402
 from glm_proxy.protocol.sse import SSEDecoder, decode_json  # noqa: E402
 from glm_proxy.protocol.translate import TranslateOptions, Translator  # noqa: E402
-from glm_proxy.upstream.signing import signature_headers  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
 PROMPT = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # bench_core's workload
@@ -38,7 +36,7 @@ STAGES = ("sse", "+json", "+translate", "+wire")
 
 def record_answer() -> list[bytes]:
     """The network reads of one answer, straight from a fresh simulator."""
-    from tests.bench.bench_stream import SECRET, access_token
+    from tests.bench.bench_stream import access_token, direct_request
 
     port = free_port()
     sim = subprocess.Popen(
@@ -52,17 +50,7 @@ def record_answer() -> list[bytes]:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/_sim/health", proc=sim)
         http = requests.Session()
-        headers = {
-            "Authorization": f"Bearer {access_token(http, base, 'pipeline-bench')}",
-            "Content-Type": "application/json",
-        }
-        headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
-        body = {
-            "assistant_id": "65940acff94777010aa6b796",
-            "conversation_id": "",
-            "messages": [{"role": "user", "content": [{"type": "text", "text": PROMPT}]}],
-            "meta_data": {"is_networking": False},
-        }
+        headers, body = direct_request(access_token(http, base, "pipeline-bench"), PROMPT)
         url = f"{base}/chatglm/backend-api/assistant/stream"
         with http.post(url, json=body, headers=headers, stream=True, timeout=60) as resp:
             resp.raise_for_status()

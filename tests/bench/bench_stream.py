@@ -89,7 +89,8 @@ def access_token(http: requests.Session, sim: str, refresh: str) -> str:
     return resp.json()["result"]["access_token"]
 
 
-def first_token_direct(http: requests.Session, sim: str, access: str, prompt: str) -> float:
+def direct_request(access: str, prompt: str) -> tuple[dict[str, str], dict]:
+    """Signed headers and body of a stream request straight to the simulator."""
     headers = {"Authorization": f"Bearer {access}", "Content-Type": "application/json"}
     headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
     body = {
@@ -98,6 +99,11 @@ def first_token_direct(http: requests.Session, sim: str, access: str, prompt: st
         "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
         "meta_data": {"is_networking": False},
     }
+    return headers, body
+
+
+def first_token_direct(http: requests.Session, sim: str, access: str, prompt: str) -> float:
+    headers, body = direct_request(access, prompt)
     started = time.perf_counter()
     first = None
     conversation = None
