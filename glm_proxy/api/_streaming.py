@@ -189,7 +189,7 @@ def _pump(
     _WATCH.add(state, period)
     state.direct = direct
     # The producer may write deltas itself while the pump waits (AnswerJob's sink).
-    lend = direct is not None and getattr(job, "direct_delivery", False)
+    lend = direct is not None and job.direct_delivery
     try:
         if direct is not None:
             yield b""  # the server sends the head (an empty chunk is not written)

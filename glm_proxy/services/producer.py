@@ -155,18 +155,8 @@ class Attempt:
         if not raw or raw == b"[DONE]":
             return
         self.events += 1
-        deltas = translator.feed(decode_json(event))
-        if self.committed and self.filter is None:
-            # the usual event of a streamed answer: straight to the client
-            put = self.job.put
-            for delta in deltas:
-                if isinstance(delta, ConversationStarted):
-                    self._hand_over(delta)
-                else:
-                    put(delta)
-        else:
-            for delta in deltas:
-                self._hand_over(delta)
+        for delta in translator.feed(decode_json(event)):
+            self._hand_over(delta)
         if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
             raise gevent.GreenletExit
