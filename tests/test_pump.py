@@ -134,3 +134,15 @@ def test_a_write_that_returns_in_time_is_not_a_stall() -> None:
     for _ in range(12):  # 0.6 s of keep-alives, each written at once
         assert next(gen) == b": keep-alive\n\n"
     assert job.aborted_with == []
+
+
+def test_the_opening_decision_is_made_once() -> None:
+    """A view that asked first and then ``respond()`` must not wait the header time twice."""
+    import time
+
+    job = HandFedJob()
+    job.wait_leased = lambda timeout=None: True  # type: ignore[method-assign]
+    started = time.monotonic()
+    assert job.opening_failure(0.2) is None  # nothing arrived in time: stream
+    assert job.opening_failure(0.2) is None
+    assert time.monotonic() - started < 0.35

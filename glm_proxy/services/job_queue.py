@@ -51,6 +51,7 @@ class QueuedItems:
     # The producer writes through a sink the pump lends while it waits (AnswerJob).
     direct_delivery = False
     sink: Any = None
+    _committed_to_stream = False  # opening_failure() said: stream (see there)
 
     def next_item(self, timeout: float | None = None) -> Any:
         """The next delta, ``Failure``, ``JobDone``, or ``QUIET`` after ``timeout`` seconds."""
@@ -95,12 +96,17 @@ class QueuedItems:
         keeps its status), then up to ``header_wait`` seconds for the upstream;
         a failure by then is returned (and the job cancelled). None means:
         commit to ``200 text/event-stream``; later failures go in the stream.
+        Decided once: asked again (a view that looked first, then ``respond()``),
+        a commitment stands without a second wait.
         """
+        if self._committed_to_stream:
+            return None
         self.wait_leased()
         first = self.peek(timeout=header_wait)
         if isinstance(first, Failure):
             self.cancel()
             return first.error
+        self._committed_to_stream = True
         return None
 
     def items(self) -> Iterator[Any]:
