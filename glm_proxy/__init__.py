@@ -13,6 +13,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from glm_proxy import attachments, pool, store, upstream, web
     from glm_proxy.access import auth, limits
     from glm_proxy.api import register_blueprints
+    from glm_proxy.api._chunked import RememberStartResponse
     from glm_proxy.config import Settings
     from glm_proxy.model_table import ModelTable
     from glm_proxy.observability import logs
@@ -46,4 +47,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
+    # The pump sends gunicorn's head with the first chunk (glm_proxy.api._chunked).
+    app.wsgi_app = RememberStartResponse(app.wsgi_app)  # type: ignore[method-assign]
     return app

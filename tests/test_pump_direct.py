@@ -112,11 +112,11 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
     writes: list[bytes] = []
     real = _streaming.send_chunk
 
-    def slow_send(sock, data):
+    def slow_send(sock, data, head=b""):
         writes.append(data)
         if b'"content":"b"' in data:
             gevent.sleep(0.3)  # several keep-alive intervals inside one write
-        real(sock, data)
+        real(sock, data, head)
 
     monkeypatch.setattr(_streaming, "send_chunk", slow_send)
     sink([TextDelta("b")])
@@ -141,3 +141,95 @@ def test_the_sink_is_not_lent_before_the_answer_opens(pair):
     assert b'"role":"assistant"' in chunks[0]
     runner.join(timeout=5)
     assert runner.successful()
+
+
+class RecordingSocket:
+    """A connection that keeps each ``send`` apart, to see what went out in one write."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+
+    def send(self, data) -> int:
+        self.sends.append(bytes(data))
+        return len(data)
+
+    def sendall(self, data) -> None:
+        self.sends.append(bytes(data))
+
+
+class ServerResponse:
+    """The part of gunicorn's response object that ``take_head`` uses."""
+
+    def __init__(self, *, chunked: bool = True, headers_sent: bool = False) -> None:
+        self.status = "200 OK"
+        self.headers = [("Content-Type", "text/event-stream"), ("X-Request-Id", "req_1")]
+        self.chunked = chunked
+        self.headers_sent = headers_sent
+
+    def default_headers(self) -> list[str]:
+        return ["HTTP/1.1 200 OK\r\n", "Connection: keep-alive\r\n"]
+
+    def start_response(self, status, headers, exc_info=None):  # bound: take_head's way in
+        raise AssertionError("already called by the server")
+
+
+def test_the_head_goes_out_with_the_first_chunk_in_one_write():
+    sock, response = RecordingSocket(), ServerResponse()
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
+    runner = gevent.spawn(list, gen)
+    gevent.sleep(0.05)
+    assert response.headers_sent  # the server will not send it again
+    first = sock.sends[0]
+    head, _, body = first.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [
+        b"HTTP/1.1 200 OK",
+        b"Connection: keep-alive",
+        b"Content-Type: text/event-stream",
+        b"X-Request-Id: req_1",
+    ]
+    assert b'"content":"a"' in body and body.endswith(b"\r\n")  # a whole chunk frame
+    job._put_final(JobDone())
+    runner.join(timeout=5)
+    assert runner.successful() and len(sock.sends) == 2
+
+
+def test_the_head_goes_out_alone_at_once_when_nothing_is_ready():
+    sock, response = RecordingSocket(), ServerResponse()
+    job = HandFedJob()
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
+    runner = gevent.spawn(list, gen)
+    gevent.sleep(0.05)
+    assert sock.sends == [
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"
+        b"Content-Type: text/event-stream\r\nX-Request-Id: req_1\r\n\r\n"
+    ]
+    job.queue.put(TextDelta("a"))
+    job._put_final(JobDone())
+    runner.join(timeout=5)
+    assert runner.successful()
+    assert all(not s.startswith(b"HTTP/") for s in sock.sends[1:])
+    size, _, rest = sock.sends[1].partition(b"\r\n")
+    assert int(size, 16) == len(rest) - 2 and b'"content":"a"' in rest  # a chunk frame only
+
+
+@pytest.mark.parametrize(
+    "start_response",
+    [
+        None,
+        lambda status, headers, exc_info=None: None,  # not gunicorn's
+        ServerResponse(chunked=False).start_response,  # a Content-Length body
+        ServerResponse(headers_sent=True).start_response,
+    ],
+)
+def test_the_server_sends_its_own_head_when_the_pump_cannot(start_response):
+    sock = RecordingSocket()
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, start_response)
+    assert next(gen) == b""  # the server's write of nothing: it sends its head
+    assert sock.sends == []
+    job._put_final(JobDone())
+    list(gen)
+    assert not any(s.startswith(b"HTTP/") for s in sock.sends)

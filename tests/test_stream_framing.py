@@ -81,6 +81,22 @@ def test_streamed_body_is_well_framed_and_the_connection_serves_the_next_request
         sock.close()
 
 
+def test_the_head_arrives_with_the_first_event(proxy, token):
+    """One write for the head and the first event: the client reads both at once."""
+    sock = connect(proxy.base)
+    try:
+        sock.sendall(chat_request(token))
+        first = sock.recv(65536)  # one send on loopback arrives whole
+        head, _, body = first.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+        assert b"access-control-allow-origin" in head.lower()  # the app's headers kept
+        assert b"data: " in body, first[:300]
+        head, body, rest = _read_response(sock, first)
+        assert rest == b"" and len(sse_text(body)) >= 120
+    finally:
+        sock.close()
+
+
 def test_http_1_0_stream_is_close_delimited_without_chunk_frames(proxy, token):
     sock = connect(proxy.base)
     try:

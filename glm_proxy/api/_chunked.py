@@ -1,17 +1,47 @@
 """The client connection under the pump: chunk frames written directly, and hanging up.
 
 Behind gunicorn on HTTP/1.1 the pump (and, through its sink, the producer)
-writes the chunked body's frames to the connection itself; gunicorn sends the
-head and the last chunk. See ``glm_proxy.api._streaming`` for why.
+writes the chunked body's frames to the connection itself; gunicorn writes the
+last chunk. The head goes out with the first chunk, in one ``send``: gunicorn
+would send it alone, one more write and one more wakeup of the client before
+the first token. See ``glm_proxy.api._streaming`` for why.
 """
 
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from flask import has_request_context, request
 
-__all__ = ["hang_up", "send_chunk", "server_frames_chunks"]
+__all__ = [
+    "SERVER_START_RESPONSE",
+    "RememberStartResponse",
+    "hang_up",
+    "send_chunk",
+    "server_frames_chunks",
+    "take_head",
+]
+
+# The environ key under which the server's ``start_response`` is kept (see below).
+SERVER_START_RESPONSE = "glm_proxy.start_response"
+
+
+class RememberStartResponse:
+    """WSGI middleware: keep the server's ``start_response`` in the environ.
+
+    gunicorn's ``start_response`` is a method of its response object, which
+    builds the head; the pump asks it for the head (``take_head``) to send it
+    with the first chunk.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ[SERVER_START_RESPONSE] = start_response
+        return self.app(environ, start_response)
 
 
 def server_frames_chunks() -> bool:
@@ -30,14 +60,45 @@ def server_frames_chunks() -> bool:
     )
 
 
-def send_chunk(client: socket.socket, data: bytes) -> None:
+def take_head(start_response: Any) -> bytes | None:
+    """The head gunicorn would send for this response, now marked as sent; else None.
+
+    Call it after the server's ``start_response`` ran (in the response body).
+    The head is built the way gunicorn's ``Response.send_headers`` builds it
+    (its default headers, then the app's), so the connection's keep-alive
+    decision stays the server's. None (the server then sends its head as
+    usual) when the response is not gunicorn's, or not chunked, or its head
+    already went out.
+    """
+    response = getattr(start_response, "__self__", None)
+    if (
+        response is None
+        or getattr(response, "status", None) is None
+        or getattr(response, "headers_sent", True)
+        or not getattr(response, "chunked", False)
+    ):
+        return None
+    try:
+        lines = response.default_headers()
+        lines.extend(f"{name}: {value}\r\n" for name, value in response.headers)
+        head = ("".join(lines) + "\r\n").encode("latin-1")
+    except (AttributeError, TypeError, ValueError):
+        return None  # another gunicorn than the one pinned: let it send its own head
+    response.headers_sent = True
+    return head
+
+
+def send_chunk(client: socket.socket, data: bytes, head: bytes = b"") -> None:
     """One chunk of a chunked body, usually in one ``send`` (the rest, if any, with ``sendall``).
 
-    A failed write raises ``OSError`` out of the pump, as the server's own write would.
+    ``head``, if given, goes first in the same write (the response head). A
+    failed write raises ``OSError`` out of the pump, as the server's own write would.
     """
     if not data:
+        if head:
+            client.sendall(head)
         return  # an empty chunk would end the body
-    frame = b"%X\r\n%b\r\n" % (len(data), data)
+    frame = b"%b%X\r\n%b\r\n" % (head, len(data), data)
     sent = client.send(frame)
     if sent < len(frame):
         client.sendall(memoryview(frame)[sent:])

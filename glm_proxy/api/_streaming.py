@@ -20,11 +20,13 @@ format shares, so it is written once:
   answer is stopped and its conversation deleted) and closes the connection.
 
 Writes: behind gunicorn on HTTP/1.1 the pump writes the chunked frames to
-the connection itself (``direct``) after the server has sent the head: the
-server's write path (its chunk framing, and gevent's ``sendall``, which asks
-the kernel for the send buffer size before every write) costs more than the
-event it carries. The server still ends the body (the last chunk) and handles
-a failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
+the connection itself (``direct``): the server's write path (its chunk
+framing, and gevent's ``sendall``, which asks the kernel for the send buffer
+size before every write) costs more than the event it carries. The head the
+server built goes out with the first chunk, in one write (``take_head``); if
+nothing is ready to go with it, it goes out alone at once, as the server would
+have sent it. The server still ends the body (the last chunk) and handles a
+failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
 the pump yields its bytes to the server as usual.
 
 Direct delivery: in that mode, while the pump waits on an empty queue it lends
@@ -53,7 +55,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flask import Response, has_request_context, request
 from gevent.queue import Full
 
-from glm_proxy.api._chunked import hang_up, send_chunk, server_frames_chunks
+from glm_proxy.api._chunked import (
+    SERVER_START_RESPONSE,
+    hang_up,
+    send_chunk,
+    server_frames_chunks,
+    take_head,
+)
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.protocol.events import Delta
@@ -156,8 +164,10 @@ def pump(
     settings = getattr(job.services, "settings", None)
     if stall_timeout is None and settings is not None:
         stall_timeout = settings.stream_stall_timeout
+    start_response = None
     if client is None and has_request_context():
         client = request.environ.get("gunicorn.socket")
+        start_response = request.environ.get(SERVER_START_RESPONSE)
         send_buffer = getattr(settings, "stream_send_buffer", 0)
         if client is not None and send_buffer:
             try:  # what the kernel holds for a client that stopped reading
@@ -165,7 +175,9 @@ def pump(
             except OSError:
                 pass
     direct = client if client is not None and server_frames_chunks() else None
-    return _pump(job, wire, keepalive_interval, record, stall_timeout, client, direct)
+    return _pump(
+        job, wire, keepalive_interval, record, stall_timeout, client, direct, start_response
+    )
 
 
 def _pump(
@@ -176,6 +188,7 @@ def _pump(
     stall_timeout: float | None,
     client: socket.socket | None,
     direct: socket.socket | None = None,
+    start_response: Any = None,
 ) -> Iterator[bytes]:
     state = _PumpState(job, wire, record)
     state.client = client
@@ -192,7 +205,13 @@ def _pump(
     lend = direct is not None and job.direct_delivery
     try:
         if direct is not None:
-            yield b""  # the server sends the head (an empty chunk is not written)
+            head = take_head(start_response)  # the server's head, to go with the first chunk
+            if head is None:
+                yield b""  # the server sends the head (an empty chunk is not written)
+            else:
+                state.head = head
+                if not job.ready():
+                    state.write(b"")  # nothing to go with it: the head alone, now
         while True:
             state.waiting_since = time.monotonic()
             if lend and state.opened:
@@ -248,6 +267,7 @@ class _PumpState:
         "writing_since",
         "direct",
         "broken",
+        "head",
         "__weakref__",
     )
 
@@ -264,6 +284,7 @@ class _PumpState:
         self.writing_since: float | None = None  # the server writes what the pump yielded
         self.direct: socket.socket | None = None  # the connection the pump frames chunks on
         self.broken = False  # a direct write failed or was cut short: write nothing more
+        self.head = b""  # the response head, while it waits to go out with the first chunk
 
     def stalled(self) -> None:
         """The client has not taken the last write for too long: end the answer, hang up."""
@@ -278,7 +299,8 @@ class _PumpState:
         """One direct write (pump or producer); the watch sees it pending."""
         self.writing_since = time.monotonic()
         try:
-            send_chunk(self.direct, data)  # type: ignore[arg-type] - direct mode only
+            send_chunk(self.direct, data, self.head)  # type: ignore[arg-type] - direct mode only
+            self.head = b""
         except BaseException:
             self.broken = True  # maybe half a frame went out: the stream is over
             raise

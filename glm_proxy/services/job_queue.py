@@ -75,6 +75,10 @@ class QueuedItems:
         except Empty:
             return None
 
+    def ready(self) -> bool:
+        """An item is waiting (never blocks)."""
+        return self._peeked is not None or bool(self.queue.qsize())
+
     def peek(self, timeout: float | None = None) -> Any:
         if self._peeked is None:
             item = self.next_item(timeout)
