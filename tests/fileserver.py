@@ -46,9 +46,14 @@ class FileServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, path: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        """Serve ``data`` at ``path``; returns the full URL."""
+        """Serve ``data`` at ``path``, counting its hits from zero; returns the full URL.
+
+        A test run twice against one server (once per protocol profile, in
+        whatever order the tests run) then counts only its own fetches.
+        """
         with self.lock:
             self.files[path] = (data, content_type)
+            self.hits.pop(path, None)
         return self.base + path
 
     def url(self, path: str) -> str:
