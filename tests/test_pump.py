@@ -8,6 +8,7 @@ in ``finally`` are seen exactly as the pump does them.
 from __future__ import annotations
 
 import gevent
+import gevent.event
 import orjson
 
 from glm_proxy.api._streaming import pump
@@ -16,7 +17,7 @@ from glm_proxy.observability.record import RequestRecord
 from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
 from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.protocol.formats.openai import ChatWire
-from glm_proxy.services.answer import AnswerJob
+from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.services.job_queue import Failure, JobDone
 
 
@@ -146,3 +147,21 @@ def test_the_opening_decision_is_made_once() -> None:
     assert job.opening_failure(0.2) is None  # nothing arrived in time: stream
     assert job.opening_failure(0.2) is None
     assert time.monotonic() - started < 0.35
+
+
+def test_the_producer_runs_up_to_its_first_wait_before_start_returns() -> None:
+    """The view builds its wire and response while the upstream works, not before asking it."""
+    reached: list[str] = []
+    blocked = gevent.event.Event()
+
+    def before_lease() -> None:
+        reached.append("producer")
+        blocked.wait()  # the producer's first wait (here: instead of the account queue)
+
+    request = AnswerRequest(assistant_id="a", build_payload=dict, before_lease=before_lease)
+    job = AnswerJob(services=None, candidates=(), request=request).start()
+    reached.append("caller")
+    try:
+        assert reached == ["producer", "caller"]
+    finally:
+        job._greenlet.kill()

@@ -120,15 +120,18 @@ def respond(
     """The HTTP response for a started job: JSON, an early error, or the SSE stream."""
     if not stream:
         return json_response(collect(job, wire, record))
-    error = job.opening_failure(settings.stream_header_wait)
-    if error is not None:
-        _note_account(job, record)
-        return error_response(error)
-    return Response(
+    # Built before the wait, off the path of the first token; unused (never
+    # started, so its cleanup never runs) if the answer fails before it opens.
+    response = Response(
         pump(job, wire, settings.keepalive_interval, record),
         mimetype="text/event-stream",
         headers=STREAM_HEADERS,
     )
+    error = job.opening_failure(settings.stream_header_wait)
+    if error is not None:
+        _note_account(job, record)
+        return error_response(error)
+    return response
 
 
 def collect(job: AnswerJob, wire: Wire, record: RequestRecord) -> dict[str, Any]:
