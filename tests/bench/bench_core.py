@@ -33,7 +33,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -47,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glm_proxy.upstream.signing import signature_headers  # noqa: E402
+from tests.bench._proxy_env import proxy_env  # noqa: E402
 from tests.bench.bench_stream import (  # noqa: E402
     SECRET,
     access_token,
@@ -136,17 +136,13 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    env = {
-        **os.environ,
-        "PORT": str(proxy_port),
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
-        "REDIS_URL": "",
-        "QUEUE_TIMEOUT": "120",
-        "QUEUE_MAX": "5000",
-        "GLM_PROTOCOL": "2026" if args.era == "E3" else "2025",
-    }
+    env = proxy_env(
+        proxy_port,
+        sim_port,
+        QUEUE_TIMEOUT="120",
+        QUEUE_MAX="5000",
+        GLM_PROTOCOL="2026" if args.era == "E3" else "2025",
+    )
     if args.profile:
         env["GLM_PROXY_PROFILE"] = args.profile
     proxy = subprocess.Popen(

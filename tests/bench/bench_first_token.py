@@ -33,6 +33,7 @@ from pathlib import Path  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench._proxy_env import proxy_env  # noqa: E402
 from tests.bench.bench_core import first_token_direct, first_token_proxy  # noqa: E402
 from tests.bench.bench_stream import access_token, session  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
@@ -53,16 +54,7 @@ def start(timeline: str) -> tuple[list[subprocess.Popen], str, str, str]:
         + [str(relay_port), str(sim_port)],
         **QUIET,
     )
-    env = {
-        **os.environ,
-        "PORT": str(proxy_port),
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
-        "REDIS_URL": "",
-        "GLM_PROTOCOL": "2026",
-        "GLM_PROXY_TIMELINE": timeline,
-    }
+    env = proxy_env(proxy_port, sim_port, GLM_PROTOCOL="2026", GLM_PROXY_TIMELINE=timeline)
     config = str(Path(__file__).with_name("_gunicorn_timed.py"))
     proxy = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", config, "wsgi:app"], env=env, **QUIET

@@ -101,7 +101,8 @@ def short_bodies(base: str, count: int) -> str:
 def main() -> int:
     port = free_port()
     sim_proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)]
+        + ["--era", "E3"],  # the 2026 protocol, the proxy's default profile
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

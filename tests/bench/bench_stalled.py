@@ -17,7 +17,6 @@ Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.bench._proxy_env import proxy_env  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
 
@@ -102,21 +102,19 @@ def main() -> None:
             args.shape,
             "--chunk-size",
             "0",
+            "--era",
+            "E3",  # the 2026 protocol, the proxy's default profile (its deletes included)
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    env = {
-        **os.environ,
-        "PORT": str(proxy_port),
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
-        "REDIS_URL": "",
-        "STREAM_STALL_TIMEOUT": str(args.stall),
-        "STREAM_SEND_BUFFER": args.send_buffer,
-    }
+    env = proxy_env(
+        proxy_port,
+        sim_port,
+        STREAM_STALL_TIMEOUT=str(args.stall),
+        STREAM_SEND_BUFFER=args.send_buffer,
+    )
     proxy = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=ROOT,

@@ -23,7 +23,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -40,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glm_proxy.upstream.signing import signature_headers  # noqa: E402
+from tests.bench._proxy_env import proxy_env  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
 SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"
@@ -188,19 +188,14 @@ def main() -> None:
             str(sim_port),
             "--chunk-size",
             "0",
+            "--era",
+            "E3",  # the 2026 protocol, the proxy's default profile (its deletes included)
         ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    env = {
-        **os.environ,
-        "PORT": str(proxy_port),
-        "HOST": "127.0.0.1",
-        "LOG_LEVEL": "WARNING",
-        "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
-        "REDIS_URL": "",
-    }
+    env = proxy_env(proxy_port, sim_port)
     proxy = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
         cwd=ROOT,

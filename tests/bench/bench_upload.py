@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> None:
             doc = Path(tmp) / "big.pdf"
             write_pdf(doc, size)
             sim_port, files_port, proxy_port = free_port(), free_port(), free_port()
-            procs.append(start([sys.executable, "-m", "tests.simulator", "--port", str(sim_port)]))
+            sim = [sys.executable, "-m", "tests.simulator", "--port", str(sim_port)]
+            procs.append(start([*sim, "--era", "E3"]))  # the proxy's default protocol
             procs.append(
                 start(
                     [sys.executable, "-m", "http.server", str(files_port), "--bind", "127.0.0.1"],
