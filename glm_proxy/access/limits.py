@@ -99,8 +99,8 @@ class KeyLimits:
 
         @after_this_request
         def _on_response(response: Response) -> Response:
-            status = response.status_code
-            response.call_on_close(lambda: self._finish(name, status, record, held))
+            # The status is read at close: a stream's is decided after this hook.
+            response.call_on_close(lambda: self._finish(name, response.status_code, record, held))
             return response
 
         self.usage.count(name, "requests")

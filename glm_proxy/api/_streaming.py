@@ -62,6 +62,7 @@ from glm_proxy.api._chunked import (
     server_frames_chunks,
     take_head,
 )
+from glm_proxy.api._opening import OpeningStream
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.protocol.events import Delta
@@ -120,18 +121,16 @@ def respond(
     """The HTTP response for a started job: JSON, an early error, or the SSE stream."""
     if not stream:
         return json_response(collect(job, wire, record))
-    # Built before the wait, off the path of the first token; unused (never
-    # started, so its cleanup never runs) if the answer fails before it opens.
-    response = Response(
+    # Returned at once: the wait for the first event is the body's first step
+    # (glm_proxy.api._opening), after Flask's and the server's work on the response.
+    return OpeningStream(
         pump(job, wire, settings.keepalive_interval, record),
-        mimetype="text/event-stream",
+        job=job,
+        header_wait=settings.stream_header_wait,
+        record=record,
+        error_response=error_response,
         headers=STREAM_HEADERS,
     )
-    error = job.opening_failure(settings.stream_header_wait)
-    if error is not None:
-        _note_account(job, record)
-        return error_response(error)
-    return response
 
 
 def collect(job: AnswerJob, wire: Wire, record: RequestRecord) -> dict[str, Any]:

@@ -1,0 +1,128 @@
+"""A streamed answer's response, whose status is decided when the server starts its body.
+
+Why: a failure before the answer's first event keeps its real HTTP status
+(429, 401, 502), so something has to wait for that event before the status
+goes out. The view used to wait, and everything after a view (Flask's
+after-request hooks, the WSGI head, the server's ``start_response``) then ran
+between the first event and its write, on the path of the first token. Here
+the view returns at once and that work is done while the upstream is still
+thinking; the wait happens in the body's first step, and only then is
+``start_response`` called, with ``200`` and the stream or with the failure's
+own response. WSGI allows that: an application may call ``start_response``
+until its body yields its first bytes (PEP 3333), and servers (gunicorn,
+Werkzeug's) send nothing before then.
+
+Code that looks at the status after the view (the request log, the metrics,
+a key's error counter) reads it when the response is closed: a failure
+changes this response's ``status_code`` before it is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from flask import Response, has_request_context
+from flask.globals import request_ctx
+
+from glm_proxy.errors import GLMProxyError
+
+if TYPE_CHECKING:
+    from glm_proxy.observability.record import RequestRecord
+    from glm_proxy.services.answer import AnswerJob
+
+# The stream's own headers: a failure's JSON answer does not carry them.
+_STREAM_ONLY = frozenset(
+    ("content-type", "content-length", "cache-control", "x-accel-buffering", "connection")
+)
+
+
+class OpeningStream(Response):
+    """``200 text/event-stream`` over ``body``, unless the job fails before its first event."""
+
+    def __init__(
+        self,
+        body: Iterable[bytes],
+        *,
+        job: AnswerJob,
+        header_wait: float,
+        record: RequestRecord,
+        error_response: Callable[[GLMProxyError], Response],
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(body, mimetype="text/event-stream", headers=headers)
+        self.job = job
+        self.header_wait = header_wait
+        self.record = record
+        self.error_response = error_response
+        # The failure's response may need the request (its error shape): kept to copy then.
+        self.request_context = request_ctx._get_current_object() if has_request_context() else None
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> _Body:
+        return _Body(self, environ, start_response)
+
+    def failed(self, error: GLMProxyError) -> Response:
+        """The response a failure before the first event gets, with this one's other headers."""
+        context = self.request_context
+        if context is not None:
+            with context.copy():  # the request's own context ended when the view returned
+                answer = self.error_response(error)
+        else:
+            answer = self.error_response(error)
+        for name, value in self.headers.items():
+            if name.lower() not in _STREAM_ONLY and name not in answer.headers:
+                answer.headers.add(name, value)  # CORS and the like, set by after-request hooks
+        self.status_code = answer.status_code  # read by the request log and the key's counters
+        return answer
+
+
+class _Body:
+    """The WSGI body: the first ``next()`` decides the status and calls ``start_response``."""
+
+    __slots__ = ("_response", "_environ", "_start_response", "_stream", "_head", "_body")
+
+    def __init__(
+        self, response: OpeningStream, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> None:
+        self._response = response
+        self._environ = environ
+        self._start_response = start_response
+        # Werkzeug's part of the head now, while the upstream works.
+        stream, status, headers = response.get_wsgi_response(environ)
+        self._stream: Any = stream  # closing it runs the response's close callbacks
+        self._head = (status, headers)
+        self._body: Iterator[bytes] | None = None
+
+    def __iter__(self) -> _Body:
+        return self
+
+    def __next__(self) -> bytes:
+        body = self._body
+        if body is None:
+            body = self._body = self._open()
+        return next(body)
+
+    def _open(self) -> Iterator[bytes]:
+        response = self._response
+        error = response.job.opening_failure(response.header_wait)
+        if error is None:
+            self._start_response(*self._head)
+            return self._stream  # Werkzeug's closing iterator over the pump
+        if response.job.account is not None:
+            response.record.account = response.job.account.fingerprint
+        answer = response.failed(error)
+        stream, status, headers = answer.get_wsgi_response(self._environ)
+        self._start_response(status, headers)
+        return iter(stream)
+
+    def close(self) -> None:
+        body, self._body = self._body, None
+        try:
+            if body is None:
+                self._response.job.cancel()  # never started: nobody wants the answer
+            elif body is not self._stream:
+                close = getattr(body, "close", None)
+                if close is not None:
+                    close()  # the failure's own body
+        finally:
+            self._stream.close()  # the pump (if started: its cleanup) and the close callbacks
