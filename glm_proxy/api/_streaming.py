@@ -3,11 +3,12 @@
 Every answer-producing view ends in ``respond()``. The pump owns what every
 format shares, so it is written once:
 
-* the status decision before the first byte: a streaming view waits while
-  the job queues for an account, then up to ``STREAM_HEADER_WAIT`` for the
-  upstream, so a failure by then gets its real HTTP status (429, 401, 502);
-  after that it commits to ``200 text/event-stream`` and a later failure is
-  one final error event in the format's shape;
+* the status decision before the first byte: the response's first step
+  (``glm_proxy.api._opening``, after the view returned) waits while the job
+  queues for an account, then up to ``STREAM_HEADER_WAIT`` for the upstream,
+  so a failure by then gets its real HTTP status (429, 401, 502); after that
+  it commits to ``200 text/event-stream`` and a later failure is one final
+  error event in the format's shape;
 * batching: deltas already waiting in the job's queue go out in one write;
 * keep-alives while the upstream is silent (``KEEPALIVE_INTERVAL``);
 * cleanup in ``finally``: ``job.cancel()`` releases the lease and schedules
