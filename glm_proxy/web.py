@@ -161,7 +161,7 @@ def init_app(app: Flask) -> None:
         cors_headers(response)
         settle_body(request.environ)
         record = request_record()
-        method, path = request.method, request.path
+        method, path, hooked_status = request.method, request.path, response.status_code
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         streaming = response.mimetype == "text/event-stream"
         if streaming:
@@ -169,8 +169,8 @@ def init_app(app: Flask) -> None:
 
         def write_log() -> None:
             elapsed = time.perf_counter() - record.started
-            # Read now: a stream's status is decided after this hook (glm_proxy.api._opening).
-            status = response.status_code
+            # A stream's status is decided after this hook (glm_proxy.api._opening).
+            status = record.status or hooked_status
             if streaming:
                 metrics.ACTIVE_STREAMS.dec()
             metrics.observe(route, method, status, elapsed, record.error)

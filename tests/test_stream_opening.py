@@ -9,7 +9,9 @@ are covered by the error and streaming tests.
 
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import orjson
 import pytest
@@ -149,3 +151,26 @@ def test_a_body_never_started_still_ends_the_job_and_the_request(served) -> None
     assert heads == [] and job.asked == []
     assert job.cancels == 1  # the lease and the conversation are let go
     assert requests_counted("200") == before + 1  # logged once, as the stream it was
+
+
+def test_a_finished_stream_is_freed_without_the_collector(served) -> None:
+    """No close callback holds its response (see tests/test_no_cycles.py for why)."""
+    app, job = served
+    gc.collect()
+    gc.disable()
+    try:
+        body, heads, _ = call(app)
+        for item in (
+            ConversationStarted("conv1", "m"),
+            TextDelta("hi"),
+            Finished("stop"),
+            JobDone(),
+        ):
+            job.queue.put(item)
+        assert b"".join(body).endswith(b"data: [DONE]\n\n")
+        body.close()
+        gone = weakref.ref(body._response)
+        del body
+        assert gone() is None
+    finally:
+        gc.enable()

@@ -99,8 +99,8 @@ class KeyLimits:
 
         @after_this_request
         def _on_response(response: Response) -> Response:
-            # The status is read at close: a stream's is decided after this hook.
-            response.call_on_close(lambda: self._finish(name, response.status_code, record, held))
+            status = response.status_code  # a stream's may change: see record.status
+            response.call_on_close(lambda: self._finish(name, status, record, held))
             return response
 
         self.usage.count(name, "requests")
@@ -119,6 +119,7 @@ class KeyLimits:
         """
         for slot in held:
             slot.release()
+        status = record.status or status  # a stream's status, decided after the view
         try:
             if status >= 400 or record.error:
                 self.usage.count(name, "errors")

@@ -13,8 +13,11 @@ until its body yields its first bytes (PEP 3333), and servers (gunicorn,
 Werkzeug's) send nothing before then.
 
 Code that looks at the status after the view (the request log, the metrics,
-a key's error counter) reads it when the response is closed: a failure
-changes this response's ``status_code`` before it is sent.
+a key's error counter) reads it when the response is closed, from the
+request's record (``RequestRecord.status``): a failure sets it before its
+response is sent. (Not from the response itself: a close callback holding its
+response makes a reference cycle, and every stream's objects would then wait
+for the garbage collector.)
 """
 
 from __future__ import annotations
@@ -72,7 +75,8 @@ class OpeningStream(Response):
         for name, value in self.headers.items():
             if name.lower() not in _STREAM_ONLY and name not in answer.headers:
                 answer.headers.add(name, value)  # CORS and the like, set by after-request hooks
-        self.status_code = answer.status_code  # read by the request log and the key's counters
+        self.status_code = answer.status_code
+        self.record.status = answer.status_code  # for the request log and the key's counters
         return answer
 
 

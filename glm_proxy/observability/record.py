@@ -29,6 +29,7 @@ class RequestRecord:
     usage: dict[str, Any] | None = None  # the answer's usage, in OpenAI terms
     error: str | None = None  # error code of a failure after the status was sent
     latency_to_end: float | None = None  # seconds from the pump's start to the answer's end
+    status: int | None = None  # a status decided after the after-request hooks (a stream's)
 
     def describe(self, *, model: str, stream: bool, caller: str) -> None:
         """What the request asked for and who asked (set by the view once it knows)."""

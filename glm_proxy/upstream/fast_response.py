@@ -67,7 +67,11 @@ class FastResponse:
         # gevent's socket: closing it wakes its waiting reader, and it can wait for data
         self._cooperative = isinstance(sock, _Cooperative)
         self._pending = getattr(sock, "pending", None)  # a TLS socket's decrypted bytes
-        self._parser = httptools.HttpResponseParser(self)
+        # The parser calls back into this response: a reference cycle, cut when the
+        # response ends (``_finish``, ``close``) so that refcounting frees both at once
+        # (a stream's response lives long enough to reach the oldest generation, and
+        # its cycle would wait there for a full collection).
+        self._parser: httptools.HttpResponseParser | None = httptools.HttpResponseParser(self)
         self._raw_headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._head_done = False
@@ -84,7 +88,7 @@ class FastResponse:
     def on_headers_complete(self) -> None:
         self._head_done = True
         # asked now: llhttp answers for the message being parsed, not after its end
-        self._keep_alive = self._parser.should_keep_alive()
+        self._keep_alive = self._parser.should_keep_alive()  # type: ignore[union-attr]
 
     def on_body(self, body: bytes) -> None:
         self._body.append(body)
@@ -94,8 +98,11 @@ class FastResponse:
 
     # reading
     def _feed(self, data: bytes) -> None:
+        parser = self._parser
+        if parser is None:
+            raise BodyBroken("the response was closed while it was read")
         try:
-            self._parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
             raise UpstreamRetryable("upstream request failed (unexpected upgrade)") from None
         except httptools.HttpParserError as exc:
@@ -119,7 +126,7 @@ class FastResponse:
             if self._seen > _MAX_HEAD and not self._head_done:
                 raise UpstreamRetryable("upstream request failed (response head too large)")
             self._feed(data)
-        self.status_code = self._parser.get_status_code()
+        self.status_code = self._parser.get_status_code()  # type: ignore[union-attr]
         self.headers = CaseInsensitiveDict(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw_headers
         )
@@ -188,6 +195,7 @@ class FastResponse:
         return data
 
     def _finish(self) -> None:
+        self._parser = None  # done with it (see __init__)
         sock, self._sock = self._sock, None
         if sock is None:
             return
@@ -199,6 +207,7 @@ class FastResponse:
 
     def close(self) -> None:
         """Done with the response: an unfinished body closes the connection."""
+        self._parser = None
         _BODY_READS.discard(self)
         sock, self._sock = self._sock, None
         if sock is not None:

@@ -126,7 +126,9 @@ class Renderer:
     renders that item only and puts it after the other blocks, as kept from the
     last full render. The marker callbacks are bound methods reading the sources
     the last full render collected (an event that adds sources is always rendered
-    in full), so no closure is built per event.
+    in full), so no closure is built per event (the markers' replacements are
+    bound methods made where used: kept on the renderer they would make a
+    reference cycle, and every answer's renderer would wait for the collector).
     """
 
     def __init__(self, separator: str, include_reasoning: bool) -> None:
@@ -135,8 +137,6 @@ class Renderer:
         self.book = CitationBook()
         self._quotes: list[Source | None] = []  # every segment's metadata_list, in order
         self._results: dict[str, Source] = {}  # match_key -> source, first seen wins
-        self._link = self._link_marker
-        self._drop = self._drop_marker
         # what the last streaming (not closing) full render left for rerender():
         self._last: Rendering | None = None
         self._answer_tail: tuple[Segment, Item] | None = None  # the last answer item
@@ -176,7 +176,7 @@ class Renderer:
         for i, (seg, item) in enumerate(answer_items):
             closed = closing or seg.finished or item.finished or i < last
             if item.kind == "text":
-                block = _cached_marked(item, closed, self._link)
+                block = _cached_marked(item, closed, self._link_marker)
             elif item.kind == "code":
                 block = _code_block(item.value, closed)
             elif not closed:
@@ -197,7 +197,7 @@ class Renderer:
             last = len(reasoning_items) - 1
             for i, (seg, item) in enumerate(reasoning_items):
                 closed = closing or seg.finished or item.finished or i < last
-                reasoning_blocks.append(_cached_marked(item, closed, self._drop))
+                reasoning_blocks.append(_cached_marked(item, closed, self._drop_marker))
         sep = self.separator
         rendering = Rendering(
             answer=_join(sep, answer_blocks),
@@ -236,7 +236,7 @@ class Renderer:
             if tail is None or tail[1] is not changed:
                 return None
             seg = tail[0]
-            block = _cached_marked(changed, seg.finished or changed.finished, self._drop)
+            block = _cached_marked(changed, seg.finished or changed.finished, self._drop_marker)
             head = self._reasoning_head
             last.reasoning = _append(head, self.separator, block) if head else block
             return last
@@ -245,7 +245,7 @@ class Renderer:
             return None
         seg = tail[0]
         if kind == "text":
-            block = _cached_marked(changed, seg.finished or changed.finished, self._link)
+            block = _cached_marked(changed, seg.finished or changed.finished, self._link_marker)
         elif kind == "code":
             block = _code_block(changed.value, seg.finished or changed.finished)
         else:

@@ -1,0 +1,63 @@
+"""A finished answer's objects are freed by reference counting, without the collector.
+
+Why it matters: a stream lives for seconds, long enough for its objects to
+reach the collector's oldest generation. Objects in a reference cycle are
+then freed only by a full collection, which walks every live object of the
+worker: with a thousand open streams, pauses of 100 ms and more, each one a
+late token for every stream due meanwhile. Each test below holds only a weak
+reference and checks that dropping the last strong one frees the object at
+once, with the collector switched off.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from glm_proxy.protocol.translate import TranslateOptions, Translator
+from glm_proxy.protocol.translate._render import Renderer
+from glm_proxy.upstream.fast_http import FastHTTP
+from tests.raw_upstream import CHUNKED_HEAD, TIMEOUT, chunked
+from tests.test_fast_http import PAYLOAD
+
+
+@pytest.fixture
+def no_collector() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_a_streamed_upstream_response_read_to_its_end(serve, no_collector) -> None:
+    server = serve([CHUNKED_HEAD + chunked(PAYLOAD)])
+    response = FastHTTP().request("POST", server.url(), {}, b"{}", timeout=TIMEOUT, stream=True)
+    assert b"".join(response.iter_content()) == PAYLOAD
+    gone = weakref.ref(response)
+    del response
+    assert gone() is None
+
+
+def test_a_streamed_upstream_response_closed_early(serve, no_collector) -> None:
+    server = serve([CHUNKED_HEAD + b"5\r\nfirst\r\n", 5.0])
+    response = FastHTTP().request("POST", server.url(), {}, b"{}", timeout=TIMEOUT, stream=True)
+    assert next(response.iter_content()) == b"first"
+    response.close()
+    gone = weakref.ref(response)
+    del response
+    assert gone() is None
+
+
+def test_a_translator_and_its_renderer(no_collector) -> None:
+    translator = Translator(TranslateOptions())
+    list(translator.finish())
+    renderer = Renderer("\n\n", include_reasoning=True)
+    gone, gone_renderer = weakref.ref(translator), weakref.ref(renderer)
+    del translator, renderer
+    assert gone() is None
+    assert gone_renderer() is None
