@@ -3,6 +3,7 @@
 Not collected by pytest. Run from the repository root:
 
     python tests/bench/bench_core.py [--rounds 10] [--slow 1000] [--era E3] [--profile out.prof]
+                                     [--worker-figures]
 
 Starts the simulator and the proxy (gunicorn, one gevent worker) on free
 local ports and prints, for the proxy and straight from the simulator:
@@ -17,6 +18,13 @@ local ports and prints, for the proxy and straight from the simulator:
   long, started over ``--slow-spread`` seconds so that all are open at once
   at an arrival rate one worker admits): first-token p99 overhead and the
   worker's peak RSS.
+
+``--worker-figures`` adds, under each phase, the worker's own share measured
+inside it (``_gunicorn_worker_figures.py``): request to upstream request, first
+event to the client, and the event loop's stalls. On a small machine the
+client and the simulator share the cores with the worker, and their pauses
+show in the client's first-token figures; these are the worker's alone. (The
+measuring costs a little CPU: take CPU figures from a run without it.)
 
 ``--profile x.yappi`` (or ``x.prof``, ``x.txt``) runs the worker under a
 profiler for the whole run (see ``_gunicorn_profiled.py``). Deterministic
@@ -35,6 +43,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -143,19 +152,15 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
         QUEUE_MAX="5000",
         GLM_PROTOCOL="2026" if args.era == "E3" else "2025",
     )
+    config = "gunicorn.conf.py"
     if args.profile:
         env["GLM_PROXY_PROFILE"] = args.profile
+        config = str(Path(__file__).with_name("_gunicorn_profiled.py"))
+    elif args.worker_figures:
+        env["GLM_BENCH_WORKER_FIGURES"] = args.worker_figures
+        config = str(Path(__file__).with_name("_gunicorn_worker_figures.py"))
     proxy = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(Path(__file__).with_name("_gunicorn_profiled.py")),
-        ]
-        + ["wsgi:app"]
-        if args.profile
-        else [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        [sys.executable, "-m", "gunicorn", "-c", config, "wsgi:app"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -184,10 +189,12 @@ def phase(
     peaks = [worker.memory_info().rss]
     sampler = gevent.spawn(sample_rss, worker, peaks)
     before = worker.cpu_times()
+    began = time.time()
     through = closed_loop(
         first_token_proxy, [(http, proxy_base, t, prompt) for t in tokens], rounds, spread
     )
     after = worker.cpu_times()
+    ended = time.time()
     cpu = (after.user - before.user) + (after.system - before.system)
     user = after.user - before.user
     sampler.kill()
@@ -205,7 +212,27 @@ def phase(
         "p99": percentile(through, 0.99),
         "rss": max(peaks) / 2**20,
         "sim_ms": sim_cpu,  # the simulator's CPU per direct answer (it also serves the proxy)
+        "window": (began, ended),
     }
+
+
+def worker_figures(path: str, window: tuple[float, float]) -> str:
+    """The worker's own lines (``_gunicorn_worker_figures.py``) of one phase, summed up."""
+    time.sleep(1.2)  # the worker flushes every second
+    began, ended = window
+    seen: dict[str, list[float]] = {"request": [], "deliver": [], "stall": []}
+    with open(path) as lines:
+        for line in lines:
+            kind, at, ms = line.split()
+            if began <= float(at) <= ended:
+                seen[kind].append(float(ms))
+    request, deliver, stalls = seen["request"], seen["deliver"], seen["stall"]
+    return (
+        f"{'  worker alone':<22} request->upstream p50/p99 {percentile(request, 0.5):.2f}/"
+        f"{percentile(request, 0.99):.2f} ms; first event->client p50/p99 "
+        f"{percentile(deliver, 0.5):.2f}/{percentile(deliver, 0.99):.2f} ms; "
+        f"loop stalls over 10 ms: {len(stalls)}, longest {max(stalls, default=0):.1f} ms"
+    )
 
 
 def show(label: str, r: dict) -> None:
@@ -226,6 +253,13 @@ def main() -> None:
         "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
     )
     parser.add_argument("--profile", default="", help="profile the worker: x.yappi, x.prof, x.txt")
+    parser.add_argument(
+        "--worker-figures",
+        action="store_const",
+        const=str(Path(tempfile.gettempdir()) / f"glm-bench-worker-{uuid.uuid4().hex[:8]}.txt"),
+        default="",
+        help="also print the worker's own share, measured inside it (costs some CPU)",
+    )
     parser.add_argument(
         "--era",
         default="E3",
@@ -249,17 +283,23 @@ def main() -> None:
             f"{'sim cpu':>8}"
         )
         base = (http, sim_base, proxy_base, worker)
-        show("1 stream", phase(*base, 1, args.rounds * 4, FAST, 0, sim_process))
-        show("32 streams", phase(*base, 32, args.rounds, FAST, 0.4, sim_process))
+        phases = [("1 stream", 1, args.rounds * 4, FAST, 0, sim_process)]
+        phases.append(("32 streams", 32, args.rounds, FAST, 0.4, sim_process))
         if args.slow:
             slow = SLOW.format(n=args.slow_events)
-            result = phase(http, sim_base, proxy_base, worker, args.slow, 1, slow, args.slow_spread)
-            show(f"{args.slow} slow streams", result)
+            phases.append((f"{args.slow} slow streams", args.slow, 1, slow, args.slow_spread, None))
+        for label, k, rounds, prompt, spread, simulator in phases:
+            result = phase(*base, k, rounds, prompt, spread, simulator)
+            show(label, result)
+            if args.worker_figures:
+                print(worker_figures(args.worker_figures, result["window"]))
     finally:
         proxy.send_signal(2)
         sim.terminate()
         proxy.wait(timeout=60)
         sim.wait(timeout=10)
+        if args.worker_figures and Path(args.worker_figures).exists():
+            Path(args.worker_figures).unlink()
 
 
 if __name__ == "__main__":
