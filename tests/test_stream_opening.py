@@ -174,3 +174,21 @@ def test_a_finished_stream_is_freed_without_the_collector(served) -> None:
         assert gone() is None
     finally:
         gc.enable()
+
+
+def test_a_bug_while_waiting_for_the_first_event_is_a_500_error_object(served) -> None:
+    """Raised in the body, it would reach the server, which answers with its own HTML page."""
+    app, job = served
+
+    def broken(header_wait: float):
+        raise RuntimeError("a bug")
+
+    job.opening_failure = broken  # type: ignore[method-assign]
+    body, heads, _ = call(app)
+    error = orjson.loads(b"".join(body))
+    body.close()
+    [(status, headers)] = heads
+    assert status.startswith("500")
+    assert headers["Content-Type"] == "application/json"
+    assert error["error"]["message"] == "The server had an error while processing your request."
+    assert job.cancels >= 1

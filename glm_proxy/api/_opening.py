@@ -22,6 +22,7 @@ for the garbage collector.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ from glm_proxy.errors import GLMProxyError
 if TYPE_CHECKING:
     from glm_proxy.observability.record import RequestRecord
     from glm_proxy.services.answer import AnswerJob
+
+log = logging.getLogger(__name__)
 
 # The stream's own headers: a failure's JSON answer does not carry them.
 _STREAM_ONLY = frozenset(
@@ -108,7 +111,12 @@ class _Body:
 
     def _open(self) -> Iterator[bytes]:
         response = self._response
-        error = response.job.opening_failure(response.header_wait)
+        try:
+            error = response.job.opening_failure(response.header_wait)
+        except Exception:  # noqa: BLE001 - a bug: still an error object, not the server's page
+            log.exception("waiting for the answer's first event failed")
+            response.job.cancel()
+            error = GLMProxyError("The server had an error while processing your request.")
         if error is None:
             self._start_response(*self._head)
             return self._stream  # Werkzeug's closing iterator over the pump
