@@ -61,3 +61,22 @@ def test_a_translator_and_its_renderer(no_collector) -> None:
     del translator, renderer
     assert gone() is None
     assert gone_renderer() is None
+
+
+def test_a_streamed_response_objects_live_record_once_ended(no_collector) -> None:
+    """The Responses API's live record subscribes a hook of its own to cancellations."""
+    from types import SimpleNamespace
+
+    from glm_proxy import create_app
+    from glm_proxy.api.responses import _Live
+
+    svc = create_app({"GLM_BASE_URL": "http://127.0.0.1:9", "TESTING": True}).extensions[
+        "glm_services"
+    ]
+    snapshot = SimpleNamespace(response=lambda: {"id": "resp_1", "status": "in_progress"})
+    turn = SimpleNamespace(response_id="resp_1", owner={}, builder=lambda settings: snapshot)
+    live = _Live(svc, turn, job=object())
+    live.end()
+    gone = weakref.ref(live)
+    del live
+    assert gone() is None

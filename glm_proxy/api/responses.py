@@ -166,8 +166,13 @@ class _Live:
             self.job.abort(ResponseCancelled("The response was cancelled."))
 
     def end(self) -> None:
-        self._unsubscribe()
+        unsubscribe, self._unsubscribe = self._unsubscribe, _nothing
+        unsubscribe()  # and dropped: it holds our hook, a cycle that would outlive the stream
         self.responses.end_live(self.response_id)
+
+
+def _nothing() -> None:
+    pass
 
 
 def _saver(svc: Services, turn: turns.Turn, job: AnswerJob) -> Callable[[ResponseBuilder], None]:
