@@ -78,7 +78,6 @@ class OpeningStream(Response):
         for name, value in self.headers.items():
             if name.lower() not in _STREAM_ONLY and name not in answer.headers:
                 answer.headers.add(name, value)  # CORS and the like, set by after-request hooks
-        self.status_code = answer.status_code
         self.record.status = answer.status_code  # for the request log and the key's counters
         return answer
 
@@ -120,8 +119,7 @@ class _Body:
         if error is None:
             self._start_response(*self._head)
             return self._stream  # Werkzeug's closing iterator over the pump
-        if response.job.account is not None:
-            response.record.account = response.job.account.fingerprint
+        response.record.note_account(response.job.account)
         answer = response.failed(error)
         stream, status, headers = answer.get_wsgi_response(self._environ)
         self._start_response(status, headers)

@@ -140,7 +140,7 @@ def collect(job: AnswerJob, wire: Wire, record: RequestRecord) -> dict[str, Any]
         body = wire.collect(list(job.deltas()))
     finally:
         job.cancel()
-        _note_account(job, record)
+        record.note_account(job.account)
     record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
     return body
 
@@ -293,7 +293,7 @@ class _PumpState:
         """The client has not taken the last write for too long: end the answer, hang up."""
         log.info("client stopped reading; ending the answer")
         self.record.error = ClientStalled.code
-        _note_account(self.job, self.record)
+        self.record.note_account(self.job.account)
         self.job.abort(ClientStalled("the client stopped reading the answer"))
         if self.client is not None:
             hang_up(self.client)
@@ -331,7 +331,7 @@ class _PumpState:
         """Append the bytes for one queue item; True when the answer is over."""
         wire = self.wire
         if isinstance(item, Failure):
-            _note_account(self.job, self.record)
+            self.record.note_account(self.job.account)
             self.record.error = item.error.code or "error"
             out.append(wire.error(item.error))
             return True
@@ -342,7 +342,7 @@ class _PumpState:
             out.append(wire.finish(item))
             self.record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
             self.record.latency_to_end = round(time.monotonic() - self.started, 3)
-            _note_account(self.job, self.record)
+            self.record.note_account(self.job.account)
             return True
         out.append(wire.feed(item))
         return False
@@ -355,11 +355,6 @@ def _end_broken(state: _PumpState) -> None:
     if state.client is not None:
         hang_up(state.client)
     raise OSError(errno.EPIPE, "the client connection failed while the answer was written")
-
-
-def _note_account(job: AnswerJob, record: RequestRecord) -> None:
-    if job.account is not None:
-        record.account = job.account.fingerprint
 
 
 def _check_stream(state: _PumpState, now: float) -> None:

@@ -49,7 +49,7 @@ def create_response() -> Response:
         job = turns.start(svc, caller, turn)
         error = job.opening_failure(svc.settings.stream_header_wait)
     if error is not None:
-        _note_account(job, record)
+        record.note_account(job.account)
         return error_response(error)
     wire = ResponsesWire(turn.builder(svc.settings), on_end=_saver(svc, turn, job))
     live = _Live(svc, turn, job)
@@ -182,11 +182,6 @@ def _saver(svc: Services, turn: turns.Turn, job: AnswerJob) -> Callable[[Respons
     return save
 
 
-def _note_account(job: AnswerJob, record: RequestRecord) -> None:
-    if job.account is not None:
-        record.account = job.account.fingerprint
-
-
 def _complete(
     svc: Services, caller: Caller, turn: turns.Turn, job: AnswerJob, record: RequestRecord
 ) -> Response:
@@ -197,14 +192,14 @@ def _complete(
             try:
                 body = wire.collect(job.deltas())
             except GLMProxyError as exc:
-                _note_account(job, record)
+                record.note_account(job.account)
                 if not turns.conversation_gone(exc, turn):
                     raise
                 job.cancel()
                 turn = turns.from_history(svc, turn)
                 job = turns.start(svc, caller, turn)
                 continue
-            _note_account(job, record)
+            record.note_account(job.account)
             record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
             return json_response(body)
     finally:

@@ -31,6 +31,11 @@ class RequestRecord:
     latency_to_end: float | None = None  # seconds from the pump's start to the answer's end
     status: int | None = None  # a status decided after the after-request hooks (a stream's)
 
+    def note_account(self, account: Any) -> None:
+        """The account that answered (an ``Account``, or None before any lease): its fingerprint."""
+        if account is not None:
+            self.account = account.fingerprint
+
     def describe(self, *, model: str, stream: bool, caller: str) -> None:
         """What the request asked for and who asked (set by the view once it knows)."""
         self.model, self.stream, self.caller = model, stream, caller
