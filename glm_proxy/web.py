@@ -19,7 +19,7 @@ from glm_proxy.errors import (
 )
 from glm_proxy.observability import metrics
 from glm_proxy.observability.logs import log_request
-from glm_proxy.observability.record import RequestRecord
+from glm_proxy.observability.record import RequestRecord, request_id_for
 from glm_proxy.protocol.formats.anthropic import anthropic_error
 from glm_proxy.request_guard import (
     abandon_body,
@@ -39,6 +39,11 @@ BASE_ALLOWED_HEADERS = (
     "anthropic-dangerous-direct-browser-access, OpenAI-Organization, OpenAI-Project, "
     "OpenAI-Beta, Accept, X-Requested-With"
 )
+
+# Every response names its request (``glm_proxy.observability.record``); a front
+# proxy's own id (Nginx: ``proxy_set_header X-Request-Id $request_id;``) is kept.
+REQUEST_ID = "X-Request-Id"
+EXPOSED_HEADERS = "Retry-After, X-Request-Id, request-id"
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -62,10 +67,16 @@ def anthropic_request() -> bool:
 
 
 def error_response(error: GLMProxyError) -> Response:
-    headers = dict(error.headers)
+    """The error object in the shape the route's SDK parses (Anthropic's or OpenAI's)."""
     if anthropic_request():
-        return json_response(anthropic_error(error), error.status, headers)
-    return json_response(error.to_dict(), error.status, headers)
+        return anthropic_error_response(error)
+    return json_response(error.to_dict(), error.status, dict(error.headers))
+
+
+def anthropic_error_response(error: GLMProxyError) -> Response:
+    body = anthropic_error(error)
+    body["request_id"] = request_record().request_id  # as Anthropic's own errors carry it
+    return json_response(body, error.status, dict(error.headers))
 
 
 def read_json() -> Any:
@@ -134,22 +145,25 @@ def init_app(app: Flask) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body
     origins = settings.cors_allow_origins
 
-    def cors_headers(response: Response) -> Response:
+    def cors_headers(response: Response) -> None:
+        headers = response.headers
         origin = request.headers.get("Origin")
         if "*" in origins:
-            response.headers["Access-Control-Allow-Origin"] = "*"
+            headers["Access-Control-Allow-Origin"] = "*"
         elif origin and origin in origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers.add("Vary", "Origin")
-        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS, HEAD"
-        response.headers["Access-Control-Allow-Headers"] = _allow_headers()
-        response.headers["Access-Control-Max-Age"] = "86400"
-        response.headers["Access-Control-Expose-Headers"] = "Retry-After, X-Request-Id"
-        return response
+            headers["Access-Control-Allow-Origin"] = origin
+            headers.add("Vary", "Origin")
+        if request.method == "OPTIONS":
+            # Read by browsers on a preflight's answer only (Fetch standard, CORS protocol).
+            headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS, HEAD"
+            headers["Access-Control-Allow-Headers"] = _allow_headers()
+            headers["Access-Control-Max-Age"] = "86400"
+        else:
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
     @app.before_request
     def _start() -> Response | None:
-        g.request_record = RequestRecord()
+        g.request_record = RequestRecord(request_id=request_id_for(request.headers.get(REQUEST_ID)))
         guard_body(request.environ, settings, time.monotonic())
         check_head(request, settings)
         if request.method == "OPTIONS":
@@ -161,6 +175,9 @@ def init_app(app: Flask) -> None:
         cors_headers(response)
         settle_body(request.environ)
         record = request_record()
+        response.headers[REQUEST_ID] = record.request_id  # OpenAI's header; its SDK reads it
+        if anthropic_request():
+            response.headers["request-id"] = record.request_id  # Anthropic's; its SDK reads it
         method, path, hooked_status = request.method, request.path, response.status_code
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
         streaming = response.mimetype == "text/event-stream"

@@ -196,7 +196,11 @@ def test_routing_errors_on_anthropic_routes_use_the_anthropic_shape(
     )
     assert resp.status_code == status
     body = resp.json()
-    assert body == {"type": "error", "error": {"type": kind, "message": body["error"]["message"]}}
+    assert body == {
+        "type": "error",
+        "error": {"type": kind, "message": body["error"]["message"]},
+        "request_id": resp.headers["request-id"],  # as Anthropic's error bodies carry it
+    }
     assert body["error"]["message"]
 
 

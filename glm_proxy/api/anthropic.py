@@ -17,11 +17,11 @@ from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.protocol.formats.anthropic import MessagesWire, anthropic_error
+from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
-from glm_proxy.web import _http_error, json_response, read_json, request_record
+from glm_proxy.web import _http_error, anthropic_error_response, read_json, request_record
 
 log = logging.getLogger(__name__)
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")
@@ -29,8 +29,7 @@ bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 MESSAGES_SCHEMA = AnthropicMessagesSchema()
 
 
-def _error(error: GLMProxyError) -> Response:
-    return json_response(anthropic_error(error), error.status, dict(error.headers))
+_error = anthropic_error_response
 
 
 @bp.errorhandler(GLMProxyError)

@@ -49,7 +49,7 @@ class ScrubSecrets(logging.Filter):
 def log_request(method: str, path: str, status: int, seconds: float, record: RequestRecord) -> None:
     """The request's one line: what was asked, how it went, who asked, which account answered."""
     REQUEST_LOG.info(
-        "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s",
+        "%s %s %s %.1fms model=%s stream=%s account=%s caller=%s request_id=%s",
         method,
         path,
         status,
@@ -58,6 +58,7 @@ def log_request(method: str, path: str, status: int, seconds: float, record: Req
         _shown(record.stream),
         _shown(record.account),
         _shown(record.caller),
+        record.request_id,
     )
 
 

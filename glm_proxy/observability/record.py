@@ -7,21 +7,39 @@ what was asked (model, stream, caller), the streaming pump adds how it ended
 (account, usage, error), and the response's close callbacks read it: the
 per-key limits (``glm_proxy.access.limits``) count usage and errors, the
 request log prints one line, the metrics count error codes. A field nobody set
-stays ``None`` and is logged as ``-``.
+stays ``None`` and is logged as ``-``. The request's id is in every response's
+head and in its log line, so a caller can point at the line that tells what
+happened.
 """
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RequestRecord"]
+__all__ = ["RequestRecord", "request_id_for"]
+
+# What an id set by a front proxy may look like (Nginx's ``$request_id`` is 32 hex
+# digits): it is echoed to the caller and written in the log, so nothing else passes.
+_GIVEN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+
+
+def request_id_for(given: str | None) -> str:
+    """The request's id: the one a front proxy set (``X-Request-Id``) if it is a plain
+    token of up to 128 characters, else a new ``req_`` id."""
+    if given and _GIVEN_ID.fullmatch(given):
+        return given
+    return "req_" + uuid.uuid4().hex
 
 
 @dataclass(slots=True)
 class RequestRecord:
     started: float = field(default_factory=time.perf_counter)  # perf_counter at arrival
+    # Sent back as ``X-Request-Id`` (and ``request-id`` on Anthropic routes), logged.
+    request_id: str = field(default_factory=lambda: request_id_for(None))
     model: str | None = None  # the model the request asked for
     stream: bool | None = None  # whether the answer is an event stream
     caller: str | None = None  # ``Caller.label``: log-safe, never a secret
