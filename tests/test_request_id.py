@@ -140,3 +140,17 @@ def test_cors_headers_by_kind_of_request(client, proxy):
     assert preflight.status_code == 204
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert preflight.headers["Access-Control-Max-Age"] == "86400"
+
+
+def test_anthropic_stream_failure_before_output_names_one_id(proxy, simulator, token):
+    simulator.fault(token, "http_500", count=10)  # every attempt fails: a 502 before any output
+    resp = requests.post(
+        f"{proxy.base}/v1/messages",
+        json={"model": "glm-4", "max_tokens": 64, "stream": True, "messages": user("hi")},
+        headers={"x-api-key": token, "anthropic-version": "2023-06-01"},
+        timeout=30,
+    )
+    assert resp.status_code == 502
+    request_id = resp.json()["request_id"]
+    assert request_id == resp.headers["request-id"] == resp.headers["X-Request-Id"]
+    assert " 502 " in log_line(proxy, request_id)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from flask import Response, has_request_context
+from flask import Response, g, has_request_context
 from flask.globals import request_ctx
 
 from glm_proxy.errors import GLMProxyError
@@ -72,6 +72,7 @@ class OpeningStream(Response):
         context = self.request_context
         if context is not None:
             with context.copy():  # the request's own context ended when the view returned
+                g.request_record = self.record  # the copy has a fresh ``g``: same request, same id
                 answer = self.error_response(error)
         else:
             answer = self.error_response(error)
