@@ -14,7 +14,7 @@ import gevent
 import pytest
 from gevent import socket
 
-from glm_proxy.api import _streaming
+from glm_proxy.api import _stream_state
 from glm_proxy.api._streaming import _pump
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.protocol.events import Finished, TextDelta
@@ -110,7 +110,7 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
     gevent.sleep(0.01)
     sink = job.sink
     writes: list[bytes] = []
-    real = _streaming.send_chunk
+    real = _stream_state.send_chunk
 
     def slow_send(sock, data, head=b""):
         writes.append(data)
@@ -118,7 +118,7 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
             gevent.sleep(0.3)  # several keep-alive intervals inside one write
         real(sock, data, head)
 
-    monkeypatch.setattr(_streaming, "send_chunk", slow_send)
+    monkeypatch.setattr(_stream_state, "send_chunk", slow_send)
     sink([TextDelta("b")])
     assert [w for w in writes if w.startswith(b":")] == []
     job._put_final(JobDone())

@@ -29,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, g, has_request_context
 from flask.globals import request_ctx
 
+from glm_proxy.api._chunked import take_head
 from glm_proxy.errors import GLMProxyError
 
 if TYPE_CHECKING:
+    from glm_proxy.api._stream_state import StreamState
     from glm_proxy.observability.record import RequestRecord
     from glm_proxy.services.answer import AnswerJob
 
@@ -55,9 +57,12 @@ class OpeningStream(Response):
         record: RequestRecord,
         error_response: Callable[[GLMProxyError], Response],
         headers: dict[str, str],
+        pump_state: StreamState | None = None,
     ) -> None:
         super().__init__(body, mimetype="text/event-stream", headers=headers)
         self.job = job
+        # The pump's state when the producer may write the first deltas itself (below).
+        self.pump_state = pump_state
         self.header_wait = header_wait
         self.record = record
         self.error_response = error_response
@@ -86,7 +91,16 @@ class OpeningStream(Response):
 class _Body:
     """The WSGI body: the first ``next()`` decides the status and calls ``start_response``."""
 
-    __slots__ = ("_response", "_environ", "_start_response", "_stream", "_head", "_body")
+    __slots__ = (
+        "_response",
+        "_environ",
+        "_start_response",
+        "_stream",
+        "_head",
+        "_body",
+        "_started",
+        "_waiting",
+    )
 
     def __init__(
         self, response: OpeningStream, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -99,6 +113,8 @@ class _Body:
         self._stream: Any = stream  # closing it runs the response's close callbacks
         self._head = (status, headers)
         self._body: Iterator[bytes] | None = None
+        self._started = False  # start_response was called (here or by the producer)
+        self._waiting = False  # the opening wait is on
 
     def __iter__(self) -> _Body:
         return self
@@ -111,12 +127,23 @@ class _Body:
 
     def _open(self) -> Iterator[bytes]:
         response = self._response
+        job = response.job
+        lend = response.pump_state is not None and not job.opening_decided
+        if lend:
+            job.sink = self._write_opening
+        self._waiting = True
         try:
-            error = response.job.opening_failure(response.header_wait)
+            error = job.opening_failure(response.header_wait)
         except Exception:  # noqa: BLE001 - a bug: still an error object, not the server's page
             log.exception("waiting for the answer's first event failed")
-            response.job.cancel()
+            job.cancel()
             error = GLMProxyError("The server had an error while processing your request.")
+        finally:
+            self._waiting = False
+            if lend and job.sink == self._write_opening:
+                job.sink = None
+        if self._started:  # the producer opened the stream: what follows is the pump's
+            return self._stream
         if error is None:
             self._start_response(*self._head)
             return self._stream  # Werkzeug's closing iterator over the pump
@@ -125,6 +152,33 @@ class _Body:
         stream, status, headers = answer.get_wsgi_response(self._environ)
         self._start_response(status, headers)
         return iter(stream)
+
+    def _write_opening(self, deltas: list[Any]) -> None:
+        """The job's sink during the opening wait; runs in the producer, at the first deltas.
+
+        The answer has begun, so the status is 200: the producer starts the
+        response and writes its head with these deltas in one write, as the
+        pump would, without first waking the greenlet that waits here (that
+        wake-up, the server's ``start_response`` and the pump's start cost
+        more than the write, all on the first token's path). Then it ends
+        the wait; the pump goes on from there.
+        """
+        response = self._response
+        job, state = response.job, response.pump_state
+        job.sink = None  # once: later deltas go through the pump
+        self._started = True
+        self._start_response(*self._head)
+        head = take_head(self._start_response)
+        try:
+            if head is not None:
+                state.head = head  # type: ignore[union-attr] - lent only with a pump state
+                state.write_deltas(deltas)  # type: ignore[union-attr]
+        finally:
+            if self._waiting:
+                job.wake_opening()
+        if head is None:  # not a head this server lets us send: the pump sends it all
+            for delta in deltas:
+                job.put(delta)
 
     def close(self) -> None:
         body, self._body = self._body, None

@@ -31,45 +31,39 @@ failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
 the pump yields its bytes to the server as usual.
 
 Direct delivery: in that mode, while the pump waits on an empty queue it lends
-the job a sink (``_PumpState.write_deltas``), and the producer writes each
+the job a sink (``StreamState.write_deltas``), and the producer writes each
 upstream read's deltas itself; waking the pump for every event (a queue put,
 two greenlet switches) cost more than the rest of the event's trip. One
 writer at a time: the sink is lent only while the pump waits, the pump writes
 no keep-alive while a producer write is pending, and a failed or interrupted
 write (``broken``) ends the stream (``ClientGone`` in the producer, a failed
-write for the server).
+write for the server). The first deltas go the same way: while the opening
+step waits for them, it lends the job a sink that starts the response and
+writes the head with them (``glm_proxy.api._opening``).
 
-A format is a ``Wire``: an object that turns the answer into bytes (``open``,
-``feed``, ``finish``, ``error``, ``keepalive``) and folds a non-stream answer
-(``collect``). It is pure; it never sees the job or Flask.
+A format is a ``Wire`` (``glm_proxy.api._wire``): an object that turns the
+answer into bytes (``open``, ``feed``, ``finish``, ``error``, ``keepalive``)
+and folds a non-stream answer (``collect``). It is pure; it never sees the
+job or Flask.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from flask import Response, has_request_context, request
-from gevent.queue import Full
 
-from glm_proxy.api._chunked import (
-    SERVER_START_RESPONSE,
-    hang_up,
-    send_chunk,
-    server_frames_chunks,
-    take_head,
-)
+from glm_proxy.api._chunked import SERVER_START_RESPONSE, server_frames_chunks, take_head
 from glm_proxy.api._opening import OpeningStream
+from glm_proxy.api._stream_state import WATCH, StreamState, end_broken
+from glm_proxy.api._wire import Wire
 from glm_proxy.errors import GLMProxyError
-from glm_proxy.periodic import PeriodicWatch
-from glm_proxy.protocol.events import Delta
-from glm_proxy.services.aborts import ClientGone, ClientStalled
 from glm_proxy.services.answer import AnswerJob
-from glm_proxy.services.job_queue import QUIET, Failure, JobDone
+from glm_proxy.services.job_queue import QUIET
 from glm_proxy.web import json_response
 
 if TYPE_CHECKING:
@@ -87,29 +81,6 @@ STREAM_HEADERS = {
 }
 
 
-class Wire(Protocol):
-    """One wire format for one answer. Each call returns the bytes to send (maybe ``b""``).
-
-    ``open`` comes before the first ``feed``/``finish`` (not before ``error``
-    or ``keepalive``). After ``finish`` or ``collect``, ``usage`` holds the
-    answer's usage in OpenAI terms (per-key counters, request log).
-    """
-
-    usage: dict[str, Any] | None
-
-    def open(self) -> bytes: ...
-
-    def feed(self, delta: Delta) -> bytes: ...
-
-    def finish(self, end: JobDone) -> bytes: ...
-
-    def error(self, err: GLMProxyError) -> bytes: ...
-
-    def keepalive(self) -> bytes: ...
-
-    def collect(self, deltas: Iterable[Delta]) -> dict[str, Any]: ...
-
-
 def respond(
     job: AnswerJob,
     wire: Wire,
@@ -122,15 +93,18 @@ def respond(
     """The HTTP response for a started job: JSON, an early error, or the SSE stream."""
     if not stream:
         return json_response(collect(job, wire, record))
+    state, body = _prepare(job, wire, settings.keepalive_interval, record)
     # Returned at once: the wait for the first event is the body's first step
     # (glm_proxy.api._opening), after Flask's and the server's work on the response.
+    # With direct delivery the producer writes the head with the first deltas itself.
     return OpeningStream(
-        pump(job, wire, settings.keepalive_interval, record),
+        body,
         job=job,
         header_wait=settings.stream_header_wait,
         record=record,
         error_response=error_response,
         headers=STREAM_HEADERS,
+        pump_state=state if state.direct is not None and job.direct_delivery else None,
     )
 
 
@@ -164,6 +138,18 @@ def pump(
     shuts ``client`` down (default: this request's connection). Call it in
     the request (it reads the connection now); iterate it in the response.
     """
+    return _prepare(job, wire, keepalive_interval, record, stall_timeout, client)[1]
+
+
+def _prepare(
+    job: AnswerJob,
+    wire: Wire,
+    keepalive_interval: float,
+    record: RequestRecord,
+    stall_timeout: float | None = None,
+    client: socket.socket | None = None,
+) -> tuple[StreamState, Iterator[bytes]]:
+    """``pump()``, and the state it writes through (the opening step may write first)."""
     settings = getattr(job.services, "settings", None)
     if stall_timeout is None and settings is not None:
         stall_timeout = settings.stream_stall_timeout
@@ -178,9 +164,20 @@ def pump(
             except OSError:
                 pass
     direct = client if client is not None and server_frames_chunks() else None
-    return _pump(
-        job, wire, keepalive_interval, record, stall_timeout, client, direct, start_response
+    state = StreamState(job, wire, record)
+    state.client, state.direct = client, direct
+    body = _pump(
+        job,
+        wire,
+        keepalive_interval,
+        record,
+        stall_timeout,
+        client,
+        direct,
+        start_response,
+        state=state,
     )
+    return state, body
 
 
 def _pump(
@@ -192,8 +189,12 @@ def _pump(
     client: socket.socket | None,
     direct: socket.socket | None = None,
     start_response: Any = None,
+    *,
+    state: StreamState | None = None,
 ) -> Iterator[bytes]:
-    state = _PumpState(job, wire, record)
+    if state is None:
+        state = StreamState(job, wire, record)
+    state.started = time.monotonic()
     state.client = client
     state.stall_timeout = stall_timeout
     state.keepalive_interval = keepalive_interval
@@ -202,7 +203,7 @@ def _pump(
     period = keepalive_interval / 2
     if stall_timeout:
         period = min(period, stall_timeout / 4)
-    _WATCH.add(state, period)
+    WATCH.add(state, period)
     state.direct = direct
     # The producer may write deltas itself while the pump waits (AnswerJob's sink).
     lend = direct is not None and job.direct_delivery
@@ -223,7 +224,7 @@ def _pump(
             job.sink = None
             state.waiting_since = None
             if state.broken:
-                _end_broken(state)
+                end_broken(state)
             if item is QUIET:
                 if state.writing_since is not None:
                     continue  # the producer is writing: no keep-alive needed
@@ -252,129 +253,5 @@ def _pump(
                 return
     finally:
         job.sink = None
-        _WATCH.discard(state)
+        WATCH.discard(state)
         job.cancel()
-
-
-class _PumpState:
-    __slots__ = (
-        "job",
-        "wire",
-        "record",
-        "opened",
-        "started",
-        "client",
-        "stall_timeout",
-        "keepalive_interval",
-        "waiting_since",
-        "writing_since",
-        "direct",
-        "broken",
-        "head",
-        "__weakref__",
-    )
-
-    def __init__(self, job: AnswerJob, wire: Wire, record: RequestRecord) -> None:
-        self.job = job
-        self.wire = wire
-        self.record = record
-        self.opened = False
-        self.started = time.monotonic()
-        self.client: socket.socket | None = None
-        self.stall_timeout: float | None = None
-        self.keepalive_interval = 5.0
-        self.waiting_since: float | None = None  # the pump waits for the job's next item
-        self.writing_since: float | None = None  # the server writes what the pump yielded
-        self.direct: socket.socket | None = None  # the connection the pump frames chunks on
-        self.broken = False  # a direct write failed or was cut short: write nothing more
-        self.head = b""  # the response head, while it waits to go out with the first chunk
-
-    def stalled(self) -> None:
-        """The client has not taken the last write for too long: end the answer, hang up."""
-        log.info("client stopped reading; ending the answer")
-        self.record.error = ClientStalled.code
-        self.record.note_account(self.job.account)
-        self.job.abort(ClientStalled("the client stopped reading the answer"))
-        if self.client is not None:
-            hang_up(self.client)
-
-    def write(self, data: bytes) -> None:
-        """One direct write (pump or producer); the watch sees it pending."""
-        self.writing_since = time.monotonic()
-        try:
-            send_chunk(self.direct, data, self.head)  # type: ignore[arg-type] - direct mode only
-            self.head = b""
-        except BaseException:
-            self.broken = True  # maybe half a frame went out: the stream is over
-            raise
-        finally:
-            self.writing_since = None
-
-    def write_deltas(self, deltas: list[Any]) -> None:
-        """The sink lent to the job: runs in the producer, while the pump waits.
-
-        Raises ``ClientGone`` when the connection failed (now or before).
-        """
-        if self.broken:
-            raise ClientGone("the client connection failed")
-        out: list[bytes] = []
-        for delta in deltas:
-            self.render(delta, out)
-        try:
-            self.write(b"".join(out))
-        except OSError:
-            raise ClientGone("the client closed the connection") from None
-        if self.waiting_since is not None:
-            self.waiting_since = time.monotonic()  # data went out: no keep-alive due
-
-    def render(self, item: Any, out: list[bytes]) -> bool:
-        """Append the bytes for one queue item; True when the answer is over."""
-        wire = self.wire
-        if isinstance(item, Failure):
-            self.record.note_account(self.job.account)
-            self.record.error = item.error.code or "error"
-            out.append(wire.error(item.error))
-            return True
-        if not self.opened:
-            self.opened = True
-            out.append(wire.open())
-        if isinstance(item, JobDone):
-            out.append(wire.finish(item))
-            self.record.usage = wire.usage  # per-key usage (glm_proxy.access.limits)
-            self.record.latency_to_end = round(time.monotonic() - self.started, 3)
-            self.record.note_account(self.job.account)
-            return True
-        out.append(wire.feed(item))
-        return False
-
-
-def _end_broken(state: _PumpState) -> None:
-    """A direct write failed (or was cut short): hang up, and end as a failed write does."""
-    if state.record.error is None:
-        state.record.error = ClientGone.code
-    if state.client is not None:
-        hang_up(state.client)
-    raise OSError(errno.EPIPE, "the client connection failed while the answer was written")
-
-
-def _check_stream(state: _PumpState, now: float) -> None:
-    """The stream watch's look at one pump (see ``_WATCH``)."""
-    since = state.writing_since
-    if since is not None and state.stall_timeout and now - since > state.stall_timeout:
-        state.writing_since = None
-        _WATCH.discard(state)
-        state.stalled()
-        return
-    since = state.waiting_since
-    if since is not None and now - since >= state.keepalive_interval:
-        state.waiting_since = now  # the next one after another interval
-        try:
-            state.job.queue.put_nowait(QUIET)
-        except Full:
-            pass  # items are waiting: the pump is about to write anyway
-
-
-# Times every open stream of this worker: a pump that has waited ``keepalive_interval``
-# for its job gets ``QUIET`` queued (it then writes the format's keep-alive); one whose
-# write has been pending longer than its stall timeout is ended (``_PumpState.stalled``).
-_WATCH: PeriodicWatch[_PumpState] = PeriodicWatch(_check_stream, "a stream")

@@ -17,10 +17,14 @@ from gevent.queue import Empty, Queue
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError
 
-__all__ = ["QUIET", "Failure", "JobDone", "QueuedItems"]
+__all__ = ["OPENED", "QUIET", "Failure", "JobDone", "QueuedItems"]
 
 QUIET = object()
 """Returned by ``next_item`` when nothing arrived in time: the pump writes its wire's keep-alive."""
+
+OPENED = object()
+"""Queued by a sink that opened the stream itself (``glm_proxy.api._opening``): it ends
+the opening wait, which takes it out again; nothing else ever reads it."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,19 @@ class QueuedItems:
         if isinstance(first, Failure):
             self.cancel()
             return first.error
+        if first is OPENED:
+            self._peeked = None  # the stream is open already (see OPENED)
         self._committed_to_stream = True
         return None
+
+    @property
+    def opening_decided(self) -> bool:
+        """``opening_failure()`` has committed to the stream."""
+        return self._committed_to_stream
+
+    def wake_opening(self) -> None:
+        """A sink opened the stream during the opening wait: end that wait (``OPENED``)."""
+        self.queue.put_nowait(OPENED)
 
     def items(self) -> Iterator[Any]:
         """Every item until the end (no keep-alives): the non-stream path."""

@@ -36,7 +36,7 @@ def post_worker_init(worker):  # noqa: F811
     from gunicorn.workers import base_async
 
     import glm_proxy.api.chat as chat
-    from glm_proxy.api import _streaming
+    from glm_proxy.api import _stream_state
     from glm_proxy.services import answer
     from glm_proxy.upstream import fast_http, fast_response
 
@@ -44,7 +44,7 @@ def post_worker_init(worker):  # noqa: F811
     _mark_around(fast_http.FastHTTP, "request", "upstream request")
     _mark_around(fast_response.FastResponse, "read_head", "upstream head", after=True)
     _mark_around(answer.AnswerJob, "put", "first delta")
-    _mark_around(_streaming._PumpState, "write", "first chunk written", after=True)
+    _mark_around(_stream_state.StreamState, "write", "first chunk written", after=True)
     out = open(os.environ["GLM_PROXY_TIMELINE"], "a")  # noqa: SIM115 - open for the worker's life
     handle = base_async.AsyncWorker.handle_request
 

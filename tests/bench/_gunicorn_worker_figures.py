@@ -34,7 +34,7 @@ def post_worker_init(worker):  # noqa: F811
     import gevent
     from gunicorn.workers import base_async
 
-    from glm_proxy.api import _streaming
+    from glm_proxy.api import _stream_state
     from glm_proxy.services import answer
 
     out = open(os.environ["GLM_BENCH_WORKER_FIGURES"], "a")  # noqa: SIM115 - the worker's life
@@ -64,7 +64,7 @@ def post_worker_init(worker):  # noqa: F811
             job.bench_put = time.perf_counter()
         return put(job, item)
 
-    write = _streaming._PumpState.write
+    write = _stream_state.StreamState.write
 
     def timed_write(state, data):
         result = write(state, data)
@@ -91,6 +91,6 @@ def post_worker_init(worker):  # noqa: F811
     base_async.AsyncWorker.handle_request = handle_request
     answer.AnswerJob.start = timed_start
     answer.AnswerJob.put = timed_put
-    _streaming._PumpState.write = timed_write
+    _stream_state.StreamState.write = timed_write
     gevent.spawn(watch_stalls)
     gevent.spawn(flush)
