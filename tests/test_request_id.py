@@ -154,3 +154,15 @@ def test_anthropic_stream_failure_before_output_names_one_id(proxy, simulator, t
     request_id = resp.json()["request_id"]
     assert request_id == resp.headers["request-id"] == resp.headers["X-Request-Id"]
     assert " 502 " in log_line(proxy, request_id)
+
+
+def test_responses_api_names_its_request(client, proxy):
+    response = client.responses.create(model="glm-4", input="hello")
+    assert GENERATED.fullmatch(response._request_id)
+    assert " POST /v1/responses 200 " in log_line(proxy, response._request_id)
+    with client.responses.with_streaming_response.create(
+        model="glm-4", input="hello", stream=True
+    ) as streamed:
+        request_id = streamed.headers["x-request-id"]
+        assert "".join(streamed.iter_lines())
+    assert GENERATED.fullmatch(request_id) and request_id != response._request_id
