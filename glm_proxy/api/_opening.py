@@ -12,6 +12,10 @@ own response. WSGI allows that: an application may call ``start_response``
 until its body yields its first bytes (PEP 3333), and servers (gunicorn,
 Werkzeug's) send nothing before then.
 
+Behind gunicorn the first deltas do not wait for this step to wake up:
+while it waits, it lends the job a sink (``_Body._write_opening``), and the
+producer starts the response and writes the head with them itself.
+
 Code that looks at the status after the view (the request log, the metrics,
 a key's error counter) reads it when the response is closed, from the
 request's record (``RequestRecord.status``): a failure sets it before its
@@ -159,9 +163,8 @@ class _Body:
         The answer has begun, so the status is 200: the producer starts the
         response and writes its head with these deltas in one write, as the
         pump would, without first waking the greenlet that waits here (that
-        wake-up, the server's ``start_response`` and the pump's start cost
-        more than the write, all on the first token's path). Then it ends
-        the wait; the pump goes on from there.
+        wake-up and the pump's start were on the first token's path). Then it
+        ends the wait; the pump goes on from there.
         """
         response = self._response
         job, state = response.job, response.pump_state
