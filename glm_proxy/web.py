@@ -19,7 +19,7 @@ from glm_proxy.errors import (
 )
 from glm_proxy.observability import metrics
 from glm_proxy.observability.logs import log_request
-from glm_proxy.observability.record import RequestRecord, request_id_for
+from glm_proxy.observability.record import CURRENT_REQUEST_ID, RequestRecord, request_id_for
 from glm_proxy.protocol.formats.anthropic import anthropic_error
 from glm_proxy.request_guard import (
     abandon_body,
@@ -163,7 +163,10 @@ def init_app(app: Flask) -> None:
 
     @app.before_request
     def _start() -> Response | None:
-        g.request_record = RequestRecord(request_id=request_id_for(request.headers.get(REQUEST_ID)))
+        record = g.request_record = RequestRecord(
+            request_id=request_id_for(request.headers.get(REQUEST_ID))
+        )
+        CURRENT_REQUEST_ID.set(record.request_id)  # for every log line written for it
         guard_body(request.environ, settings, time.monotonic())
         check_head(request, settings)
         if request.method == "OPTIONS":

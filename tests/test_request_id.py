@@ -24,7 +24,7 @@ def log_line(proxy, request_id: str, timeout: float = 5.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in proxy.logs().splitlines():
-            if line.endswith(f"request_id={request_id}"):
+            if " glm_proxy.request " in line and line.endswith(f"request_id={request_id}"):
                 return line
         time.sleep(0.05)
     raise AssertionError(f"no log line ends with request_id={request_id}")
@@ -166,3 +166,54 @@ def test_responses_api_names_its_request(client, proxy):
         request_id = streamed.headers["x-request-id"]
         assert "".join(streamed.iter_lines())
     assert GENERATED.fullmatch(request_id) and request_id != response._request_id
+
+
+def test_an_answers_own_log_lines_name_the_request(client, proxy, simulator, token):
+    """A retry is logged by the answer's producer, in its own greenlet: same id."""
+    simulator.fault(token, "http_500", count=1)  # one failed attempt, then the answer
+    raw = client.chat.completions.with_raw_response.create(model="glm-4", messages=user("hi"))
+    request_id = raw.request_id
+    assert " 200 " in log_line(proxy, request_id)
+    retries = [line for line in proxy.logs().splitlines() if "retrying after" in line]
+    assert [line for line in retries if line.endswith(f"request_id={request_id}")]
+
+
+def test_log_lines_name_the_request_they_were_written_for():
+    """The filter alone: lines written under a request's id end with it, and only those."""
+    import contextvars
+    import io
+    import logging
+
+    from glm_proxy.observability.logs import REQUEST_LOG, NameTheRequest, ScrubSecrets
+    from glm_proxy.observability.record import CURRENT_REQUEST_ID
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(NameTheRequest())
+    handler.addFilter(ScrubSecrets())
+    logger = logging.getLogger("glm_proxy.test_request_id")
+    logger.addHandler(handler)
+    REQUEST_LOG.addHandler(handler)
+    levels = logger.level, REQUEST_LOG.level
+    logger.setLevel(logging.INFO)
+    REQUEST_LOG.setLevel(logging.INFO)
+    try:
+        logger.info("outside any request")
+
+        def in_request() -> None:
+            CURRENT_REQUEST_ID.set("req_abc")
+            logger.info("retrying with %s", "Bearer sk-secret-value-123456")
+            REQUEST_LOG.info("POST /v1/chat/completions 200 request_id=%s", "req_abc")
+
+        contextvars.copy_context().run(in_request)
+        logger.info("outside again")
+    finally:
+        logger.removeHandler(handler)
+        REQUEST_LOG.removeHandler(handler)
+        logger.setLevel(levels[0])
+        REQUEST_LOG.setLevel(levels[1])
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "outside any request" and lines[3] == "outside again"
+    assert lines[1].startswith("retrying with Bearer ") and lines[1].endswith(" request_id=req_abc")
+    assert "sk-secret-value-123456" not in lines[1]  # still scrubbed
+    assert lines[2].count("request_id=") == 1  # the request's own line names it once

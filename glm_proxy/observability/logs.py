@@ -12,7 +12,7 @@ import re
 import sys
 
 from glm_proxy.accounts import mask
-from glm_proxy.observability.record import RequestRecord
+from glm_proxy.observability.record import CURRENT_REQUEST_ID, RequestRecord
 
 REQUEST_LOG = logging.getLogger("glm_proxy.request")
 
@@ -66,6 +66,21 @@ def _shown(value: object) -> object:
     return "-" if value is None else value
 
 
+class NameTheRequest(logging.Filter):
+    """Ends a line written for a request with its id, as the request's own line ends."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request_id = CURRENT_REQUEST_ID.get()
+        if request_id is None or record.name == REQUEST_LOG.name:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - logging reports its own formatting errors
+            return True
+        record.msg, record.args = f"{message} request_id={request_id}", None
+        return True
+
+
 def configure(level: str) -> None:
     """Idempotent: one stderr handler on the package logger, with the scrubber."""
     logger = logging.getLogger("glm_proxy")
@@ -73,6 +88,7 @@ def configure(level: str) -> None:
     if not any(getattr(h, "_glm_proxy", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        handler.addFilter(NameTheRequest())
         handler.addFilter(ScrubSecrets())
         handler._glm_proxy = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -17,10 +17,16 @@ from __future__ import annotations
 import os
 import re
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["RequestRecord", "request_id_for"]
+__all__ = ["CURRENT_REQUEST_ID", "RequestRecord", "request_id_for"]
+
+# The id of the request this code runs for: set on arrival (``glm_proxy.web``) and
+# carried into the greenlets an answer spawns (``AnswerJob.start``), so that every
+# log line written for the request names it (``glm_proxy.observability.logs``).
+CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("glm_proxy_request_id", default=None)
 
 # What an id set by a front proxy may look like (Nginx's ``$request_id`` is 32 hex
 # digits): it is echoed to the caller and written in the log, so nothing else passes.

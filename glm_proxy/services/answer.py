@@ -32,6 +32,7 @@ is kept: deltas go to the sink only when nothing is queued before them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -128,7 +129,9 @@ class AnswerJob(QueuedItems):
     # -- consumer side -------------------------------------------------------
 
     def start(self) -> AnswerJob:
-        self._greenlet = gevent.spawn(self._run)
+        # In the request's context: its log lines name the request (a new greenlet
+        # would otherwise start with an empty one).
+        self._greenlet = gevent.spawn(contextvars.copy_context().run, self._run)
         _ACTIVE.add(self)
         # The producer runs first, up to its first wait (the account queue, the
         # upstream): what the caller builds next (wire, response) then overlaps
