@@ -65,6 +65,11 @@ class StreamState:
         self.broken = False  # a direct write failed or was cut short: write nothing more
         self.head = b""  # the response head, while it waits to go out with the first chunk
 
+    @property
+    def lends_sink(self) -> bool:
+        """The producer may write through this stream's writer (direct mode, a job that can)."""
+        return self.direct is not None and self.job.direct_delivery
+
     def stalled(self) -> None:
         """The client has not taken the last write for too long: end the answer, hang up."""
         log.info("client stopped reading; ending the answer")

@@ -104,7 +104,7 @@ def respond(
         record=record,
         error_response=error_response,
         headers=STREAM_HEADERS,
-        pump_state=state if state.direct is not None and job.direct_delivery else None,
+        pump_state=state if state.lends_sink else None,
     )
 
 
@@ -164,20 +164,8 @@ def _prepare(
             except OSError:
                 pass
     direct = client if client is not None and server_frames_chunks() else None
-    state = StreamState(job, wire, record)
-    state.client, state.direct = client, direct
-    body = _pump(
-        job,
-        wire,
-        keepalive_interval,
-        record,
-        stall_timeout,
-        client,
-        direct,
-        start_response,
-        state=state,
-    )
-    return state, body
+    state = _new_state(job, wire, keepalive_interval, record, stall_timeout, client, direct)
+    return state, _run(state, start_response)
 
 
 def _pump(
@@ -189,24 +177,38 @@ def _pump(
     client: socket.socket | None,
     direct: socket.socket | None = None,
     start_response: Any = None,
-    *,
-    state: StreamState | None = None,
 ) -> Iterator[bytes]:
-    if state is None:
-        state = StreamState(job, wire, record)
+    """The pump over a connection the caller names (``direct``: frame chunks on it)."""
+    state = _new_state(job, wire, keepalive_interval, record, stall_timeout, client, direct)
+    return _run(state, start_response)
+
+
+def _new_state(
+    job: AnswerJob,
+    wire: Wire,
+    keepalive_interval: float,
+    record: RequestRecord,
+    stall_timeout: float | None,
+    client: socket.socket | None,
+    direct: socket.socket | None,
+) -> StreamState:
+    state = StreamState(job, wire, record)
+    state.client, state.direct = client, direct
+    state.stall_timeout, state.keepalive_interval = stall_timeout, keepalive_interval
+    return state
+
+
+def _run(state: StreamState, start_response: Any) -> Iterator[bytes]:
+    job, wire, direct = state.job, state.wire, state.direct
     state.started = time.monotonic()
-    state.client = client
-    state.stall_timeout = stall_timeout
-    state.keepalive_interval = keepalive_interval
     # No timer per wait or per write: the worker's one watch queues QUIET for a
     # pump that waited ``keepalive_interval`` and ends one whose write is stuck.
-    period = keepalive_interval / 2
-    if stall_timeout:
-        period = min(period, stall_timeout / 4)
+    period = state.keepalive_interval / 2
+    if state.stall_timeout:
+        period = min(period, state.stall_timeout / 4)
     WATCH.add(state, period)
-    state.direct = direct
     # The producer may write deltas itself while the pump waits (AnswerJob's sink).
-    lend = direct is not None and job.direct_delivery
+    lend = state.lends_sink
     try:
         if direct is not None:
             head = take_head(start_response)  # the server's head, to go with the first chunk

@@ -29,24 +29,23 @@ bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 MESSAGES_SCHEMA = AnthropicMessagesSchema()
 
 
-_error = anthropic_error_response
-
-
 @bp.errorhandler(GLMProxyError)
 def _proxy_error(exc: GLMProxyError) -> Response:
-    return _error(exc)
+    return anthropic_error_response(exc)
 
 
 @bp.errorhandler(HTTPException)
 def _http(exc: HTTPException) -> Response:
-    return _error(_http_error(exc))
+    return anthropic_error_response(_http_error(exc))
 
 
 @bp.errorhandler(Exception)
 def _unexpected(exc: Exception) -> Response:
     """A bug still answers in the shape the Anthropic SDK parses (the app's handler is OpenAI's)."""
     log.exception("unhandled error on %s %s", request.method, request.path)
-    return _error(GLMProxyError("The server had an error while processing your request."))
+    return anthropic_error_response(
+        GLMProxyError("The server had an error while processing your request.")
+    )
 
 
 @bp.post("/messages")
@@ -71,5 +70,5 @@ def create_message() -> Response:
         stream=plan.stream,
         settings=svc.settings,
         record=record,
-        error_response=_error,
+        error_response=anthropic_error_response,
     )
