@@ -112,11 +112,11 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
     writes: list[bytes] = []
     real = _stream_state.send_chunk
 
-    def slow_send(sock, data, head=b""):
+    def slow_send(sock, data, head=b"", tail=b""):
         writes.append(data)
         if b'"content":"b"' in data:
             gevent.sleep(0.3)  # several keep-alive intervals inside one write
-        real(sock, data, head)
+        real(sock, data, head, tail)
 
     monkeypatch.setattr(_stream_state, "send_chunk", slow_send)
     sink([TextDelta("b")])

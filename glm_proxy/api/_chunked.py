@@ -1,10 +1,13 @@
 """The client connection under the pump: chunk frames written directly, and hanging up.
 
 Behind gunicorn on HTTP/1.1 the pump (and, through its sink, the producer)
-writes the chunked body's frames to the connection itself; gunicorn writes the
-last chunk. The head goes out with the first chunk, in one ``send``: gunicorn
-would send it alone, one more write and one more wakeup of the client before
-the first token. See ``glm_proxy.api._streaming`` for why.
+writes the chunked body's frames to the connection itself. The head goes out
+with the first chunk, in one ``send``: gunicorn would send it alone, one more
+write and one more wakeup of the client before the first token. The body's
+last chunk goes out with the answer's last event the same way (``end_body``):
+gunicorn would send those five bytes alone after it, once more waking the
+client, which is then still waiting for the body's end. See
+``glm_proxy.api._streaming`` for why the pump writes at all.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from flask import has_request_context, request
 
 __all__ = [
     "SERVER_START_RESPONSE",
+    "LAST_CHUNK",
     "RememberStartResponse",
+    "end_body",
     "hang_up",
     "send_chunk",
     "server_frames_chunks",
     "take_head",
 ]
+
+# The empty chunk that ends a chunked body (RFC 9112, 7.1), with no trailer fields.
+LAST_CHUNK = b"0\r\n\r\n"
 
 # The environ key under which the server's ``start_response`` is kept (see below).
 SERVER_START_RESPONSE = "glm_proxy.start_response"
@@ -88,17 +96,43 @@ def take_head(start_response: Any) -> bytes | None:
     return head
 
 
-def send_chunk(client: socket.socket, data: bytes, head: bytes = b"") -> None:
+def end_body(start_response: Any) -> bytes:
+    """``LAST_CHUNK`` if the caller may end gunicorn's chunked body itself, else ``b""``.
+
+    Call it with the bytes of the answer's last event ready: the caller then
+    writes the last chunk with them (``send_chunk(..., tail=...)``). gunicorn
+    is told the body has ended: its response is no longer chunked and has
+    the length it sent, so closing it writes nothing and the connection's
+    keep-alive decision is the one a chunked response gets. ``b""`` (gunicorn
+    ends the body as usual) when the response is not gunicorn's, or not
+    chunked, or its head has not gone out.
+    """
+    response = getattr(start_response, "__self__", None)
+    if (
+        response is None
+        or not getattr(response, "headers_sent", False)
+        or getattr(response, "chunked", False) is not True
+        or getattr(response, "response_length", 0) is not None
+        or not isinstance(getattr(response, "sent", None), int)
+    ):
+        return b""
+    response.chunked = False
+    response.response_length = response.sent  # complete: nothing more goes out
+    return LAST_CHUNK
+
+
+def send_chunk(client: socket.socket, data: bytes, head: bytes = b"", tail: bytes = b"") -> None:
     """One chunk of a chunked body, usually in one ``send`` (the rest, if any, with ``sendall``).
 
-    ``head``, if given, goes first in the same write (the response head). A
-    failed write raises ``OSError`` out of the pump, as the server's own write would.
+    ``head``, if given, goes first in the same write (the response head);
+    ``tail``, after it (the body's last chunk, ``LAST_CHUNK``). A failed write
+    raises ``OSError`` out of the pump, as the server's own write would.
     """
     if not data:
-        if head:
-            client.sendall(head)
+        if head or tail:
+            client.sendall(head + tail)
         return  # an empty chunk would end the body
-    frame = b"%b%X\r\n%b\r\n" % (head, len(data), data)
+    frame = b"%b%X\r\n%b\r\n%b" % (head, len(data), data, tail)
     sent = client.send(frame)
     if sent < len(frame):
         client.sendall(memoryview(frame)[sent:])

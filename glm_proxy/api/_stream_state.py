@@ -79,11 +79,15 @@ class StreamState:
         if self.client is not None:
             hang_up(self.client)
 
-    def write(self, data: bytes) -> None:
-        """One direct write (pump or producer); the watch sees it pending."""
+    def write(self, data: bytes, tail: bytes = b"") -> None:
+        """One direct write (pump or producer); the watch sees it pending.
+
+        ``tail``: the body's last chunk, when the server let us end the body
+        (``glm_proxy.api._chunked.end_body``).
+        """
         self.writing_since = time.monotonic()
         try:
-            send_chunk(self.direct, data, self.head)  # type: ignore[arg-type] - direct mode only
+            send_chunk(self.direct, data, self.head, tail)  # type: ignore[arg-type] - direct only
             self.head = b""
         except BaseException:
             self.broken = True  # maybe half a frame went out: the stream is over

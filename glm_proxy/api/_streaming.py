@@ -26,8 +26,9 @@ framing, and gevent's ``sendall``, which asks the kernel for the send buffer
 size before every write) costs more than the event it carries. The head the
 server built goes out with the first chunk, in one write (``take_head``); if
 nothing is ready to go with it, it goes out alone at once, as the server would
-have sent it. The server still ends the body (the last chunk) and handles a
-failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
+have sent it. The body's last chunk goes out with the answer's last event
+(``end_body``), which the server would have sent alone after it. The server
+handles a failed write as before. Anywhere else (another server, HTTP/1.0, ``HEAD``)
 the pump yields its bytes to the server as usual.
 
 Direct delivery: in that mode, while the pump waits on an empty queue it lends
@@ -57,7 +58,12 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Response, has_request_context, request
 
-from glm_proxy.api._chunked import SERVER_START_RESPONSE, server_frames_chunks, take_head
+from glm_proxy.api._chunked import (
+    SERVER_START_RESPONSE,
+    end_body,
+    server_frames_chunks,
+    take_head,
+)
 from glm_proxy.api._opening import OpeningStream
 from glm_proxy.api._stream_state import WATCH, StreamState, end_broken
 from glm_proxy.api._wire import Wire
@@ -246,7 +252,8 @@ def _run(state: StreamState, start_response: Any) -> Iterator[bytes]:
                 if ready is not QUIET:
                     done = state.render(ready, out)
             if direct is not None:
-                state.write(b"".join(out))
+                # The answer's last event carries the body's last chunk, if the server lets it.
+                state.write(b"".join(out), end_body(start_response) if done else b"")
             else:
                 state.writing_since = time.monotonic()
                 yield b"".join(out)

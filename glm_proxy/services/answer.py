@@ -26,8 +26,10 @@ Direct delivery: while a streaming pump waits on an empty queue it may lend
 the job a ``sink``, a function that writes deltas to the client itself. The
 producer then hands each upstream read's deltas to the sink in one call
 (``flush``) instead of queueing them one by one for the pump to wake up for;
-the last item (``JobDone``/``Failure``) always goes through the queue. Order
-is kept: deltas go to the sink only when nothing is queued before them.
+the last item (``JobDone``/``Failure``) always goes through the queue, and
+so do the deltas of the read that ended the upstream answer, just before it:
+the pump writes them with the answer's end in one write. Order is kept:
+deltas go to the sink only when nothing is queued before them.
 """
 
 from __future__ import annotations
@@ -257,12 +259,16 @@ class AnswerJob(QueuedItems):
             raise ClientStalled("the client stopped reading the answer") from None
 
     def _put_final(self, item: Any) -> None:
-        """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it."""
+        """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it.
+
+        Deltas still kept (the upstream's last read: it was not flushed, the
+        answer ended with it) are queued before it, so that the pump writes
+        them, the answer's end and the body's last chunk in one write.
+        """
+        unsent, self._unsent = self._unsent, []
         try:
-            self.flush()  # normally nothing: the attempt flushed after its last read
-        except Exception:  # noqa: BLE001 - the client is gone; the final item says why
-            self._unsent = []
-        try:
+            for delta in unsent:
+                self.queue.put(delta, timeout=self.stall_timeout)
             self.queue.put(item, timeout=self.stall_timeout)
         except Full:
             log.info("client gone or stalled: final %s dropped", type(item).__name__)

@@ -90,7 +90,9 @@ class Attempt:
         self.completed = True
         if not self.committed:
             self._commit()  # a buffered (or fully held) answer, complete: hand it over
-        self.job.flush()
+        if self.answered:
+            self.job.flush()  # the upstream answer is stopped next (a request): deliver first
+        # Otherwise what the last read brought goes out with the answer's end (``JobDone``).
 
     def _reask(self, reask: Reask) -> None:
         """Prompt once more in the same conversation; the first try never reached the client."""
@@ -130,9 +132,10 @@ class Attempt:
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
                 self._feed(translator, event)
-            job.flush()  # this read's deltas go out together, before the next wait
             if self.answered:
                 break  # a filter ended the answer (stop string, length): read no further
+            if not getattr(response, "complete", False):
+                job.flush()  # this read's deltas go out together, before the next wait
         else:
             for event in decoder.finish():
                 self._feed(translator, event)

@@ -81,6 +81,11 @@ class FastResponse:
         self.status_code = 0
         self.headers: CaseInsensitiveDict = CaseInsensitiveDict()
 
+    @property
+    def complete(self) -> bool:
+        """The whole body has been read (what ``iter_content`` yields next is its last part)."""
+        return self._complete
+
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self._raw_headers.append((name, value))

@@ -1,0 +1,197 @@
+"""A streamed answer's end leaves in one write: the last deltas, the format's end, the last chunk.
+
+Before, the end of every streamed answer took three writes, each waking the
+client: the producer's last deltas (the finish reason), then the pump's
+``[DONE]``, then gunicorn's last chunk (``0\\r\\n\\r\\n``). Now the read that
+ended the upstream answer is not flushed to the sink; its deltas go through
+the queue just before ``JobDone``, and the pump writes them, the end and the
+body's last chunk together, having told gunicorn the body is complete.
+
+The server side is gunicorn's real response object (over a socket that keeps
+each ``send`` apart), so a gunicorn whose response would still write the last
+chunk, or would close the kept-alive connection, fails these tests.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gevent
+import pytest
+from gunicorn.config import Config
+from gunicorn.http import wsgi
+from gunicorn.http.parser import RequestParser
+
+from glm_proxy.api._chunked import LAST_CHUNK, end_body
+from glm_proxy.api._streaming import _pump
+from glm_proxy.errors import UpstreamError
+from glm_proxy.observability.record import RequestRecord
+from glm_proxy.protocol.events import Finished, TextDelta
+from glm_proxy.protocol.translate import TranslateOptions
+from glm_proxy.services.job_queue import Failure, JobDone
+from glm_proxy.services.producer import Attempt
+from tests.test_pump import HandFedJob, wire
+from tests.test_translate_2026 import growing
+from tests.test_translate_2026 import wire as upstream_wire
+
+
+class RecordingSocket:
+    """A connection that keeps each ``send`` apart (the pump's and gunicorn's)."""
+
+    def __init__(self) -> None:
+        self.sends: list[bytes] = []
+
+    def send(self, data) -> int:
+        self.sends.append(bytes(data))
+        return len(data)
+
+    def sendall(self, data) -> None:
+        self.sends.append(bytes(data))
+
+
+def gunicorn_response(sock: RecordingSocket, request_line: bytes = b"POST /v1/x HTTP/1.1"):
+    """gunicorn's own response object for a parsed request, its ``start_response`` called."""
+    cfg = Config()
+    raw = request_line + b"\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    req = next(RequestParser(cfg, iter([raw]), ("127.0.0.1", 1)))
+    response, _ = wsgi.create(req, sock, ("127.0.0.1", 1), ("127.0.0.1", 8000), cfg)
+    response.start_response("200 OK", [("Content-Type", "text/event-stream")])
+    return response
+
+
+def test_the_last_event_carries_the_last_chunk_and_gunicorn_adds_nothing() -> None:
+    sock = RecordingSocket()
+    response = gunicorn_response(sock)
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
+    runner = gevent.spawn(list, gen)
+    gevent.sleep(0.01)
+    assert len(sock.sends) == 1 and sock.sends[0].startswith(b"HTTP/1.1 200 OK")
+    job.put(Finished("stop"))  # the last read's delta, kept (the sink is lent)
+    job._put_final(JobDone())
+    runner.join(timeout=5)
+    assert runner.successful() and runner.value == []  # nothing for the server to write
+    assert len(sock.sends) == 2, sock.sends  # the whole end in one write
+    last = sock.sends[1]
+    assert b'"finish_reason":"stop"' in last
+    assert last.endswith(b"data: [DONE]\n\n\r\n" + LAST_CHUNK)
+    response.close()  # what gunicorn does after the body
+    assert len(sock.sends) == 2, "gunicorn wrote the last chunk a second time"
+    assert not response.should_close()  # the connection is kept alive as for any chunked body
+
+
+def test_a_failure_carries_the_last_chunk_too() -> None:
+    sock = RecordingSocket()
+    response = gunicorn_response(sock)
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
+    runner = gevent.spawn(list, gen)
+    gevent.sleep(0.01)
+    job._put_final(Failure(UpstreamError("the upstream broke")))
+    runner.join(timeout=5)
+    assert runner.successful()
+    assert b"the upstream broke" in sock.sends[-1] and sock.sends[-1].endswith(LAST_CHUNK)
+    response.close()
+    assert sum(s.count(LAST_CHUNK) for s in sock.sends) == 1
+
+
+def test_a_closing_connection_is_still_closed() -> None:
+    """``Connection: close`` from the client: ending the body ourselves keeps that decision."""
+    sock = RecordingSocket()
+    cfg = Config()
+    raw = b"POST /v1/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    req = next(RequestParser(cfg, iter([raw]), ("127.0.0.1", 1)))
+    response, _ = wsgi.create(req, sock, ("127.0.0.1", 1), ("127.0.0.1", 8000), cfg)
+    response.start_response("200 OK", [("Content-Type", "text/event-stream")])
+    job = HandFedJob()
+    job.queue.put(TextDelta("a"))
+    job.queue.put(JobDone())
+    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
+    assert list(gen) == []
+    response.close()
+    assert sock.sends[-1].endswith(LAST_CHUNK) and response.should_close()
+
+
+class NotGunicorns:
+    def start_response(self, status, headers, exc_info=None):
+        return None
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no server response", "not gunicorn's", "head not sent", "content length", "not chunked"],
+)
+def test_the_server_ends_the_body_itself_when_it_must(case: str) -> None:
+    sock = RecordingSocket()
+    response = gunicorn_response(sock)
+    start_response = response.start_response
+    if case == "no server response":
+        start_response = None
+    elif case == "not gunicorn's":
+        start_response = NotGunicorns().start_response
+    elif case == "head not sent":
+        pass  # nobody took or sent the head yet
+    elif case == "content length":
+        response.headers_sent, response.response_length = True, 10
+    else:
+        response.headers_sent, response.chunked = True, False
+    before = vars(response).copy() if start_response is response.start_response else None
+    assert end_body(start_response) == b""
+    if before is not None:
+        assert vars(response) == before  # untouched: gunicorn ends it as usual
+
+
+class Upstream:
+    """The parts of ``UpstreamClient`` an attempt reads an answer with; reads as given."""
+
+    def __init__(self, reads: list[bytes]) -> None:
+        self.reads = reads
+
+    def open_stream(self, account, payload, referer=None):
+        return SimpleNamespace(complete=False, close=lambda: None)
+
+    def iter_stream(self, response):
+        for i, data in enumerate(self.reads):
+            response.complete = i == len(self.reads) - 1  # as FastResponse says it
+            yield data
+
+
+def attempt_over(reads: list[bytes]) -> tuple[Attempt, HandFedJob, list[list]]:
+    job = HandFedJob()
+    job.services = SimpleNamespace(upstream=Upstream(reads))
+    job.request = SimpleNamespace(
+        make_filter=None, referer=None, translate_options=TranslateOptions(), buffered=False
+    )
+    written: list[list] = []
+    job.sink = written.append  # the pump waits: the sink is lent
+    return Attempt(job, account=None), job, written
+
+
+def test_the_read_that_ends_the_upstream_answer_goes_with_the_end() -> None:
+    frames = growing("text", "Hello, world.", steps=3)  # three snapshots, then the finish
+    reads = [upstream_wire(frames[:1]), upstream_wire(frames[1:3]), upstream_wire(frames[3:])]
+    attempt, job, written = attempt_over(reads)
+    assert attempt._read({}, final=True) is None
+    # the first two reads went out as they came; the last one waits for the end
+    assert len(written) == 2 and not any(isinstance(d, Finished) for w in written for d in w)
+    kept = list(job._unsent)
+    assert kept and isinstance(kept[-1], Finished)
+    job._put_final(JobDone())
+    queued = [job.queue.get_nowait() for _ in range(job.queue.qsize())]
+    assert queued == [*kept, JobDone()]  # in order, just before the end: one write for all
+    text = "".join(d.text for w in written for d in w if isinstance(d, TextDelta))
+    text += "".join(d.text for d in kept if isinstance(d, TextDelta))
+    assert text == "Hello, world."
+
+
+def test_a_response_that_cannot_say_it_is_complete_is_flushed_every_read() -> None:
+    """A ``requests`` response has no ``complete``: each read goes out, as before."""
+    frames = growing("text", "Hello, world.", steps=3)
+    attempt, job, written = attempt_over([upstream_wire(frames[:2]), upstream_wire(frames[2:])])
+    upstream = job.services.upstream
+    upstream.open_stream = lambda *args, **kwargs: SimpleNamespace(close=lambda: None)
+    upstream.iter_stream = lambda response: iter(upstream.reads)
+    attempt._read({}, final=True)
+    assert len(written) == 2
