@@ -1,7 +1,8 @@
 """The streamed body on the wire: chunk framing written by the pump, and what the server keeps.
 
-Behind gunicorn on HTTP/1.1 the pump frames the chunks itself and sends the
-server's head with the first one; the server sends the last chunk. These tests
+Behind gunicorn on HTTP/1.1 the pump frames the chunks itself, sends the
+server's head with the first one and the body's last chunk with the answer's
+end (``tests/test_stream_end.py`` has the write-by-write view). These tests
 read the raw bytes, so a frame
 with a wrong size, a missing last chunk or bytes left over after the body
 (which would break the next request on a kept-alive connection) fails them.

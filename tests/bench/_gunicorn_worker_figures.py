@@ -66,8 +66,8 @@ def post_worker_init(worker):  # noqa: F811
 
     write = _stream_state.StreamState.write
 
-    def timed_write(state, data):
-        result = write(state, data)
+    def timed_write(state, data, *args, **kwargs):
+        result = write(state, data, *args, **kwargs)
         job = state.job
         put_at = job.__dict__.get("bench_put")
         if data and put_at is not None and not job.__dict__.get("bench_written"):
