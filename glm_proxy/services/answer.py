@@ -237,9 +237,11 @@ class AnswerJob(QueuedItems):
     def flush(self) -> None:
         """Deliver the kept deltas: to the sink if it is still lent, else to the queue.
 
-        The producer calls it after each upstream read, before it waits again.
-        A sink's write may block (a slow client: backpressure) or raise
-        ``ClientGone``; either way the deltas are no longer kept.
+        The producer calls it after each upstream read, before it waits again
+        (not after the read that ended the upstream answer: ``_put_final``
+        queues those deltas with the end). A sink's write may block (a slow
+        client: backpressure) or raise ``ClientGone``; either way the deltas
+        are no longer kept.
         """
         unsent = self._unsent
         if not unsent:
