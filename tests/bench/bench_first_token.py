@@ -2,7 +2,7 @@
 
 Not collected by pytest. Run from the repository root:
 
-    python tests/bench/bench_first_token.py [--requests 150]
+    python tests/bench/bench_first_token.py [--requests 150] [--header-wait SECONDS]
 
 Starts the simulator (2026 protocol), a null TCP relay in front of it
 (``_null_relay.py``: the floor any extra hop adds on this machine) and the
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench._proxy_env import proxy_env  # noqa: E402
-from tests.bench.bench_core import first_token_direct, first_token_proxy  # noqa: E402
+from tests.bench.bench_core import first_token_direct  # noqa: E402
 from tests.bench.bench_stream import access_token, session  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
@@ -42,7 +42,7 @@ PROMPT = "first [[sim:long n=3 chars=150 delay=0.01 chunk=0]]"  # first text 10 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
 
 
-def start(timeline: str) -> tuple[list[subprocess.Popen], str, str, str]:
+def start(timeline: str, header_wait: str) -> tuple[list[subprocess.Popen], str, str, str]:
     sim_port, relay_port, proxy_port = free_port(), free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
@@ -55,6 +55,8 @@ def start(timeline: str) -> tuple[list[subprocess.Popen], str, str, str]:
         **QUIET,
     )
     env = proxy_env(proxy_port, sim_port, GLM_PROTOCOL="2026", GLM_PROXY_TIMELINE=timeline)
+    if header_wait:
+        env["STREAM_HEADER_WAIT"] = header_wait
     config = str(Path(__file__).with_name("_gunicorn_timed.py"))
     proxy = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", config, "wsgi:app"], env=env, **QUIET
@@ -63,18 +65,45 @@ def start(timeline: str) -> tuple[list[subprocess.Popen], str, str, str]:
     return [sim, relay, proxy], *bases
 
 
-def timeline_medians(path: str, client: list[tuple[int, int]]) -> list[tuple[str, float]]:
+def first_token_and_head(http, base: str, token: str, prompt: str) -> tuple[float, float]:
+    """``first_token_proxy``, also timing the head: seconds to the parsed head, to the token.
+
+    The proxy's head goes out with the first event (the status waits for it),
+    so the client parses the head on the first token's path; the simulator's
+    head arrives before its first event, and is parsed while it thinks.
+    """
+    started = time.perf_counter()
+    with http.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]},
+        headers={"Authorization": f"Bearer {token}"},
+        stream=True,
+        timeout=300,
+    ) as resp:
+        head = time.perf_counter() - started
+        resp.raise_for_status()
+        first, seen = float("nan"), b""
+        for data in resp.iter_content(chunk_size=None):
+            if first != first:
+                seen += data
+                if b'"content":"' in seen.replace(b'"content":""', b""):
+                    first = time.perf_counter() - started
+    return head, first
+
+
+def timeline_medians(path: str, client: list[tuple[int, int, int]]) -> list[tuple[str, float]]:
     """Each proxy request's marks, matched to the client request they fall in, as medians."""
     rows = []
     with open(path) as lines:
         for line in lines:
             rows.append({k: int(v) for k, v in (pair.split("=") for pair in line.split())})
     offsets: dict[str, list[float]] = {}
-    for started, first in client:
+    for started, head, first in client:
         (row,) = [r for r in rows if started <= r["request_at_the_app"] <= first] or [None]
         if row is None:
             continue
-        for label, at in [*row.items(), ("client_has_the_first_token", first)]:
+        client_marks = [("client_has_parsed_the_head", head), ("client_has_the_first_token", first)]
+        for label, at in [*row.items(), *client_marks]:
             offsets.setdefault(label, []).append((at - started) / 1e6)
     medians = [(label.replace("_", " "), statistics.median(v)) for label, v in offsets.items()]
     return sorted(medians, key=lambda item: item[1])
@@ -83,10 +112,15 @@ def timeline_medians(path: str, client: list[tuple[int, int]]) -> list[tuple[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument(
+        "--header-wait",
+        default="",
+        help="the proxy's STREAM_HEADER_WAIT (0: the head goes out before the upstream answers)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         timeline = os.path.join(tmp, "timeline.txt")
-        processes, sim, relay, proxy = start(timeline)
+        processes, sim, relay, proxy = start(timeline, args.header_wait)
         try:
             wait_http(f"{sim}/_sim/health", proc=processes[0])
             wait_http(f"{proxy}/ping", proc=processes[2])
@@ -95,7 +129,7 @@ def main() -> None:
             access = access_token(http, sim, token)
             for _ in range(5):  # warm: connections, caches, the account's token
                 first_token_direct(http, relay, access, PROMPT)
-                first_token_proxy(http, proxy, token, PROMPT)
+                first_token_and_head(http, proxy, token, PROMPT)
             direct, relayed, proxied, client = [], [], [], []
             for _ in range(args.requests):
                 direct.append(first_token_direct(http, sim, access, PROMPT) * 1000)
@@ -103,9 +137,9 @@ def main() -> None:
                 relayed.append(first_token_direct(http, relay, access, PROMPT) * 1000)
                 time.sleep(0.02)
                 started = time.perf_counter_ns()
-                seconds = first_token_proxy(http, proxy, token, PROMPT)
+                head, seconds = first_token_and_head(http, proxy, token, PROMPT)
                 proxied.append(seconds * 1000)
-                client.append((started, started + int(seconds * 1e9)))
+                client.append((started, started + int(head * 1e9), started + int(seconds * 1e9)))
                 time.sleep(0.02)
             d, r, p = (statistics.median(v) for v in (direct, relayed, proxied))
             print(f"first token, one stream, {args.requests} requests each, p50 in ms:")
