@@ -14,9 +14,12 @@ chunk, or would close the kept-alive connection, fails these tests.
 
 from __future__ import annotations
 
+import socket
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import gevent
+import orjson
 import pytest
 from gunicorn.config import Config
 from gunicorn.http import wsgi
@@ -30,6 +33,7 @@ from glm_proxy.protocol.events import Finished, TextDelta
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.job_queue import Failure, JobDone
 from glm_proxy.services.producer import Attempt
+from tests.rawhttp import _read_response
 from tests.test_pump import HandFedJob, wire
 from tests.test_translate_2026 import growing
 from tests.test_translate_2026 import wire as upstream_wire
@@ -195,3 +199,60 @@ def test_a_response_that_cannot_say_it_is_complete_is_flushed_every_read() -> No
     upstream.iter_stream = lambda response: iter(upstream.reads)
     attempt._read({}, final=True)
     assert len(written) == 2
+
+
+def _post(path: str, token: str, body: dict, anthropic: bool = False) -> bytes:
+    payload = orjson.dumps(body)
+    auth = (
+        f"x-api-key: {token}\r\nanthropic-version: 2023-06-01\r\n"
+        if anthropic
+        else f"Authorization: Bearer {token}\r\n"
+    )
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    return head.encode("latin-1") + payload
+
+
+def test_every_format_ends_its_stream_cleanly_on_one_kept_alive_connection(proxy, token) -> None:
+    """Through gunicorn: each body ends once, nothing is left over, the next request is served."""
+    prompt = "ends [[sim:long n=5 chars=100 delay=0.01]]"
+    user = [{"role": "user", "content": prompt}]
+    requests_in_turn = [
+        ("/v1/chat/completions", {"model": "glm-4", "stream": True, "messages": user}, False),
+        (
+            "/v1/messages",
+            {"model": "glm-4", "max_tokens": 200, "stream": True, "messages": user},
+            True,
+        ),
+        ("/v1/responses", {"model": "glm-4", "stream": True, "input": prompt}, False),
+        (  # output, then the upstream fails: the error event ends the body
+            "/v1/chat/completions",
+            {
+                "model": "glm-4",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x [[sim:error]]"}],
+            },
+            False,
+        ),
+        ("/v1/chat/completions", {"model": "glm-4", "messages": user}, False),
+    ]
+    parts = urlsplit(proxy.base)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=30)
+    try:
+        payloads = []
+        for path, body, anthropic in requests_in_turn:
+            sock.sendall(_post(path, token, body, anthropic))
+            head, payload, rest = _read_response(sock, b"")
+            assert head.startswith(b"HTTP/1.1 200"), (path, head[:200])
+            assert rest == b"", f"bytes after the body of {path}: {rest[:80]!r}"
+            if body.get("stream"):
+                assert b"transfer-encoding: chunked" in head.lower()
+                assert payload.endswith(b"\n\n"), payload[-120:]  # whole events only
+            payloads.append(payload)
+        assert b"message_stop" in payloads[1] and b"response.completed" in payloads[2]
+        assert b'data: {"error"' in payloads[3]  # the failure is the last event
+        assert orjson.loads(payloads[4])["choices"][0]["message"]["content"]
+    finally:
+        sock.close()
