@@ -35,35 +35,23 @@ from glm_proxy.services.job_queue import Failure, JobDone
 from glm_proxy.services.producer import Attempt
 from tests.rawhttp import _read_response
 from tests.test_pump import HandFedJob, wire
+from tests.test_pump_direct import RecordingSocket
 from tests.test_translate_2026 import growing
 from tests.test_translate_2026 import wire as upstream_wire
 
 
-class RecordingSocket:
-    """A connection that keeps each ``send`` apart (the pump's and gunicorn's)."""
-
-    def __init__(self) -> None:
-        self.sends: list[bytes] = []
-
-    def send(self, data) -> int:
-        self.sends.append(bytes(data))
-        return len(data)
-
-    def sendall(self, data) -> None:
-        self.sends.append(bytes(data))
-
-
-def gunicorn_response(sock: RecordingSocket, request_line: bytes = b"POST /v1/x HTTP/1.1"):
+def gunicorn_response(sock: RecordingSocket, extra_head: bytes = b""):
     """gunicorn's own response object for a parsed request, its ``start_response`` called."""
     cfg = Config()
-    raw = request_line + b"\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
+    raw = b"POST /v1/x HTTP/1.1\r\nHost: 127.0.0.1\r\n%bContent-Length: 0\r\n\r\n" % extra_head
     req = next(RequestParser(cfg, iter([raw]), ("127.0.0.1", 1)))
     response, _ = wsgi.create(req, sock, ("127.0.0.1", 1), ("127.0.0.1", 8000), cfg)
     response.start_response("200 OK", [("Content-Type", "text/event-stream")])
     return response
 
 
-def test_the_last_event_carries_the_last_chunk_and_gunicorn_adds_nothing() -> None:
+def pump_started():
+    """A pump behind gunicorn's response, one delta written (with the head); the sink lent."""
     sock = RecordingSocket()
     response = gunicorn_response(sock)
     job = HandFedJob()
@@ -71,6 +59,11 @@ def test_the_last_event_carries_the_last_chunk_and_gunicorn_adds_nothing() -> No
     gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
     runner = gevent.spawn(list, gen)
     gevent.sleep(0.01)
+    return sock, response, job, runner
+
+
+def test_the_last_event_carries_the_last_chunk_and_gunicorn_adds_nothing() -> None:
+    sock, response, job, runner = pump_started()
     assert len(sock.sends) == 1 and sock.sends[0].startswith(b"HTTP/1.1 200 OK")
     job.put(Finished("stop"))  # the last read's delta, kept (the sink is lent)
     job._put_final(JobDone())
@@ -86,13 +79,7 @@ def test_the_last_event_carries_the_last_chunk_and_gunicorn_adds_nothing() -> No
 
 
 def test_a_failure_carries_the_last_chunk_too() -> None:
-    sock = RecordingSocket()
-    response = gunicorn_response(sock)
-    job = HandFedJob()
-    job.queue.put(TextDelta("a"))
-    gen = _pump(job, wire(), 5.0, RequestRecord(), 5.0, sock, sock, response.start_response)
-    runner = gevent.spawn(list, gen)
-    gevent.sleep(0.01)
+    sock, response, job, runner = pump_started()
     job._put_final(Failure(UpstreamError("the upstream broke")))
     runner.join(timeout=5)
     assert runner.successful()
@@ -104,11 +91,7 @@ def test_a_failure_carries_the_last_chunk_too() -> None:
 def test_a_closing_connection_is_still_closed() -> None:
     """``Connection: close`` from the client: ending the body ourselves keeps that decision."""
     sock = RecordingSocket()
-    cfg = Config()
-    raw = b"POST /v1/x HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    req = next(RequestParser(cfg, iter([raw]), ("127.0.0.1", 1)))
-    response, _ = wsgi.create(req, sock, ("127.0.0.1", 1), ("127.0.0.1", 8000), cfg)
-    response.start_response("200 OK", [("Content-Type", "text/event-stream")])
+    response = gunicorn_response(sock, b"Connection: close\r\n")
     job = HandFedJob()
     job.queue.put(TextDelta("a"))
     job.queue.put(JobDone())

@@ -76,8 +76,18 @@ WARM = "warm [[sim:text chunk=0]]"
 
 def first_token_proxy(http, base: str, token: str, prompt: str) -> float:
     """Seconds to the first content chunk; bytes are looked at as they arrive."""
+    return first_token_and_head(http, base, token, prompt)[1]
+
+
+def first_token_and_head(http, base: str, token: str, prompt: str) -> tuple[float, float]:
+    """Seconds to the parsed response head, and to the first content chunk.
+
+    The proxy's head goes out with the first event (the status waits for it),
+    so the client parses the head on the first token's path; the simulator's
+    head arrives before its first event, and is parsed while it thinks.
+    """
     started = time.perf_counter()
-    first = None
+    first = float("nan")
     with http.post(
         f"{base}/v1/chat/completions",
         json={"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]},
@@ -85,14 +95,15 @@ def first_token_proxy(http, base: str, token: str, prompt: str) -> float:
         stream=True,
         timeout=300,
     ) as resp:
+        head = time.perf_counter() - started
         resp.raise_for_status()
         seen = b""
         for data in resp.iter_content(chunk_size=None):
-            if first is None:
+            if first != first:  # not yet
                 seen += data
                 if b'"content":"' in seen.replace(b'"content":""', b""):
                     first = time.perf_counter() - started
-    return first if first is not None else float("nan")
+    return head, first
 
 
 def first_token_direct(http, sim: str, access: str, prompt: str) -> float:

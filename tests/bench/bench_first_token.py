@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench._proxy_env import proxy_env  # noqa: E402
-from tests.bench.bench_core import first_token_direct  # noqa: E402
+from tests.bench.bench_core import first_token_and_head, first_token_direct  # noqa: E402
 from tests.bench.bench_stream import access_token, session  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
 
@@ -42,8 +42,9 @@ PROMPT = "first [[sim:long n=3 chars=150 delay=0.01 chunk=0]]"  # first text 10 
 QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
 
 
-def start(timeline: str, header_wait: str) -> tuple[list[subprocess.Popen], str, str, str]:
-    sim_port, relay_port, proxy_port = free_port(), free_port(), free_port()
+def start_simulator_and_relay() -> tuple[subprocess.Popen, subprocess.Popen, int, int]:
+    """The simulator (2026 protocol) and the null relay in front of it, on free ports."""
+    sim_port, relay_port = free_port(), free_port()
     sim = subprocess.Popen(
         [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
         + ["--chunk-size", "0", "--era", "E3"],
@@ -54,6 +55,12 @@ def start(timeline: str, header_wait: str) -> tuple[list[subprocess.Popen], str,
         + [str(relay_port), str(sim_port)],
         **QUIET,
     )
+    return sim, relay, sim_port, relay_port
+
+
+def start(timeline: str, header_wait: str) -> tuple[list[subprocess.Popen], str, str, str]:
+    sim, relay, sim_port, relay_port = start_simulator_and_relay()
+    proxy_port = free_port()
     env = proxy_env(proxy_port, sim_port, GLM_PROTOCOL="2026", GLM_PROXY_TIMELINE=timeline)
     if header_wait:
         env["STREAM_HEADER_WAIT"] = header_wait
@@ -63,32 +70,6 @@ def start(timeline: str, header_wait: str) -> tuple[list[subprocess.Popen], str,
     )
     bases = (f"http://127.0.0.1:{p}" for p in (sim_port, relay_port, proxy_port))
     return [sim, relay, proxy], *bases
-
-
-def first_token_and_head(http, base: str, token: str, prompt: str) -> tuple[float, float]:
-    """``first_token_proxy``, also timing the head: seconds to the parsed head, to the token.
-
-    The proxy's head goes out with the first event (the status waits for it),
-    so the client parses the head on the first token's path; the simulator's
-    head arrives before its first event, and is parsed while it thinks.
-    """
-    started = time.perf_counter()
-    with http.post(
-        f"{base}/v1/chat/completions",
-        json={"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]},
-        headers={"Authorization": f"Bearer {token}"},
-        stream=True,
-        timeout=300,
-    ) as resp:
-        head = time.perf_counter() - started
-        resp.raise_for_status()
-        first, seen = float("nan"), b""
-        for data in resp.iter_content(chunk_size=None):
-            if first != first:
-                seen += data
-                if b'"content":"' in seen.replace(b'"content":""', b""):
-                    first = time.perf_counter() - started
-    return head, first
 
 
 def timeline_medians(path: str, client: list[tuple[int, int, int]]) -> list[tuple[str, float]]:

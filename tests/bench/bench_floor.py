@@ -27,7 +27,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
@@ -39,15 +38,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.bench.bench_core import FAST, first_token_direct  # noqa: E402
+from tests.bench.bench_first_token import start_simulator_and_relay  # noqa: E402
 from tests.bench.bench_stream import (  # noqa: E402
     access_token,
     closed_loop,
     run_concurrently,
     session,
 )
-from tests.conftest import free_port, wait_http  # noqa: E402
-
-QUIET = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "cwd": ROOT}
+from tests.conftest import wait_http  # noqa: E402
 
 
 def main() -> None:
@@ -55,17 +53,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--streams", type=int, default=32)
     args = parser.parse_args()
-    sim_port, relay_port = free_port(), free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        + ["--chunk-size", "0", "--era", "E3"],
-        **QUIET,
-    )
-    relay = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("_null_relay.py"))]
-        + [str(relay_port), str(sim_port)],
-        **QUIET,
-    )
+    sim, relay, sim_port, relay_port = start_simulator_and_relay()
     try:
         sim_base, relay_base = f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{relay_port}"
         wait_http(f"{sim_base}/_sim/health", proc=sim)
