@@ -194,9 +194,13 @@ def init_app(app: Flask) -> None:
             if streaming:
                 metrics.ACTIVE_STREAMS.dec()
             metrics.observe(route, method, status, elapsed, record.error)
-            if path in ("/ping", "/healthz", "/metrics") and status < 400:
-                return
-            log_request(method, path, status, elapsed, record)
+            try:
+                if path not in ("/ping", "/healthz", "/metrics") or status >= 400:
+                    log_request(method, path, status, elapsed, record)
+            finally:
+                # The request is over: lines this greenlet writes next (between the
+                # requests of a kept-alive connection) are not written for it.
+                CURRENT_REQUEST_ID.set(None)
 
         response.call_on_close(write_log)
         return response

@@ -197,16 +197,21 @@ def test_log_lines_name_the_request_they_were_written_for():
     levels = logger.level, REQUEST_LOG.level
     logger.setLevel(logging.INFO)
     REQUEST_LOG.setLevel(logging.INFO)
-    try:
+
+    def in_request() -> None:
+        CURRENT_REQUEST_ID.set("req_abc")
+        logger.info("retrying with %s", "Bearer sk-secret-value-123456")
+        REQUEST_LOG.info("POST /v1/chat/completions 200 request_id=%s", "req_abc")
+
+    def lines_around_a_request() -> None:
         logger.info("outside any request")
-
-        def in_request() -> None:
-            CURRENT_REQUEST_ID.set("req_abc")
-            logger.info("retrying with %s", "Bearer sk-secret-value-123456")
-            REQUEST_LOG.info("POST /v1/chat/completions 200 request_id=%s", "req_abc")
-
         contextvars.copy_context().run(in_request)
         logger.info("outside again")
+
+    try:
+        # In a context of its own: a WSGI call an earlier test never closed may
+        # have left its id in this thread's context.
+        contextvars.Context().run(lines_around_a_request)
     finally:
         logger.removeHandler(handler)
         REQUEST_LOG.removeHandler(handler)
@@ -217,3 +222,55 @@ def test_log_lines_name_the_request_they_were_written_for():
     assert lines[1].startswith("retrying with Bearer ") and lines[1].endswith(" request_id=req_abc")
     assert "sk-secret-value-123456" not in lines[1]  # still scrubbed
     assert lines[2].count("request_id=") == 1  # the request's own line names it once
+
+
+def test_the_id_ends_with_its_request():
+    """Lines written after a request ended (the next ones on a kept-alive connection's
+    greenlet, or anything else in that context) do not carry its id."""
+    import contextvars
+
+    from glm_proxy import create_app
+    from glm_proxy.observability.record import CURRENT_REQUEST_ID
+
+    app = create_app({"GLM_BASE_URL": "http://127.0.0.1:9", "ACCOUNTS": "rt-ended"})
+
+    def one_request() -> tuple[str, str | None]:
+        client = app.test_client()  # in this context, as a server's greenlet runs it
+        response = client.get("/v1/nothing-here", headers={"X-Request-Id": "req_ended_1"})
+        response.close()
+        return response.headers["X-Request-Id"], CURRENT_REQUEST_ID.get()
+
+    given, after = contextvars.copy_context().run(one_request)
+    assert given == "req_ended_1"
+    assert after is None
+
+
+def test_two_handlers_name_the_request_once():
+    import contextvars
+    import io
+    import logging
+
+    from glm_proxy.observability.logs import NameTheRequest
+    from glm_proxy.observability.record import CURRENT_REQUEST_ID
+
+    outs = [io.StringIO(), io.StringIO()]
+    handlers = [logging.StreamHandler(out) for out in outs]
+    logger = logging.getLogger("glm_proxy.test_request_id.twice")
+    for handler in handlers:
+        handler.addFilter(NameTheRequest())
+        logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+
+        def in_request() -> None:
+            CURRENT_REQUEST_ID.set("req_twice")
+            logger.info("cooling down an account")
+
+        contextvars.copy_context().run(in_request)
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(level)
+    for out in outs:
+        assert out.getvalue().strip() == "cooling down an account request_id=req_twice"

@@ -73,11 +73,14 @@ class NameTheRequest(logging.Filter):
         request_id = CURRENT_REQUEST_ID.get()
         if request_id is None or record.name == REQUEST_LOG.name:
             return True
+        if getattr(record, "glm_request_id", None) is not None:
+            return True  # named already (a second handler with this filter)
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - logging reports its own formatting errors
             return True
         record.msg, record.args = f"{message} request_id={request_id}", None
+        record.glm_request_id = request_id
         return True
 
 
