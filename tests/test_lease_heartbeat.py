@@ -1,0 +1,91 @@
+"""A held lease's heartbeat: a timer of the event loop, not a greenlet per lease.
+
+A stream holds its account's lease for the whole answer; with a greenlet per
+lease (parked in a sleep, killed at release), a thousand slow streams kept a
+thousand more greenlets, and every answer paid to spawn and kill one. The
+guarantees stay: a long lease is renewed, a renewal never lands after the
+release (it is waited for), and a release from the answer's cleanup greenlet
+runs in place.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import gevent
+import gevent.event
+import greenlet
+
+from glm_proxy.pool.lease import Slot
+from glm_proxy.store.memory import MemoryStore
+
+
+def live_greenlets() -> int:
+    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
+
+
+def test_holding_many_leases_costs_no_greenlet() -> None:
+    store = MemoryStore()
+    gevent.sleep(0)
+    before = live_greenlets()
+    slots = []
+    for n in range(200):
+        store.slot_acquire("slots:many", f"m{n}", 1000, 30.0)
+        slots.append(Slot(store, "slots:many", f"m{n}", 30.0).start_heartbeat())
+    gevent.sleep(0.01)
+    assert live_greenlets() - before < 5
+    for slot in slots:
+        slot.release()
+    assert store.slot_count("slots:many") == 0
+
+
+def test_a_long_lease_is_renewed_by_the_timer() -> None:
+    store = MemoryStore()
+    store.slot_acquire("slots:long", "m", 10, 0.3)
+    slot = Slot(store, "slots:long", "m", 0.3).start_heartbeat()
+    gevent.sleep(1.0)  # three TTLs: only the renewals keep it
+    assert store.slot_count("slots:long") == 1
+    slot.release()
+    assert store.slot_count("slots:long") == 0
+
+
+class SlowRenewals(MemoryStore):
+    """A store whose renewal takes a while (a slow Redis) and says when it began."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewing = gevent.event.Event()
+        self.renewed = 0
+
+    def slot_renew(self, key: str, member: str, ttl: float) -> None:
+        self.renewing.set()
+        gevent.sleep(0.2)
+        super().slot_renew(key, member, ttl)
+        self.renewed += 1
+
+
+def test_a_renewal_in_flight_never_lands_after_the_release() -> None:
+    store = SlowRenewals()
+    store.slot_acquire("slots:race", "m", 10, 0.15)
+    slot = Slot(store, "slots:race", "m", 0.15).start_heartbeat()
+    assert store.renewing.wait(timeout=2)  # a renewal is in flight now
+    slot.release()
+    assert store.slot_count("slots:race") == 0
+    gevent.sleep(0.4)  # the renewal would have landed by now
+    assert store.slot_count("slots:race") == 0 and store.renewed == 0
+
+
+def test_a_release_in_place_runs_in_the_calling_greenlet() -> None:
+    store = MemoryStore()
+    store.slot_acquire("slots:here", "m", 10, 30.0)
+    released_in: list[object] = []
+    slot = Slot(
+        store, "slots:here", "m", 30.0, on_release=lambda: released_in.append(gevent.getcurrent())
+    ).start_heartbeat()
+
+    def cleanup() -> None:
+        slot.release(in_place=True)
+
+    runner = gevent.spawn(cleanup)
+    runner.join(timeout=5)
+    assert released_in == [runner] and store.slot_count("slots:here") == 0
