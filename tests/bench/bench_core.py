@@ -3,7 +3,7 @@
 Not collected by pytest. Run from the repository root:
 
     python tests/bench/bench_core.py [--rounds 10] [--slow 1000] [--era E3] [--profile out.prof]
-                                     [--worker-figures]
+                                     [--worker-figures] [--no-single]
 
 Starts the simulator and the proxy (gunicorn, one gevent worker) on free
 local ports and prints, for the proxy and straight from the simulator:
@@ -259,6 +259,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--slow", type=int, default=1000, help="slow streams (0 = skip)")
+    parser.add_argument(
+        "--no-single",
+        action="store_true",
+        help="skip the one-stream phase (the longest): for interleaved CPU comparisons",
+    )
     parser.add_argument("--slow-events", type=int, default=12, help="events per slow stream")
     parser.add_argument(
         "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
@@ -294,7 +299,7 @@ def main() -> None:
             f"{'sim cpu':>8}"
         )
         base = (http, sim_base, proxy_base, worker)
-        phases = [("1 stream", 1, args.rounds * 4, FAST, 0, sim_process)]
+        phases = [] if args.no_single else [("1 stream", 1, args.rounds * 4, FAST, 0, sim_process)]
         phases.append(("32 streams", 32, args.rounds, FAST, 0.4, sim_process))
         if args.slow:
             slow = SLOW.format(n=args.slow_events)
