@@ -205,27 +205,52 @@ def check_head(request, settings) -> None:
     """The request target and header fields against the configured limits (414, 431).
 
     gunicorn's own limits are set higher (``gunicorn.conf.py``) so that these
-    answer first, with an error object in the route's shape.
+    answer first, with an error object in the route's shape. One pass over the
+    WSGI environ, counting what werkzeug's ``request.headers`` would list
+    (every request goes through here: its view would walk the environ twice).
     """
-    target = request.environ.get("RAW_URI") or request.full_path
+    environ = request.environ
+    target = environ.get("RAW_URI") or request.full_path
     if len(target) > settings.max_url_length:
         raise UriTooLong(
             f"The request target is {len(target)} characters long; the limit is "
             f"{settings.max_url_length} (MAX_URL_LENGTH)."
         )
-    if len(request.headers) > settings.max_headers:
+    count = 0
+    oversized: tuple[str, int] | None = None  # the first field over the limit, and its size
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            if key in _BODY_HEADER_KEYS:
+                continue  # werkzeug lists the CGI CONTENT_* keys instead
+            size = len(key) - 5 + len(value) + 2  # "Name: value", as werkzeug counts it
+        elif key in _BODY_HEADER_KEYS_CGI and value:
+            size = len(key) + len(value) + 2
+        else:
+            continue
+        count += 1
+        if oversized is None and size > settings.max_header_size:
+            oversized = (key, size)
+    if count > settings.max_headers:
         raise HeadersTooLarge(
-            f"The request has {len(request.headers)} header fields; the limit is "
+            f"The request has {count} header fields; the limit is "
             f"{settings.max_headers} (MAX_HEADERS)."
         )
-    for name, value in request.headers.items():
-        size = len(name) + len(value) + 2
-        if size > settings.max_header_size:
-            raise HeadersTooLarge(
-                f"The header field {name!r} is {size} bytes; the limit is "
-                f"{settings.max_header_size} (MAX_HEADER_SIZE).",
-                param=name,
-            )
+    if oversized is not None:
+        name = _header_name(oversized[0])
+        raise HeadersTooLarge(
+            f"The header field {name!r} is {oversized[1]} bytes; the limit is "
+            f"{settings.max_header_size} (MAX_HEADER_SIZE).",
+            param=name,
+        )
+
+
+_BODY_HEADER_KEYS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_BODY_HEADER_KEYS_CGI = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+def _header_name(key: str) -> str:
+    """A WSGI environ key as werkzeug names the header (``HTTP_X_API_KEY`` -> ``X-Api-Key``)."""
+    return (key[5:] if key.startswith("HTTP_") else key).replace("_", "-").title()
 
 
 def tick() -> None:

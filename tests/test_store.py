@@ -108,6 +108,17 @@ def test_hashes(store: Store) -> None:
     assert store.hgetall_many(["h", "missing"]) == [after, {}]
 
 
+def test_hincr_many(store: Store) -> None:
+    store.hincr("u", "requests")
+    store.hincr_many("u", {"requests": 2, "errors": 1, "total_tokens": 40})
+    store.hincr_many("u", {})
+    assert store.hgetall("u") == {"requests": "3", "errors": "1", "total_tokens": "40"}
+    store.hincr_many("short", {"a": 1}, ttl=0.2)
+    assert store.hgetall("short") == {"a": "1"}
+    time.sleep(0.35)
+    assert store.hgetall("short") == {}
+
+
 def test_hupdate_is_atomic_under_contention(store: Store) -> None:
     """Many threads incrementing through read-modify-write lose no update."""
 

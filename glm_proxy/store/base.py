@@ -124,6 +124,11 @@ class Store(ABC):
     def hincr(self, key: str, field: str, amount: int = 1, ttl: float | None = None) -> int:
         """Add to a hash field; ``ttl`` (re)applies to the whole hash."""
 
+    def hincr_many(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
+        """Add to several fields of one hash, in one round trip where the backend can."""
+        for field, amount in amounts.items():
+            self.hincr(key, field, amount, ttl=ttl)
+
     @abstractmethod
     def hupdate(self, key: str, update: HashUpdate, ttl: float | None = None) -> dict[str, str]:
         """Atomic read-modify-write of a hash; returns the hash after the change.

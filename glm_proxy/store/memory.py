@@ -160,6 +160,14 @@ class MemoryStore(Store):
             self._maybe_sweep()
             return value
 
+    def hincr_many(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
+        with self._mutex:
+            fields = dict(self._hash(key))
+            for field, amount in amounts.items():
+                fields[field] = str(int(fields.get(field) or 0) + amount)
+            self._put_hash(key, fields, ttl)
+            self._maybe_sweep()
+
     def hupdate(self, key: str, update: HashUpdate, ttl: float | None = None) -> dict[str, str]:
         with self._mutex:
             current = dict(self._hash(key))

@@ -176,6 +176,16 @@ class RedisStore(Store):
             pipe.pexpire(self.k(key), self._ms(ttl))
         return int(pipe.execute()[0])
 
+    def hincr_many(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
+        if not amounts:
+            return
+        pipe = self.client.pipeline()  # MULTI: the fields and the expiry together, as hincr
+        for field, amount in amounts.items():
+            pipe.hincrby(self.k(key), field, amount)
+        if ttl is not None:
+            pipe.pexpire(self.k(key), self._ms(ttl))
+        pipe.execute()
+
     def hupdate(self, key: str, update: HashUpdate, ttl: float | None = None) -> dict[str, str]:
         name = self.k(key)
         with self.client.pipeline() as pipe:

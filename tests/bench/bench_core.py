@@ -72,6 +72,7 @@ from tests.conftest import free_port, wait_http  # noqa: E402
 FAST = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # the workload
 SLOW = "slow [[sim:long n={n} delay=1 chunk=0]]"
 WARM = "warm [[sim:text chunk=0]]"
+SHORT = "short [[sim:long n=1 chars=50 delay=0.01 chunk=0]]"  # one event: the per-request cost
 
 
 def first_token_proxy(http, base: str, token: str, prompt: str) -> float:
@@ -264,6 +265,11 @@ def main() -> None:
         action="store_true",
         help="skip the one-stream phase (the longest): for interleaved CPU comparisons",
     )
+    parser.add_argument(
+        "--short",
+        action="store_true",
+        help="also 32 streams of one-event answers: what each request costs besides its events",
+    )
     parser.add_argument("--slow-events", type=int, default=12, help="events per slow stream")
     parser.add_argument(
         "--slow-spread", type=float, default=10.0, help="seconds over which slow streams start"
@@ -301,6 +307,8 @@ def main() -> None:
         base = (http, sim_base, proxy_base, worker)
         phases = [] if args.no_single else [("1 stream", 1, args.rounds * 4, FAST, 0, sim_process)]
         phases.append(("32 streams", 32, args.rounds, FAST, 0.4, sim_process))
+        if args.short:
+            phases.append(("32 streams, 1 event", 32, args.rounds * 4, SHORT, 0.4, sim_process))
         if args.slow:
             slow = SLOW.format(n=args.slow_events)
             phases.append((f"{args.slow} slow streams", args.slow, 1, slow, args.slow_spread, None))
