@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import UpstreamProtocolError
+from glm_proxy.protocol.snapshots import SnapshotParser
 
 __all__ = [
     "DEFAULT_MAX_EVENT_SIZE",
@@ -259,13 +260,18 @@ class SSEDecoder:
         return ServerSentEvent(event or "message", None, self._last_id, retry, raw=b"\n".join(data))
 
 
-def decode_json(event: ServerSentEvent) -> Any:
+def decode_json(event: ServerSentEvent, snapshots: SnapshotParser | None = None) -> Any:
     """Parse an event's ``data`` as JSON; the upstream promises one JSON object per event.
+
+    ``snapshots``: the stream's ``SnapshotParser``, which parses cumulative
+    snapshots for less (with the same result).
 
     Raises:
         UpstreamProtocolError: the data is not valid JSON.
     """
     try:
+        if snapshots is not None:
+            return snapshots.parse(event.raw)
         return orjson.loads(event.raw)
     except orjson.JSONDecodeError:
         pass  # maybe only invalid UTF-8: parsed below as the decoder shows it (U+FFFD)

@@ -26,6 +26,7 @@ from glm_proxy.accounts import Account
 from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
 from glm_proxy.protocol.events import ConversationStarted, Delta, Finished
 from glm_proxy.protocol.parsers import DeltaFilter, Reask
+from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.protocol.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.protocol.translate import Translator
 
@@ -64,6 +65,7 @@ class Attempt:
         self.held: list[Delta] = []  # a buffered request's answer so far
         self.events = 0
         self.translator: Translator | None = None
+        self.snapshots = SnapshotParser()  # the upstream's cumulative snapshots, as JSON
         self.filter: DeltaFilter | None = None
         self.reasked = False
         self.answered = False  # the filter ended the answer before the upstream did
@@ -128,6 +130,7 @@ class Attempt:
         translator = Translator(job.request.translate_options)
         self.translator = translator
         decoder = SSEDecoder()
+        self.snapshots = SnapshotParser()
         self.answered = False
         for chunk in upstream.iter_stream(response):
             for event in decoder.feed(chunk):
@@ -158,7 +161,7 @@ class Attempt:
         if not raw or raw == b"[DONE]":
             return
         self.events += 1
-        for delta in translator.feed(decode_json(event)):
+        for delta in translator.feed(decode_json(event, self.snapshots)):
             self._hand_over(delta)
         if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)

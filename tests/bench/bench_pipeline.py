@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from glm_proxy.protocol.formats.openai import ChatWire  # noqa: E402
+from glm_proxy.protocol.snapshots import SnapshotParser  # noqa: E402
 from glm_proxy.protocol.sse import SSEDecoder, decode_json  # noqa: E402
 from glm_proxy.protocol.translate import TranslateOptions, Translator  # noqa: E402
 from tests.conftest import free_port, wait_http  # noqa: E402
@@ -63,6 +64,7 @@ def record_answer() -> list[bytes]:
 def replay(reads: list[bytes], stages: int) -> int:
     """Run the first ``stages`` stages over the recorded reads; returns the bytes produced."""
     decoder = SSEDecoder()
+    snapshots = SnapshotParser()  # as the producer parses them
     translator = Translator(TranslateOptions())
     wire = ChatWire(model="glm-4", created=1, prompt_text="hi", response_id=lambda: "c1")
     produced = len(wire.open())
@@ -70,7 +72,7 @@ def replay(reads: list[bytes], stages: int) -> int:
         for event in decoder.feed(data):
             if stages < 2 or not event.raw:
                 continue
-            obj = decode_json(event)
+            obj = decode_json(event, snapshots)
             if stages < 3:
                 continue
             for delta in translator.feed(obj):

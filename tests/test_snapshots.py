@@ -1,0 +1,281 @@
+"""``SnapshotParser``: exactly ``orjson.loads``, whatever the stream; cheaper for snapshots.
+
+Every test compares with ``orjson.loads`` event by event (the same value, or
+the same refusal): cumulative answers as the simulator sends them, random
+streams (growing strings with escapes, non-ASCII, emoji; status changes, new
+parts, other encoders, duplicate keys, the growing text twice), junk spliced
+into events that would otherwise take the shortcut, and byte-level edits
+around the growing string's end. Values returned earlier never change.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+
+import orjson
+import pytest
+import requests
+
+from glm_proxy.protocol.snapshots import SnapshotParser
+from glm_proxy.protocol.sse import SSEDecoder, decode_json
+from glm_proxy.upstream.signing import signature_headers
+
+SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"  # the simulator's signing secret (as the proxy's)
+
+PIECES = [
+    "plain words ",
+    "中文回答，",
+    "🚀",
+    'a "quoted" bit',
+    "back\\slash",
+    "line\nbreak",
+    "tab\tstop",
+    "\u2028",
+    "x" * 50,
+    "é",
+    "/",
+    "\x7f",
+]
+
+
+def outcome(parse, raw: bytes):
+    try:
+        return ("ok", parse(raw))
+    except orjson.JSONDecodeError:
+        return ("error",)
+
+
+def check_stream(raws: list[bytes], parser: SnapshotParser | None = None) -> SnapshotParser:
+    parser = parser or SnapshotParser()
+    seen = []
+    for raw in raws:
+        got = outcome(parser.parse, raw)
+        assert got == outcome(orjson.loads, raw), raw[-120:]
+        seen.append((raw, got))
+    for raw, got in seen:  # nothing returned earlier was changed since
+        assert got == outcome(orjson.loads, raw)
+    return parser
+
+
+def event(text: str, status: str = "init", extra: dict | None = None) -> dict:
+    part = {
+        "id": "p1",
+        "logic_id": "l1",
+        "role": "assistant",
+        "content": [{"tool_calls": {}, "type": "text", "text": text, "status": status}],
+        "model": "glm",
+        "meta_data": {"auto_glm_data": {}},
+        "status": status,
+    }
+    return {
+        "id": "m1",
+        "conversation_id": "c1",
+        "parts": [part],
+        "meta_data": {},
+        "status": status,
+        "last_error": {},
+        **(extra or {}),
+    }
+
+
+def snapshots(pieces: list[str], encode=orjson.dumps) -> list[bytes]:
+    text, out = "", []
+    for piece in pieces:
+        text += piece
+        out.append(encode(event(text)))
+    return out
+
+
+def test_a_cumulative_answer_takes_the_shortcut():
+    raws = snapshots([f"第{i}句：模拟长回答 🚀。" * 3 for i in range(60)])
+    raws.append(
+        orjson.dumps(event(orjson.loads(raws[-1])["parts"][0]["content"][0]["text"], "finish"))
+    )
+    parser = check_stream(raws)
+    assert parser.shortcuts >= 50
+
+
+def test_the_simulators_answers(simulator_answer_reads):
+    for reads in simulator_answer_reads:
+        decoder, parser = SSEDecoder(), SnapshotParser()
+        events = [e for r in reads for e in decoder.feed(r) if e.raw]
+        check_stream([e.raw for e in events], parser)
+        assert [decode_json(e, SnapshotParser()) for e in events] == [
+            decode_json(e) for e in events
+        ]
+
+
+SCENARIOS = [
+    "[[sim:long n=40 chars=2000 chunk=0]]",
+    "[[sim:long n=30]]",
+    "[[sim:long n=30 shape=current]]",
+    "[[sim:long n=30 shape=delta]]",
+    "[[sim:long n=25 chunk=7]]",
+    "[[sim:text]]",
+    "[[sim:think]]",
+    "[[sim:search]]",
+    "[[sim:search_late]]",
+    "[[sim:code]]",
+    "[[sim:multi]]",
+    "[[sim:intervene]]",
+    "[[sim:error]]",
+]
+
+
+@pytest.fixture(scope="module")
+def simulator_answer_reads(simulator) -> list[list[bytes]]:
+    """The raw reads of one answer per scenario, straight from the simulator (its era)."""
+    http = requests.Session()
+
+    def signed(token: str) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        headers.update(signature_headers(int(time.time() * 1000), uuid.uuid4().hex, SECRET))
+        return headers
+
+    refresh = f"snapshots-{uuid.uuid4().hex[:8]}"
+    resp = http.post(
+        f"{simulator.base}/chatglm/user-api/user/refresh", json={}, headers=signed(refresh)
+    )
+    access = resp.json()["result"]["access_token"]
+    recorded = []
+    for prompt in SCENARIOS:
+        body = {
+            "assistant_id": "65940acff94777010aa6b796",
+            "conversation_id": "",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": prompt}]}],
+            "meta_data": {"is_networking": False},
+        }
+        url = f"{simulator.base}/chatglm/backend-api/assistant/stream"
+        with http.post(url, json=body, headers=signed(access), stream=True, timeout=60) as resp:
+            recorded.append(list(resp.iter_content(chunk_size=None)))
+    assert sum(len(reads) for reads in recorded) > 100
+    return recorded
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_random_streams(seed):
+    rng = random.Random(seed)
+    encoders = [
+        orjson.dumps,
+        lambda o: json.dumps(o, ensure_ascii=False).encode(),
+        lambda o: json.dumps(o).encode(),  # \u escapes: the text never matches; no shortcut
+        lambda o: json.dumps(o, ensure_ascii=False, indent=1).encode(),
+    ]
+    encode = rng.choice(encoders)
+    text, raws = "", []
+    status = "init"
+    for _ in range(rng.randint(5, 80)):
+        roll = rng.random()
+        if roll < 0.75:
+            text += "".join(rng.choice(PIECES) for _ in range(rng.randint(1, 4)))
+        elif roll < 0.8:
+            status = rng.choice(("init", "processing", "finish", "done"))  # done: as long as init
+        elif roll < 0.85:
+            raws.append(encode({"status": "processing", "parts": []}))  # a status frame
+            continue
+        elif roll < 0.9:
+            text = text[: rng.randint(0, len(text))]  # a snapshot that shrinks
+        obj = event(text, status)
+        if rng.random() < 0.1:
+            obj["parts"].append({"id": "p2", "content": [{"type": "text", "text": text}]})
+        if rng.random() < 0.05:
+            obj["echo"] = text  # the growing text twice
+        raws.append(encode(obj))
+    check_stream(raws)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_junk_where_the_shortcut_would_apply(seed):
+    """Bytes spliced in at the growing string's end: the shortcut must not hide a difference."""
+    rng = random.Random(1000 + seed)
+    base = snapshots(["答" * 400, "more text "])
+    parser = SnapshotParser()
+    check_stream(base, parser)
+    head = orjson.dumps(event("答" * 400 + "more text "))
+    end = head.rindex(b'","status":"init"}],"model"')
+    junk = [
+        b'"',
+        b"\\",
+        b'\\"',
+        b'","x":"',
+        b'"}',
+        b"\n",
+        b"\\u12",
+        b"\\ud83d",
+        b"\\ude80",
+        b"\\ud83d\\ude80",
+        b"\xff",
+        b"\xe4\xb8",
+        b"\x00",
+        b"ok",
+        b'\\"},{"',
+    ]
+    raws = []
+    for _ in range(30):
+        spliced = rng.choice(junk) + rng.choice(junk)
+        raws.append(head[:end] + spliced + head[end:])
+    for raw in raws:
+        fresh = SnapshotParser()
+        check_stream([*base, raw], fresh)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_byte_edits_around_the_end(seed):
+    """Deletions, insertions and changes near the growing string's end, and in the tail."""
+    rng = random.Random(2000 + seed)
+    raws = snapshots(["text " * 60, "more " * 5])
+    last = bytearray(raws[-1])
+    for _ in range(rng.randint(1, 3)):
+        at = rng.randrange(len(last) - 200, len(last))
+        kind = rng.random()
+        if kind < 0.33:
+            del last[at]
+        elif kind < 0.66:
+            last.insert(at, rng.choice(b'"\\:,{}[]a \x00\xc3'))
+        else:
+            last[at] = rng.choice(b'"\\:,{}[]a 0')
+    check_stream([*raws[:-1], bytes(last) + b" " * rng.randint(0, 1)])
+
+
+def test_duplicate_keys_follow_orjson():
+    first = b'{"text": "' + b"a" * 2000 + b'", "text": "b"}'
+    second = b'{"text": "' + b"a" * 2100 + b'", "text": "b"}'
+    check_stream([first, second])
+    first = b'{"text": "b", "text": "' + b"a" * 2000 + b'"}'
+    second = b'{"text": "b", "text": "' + b"a" * 2100 + b'"}'
+    assert check_stream([first, second]).shortcuts == 1
+
+
+def test_a_change_after_the_string_of_the_same_length_is_seen():
+    """The bytes after the growing string must be the same, not only as long."""
+    raws = [orjson.dumps(event("答" * 600)), orjson.dumps(event("答" * 600 + "再"))]
+    raws.append(orjson.dumps(event("答" * 600 + "再多", "done")))  # "done" is as long as "init"
+    check_stream(raws)
+
+
+def test_the_growing_strings_end_is_proven_not_guessed():
+    """Its JSON form found once, but as a key: the value is written with escapes."""
+    value = "v" * 1500
+    escaped = value[:-1] + "\\u0076"
+    first = f'{{"{value}": 1, "t": "{escaped}"}}'.encode()
+    second = f'{{"{value}X": 1, "t": "{escaped}"}}'.encode()
+    assert check_stream([first, second]).shortcuts == 0
+
+
+def test_small_events_and_non_objects():
+    check_stream([b"[]", b'"' + b"a" * 3000 + b'"', b'"' + b"a" * 3100 + b'"', b"1", b"null"])
+    check_stream([b'["' + b"z" * 2000 + b'"]', b'["' + b"z" * 2001 + b'"]', b'["', b""])
+
+
+def test_a_stream_that_never_fits_stops_looking():
+    rng = random.Random(5)
+    raws = [
+        orjson.dumps({"seq": i, "text": "".join(rng.choice("abc") for _ in range(2000))})
+        for i in range(20)
+    ]
+    parser = check_stream(raws)
+    assert parser.shortcuts == 0
+    assert parser._misses >= SnapshotParser.MISSES
