@@ -2,11 +2,12 @@
 
 Not collected by pytest. Run from the repository root:
 
-    python tests/bench/bench_pipeline.py [--repeat 300]
+    python tests/bench/bench_pipeline.py [--repeat 300] [--snapshots 40 --chars 2000]
 
 Starts the simulator on a free local port (the 2026 protocol), records the raw
-bytes of one answer of the core benchmark's workload (2,000 characters in 40
-cumulative snapshots, read as the network delivered them), stops it, then
+bytes of one answer (by default the core benchmark's: 2,000 characters in 40
+cumulative snapshots; ``--snapshots 200 --chars 10000`` for a long one), read
+as the network delivered them, stops it, then
 replays those bytes through the proxy's pipeline and prints microseconds per
 answer after each stage: SSE decoding, + JSON, + the translator, + the Chat
 Completions wire (chunk bytes). Everything stays on 127.0.0.1.
@@ -35,7 +36,7 @@ PROMPT = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # bench_core's
 STAGES = ("sse", "+json", "+translate", "+wire")
 
 
-def record_answer() -> list[bytes]:
+def record_answer(prompt: str = PROMPT) -> list[bytes]:
     """The network reads of one answer, straight from a fresh simulator."""
     from tests.bench.bench_stream import access_token, direct_request
 
@@ -51,7 +52,7 @@ def record_answer() -> list[bytes]:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/_sim/health", proc=sim)
         http = requests.Session()
-        headers, body = direct_request(access_token(http, base, "pipeline-bench"), PROMPT)
+        headers, body = direct_request(access_token(http, base, "pipeline-bench"), prompt)
         url = f"{base}/chatglm/backend-api/assistant/stream"
         with http.post(url, json=body, headers=headers, stream=True, timeout=60) as resp:
             resp.raise_for_status()
@@ -90,8 +91,12 @@ def replay(reads: list[bytes], stages: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--snapshots", type=int, default=40, help="events of the answer")
+    parser.add_argument("--chars", type=int, default=2000, help="characters of the answer")
     args = parser.parse_args()
-    reads = record_answer()
+    reads = record_answer(
+        f"bench [[sim:long n={args.snapshots} chars={args.chars} delay=0.01 chunk=0]]"
+    )
     print(f"one answer: {len(reads)} reads, {sum(map(len, reads))} bytes; us per answer:")
     for stages, name in enumerate(STAGES, 1):
         replay(reads, stages)  # warm-up
