@@ -58,10 +58,11 @@ class _Narrowing:
     the absent ones was half of the validation's cost. A copy built with
     ``only=`` (the body's fields plus the required and defaulted ones, in
     declared order) loads the same result and reports the same first error.
-    Copies are built on first use and kept, up to ``MOST`` field sets.
+    Copies are built on first use and kept, up to ``MOST`` field sets (then the
+    full schema loads: a caller varying its fields cannot grow memory further).
     """
 
-    MOST = 128
+    MOST = 64  # about 1 MB of copies for the largest schema
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema
