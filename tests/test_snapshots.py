@@ -253,6 +253,28 @@ def test_duplicate_keys_follow_orjson():
     assert check_stream([first, second]).shortcuts == 1
 
 
+def test_the_shortcut_follows_the_string_that_grows():
+    """Reasoning grows, then stops while the answer grows (both parts in every frame)."""
+
+    def frame(thinking: str, answer: str) -> bytes:
+        parts = [{"id": "r", "content": [{"type": "think", "think": thinking}]}]
+        if answer:
+            parts.append({"id": "a", "content": [{"type": "text", "text": answer}]})
+        return orjson.dumps({"id": "m", "parts": parts, "status": "init"})
+
+    thinking = "思考" * 40
+    raws = []
+    for _ in range(30):
+        thinking += "再想想，" * 5
+        raws.append(frame(thinking, ""))
+    answer = ""
+    for _ in range(30):
+        answer += "回答的一部分。" * 2
+        raws.append(frame(thinking, answer))
+    parser = check_stream(raws)
+    assert parser.shortcuts >= 40  # both phases (the answer stays shorter than the reasoning)
+
+
 def test_a_change_after_the_string_of_the_same_length_is_seen():
     """The bytes after the growing string must be the same, not only as long."""
     raws = [orjson.dumps(event("答" * 600)), orjson.dumps(event("答" * 600 + "再"))]

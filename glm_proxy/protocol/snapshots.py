@@ -10,9 +10,10 @@ event with more characters in the one string that grows, it parses only those.
 
 How:
 - After a full parse of a large event, the parser looks for the growing string
-  (the longest string value) in the raw bytes, and proves where it ends: the
-  same bytes with one character inserted before its closing quote must parse
-  to the same object with that string one character longer. The event is kept
+  (the one that grew since the last event; else the longest) in the raw bytes,
+  and proves where it ends: the same bytes with one character inserted before
+  its closing quote must parse to the same object with that string one
+  character longer. The event is kept
   as ``head`` (up to that quote) and ``tail`` (from it on).
 - A next event that starts with ``head``, ends with ``tail``, and holds between
   them bytes that parse as the inside of one JSON string (no bare quote,
@@ -42,7 +43,7 @@ class SnapshotParser:
     MIN_EVENT = 1024  # bytes: a smaller event is parsed in full (the shortcut would not pay)
     MISSES = 3
 
-    __slots__ = ("_head", "_tail", "_obj", "_path", "_value", "_misses", "shortcuts")
+    __slots__ = ("_head", "_tail", "_obj", "_path", "_value", "_last", "_misses", "shortcuts")
 
     def __init__(self) -> None:
         self._head: bytes | None = None  # the last event, up to the growing string's end
@@ -50,6 +51,7 @@ class SnapshotParser:
         self._obj: Any = None  # the last event, parsed
         self._path: tuple[Any, ...] = ()  # where the growing string is in it
         self._value = ""  # the growing string
+        self._last: Any = None  # the last event parsed in full (what grew since?)
         self._misses = 0
         self.shortcuts = 0  # events parsed through the shortcut (tests, benchmarks)
 
@@ -73,23 +75,22 @@ class SnapshotParser:
                     return obj
             self._head = self._obj = None
             self._misses += 1
-            return orjson.loads(raw)  # often a one-off (a status frame): look again next time
+            obj = self._last = orjson.loads(raw)  # often a one-off: look again next time
+            return obj
         obj = orjson.loads(raw)
         if len(raw) >= self.MIN_EVENT and self._misses < self.MISSES:
             self._locate(raw, obj)
+        else:
+            self._last = obj
         return obj
 
     def _locate(self, raw: bytes, obj: Any) -> None:
-        """Remember where ``obj``'s longest string ends in ``raw``, once that is proven."""
-        value = _at(obj, self._path)  # where it grew before, usually still the place
-        if type(value) is str and len(value) >= len(raw) // 4:
-            path = self._path
-        else:
-            found = _longest_string(obj, 0)
-            if found is None:
-                self._misses += 1
-                return
-            path, value = found
+        """Remember where ``obj``'s growing string ends in ``raw``, once that is proven."""
+        found = self._growing(obj)
+        if found is None:
+            self._misses += 1
+            return
+        path, value = found
         encoded = orjson.dumps(value)  # as the upstream writes it, usually; else no shortcut
         start = raw.find(encoded)
         if start < 0 or raw.find(encoded, start + 1) >= 0:
@@ -105,6 +106,53 @@ class SnapshotParser:
             return
         self._head, self._tail = raw[:end], raw[end:]
         self._obj, self._path, self._value = obj, path, value
+
+    def _growing(self, obj: Any) -> tuple[tuple[Any, ...], str] | None:
+        """The string that grew since the last event (the longest one that did).
+
+        None when the strings are as they were (the answer may be over: no
+        shortcut is worth preparing). With nothing to compare, the longest
+        string. A reasoning part stops growing when the answer part starts,
+        so the growing string is looked for, not assumed.
+        """
+        last, self._last = self._last, obj
+        path = self._path
+        if last is None or not path:
+            return _longest_string(obj, 0)
+        now, before = _at(obj, path), _at(last, path)
+        if type(now) is str and type(before) is str and _extends(now, before):
+            return path, now  # still growing where it grew
+        grown = _grown_string(obj, last, 0)
+        if grown is not None or (now is not None and now == before):
+            return grown
+        return _longest_string(obj, 0)
+
+
+def _extends(now: str, before: str) -> bool:
+    return len(now) > len(before) and now.startswith(before)
+
+
+def _grown_string(obj: Any, last: Any, depth: int) -> tuple[tuple[Any, ...], str] | None:
+    """The longest string in ``obj`` that extends the string at the same path in ``last``."""
+    if depth > 32:
+        return None
+    if isinstance(obj, dict) and isinstance(last, dict):
+        children: Any = ((key, child, last.get(key)) for key, child in obj.items())
+    elif isinstance(obj, list) and isinstance(last, list):
+        children = ((i, child, last[i] if i < len(last) else None) for i, child in enumerate(obj))
+    else:
+        return None
+    best: tuple[tuple[Any, ...], str] | None = None
+    for key, child, before in children:
+        if isinstance(child, str):
+            grew = isinstance(before, str) and _extends(child, before)
+            if grew and (best is None or len(child) > len(best[1])):
+                best = ((key,), child)
+        elif isinstance(child, dict | list):
+            inner = _grown_string(child, before, depth + 1)
+            if inner is not None and (best is None or len(inner[1]) > len(best[1])):
+                best = ((key, *inner[0]), inner[1])
+    return best
 
 
 def _longest_string(obj: Any, depth: int) -> tuple[tuple[Any, ...], str] | None:
