@@ -65,7 +65,7 @@ class Attempt:
         self.held: list[Delta] = []  # a buffered request's answer so far
         self.events = 0
         self.translator: Translator | None = None
-        self.snapshots = SnapshotParser()  # the upstream's cumulative snapshots, as JSON
+        self.snapshots: SnapshotParser | None = None  # this read's events, as JSON (_read)
         self.filter: DeltaFilter | None = None
         self.reasked = False
         self.answered = False  # the filter ended the answer before the upstream did
