@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import requests
 
+from tests.bench._proxy_env import stream_answer
 from tests.conftest import ROOT, Simulator, free_port, wait_http
 
 BENCH = ROOT / "tests" / "bench"
@@ -56,19 +56,8 @@ def test_a_benchmark_config_serves_a_stream_and_records_it(
     try:
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/ping", proc=proc)
-        with requests.post(
-            f"{base}/v1/chat/completions",
-            json={
-                "model": "glm-4",
-                "stream": True,
-                "messages": [{"role": "user", "content": PROMPT}],
-            },
-            headers={"Authorization": f"Bearer {token}"},
-            stream=True,
-            timeout=30,
-        ) as resp:
-            assert resp.status_code == 200
-            body = b"".join(resp.iter_content(chunk_size=None))
+        status, body = stream_answer(base, token, PROMPT)
+        assert status == 200
         assert body.endswith(b"data: [DONE]\n\n"), body[-200:]
     finally:
         proc.send_signal(signal.SIGINT)

@@ -1,9 +1,11 @@
-"""The environment every benchmark starts its gunicorn with (no gevent here: threaded
-benchmarks import it too)."""
+"""The environment every benchmark starts its gunicorn with, and one streamed answer through
+it (no gevent here: threaded benchmarks and tests import it too)."""
 
 from __future__ import annotations
 
 import os
+
+import requests
 
 
 def proxy_env(proxy_port: int, sim_port: int, **settings: str) -> dict[str, str]:
@@ -18,3 +20,17 @@ def proxy_env(proxy_port: int, sim_port: int, **settings: str) -> dict[str, str]
         "REDIS_URL": "",
         **settings,
     }
+
+
+def stream_answer(
+    base: str, token: str, prompt: str, *, timeout: float = 30, http=requests
+) -> tuple[int, bytes]:
+    """One streamed Chat Completions answer from the proxy at ``base``: status and whole body."""
+    with http.post(
+        f"{base}/v1/chat/completions",
+        json={"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]},
+        headers={"Authorization": f"Bearer {token}"},
+        stream=True,
+        timeout=timeout,
+    ) as resp:
+        return resp.status_code, b"".join(resp.iter_content(chunk_size=None))

@@ -41,29 +41,24 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench._proxy_env import proxy_env  # noqa: E402
-from tests.conftest import free_port, wait_http  # noqa: E402
+from tests.bench._proxy_env import proxy_env, stream_answer  # noqa: E402
+from tests.conftest import free_port, launch_simulator, stop_simulator, wait_http  # noqa: E402
 
 WARM_UP = 5
 
 
 def worker_instructions(events: int, answers: int, delay: float, era: str = "E3") -> int:
     """The gunicorn worker's instruction count over ``WARM_UP + answers`` answers, and its exit."""
-    sim_port, proxy_port = free_port(), free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(sim_port)]
-        + ["--chunk-size", "0", "--era", era],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    profile = "2026" if era == "E3" else "2025"  # the proxy's GLM_PROTOCOL for that era
+    sim = launch_simulator(profile, "--chunk-size", "0")
+    sim_port, proxy_port = int(sim.base.rsplit(":", 1)[1]), free_port()
     out_dir = tempfile.mkdtemp(prefix="glm-callgrind-")
     env = proxy_env(
         proxy_port,
         sim_port,
         PYTHONHASHSEED="0",
         GUNICORN_TIMEOUT="600",
-        GLM_PROTOCOL="2026" if era == "E3" else "2025",
+        GLM_PROTOCOL=profile,
     )
     proxy = subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--trace-children=yes"]
@@ -75,31 +70,20 @@ def worker_instructions(events: int, answers: int, delay: float, era: str = "E3"
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_http(f"http://127.0.0.1:{sim_port}/_sim/health", proc=sim)
         wait_http(f"http://127.0.0.1:{proxy_port}/ping", proc=proxy, timeout=300)
         http = requests.Session()
         prompt = f"bench [[sim:long n={events} chars={50 * events} delay={delay} chunk=0]]"
+        base = f"http://127.0.0.1:{proxy_port}"
         for i in range(WARM_UP + answers):
-            with http.post(
-                f"http://127.0.0.1:{proxy_port}/v1/chat/completions",
-                json={
-                    "model": "glm-4",
-                    "stream": True,
-                    "messages": [{"role": "user", "content": prompt}],
-                },
-                headers={"Authorization": f"Bearer instructions-{i % 4}"},
-                stream=True,
-                timeout=300,
-            ) as resp:
-                body = b"".join(resp.iter_content(chunk_size=None))
-            if resp.status_code != 200 or not body.endswith(b"data: [DONE]\n\n"):
-                raise SystemExit(f"answer {i} failed: {resp.status_code} {body[-200:]!r}")
+            token = f"instructions-{i % 4}"
+            status, body = stream_answer(base, token, prompt, timeout=300, http=http)
+            if status != 200 or not body.endswith(b"data: [DONE]\n\n"):
+                raise SystemExit(f"answer {i} failed: {status} {body[-200:]!r}")
         time.sleep(2.0)  # the janitor's batch window: the deletes belong to these answers
     finally:
         proxy.send_signal(signal.SIGINT)
         proxy.wait(timeout=300)
-        sim.terminate()
-        sim.wait(timeout=10)
+        stop_simulator(sim)
     counts = []
     for path in glob.glob(f"{out_dir}/cg.*"):
         text = Path(path).read_text(errors="replace")

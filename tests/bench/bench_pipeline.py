@@ -16,7 +16,6 @@ Completions wire (chunk bytes). Everything stays on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ from glm_proxy.protocol.formats.openai import ChatWire  # noqa: E402
 from glm_proxy.protocol.snapshots import SnapshotParser  # noqa: E402
 from glm_proxy.protocol.sse import SSEDecoder, decode_json  # noqa: E402
 from glm_proxy.protocol.translate import TranslateOptions, Translator  # noqa: E402
-from tests.conftest import free_port, wait_http  # noqa: E402
+from tests.conftest import launch_simulator, stop_simulator  # noqa: E402
 
 PROMPT = "bench [[sim:long n=40 chars=2000 delay=0.01 chunk=0]]"  # bench_core's workload
 STAGES = ("sse", "+json", "+translate", "+wire")
@@ -40,17 +39,9 @@ def record_answer(prompt: str = PROMPT) -> list[bytes]:
     """The network reads of one answer, straight from a fresh simulator."""
     from tests.bench.bench_stream import access_token, direct_request
 
-    port = free_port()
-    sim = subprocess.Popen(
-        [sys.executable, "-m", "tests.simulator", "--host", "127.0.0.1", "--port", str(port)]
-        + ["--chunk-size", "0", "--era", "E3"],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    sim = launch_simulator("2026", "--chunk-size", "0")  # the 2026 protocol, as sent
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_http(f"{base}/_sim/health", proc=sim)
+        base = sim.base
         http = requests.Session()
         headers, body = direct_request(access_token(http, base, "pipeline-bench"), prompt)
         url = f"{base}/chatglm/backend-api/assistant/stream"
@@ -58,8 +49,7 @@ def record_answer(prompt: str = PROMPT) -> list[bytes]:
             resp.raise_for_status()
             return list(resp.iter_content(chunk_size=None))
     finally:
-        sim.terminate()
-        sim.wait(timeout=10)
+        stop_simulator(sim)
 
 
 def replay(reads: list[bytes], stages: int) -> int:
