@@ -7,8 +7,8 @@ import time
 import pytest
 
 from tests.simulator.e3_scripts import TOOL_CHATTER
-from tests.test_simulator import REFRESH, Sim, new_token, parse_sse, read_all
-from tests.test_simulator import sim as sim  # noqa: F401 - the module's simulator fixture
+from tests.simulator_harness import REFRESH, Sim, new_token, parse_sse, read_all
+from tests.simulator_harness import sim as sim  # noqa: F401 - the module's simulator fixture
 
 MAINCHAT = "/chatglm/mainchat-api"
 
