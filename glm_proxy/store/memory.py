@@ -152,21 +152,20 @@ class MemoryStore(Store):
             return dict(self._hash(key))
 
     def hincr(self, key: str, field: str, amount: int = 1, ttl: float | None = None) -> int:
-        with self._mutex:
-            fields = dict(self._hash(key))
-            value = int(fields.get(field) or 0) + amount
-            fields[field] = str(value)
-            self._put_hash(key, fields, ttl)
-            self._maybe_sweep()
-            return value
+        return int(self._add(key, {field: amount}, ttl)[field])
 
     def hincr_many(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
+        self._add(key, amounts, ttl)
+
+    def _add(self, key: str, amounts: Mapping[str, int], ttl: float | None) -> dict[str, str]:
+        """Add ``amounts`` to the hash's fields at once; returns the hash after."""
         with self._mutex:
             fields = dict(self._hash(key))
             for field, amount in amounts.items():
                 fields[field] = str(int(fields.get(field) or 0) + amount)
             self._put_hash(key, fields, ttl)
             self._maybe_sweep()
+            return fields
 
     def hupdate(self, key: str, update: HashUpdate, ttl: float | None = None) -> dict[str, str]:
         with self._mutex:

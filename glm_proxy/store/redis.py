@@ -170,21 +170,20 @@ class RedisStore(Store):
         return list(pipe.execute())
 
     def hincr(self, key: str, field: str, amount: int = 1, ttl: float | None = None) -> int:
-        pipe = self.client.pipeline()
-        pipe.hincrby(self.k(key), field, amount)
-        if ttl is not None:
-            pipe.pexpire(self.k(key), self._ms(ttl))
-        return int(pipe.execute()[0])
+        return self._add(key, {field: amount}, ttl)[0]
 
     def hincr_many(self, key: str, amounts: Mapping[str, int], ttl: float | None = None) -> None:
-        if not amounts:
-            return
-        pipe = self.client.pipeline()  # MULTI: the fields and the expiry together, as hincr
+        if amounts:
+            self._add(key, amounts, ttl)
+
+    def _add(self, key: str, amounts: Mapping[str, int], ttl: float | None) -> list[int]:
+        """HINCRBY each field and (re)apply the expiry, in one MULTI; the new values."""
+        pipe = self.client.pipeline()
         for field, amount in amounts.items():
             pipe.hincrby(self.k(key), field, amount)
         if ttl is not None:
             pipe.pexpire(self.k(key), self._ms(ttl))
-        pipe.execute()
+        return [int(value) for value in pipe.execute()[: len(amounts)]]
 
     def hupdate(self, key: str, update: HashUpdate, ttl: float | None = None) -> dict[str, str]:
         name = self.k(key)

@@ -25,9 +25,8 @@ from typing import Any
 import requests
 from requests.structures import CaseInsensitiveDict
 
-# requests refuses a header value with CR/LF or leading whitespace (utils.check_header_validity);
-# values are joined with \x01 so that "leading" can be seen in one search (a false alarm
-# merely takes the full path).
+# requests refuses a header name or value with CR/LF or leading whitespace
+# (utils.check_header_validity); headers_acceptable checks the same before the lean path.
 _UNSAFE_NAME = re.compile(r"\A\s|[:\r\n]")
 _MAX_URLS = 1024
 

@@ -3,9 +3,22 @@ it (no gevent here: threaded benchmarks and tests import it too)."""
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import requests
+
+PROFILE_OF_ERA = {"E3": "2026", "E2": "2025"}  # the simulator's era -> the proxy's GLM_PROTOCOL
+
+
+def add_era_option(parser: argparse.ArgumentParser) -> None:
+    """``--era``: the upstream protocol the simulator speaks, for a benchmark of an older tree."""
+    parser.add_argument(
+        "--era",
+        default="E3",
+        choices=tuple(PROFILE_OF_ERA),
+        help="upstream protocol the simulator speaks (E2: the 2025 one, for trees before 2026)",
+    )
 
 
 def proxy_env(proxy_port: int, sim_port: int, **settings: str) -> dict[str, str]:

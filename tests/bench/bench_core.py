@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glm_proxy.upstream.signing import signature_headers  # noqa: E402
-from tests.bench._proxy_env import proxy_env  # noqa: E402
+from tests.bench._proxy_env import PROFILE_OF_ERA, add_era_option, proxy_env  # noqa: E402
 from tests.bench.bench_stream import (  # noqa: E402
     SECRET,
     access_token,
@@ -162,7 +162,7 @@ def start(args) -> tuple[subprocess.Popen, subprocess.Popen, str, str]:
         sim_port,
         QUEUE_TIMEOUT="120",
         QUEUE_MAX="5000",
-        GLM_PROTOCOL="2026" if args.era == "E3" else "2025",
+        GLM_PROTOCOL=PROFILE_OF_ERA[args.era],
     )
     config = "gunicorn.conf.py"
     if args.profile:
@@ -282,12 +282,7 @@ def main() -> None:
         default="",
         help="also print the worker's own share, measured inside it (costs some CPU)",
     )
-    parser.add_argument(
-        "--era",
-        default="E3",
-        choices=("E3", "E2"),
-        help="upstream protocol the simulator speaks (E2: the 2025 one, for trees before 2026)",
-    )
+    add_era_option(parser)
     args = parser.parse_args()
     sim, proxy, sim_base, proxy_base = start(args)
     try:

@@ -41,7 +41,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench._proxy_env import proxy_env, stream_answer  # noqa: E402
+from tests.bench._proxy_env import (  # noqa: E402
+    PROFILE_OF_ERA,
+    add_era_option,
+    proxy_env,
+    stream_answer,
+)
 from tests.conftest import free_port, launch_simulator, stop_simulator, wait_http  # noqa: E402
 
 WARM_UP = 5
@@ -49,7 +54,7 @@ WARM_UP = 5
 
 def worker_instructions(events: int, answers: int, delay: float, era: str = "E3") -> int:
     """The gunicorn worker's instruction count over ``WARM_UP + answers`` answers, and its exit."""
-    profile = "2026" if era == "E3" else "2025"  # the proxy's GLM_PROTOCOL for that era
+    profile = PROFILE_OF_ERA[era]  # the proxy's GLM_PROTOCOL for that era
     sim = launch_simulator(profile, "--chunk-size", "0")
     sim_port, proxy_port = int(sim.base.rsplit(":", 1)[1]), free_port()
     out_dir = tempfile.mkdtemp(prefix="glm-callgrind-")
@@ -101,12 +106,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, nargs="+", default=[1, 40])
     parser.add_argument("--requests", type=int, default=20, help="answers measured per workload")
     parser.add_argument("--delay", type=float, default=0.005, help="seconds between snapshots")
-    parser.add_argument(
-        "--era",
-        default="E3",
-        choices=("E3", "E2"),
-        help="upstream protocol the simulator speaks (E2: the 2025 one, for trees before 2026)",
-    )
+    add_era_option(parser)
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("valgrind is not installed (apt-get install valgrind)")
