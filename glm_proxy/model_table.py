@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from glm_proxy.profiles import parse_pairs
+from glm_proxy.profiles import pairs_table
 
 AGENT_ID = re.compile(r"^[a-f0-9]{24}$")
 MODEL_CREATED = 1735689600  # 2025-01-01: a stable `created` for listed models
@@ -127,7 +127,7 @@ def resolve_reasoning(mode: str | None, effort: str | None, effort_map: str) -> 
     if mode == "research":
         return mode
     if effort:
-        mapped = parse_pairs(effort_map).get(effort.lower())
+        mapped = pairs_table(effort_map).get(effort.lower())
         if mapped in MODES:
             return mapped
     return mode or "fast"

@@ -24,6 +24,9 @@ This module imports nothing from the package, so ``config`` can use it.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 PROTOCOLS = ("2026", "2025")
@@ -99,3 +102,18 @@ def parse_mode_map(text: str) -> dict[str, tuple[str, str]]:
         chat_mode, _, effort = value.partition(":")
         table[mode] = (chat_mode.strip(), effort.strip())
     return table
+
+
+# Per-request readers of the maps: each parses a setting's text once, keyed by the text
+# itself (apps with other settings live side by side in one process, in the tests), and
+# shares the table read-only. A bad text raises as before (a cache keeps no errors).
+@functools.lru_cache(maxsize=32)
+def pairs_table(text: str) -> Mapping[str, str]:
+    """``parse_pairs(text)``, parsed once per text and read-only."""
+    return MappingProxyType(parse_pairs(text))
+
+
+@functools.lru_cache(maxsize=32)
+def mode_table(text: str) -> Mapping[str, tuple[str, str]]:
+    """``parse_mode_map(text)``, parsed once per text and read-only."""
+    return MappingProxyType(parse_mode_map(text))

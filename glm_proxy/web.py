@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import orjson
-from flask import Flask, Response, g, request
+from flask import Flask, Request, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from glm_proxy.errors import (
@@ -46,6 +46,32 @@ REQUEST_ID = "X-Request-Id"
 EXPOSED_HEADERS = "Retry-After, X-Request-Id, request-id"
 
 
+class ProxyApp(Flask):
+    """Flask, with ``ensure_sync``'s answer remembered for each plain function.
+
+    Flask asks ``inspect.iscoroutinefunction`` of every view, hook and error handler
+    on every call: several Python calls per request for an answer that never changes.
+    A plain function, once seen, is returned at once; anything else (an ``async def``
+    one, or an object that cannot be a set member) goes through Flask as before.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plain_functions: set[Any] = set()
+
+    def ensure_sync(self, func: Any) -> Any:
+        """``Flask.ensure_sync``, remembering the functions that need no wrapper."""
+        try:
+            if func in self._plain_functions:
+                return func
+        except TypeError:  # unhashable: ask Flask each time
+            return super().ensure_sync(func)
+        wrapped = super().ensure_sync(func)
+        if wrapped is func:
+            self._plain_functions.add(func)
+        return wrapped
+
+
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status=status, headers=headers, mimetype="application/json")
 
@@ -53,17 +79,21 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 ANTHROPIC_PATHS = ("/v1/messages", "/v1/complete")
 
 
-def anthropic_request() -> bool:
+def anthropic_request(req: Request | None = None) -> bool:
     """The request came to an Anthropic route (or, to no route, from an Anthropic client).
 
     Its errors, 404/405/413 included, must use Anthropic's error shape: that is
-    what the Anthropic SDK parses.
+    what the Anthropic SDK parses. ``req`` is the current request when the caller
+    holds it already (one context lookup fewer).
     """
-    path = request.path.rstrip("/")
-    if any(path == p or path.startswith(p + "/") for p in ANTHROPIC_PATHS):
-        return True
+    if req is None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
+    path = req.path.rstrip("/")
+    for p in ANTHROPIC_PATHS:
+        if path == p or path.startswith(p + "/"):
+            return True
     # An unknown path asked by an Anthropic client; OpenAI routes keep OpenAI's shape.
-    return request.url_rule is None and "anthropic-version" in request.headers
+    return req.url_rule is None and "anthropic-version" in req.headers
 
 
 def error_response(error: GLMProxyError) -> Response:
@@ -144,16 +174,18 @@ def init_app(app: Flask) -> None:
     settings = app.extensions["glm_settings"]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body
     origins = settings.cors_allow_origins
+    any_origin = "*" in origins
 
-    def cors_headers(response: Response) -> None:
+    def cors_headers(response: Response, req: Request) -> None:
         headers = response.headers
-        origin = request.headers.get("Origin")
-        if "*" in origins:
+        if any_origin:
             headers["Access-Control-Allow-Origin"] = "*"
-        elif origin and origin in origins:
-            headers["Access-Control-Allow-Origin"] = origin
-            headers.add("Vary", "Origin")
-        if request.method == "OPTIONS":
+        else:
+            origin = req.headers.get("Origin")
+            if origin and origin in origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers.add("Vary", "Origin")
+        if req.method == "OPTIONS":
             # Read by browsers on a preflight's answer only (Fetch standard, CORS protocol).
             headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, OPTIONS, HEAD"
             headers["Access-Control-Allow-Headers"] = _allow_headers()
@@ -161,28 +193,33 @@ def init_app(app: Flask) -> None:
         else:
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
+    # The hooks below bind the request once: each use of Flask's ``request`` proxy
+    # is a context lookup of its own.
     @app.before_request
     def _start() -> Response | None:
+        req = request._get_current_object()  # type: ignore[attr-defined]
         record = g.request_record = RequestRecord(
-            request_id=request_id_for(request.headers.get(REQUEST_ID))
+            request_id=request_id_for(req.headers.get(REQUEST_ID))
         )
         CURRENT_REQUEST_ID.set(record.request_id)  # for every log line written for it
-        guard_body(request.environ, settings, time.monotonic())
-        check_head(request, settings)
-        if request.method == "OPTIONS":
+        guard_body(req.environ, settings, time.monotonic())
+        check_head(req, settings)
+        if req.method == "OPTIONS":
             return Response(status=204)
         return None
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        cors_headers(response)
-        settle_body(request.environ)
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        cors_headers(response, req)
+        settle_body(req.environ)
         record = request_record()
         response.headers[REQUEST_ID] = record.request_id  # OpenAI's header; its SDK reads it
-        if anthropic_request():
+        if anthropic_request(req):
             response.headers["request-id"] = record.request_id  # Anthropic's; its SDK reads it
-        method, path, hooked_status = request.method, request.path, response.status_code
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        method, path, hooked_status = req.method, req.path, response.status_code
+        rule = req.url_rule
+        route = rule.rule if rule is not None else "unmatched"
         streaming = response.mimetype == "text/event-stream"
         if streaming:
             metrics.ACTIVE_STREAMS.inc()

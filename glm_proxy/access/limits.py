@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable
 
 from flask import Flask, Response, after_this_request
@@ -29,6 +28,7 @@ from flask import Flask, Response, after_this_request
 from glm_proxy.access.auth import Caller
 from glm_proxy.config import Settings
 from glm_proxy.errors import RateLimited
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.pool.lease import Slot
 from glm_proxy.store import keys
@@ -166,7 +166,7 @@ class KeyLimits:
         limit = self.settings.key_max_concurrent
         if limit <= 0:
             return []
-        key, member, ttl = keys.key_slots(name), uuid.uuid4().hex, self.settings.lease_ttl
+        key, member, ttl = keys.key_slots(name), uuid4_hex(), self.settings.lease_ttl
         if not self.store.slot_acquire(key, member, limit, ttl):
             raise RateLimited(
                 f"Too many concurrent requests for key '{name}' (limit {limit}). Retry after 1s.",

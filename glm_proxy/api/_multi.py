@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from gevent.queue import Queue
 from glm_proxy.accounts import Account
 from glm_proxy.api._streaming import respond
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.events import Delta
 from glm_proxy.protocol.formats.openai import ChatWire, chat_usage
 from glm_proxy.protocol.sse import DONE
@@ -248,7 +248,7 @@ def respond_choices(
         queue_items=services.settings.stream_queue_items,
         services=services,
     ).start()
-    response_id = "chatcmpl-" + uuid.uuid4().hex
+    response_id = "chatcmpl-" + uuid4_hex()
     created = int(time.time())
 
     def make_wire(index: int) -> ChatWire:

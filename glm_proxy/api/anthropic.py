@@ -8,7 +8,6 @@ this blueprint use the Anthropic error shape (``{"type": "error", "error":
 from __future__ import annotations
 
 import logging
-import uuid
 
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
@@ -17,6 +16,7 @@ from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
@@ -61,7 +61,7 @@ def create_message() -> Response:
     wire = MessagesWire(
         model=plan.model,
         prompt_text=plan.prompt.text,
-        response_id=lambda: "msg_" + (job.conversation_id or uuid.uuid4().hex),
+        response_id=lambda: "msg_" + (job.conversation_id or uuid4_hex()),
         include_thinking=plan.translate_options.include_reasoning,
     )
     return respond(

@@ -10,7 +10,6 @@ conversation are cleaned up even when the client hangs up.
 from __future__ import annotations
 
 import time
-import uuid
 
 from flask import Blueprint, Response, request
 
@@ -18,6 +17,7 @@ from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
@@ -52,7 +52,7 @@ def create_chat_completion() -> Response:
         model=plan.model,
         created=int(time.time()),
         prompt_text=plan.prompt.text,
-        response_id=lambda: job.conversation_id or "chatcmpl-" + uuid.uuid4().hex,
+        response_id=lambda: job.conversation_id or "chatcmpl-" + uuid4_hex(),
         reasoning_style=reasoning_style(svc.settings.reasoning_output, plan.controls),
         include_usage=plan.include_usage,
     )

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
-import uuid
 from dataclasses import dataclass
 
 import filetype
+
+from glm_proxy.ids import uuid4_hex
 
 IMAGE_TYPES = {"image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp"}
 TEXT_EXTENSIONS = {
@@ -70,7 +71,7 @@ def _name_with_extension(name: str | None, extension: str) -> str:
     base = posixpath.basename((name or "").replace("\\", "/")).strip()
     base = "".join(ch for ch in base if ch >= " " and ch not in '"/')[:200]
     if not base:
-        return f"{uuid.uuid4().hex}.{extension}"
+        return f"{uuid4_hex()}.{extension}"
     stem, dot, current = base.rpartition(".")
     if dot and current.lower() == extension:
         return base

@@ -12,6 +12,8 @@ that serves them is ``glm_proxy.api.metrics``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
@@ -58,9 +60,34 @@ CLOCK_SYNCS = Counter(
 )
 
 
+# Labelled children, looked up once: ``.labels()`` validates its values and takes a
+# lock (a Python one under gevent) on every call, a cost paid on each request. A child
+# stays the metric's own (prometheus-client keeps it too), so /metrics reads the same;
+# a child joins the cache only when first used, so no zero series appears early.
+_CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
+_REQUEST_CHILDREN: dict[tuple[str, str, int], Any] = {}
+_LATENCY_CHILDREN: dict[str, Any] = {}
+
+
+def labelled(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, cached by metric and values (see ``_CHILDREN``)."""
+    key = (metric, values)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*values)
+    return child
+
+
 def observe(route: str, method: str, status: int, seconds: float, error: str | None) -> None:
     """Record one finished request (called when the response closes)."""
-    REQUESTS.labels(route, method, str(status)).inc()
-    LATENCY.labels(route).observe(seconds)
+    key = (route, method, status)
+    counted = _REQUEST_CHILDREN.get(key)
+    if counted is None:
+        counted = _REQUEST_CHILDREN[key] = REQUESTS.labels(route, method, str(status))
+    counted.inc()
+    timed = _LATENCY_CHILDREN.get(route)
+    if timed is None:
+        timed = _LATENCY_CHILDREN[route] = LATENCY.labels(route)
+    timed.observe(seconds)
     if error:
-        STREAM_ERRORS.labels(error).inc()
+        labelled(STREAM_ERRORS, error).inc()

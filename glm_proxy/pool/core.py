@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -32,6 +31,7 @@ from gevent.event import Event as GEvent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.pool.conversations import ConversationBook
 from glm_proxy.pool.health import Event, Health, transition
 from glm_proxy.pool.lease import Lease, Slot
@@ -57,17 +57,13 @@ def _monkey_patched() -> bool:
         return False
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
 @dataclass(eq=False)
 class _Waiter:
     """A request in line in this process: its ticket in the store's line, and its wake-up."""
 
     queue: str
-    ticket: str = field(default_factory=_new_id)
-    lease_id: str = field(default_factory=_new_id)
+    ticket: str = field(default_factory=uuid4_hex)
+    lease_id: str = field(default_factory=uuid4_hex)
     seq: int | None = None  # arrival number once the store has queued it
     asking: bool = False  # a lease step in flight: if killed now, its grant may still land
     granted: bool = False
@@ -84,7 +80,7 @@ class AccountPool:
         self.store = store
         self.entries: dict[str, PoolEntry] = {e.account.fingerprint: e for e in entries}
         self._waiting: dict[str, list[_Waiter]] = {}
-        self._instance = uuid.uuid4().hex
+        self._instance = uuid4_hex()
         self._subscribed = False
         # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL

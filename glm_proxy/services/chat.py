@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
 from glm_proxy.errors import InvalidRequest, NotFound
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.model_table import ModelSpec, resolve_reasoning
-from glm_proxy.profiles import parse_mode_map
+from glm_proxy.profiles import mode_table
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.protocol.parsers import DeltaFilter, FilterChain
 from glm_proxy.protocol.parsers.tool_defs import ToolConfig, tool_config
@@ -77,7 +77,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
             )
         log.info("unknown model %r: answering with %s", body["model"], settings.glm_default_model)
     mode = resolve_reasoning(spec.mode, body.get("reasoning_effort"), settings.glm_effort_map)
-    chat_mode, effort = parse_mode_map(settings.glm_mode_map).get(mode, ("", ""))
+    chat_mode, effort = mode_table(settings.glm_mode_map).get(mode, ("", ""))
     networking = spec.networking and settings.glm_networking
     if body.get("web_search") is not None:
         networking = bool(body["web_search"]) and settings.glm_networking
@@ -262,7 +262,7 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
 
 
 def _new_call_id() -> str:
-    return "call_" + uuid.uuid4().hex[:24]
+    return "call_" + uuid4_hex()[:24]
 
 
 def _wire_tools(request: AnswerRequest, plan: ChatPlan) -> None:

@@ -25,7 +25,7 @@ import gevent
 from gevent.pool import Group
 
 from glm_proxy.accounts import Account
-from glm_proxy.observability.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS
+from glm_proxy.observability.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS, labelled
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +83,9 @@ class Janitor:
         try:
             self.upstream.stop_stream(account, history_id)
             self.stopped += 1
-            UPSTREAM_STOPS.labels("ok").inc()
+            labelled(UPSTREAM_STOPS, "ok").inc()
         except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
-            UPSTREAM_STOPS.labels("failed").inc()
+            labelled(UPSTREAM_STOPS, "failed").inc()
             log.info(
                 "could not stop answer %s of %s: %s",
                 history_id,
@@ -120,12 +120,12 @@ class Janitor:
                 else:
                     self.upstream.delete_conversations(account, assistant_id, ids)
                 self.deleted += len(ids)
-                CONVERSATION_DELETES.labels("deleted").inc(len(ids))
+                labelled(CONVERSATION_DELETES, "deleted").inc(len(ids))
                 return
             except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
                 if attempt == ATTEMPTS - 1:
                     self.failed += len(ids)
-                    CONVERSATION_DELETES.labels("failed").inc(len(ids))
+                    labelled(CONVERSATION_DELETES, "failed").inc(len(ids))
                     log.warning(
                         "could not delete %d conversation(s) (%s) of %s: %s",
                         len(ids),

@@ -12,13 +12,13 @@ gone upstream. ``save`` stores the finished response (``store: true``).
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.responses import ResponseBuilder
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
@@ -34,11 +34,11 @@ __all__ = ["Turn", "new_response_id", "prepare"]
 
 
 def new_response_id() -> str:
-    return "resp_" + uuid.uuid4().hex
+    return "resp_" + uuid4_hex()
 
 
 def _item_id(prefix: str) -> str:
-    return prefix + uuid.uuid4().hex
+    return prefix + uuid4_hex()
 
 
 def skeleton(body: dict[str, Any], response_id: str, created_at: int) -> dict[str, Any]:

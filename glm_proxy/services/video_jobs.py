@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import uuid
 from typing import Any
 
 import gevent
@@ -32,6 +31,7 @@ import orjson
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError, NotFound
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.services.videos import Stopped, VideoPlan, generate_video
 from glm_proxy.store import keys
 
@@ -115,7 +115,7 @@ class VideoJobs:
         """Record a queued job and start its runner; returns the public job object."""
         now = int(time.time())
         job: dict[str, Any] = {
-            "id": "video_" + uuid.uuid4().hex,
+            "id": "video_" + uuid4_hex(),
             "object": "video",
             "model": plan.model,
             "status": "queued",

@@ -16,7 +16,6 @@ import http.cookiejar
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from glm_proxy.errors import (
     UpstreamRetryable,
     UpstreamTimeout,
 )
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.store.base import Store
 from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
@@ -71,7 +71,7 @@ class UpstreamClient(RequestHeaders):
         *,
         session: requests.Session | None = None,
         clock: Callable[[], float] = time.time,
-        nonce: Callable[[], str] = lambda: uuid.uuid4().hex,
+        nonce: Callable[[], str] = uuid4_hex,
     ) -> None:
         self.settings = settings
         self.store = store

@@ -19,7 +19,7 @@ from typing import Any
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, UpstreamProtocolError
-from glm_proxy.observability.metrics import CLOCK_SYNCS, CONVERSATION_DELETE_CALLS
+from glm_proxy.observability.metrics import CLOCK_SYNCS, CONVERSATION_DELETE_CALLS, labelled
 from glm_proxy.upstream.envelope import unwrap
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,10 @@ def ensure_clock(client, account: Account | None = None) -> None:
         return  # another greenlet is syncing; sign with the current offset meanwhile
     try:
         offset = sync_clock(client, account)
-        CLOCK_SYNCS.labels("ok").inc()
+        labelled(CLOCK_SYNCS, "ok").inc()
         log.debug("server clock offset %.0f ms", offset)
     except GLMProxyError as exc:
-        CLOCK_SYNCS.labels("failed").inc()
+        labelled(CLOCK_SYNCS, "failed").inc()
         client.clock_synced_at = now  # try again after the interval, not on every call
         log.warning("server time sync failed, signing with the local clock: %s", exc.message)
     finally:
@@ -123,7 +123,7 @@ def delete_conversations(client, account: Account, assistant_id: str, ids: list[
         try:
             _delete_call(client, account, method, assistant_id, ids)
         except GLMProxyError as exc:
-            CONVERSATION_DELETE_CALLS.labels(method, "failed").inc()
+            labelled(CONVERSATION_DELETE_CALLS, method, "failed").inc()
             log.info(
                 "delete via %s failed for %d conversation(s) of %s: %s",
                 method,
@@ -133,7 +133,7 @@ def delete_conversations(client, account: Account, assistant_id: str, ids: list[
             )
             last = exc
             continue
-        CONVERSATION_DELETE_CALLS.labels(method, "ok").inc()
+        labelled(CONVERSATION_DELETE_CALLS, method, "ok").inc()
         return method
     raise last or UpstreamProtocolError("no delete method configured (GLM_DELETE_METHODS)")
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-import uuid
 
 import orjson
 
 from glm_proxy.accounts import fingerprint
+from glm_proxy.ids import uuid4_hex
 
 # Cookies the web app keeps equal to the tokens; we keep them in sync on every request.
 ACCESS_COOKIE = "chatglm_token"
@@ -126,7 +126,7 @@ class DeviceIds:
         self.fixed = fixed
         self.rotate_every = max(1, rotate_every)
         self._count = 0
-        self._current = uuid.uuid4().hex
+        self._current = uuid4_hex()
 
     def for_request(self, refresh_token: str | None, account_id: str | None) -> str:
         if self.strategy == "fixed" and self.fixed:
@@ -136,9 +136,9 @@ class DeviceIds:
         if self.strategy == "rotate":
             self._count += 1
             if self._count % self.rotate_every == 0:
-                self._current = uuid.uuid4().hex
+                self._current = uuid4_hex()
             return self._current
-        return uuid.uuid4().hex
+        return uuid4_hex()
 
 
 _CHROMIUM = re.compile(r"Chrome/(\d+)")

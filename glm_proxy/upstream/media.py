@@ -13,11 +13,11 @@ retry after an access-token refresh sends the whole file again.
 
 from __future__ import annotations
 
-import uuid
 from typing import IO, Any
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import UpstreamProtocolError
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.profiles import parse_pairs
 from glm_proxy.upstream.envelope import unwrap
 
@@ -40,7 +40,7 @@ class MultipartFile:
         field: str = "file",
         fields: dict[str, str] | None = None,
     ) -> None:
-        self.boundary = "----glmproxy" + uuid.uuid4().hex
+        self.boundary = "----glmproxy" + uuid4_hex()
         safe_name = (
             filename.replace("\\", "_").replace('"', "'").replace("\r", "").replace("\n", "")
         )

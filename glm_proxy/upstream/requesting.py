@@ -9,9 +9,9 @@ agree with each other (upstream-protocol.md §3, §15.2).
 from __future__ import annotations
 
 import logging
-import uuid
 
 from glm_proxy.accounts import Account
+from glm_proxy.ids import uuid4_hex
 from glm_proxy.store import keys
 from glm_proxy.upstream.headers import JSON_CT, browser_headers
 from glm_proxy.upstream.identity import cookie_header, parse_cookies
@@ -73,7 +73,7 @@ class RequestHeaders:
             referer=referer,
             content_type=content_type,
             accept=accept,
-            request_ids=(device, uuid.uuid4().hex),
+            request_ids=(device, uuid4_hex()),
             signature=signature,
             cookie=cookie,
         )
