@@ -43,7 +43,17 @@ class SnapshotParser:
     MIN_EVENT = 1024  # bytes: a smaller event is parsed in full (the shortcut would not pay)
     MISSES = 3
 
-    __slots__ = ("_head", "_tail", "_obj", "_path", "_value", "_last", "_misses", "shortcuts")
+    __slots__ = (
+        "_head",
+        "_tail",
+        "_obj",
+        "_path",
+        "_value",
+        "_last",
+        "_misses",
+        "shortcuts",
+        "growth",
+    )
 
     def __init__(self) -> None:
         self._head: bytes | None = None  # the last event, up to the growing string's end
@@ -54,9 +64,13 @@ class SnapshotParser:
         self._last: Any = None  # the last event parsed in full (what grew since?)
         self._misses = 0
         self.shortcuts = 0  # events parsed through the shortcut (tests, benchmarks)
+        # after a shortcut: (path, before, after), the last event with the string at path
+        # grown from before to after (``Translator.feed_grown``); else None
+        self.growth: tuple[tuple[Any, ...], str, str] | None = None
 
     def parse(self, raw: bytes) -> Any:
         """The JSON value of ``raw``; raises ``orjson.JSONDecodeError`` as ``orjson.loads`` does."""
+        self.growth = None
         head = self._head
         if head is not None:
             tail = self._tail
@@ -67,8 +81,10 @@ class SnapshotParser:
                 except orjson.JSONDecodeError:
                     text = None
                 if type(text) is str:
-                    value = self._value + text
+                    before = self._value
+                    value = before + text
                     obj = _replaced(self._obj, self._path, value)
+                    self.growth = (self._path, before, value)
                     self._head, self._obj, self._value = raw[:end], obj, value
                     self._misses = 0
                     self.shortcuts += 1

@@ -161,7 +161,13 @@ class Attempt:
         if not raw or raw == b"[DONE]":
             return
         self.events += 1
-        for delta in translator.feed(decode_json(event, self.snapshots)):
+        snapshots = self.snapshots
+        parsed = decode_json(event, snapshots)
+        growth = snapshots.growth  # the last event with one string grown: a cheaper feed
+        deltas = (
+            translator.feed(parsed) if growth is None else translator.feed_grown(parsed, growth)
+        )
+        for delta in deltas:
             self._hand_over(delta)
         if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)

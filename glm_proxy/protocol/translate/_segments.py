@@ -125,10 +125,7 @@ class Segment:
         change: Item | bool = False
         if role in _SKIPPED_ROLES and not self.skipped:
             self.skipped = change = True
-        meta = part.get("meta_data")
-        if not isinstance(meta, dict):
-            meta = _NO_META
-        tool_part = role in TOOL_ROLES or meta.get("show_type") in TOOL_SHOW_TYPES
+        meta, tool_part = _meta_and_tool(part)
         authoritative = part.get("status") in _DONE_STATUSES
         items = self.items
         ordinals: dict[str, int] = {}
@@ -170,6 +167,27 @@ class Segment:
             self.finished = change = True
         return change
 
+    def items_of(self, part: dict[str, Any]) -> list[tuple[int, dict[str, Any], Item | None]]:
+        """The part's content items as :meth:`update` files them: (index, raw item, Item).
+
+        The same filter and numbering as ``update`` (the Item is None if ``update``
+        has not seen the item yet); ``Translator`` uses it to find the item a
+        growing string belongs to.
+        """
+        _, tool_part = _meta_and_tool(part)
+        ordinals: dict[str, int] = {}
+        found = []
+        for index, raw in enumerate(part.get("content") or ()):
+            kind = raw.get("type")
+            if VALUE_FIELDS.get(kind) is None and kind != "image":
+                continue
+            if tool_part and kind in _TOOL_HIDDEN_KINDS:
+                continue
+            ordinal = ordinals.get(kind, 0)
+            ordinals[kind] = ordinal + 1
+            found.append((index, raw, self.items.get((kind, ordinal))))
+        return found
+
     def _update_sources(self, meta: dict[str, Any]) -> bool:
         """Take new sources from ``meta_data``; True when any was added."""
         added = False
@@ -187,6 +205,14 @@ class Segment:
                     self.results[key] = source
                     added = True
         return added
+
+
+def _meta_and_tool(part: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The part's ``meta_data`` (empty if malformed), and whether it is a tool's part."""
+    meta = part.get("meta_data")
+    if not isinstance(meta, dict):
+        meta = _NO_META
+    return meta, part.get("role") in TOOL_ROLES or meta.get("show_type") in TOOL_SHOW_TYPES
 
 
 def merge_value(held: str, new: str, authoritative: bool, finished: bool = False) -> str:

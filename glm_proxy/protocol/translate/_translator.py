@@ -34,9 +34,16 @@ from glm_proxy.protocol.events import (
     TextDelta,
 )
 from glm_proxy.protocol.translate._render import Renderer, Rendering
-from glm_proxy.protocol.translate._segments import Item, Segment, checked_parts, segment_key
+from glm_proxy.protocol.translate._segments import (
+    VALUE_FIELDS,
+    Item,
+    Segment,
+    checked_parts,
+    segment_key,
+)
 from glm_proxy.protocol.translate._state import (
     LIVE_PHASES,
+    TRANSITIONS,
     Phase,
     PhaseMachine,
     Trigger,
@@ -88,6 +95,8 @@ class Translator:
         self.sent_text = ""
         self.sent_reasoning = ""
         self.stop_requested = False  # set when we asked the upstream to stop (10024 is then ok)
+        # feed_grown's route: (path, the item whose value is the string there), or None
+        self._route: tuple[tuple[Any, ...], Item] | None = None
 
     @property
     def history_id(self) -> str | None:
@@ -111,6 +120,7 @@ class Translator:
                 (state unchanged), or ``finish()`` was already called.
             UpstreamError: the upstream reported top-level status ``error``.
         """
+        self._route = None
         if not isinstance(event, dict):
             kind = type(event).__name__
             raise UpstreamProtocolError(f"upstream event is a {kind}, not an object")
@@ -171,8 +181,78 @@ class Translator:
             out.append(TextDelta(shown))
         return out + [Finished("content_filter", message=text)]
 
+    def feed_grown(
+        self, event: dict[str, Any], growth: tuple[tuple[Any, ...], str, str]
+    ) -> list[Delta]:
+        """``feed(event)`` for an event that repeats the last one with one string grown.
+
+        ``growth`` is ``(path, before, after)`` (``SnapshotParser.growth``): ``event``
+        is the last event fed, with the string at ``path`` grown from ``before`` to
+        ``after``; nothing else in it changed. Most streamed events are such. When
+        that string is the value of an item that the last event left exactly as sent
+        (the route, found by ``_arm`` after a full feed), a full feed would find that
+        one item's value changed and nothing else: the item takes the new value and
+        is re-rendered alone. Same deltas and same state as ``feed(event)``
+        (``tests/test_translate_growth.py`` runs both over the same streams).
+        """
+        route = self._route
+        path, before, after = growth
+        if route is not None and route[0] == path:
+            item = route[1]
+            if item.value is before or item.value == before:
+                item.value = after
+                item.version += 1
+                renderer = self._renderer
+                rendering = renderer.rerender(item)
+                if rendering is None:
+                    rendering = renderer.render(self._segments.values(), False)
+                return self._deltas(rendering, False, [])
+        out = self.feed(event)
+        self._route = self._arm(event, path)
+        return out
+
+    def _arm(
+        self, event: dict[str, Any], path: tuple[Any, ...]
+    ) -> tuple[tuple[Any, ...], Item] | None:
+        """The route for events that grow the string at ``path`` of ``event`` (just fed).
+
+        None unless a full feed of such an event could change nothing but that
+        item's value: the event streams on (``init`` without an error, a phase that
+        ``init`` keeps), the conversation is named, and every item holds exactly
+        its value in ``event`` (so feeding it again would change nothing).
+        """
+        if not self._shortcuts or self.conversation_id is None:
+            return None
+        phase = self._machine.phase
+        if phase not in LIVE_PHASES or TRANSITIONS[phase].get(_INIT) is not phase:
+            return None
+        if trigger_for_status(event.get("status")) is not _INIT or (
+            (event.get("last_error") or event.get("error")) and _error_code(event) is not None
+        ):
+            return None
+        if len(path) != 5 or path[0] != "parts" or path[2] != "content":
+            return None
+        found: Item | None = None
+        for position, part in enumerate(event.get("parts") or ()):
+            segment = self._segments.get(segment_key(part, position))
+            if segment is None:
+                return None
+            for index, raw, item in segment.items_of(part):
+                if item is None:
+                    return None
+                if item.kind == "image":
+                    continue  # its URLs are all known: feeding them again adds none
+                field = VALUE_FIELDS[item.kind]
+                value = raw.get(field)
+                if isinstance(value, str) and value != item.value:
+                    return None  # held by a merge rule, not as sent
+                if position == path[1] and index == path[3] and field == path[4]:
+                    found = item
+        return None if found is None else (path, found)
+
     def finish(self) -> list[Delta]:
         """The upstream stream closed: flush held-back text and finish if nothing else did."""
+        self._route = None
         if self._machine.transition(_CLOSE) not in LIVE_PHASES:
             return []
         return self._emit(closing=True, final=True) + [Finished("stop")]
