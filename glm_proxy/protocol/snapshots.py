@@ -20,6 +20,9 @@ How:
   complete escapes, valid UTF-8: checked by parsing them, quoted, with orjson)
   is the previous object with that string extended. The containers on the path
   to the string are copied; no object returned before changes.
+- After such an event, ``growth`` says what grew (the path, the string before and
+  after), so that the translator can skip what it knows did not change
+  (``Translator.feed_grown``).
 - Anything else (a status change, a new part, a small event, invalid JSON) is
   parsed in full, as before. After ``MISSES`` large events in a row that could
   not take the shortcut, a stream stops looking for one.
