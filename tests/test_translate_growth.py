@@ -22,7 +22,7 @@ import pytest
 from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.protocol.sse import SSEDecoder
 from glm_proxy.protocol.translate import TranslateOptions, Translator
-from tests.test_snapshots import SCENARIOS, simulator_answer_reads  # noqa: F401 - a fixture
+from tests.test_snapshots import simulator_answer_reads  # noqa: F401 - a fixture
 from tests.translate_scripts import (
     MARKER_SOUP,
     Part,
