@@ -65,8 +65,6 @@ CLOCK_SYNCS = Counter(
 # stays the metric's own (prometheus-client keeps it too), so /metrics reads the same;
 # a child joins the cache only when first used, so no zero series appears early.
 _CHILDREN: dict[tuple[Any, tuple[str, ...]], Any] = {}
-_REQUEST_CHILDREN: dict[tuple[str, str, int], Any] = {}
-_LATENCY_CHILDREN: dict[str, Any] = {}
 
 
 def labelled(metric: Any, *values: str) -> Any:
@@ -80,14 +78,7 @@ def labelled(metric: Any, *values: str) -> Any:
 
 def observe(route: str, method: str, status: int, seconds: float, error: str | None) -> None:
     """Record one finished request (called when the response closes)."""
-    key = (route, method, status)
-    counted = _REQUEST_CHILDREN.get(key)
-    if counted is None:
-        counted = _REQUEST_CHILDREN[key] = REQUESTS.labels(route, method, str(status))
-    counted.inc()
-    timed = _LATENCY_CHILDREN.get(route)
-    if timed is None:
-        timed = _LATENCY_CHILDREN[route] = LATENCY.labels(route)
-    timed.observe(seconds)
+    labelled(REQUESTS, route, method, str(status)).inc()
+    labelled(LATENCY, route).observe(seconds)
     if error:
         labelled(STREAM_ERRORS, error).inc()

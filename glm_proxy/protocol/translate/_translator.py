@@ -43,7 +43,6 @@ from glm_proxy.protocol.translate._segments import (
 )
 from glm_proxy.protocol.translate._state import (
     LIVE_PHASES,
-    TRANSITIONS,
     Phase,
     PhaseMachine,
     Trigger,
@@ -199,7 +198,7 @@ class Translator:
         path, before, after = growth
         if route is not None and route[0] == path:
             item = route[1]
-            if item.value is before or item.value == before:
+            if item.value == before:
                 item.value = after
                 item.version += 1
                 renderer = self._renderer
@@ -217,14 +216,14 @@ class Translator:
         """The route for events that grow the string at ``path`` of ``event`` (just fed).
 
         None unless a full feed of such an event could change nothing but that
-        item's value: the event streams on (``init`` without an error, a phase that
-        ``init`` keeps), the conversation is named, and every item holds exactly
-        its value in ``event`` (so feeding it again would change nothing).
+        item's value: the event streams on (``init`` without an error, in a live
+        phase, where ``init`` keeps it streaming), the conversation is named, and
+        every item holds exactly its value in ``event`` (so feeding it again would
+        change nothing).
         """
         if not self._shortcuts or self.conversation_id is None:
             return None
-        phase = self._machine.phase
-        if phase not in LIVE_PHASES or TRANSITIONS[phase].get(_INIT) is not phase:
+        if self._machine.phase not in LIVE_PHASES:
             return None
         if trigger_for_status(event.get("status")) is not _INIT or (
             (event.get("last_error") or event.get("error")) and _error_code(event) is not None
