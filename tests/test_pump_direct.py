@@ -110,16 +110,29 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
     gevent.sleep(0.01)
     sink = job.sink
     writes: list[bytes] = []
-    real = _stream_state.send_chunk
+    real_chunk, real_sender = _stream_state.send_chunk, _stream_state.chunk_sender
 
-    def slow_send(sock, data, head=b"", tail=b""):
+    def slow_chunk(sock, data, head=b"", tail=b""):
         writes.append(data)
-        if b'"content":"b"' in data:
-            gevent.sleep(0.3)  # several keep-alive intervals inside one write
-        real(sock, data, head, tail)
+        real_chunk(sock, data, head, tail)
 
-    monkeypatch.setattr(_stream_state, "send_chunk", slow_send)
+    def slow_sender(sock):
+        send_data = real_sender(sock)
+
+        def send(data):
+            writes.append(data)
+            if b'"content":"b"' in data:
+                gevent.sleep(0.3)  # several keep-alive intervals inside one write
+            send_data(data)
+
+        return send
+
+    monkeypatch.setattr(_stream_state, "send_chunk", slow_chunk)
+    monkeypatch.setattr(_stream_state, "chunk_sender", slow_sender)
+    runner_state = sink.__self__
+    runner_state._send_data = None  # the next write asks for its sender again (patched)
     sink([TextDelta("b")])
+    assert any(b'"content":"b"' in w for w in writes)  # the slow write did happen
     assert [w for w in writes if w.startswith(b":")] == []
     job._put_final(JobDone())
     chunks = read_chunks(client, b"[DONE]")

@@ -296,6 +296,26 @@ def test_small_events_and_non_objects():
     check_stream([b'["' + b"z" * 2000 + b'"]', b'["' + b"z" * 2001 + b'"]', b'["', b""])
 
 
+def test_feed_builds_a_grown_event_only_when_asked():
+    """``feed`` is ``parse`` with the value of a shortcut event left to ``current()``."""
+    raws = snapshots([f"第{i}句：模拟长回答 🚀。" * 3 for i in range(40)])
+    raws.append(orjson.dumps(event("another answer, not grown from the last one")))
+    raws.append(b"null")  # a JSON null is a value, not a deferred event
+    parser, deferred = SnapshotParser(), 0
+    for raw in raws:
+        got = parser.feed(raw)
+        if parser.growth is None:
+            assert got == orjson.loads(raw)
+            continue
+        deferred += 1
+        assert got is None
+        built = parser.current()
+        assert built == orjson.loads(raw)
+        assert parser.current() is built  # built once per event
+    assert deferred >= 30
+    assert parser.feed(b"null") is None and parser.growth is None
+
+
 def test_a_stream_that_never_fits_stops_looking():
     rng = random.Random(5)
     raws = [

@@ -17,7 +17,7 @@ import orjson
 import pytest
 from flask import Flask
 
-from glm_proxy.api._chunked import send_chunk, server_frames_chunks
+from glm_proxy.api._chunked import chunk_sender, send_chunk, server_frames_chunks
 from tests.rawhttp import _read_response
 
 PROMPT = "frames [[sim:long n=6 chars=120 delay=0.01]]"
@@ -159,4 +159,56 @@ def test_send_chunk_frames_and_finishes_a_partial_send():
     sock = Partial()
     send_chunk(sock, b"data: x\n\n")  # type: ignore[arg-type]
     send_chunk(sock, b"")  # never the last chunk by accident
+    assert sock.data == b"9\r\ndata: x\n\n\r\n"
+
+
+def test_chunk_sender_frames_what_a_full_send_buffer_holds_back():
+    """The raw send under gevent's socket: a full kernel buffer waits, nothing is lost."""
+    import gevent
+    import gevent.socket
+
+    writer, reader = gevent.socket.socketpair()
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    filled = bytearray()
+    while True:  # the kernel's buffers full before the first write: its send refuses at once
+        try:
+            filled += b"f" * writer._sock.send(b"f" * 65536)
+        except BlockingIOError:
+            break
+    payload = bytes(range(256)) * 4096  # 1 MiB: far more than the buffers hold
+    expected = bytes(filled) + b"%X\r\n%b\r\n9\r\ndata: x\n\n\r\n" % (len(payload), payload)
+    got = bytearray()
+
+    def read_slowly() -> None:
+        while len(got) < len(expected):
+            gevent.sleep(0.001)
+            data = reader.recv(65536)
+            if not data:
+                return
+            got.extend(data)
+
+    drain = gevent.spawn(read_slowly)
+    send_data = chunk_sender(writer)
+    send_data(payload)
+    send_data(b"data: x\n\n")
+    drain.join(timeout=10)
+    assert bytes(got) == expected
+    writer.close()
+    reader.close()
+
+
+def test_chunk_sender_without_gevent_uses_the_sockets_own_send():
+    class Plain:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def send(self, data: bytes) -> int:
+            self.data += data[:2]
+            return 2
+
+        def sendall(self, data) -> None:
+            self.data += bytes(data)
+
+    sock = Plain()
+    chunk_sender(sock)(b"data: x\n\n")  # type: ignore[arg-type]
     assert sock.data == b"9\r\ndata: x\n\n\r\n"

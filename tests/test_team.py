@@ -185,10 +185,10 @@ def test_per_key_concurrency(simulator, tmp_path) -> None:
     )
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as workers:
-            slow = workers.submit(ask, server, key, "[[sim:long n=40 delay=0.05]]", stream=True)
+            slow = workers.submit(ask, server, key, "[[sim:long n=40 delay=0.15]]", stream=True)
             # wait until the slow answer is streaming, then try a second one
             wait_until(
-                lambda: stream_entries(simulator, "n=40 delay=0.05"), 20, "slow stream started"
+                lambda: stream_entries(simulator, "n=40 delay=0.15"), 20, "slow stream started"
             )
             with pytest.raises(openai.RateLimitError) as caught:
                 ask(server, key, "second at once")

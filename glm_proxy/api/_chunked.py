@@ -24,6 +24,7 @@ __all__ = [
     "RememberStartResponse",
     "end_body",
     "hang_up",
+    "chunk_sender",
     "send_chunk",
     "server_frames_chunks",
     "take_head",
@@ -136,6 +137,31 @@ def send_chunk(client: socket.socket, data: bytes, head: bytes = b"", tail: byte
     sent = client.send(frame)
     if sent < len(frame):
         client.sendall(memoryview(frame)[sent:])
+
+
+def chunk_sender(client: socket.socket) -> Callable[[bytes], None]:
+    """``send_chunk(client, data)`` for non-empty ``data``, as one function for one connection.
+
+    Under gevent it calls the connection's own non-blocking ``send`` instead of
+    gevent's wrapper, which adds a Python call to every write, and every streamed
+    event is one; when the kernel's buffer is full, ``sendall`` waits for the
+    rest as before.
+    """
+    inner = getattr(client, "_sock", None)  # gevent's socket: the real one, non-blocking
+    if inner is None or inner.gettimeout() != 0.0:
+        return lambda data: send_chunk(client, data)
+    send, sendall = inner.send, client.sendall
+
+    def send_data(data: bytes) -> None:
+        frame = b"%X\r\n%b\r\n" % (len(data), data)
+        try:
+            sent = send(frame)
+        except BlockingIOError:
+            sent = 0
+        if sent < len(frame):
+            sendall(memoryview(frame)[sent:])
+
+    return send_data
 
 
 def hang_up(client: socket.socket) -> None:

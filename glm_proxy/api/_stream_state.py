@@ -11,11 +11,12 @@ import errno
 import logging
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gevent.queue import Full
 
-from glm_proxy.api._chunked import hang_up, send_chunk
+from glm_proxy.api._chunked import chunk_sender, hang_up, send_chunk
 from glm_proxy.api._wire import Wire
 from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.services.aborts import ClientGone, ClientStalled
@@ -47,6 +48,7 @@ class StreamState:
         "direct",
         "broken",
         "head",
+        "_send_data",
         "__weakref__",
     )
 
@@ -64,6 +66,7 @@ class StreamState:
         self.direct: socket.socket | None = None  # the connection the pump frames chunks on
         self.broken = False  # a direct write failed or was cut short: write nothing more
         self.head = b""  # the response head, while it waits to go out with the first chunk
+        self._send_data: Callable[[bytes], None] | None = None  # chunk_sender(direct)
 
     @property
     def lends_sink(self) -> bool:
@@ -87,8 +90,14 @@ class StreamState:
         """
         self.writing_since = time.monotonic()
         try:
-            send_chunk(self.direct, data, self.head, tail)  # type: ignore[arg-type] - direct only
-            self.head = b""
+            if data and not tail and not self.head:  # a streamed event's chunk: the usual write
+                send_data = self._send_data
+                if send_data is None:
+                    send_data = self._send_data = chunk_sender(self.direct)  # type: ignore[arg-type]
+                send_data(data)
+            else:
+                send_chunk(self.direct, data, self.head, tail)  # type: ignore[arg-type]
+                self.head = b""
         except BaseException:
             self.broken = True  # maybe half a frame went out: the stream is over
             raise
@@ -98,15 +107,22 @@ class StreamState:
     def write_deltas(self, deltas: list[Any]) -> None:
         """The sink lent to the job: runs in the producer, while the pump waits.
 
+        Only deltas come this way (the job's last item goes through its queue),
+        so once the stream is open each is what the wire makes of it.
         Raises ``ClientGone`` when the connection failed (now or before).
         """
         if self.broken:
             raise ClientGone("the client connection failed")
-        out: list[bytes] = []
-        for delta in deltas:
-            self.render(delta, out)
+        if self.opened:
+            feed = self.wire.feed
+            data = feed(deltas[0]) if len(deltas) == 1 else b"".join([feed(d) for d in deltas])
+        else:
+            out: list[bytes] = []
+            for delta in deltas:
+                self.render(delta, out)
+            data = b"".join(out)
         try:
-            self.write(b"".join(out))
+            self.write(data)
         except OSError:
             raise ClientGone("the client closed the connection") from None
         if self.waiting_since is not None:

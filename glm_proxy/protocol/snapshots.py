@@ -50,6 +50,7 @@ class SnapshotParser:
         "_head",
         "_tail",
         "_obj",
+        "_current",
         "_path",
         "_value",
         "_last",
@@ -61,7 +62,8 @@ class SnapshotParser:
     def __init__(self) -> None:
         self._head: bytes | None = None  # the last event, up to the growing string's end
         self._tail = b""  # the last event, from the growing string's closing quote on
-        self._obj: Any = None  # the last event, parsed
+        self._obj: Any = None  # the event the shortcut was found in, parsed
+        self._current: Any = None  # the last event, built from _obj (``current()``)
         self._path: tuple[Any, ...] = ()  # where the growing string is in it
         self._value = ""  # the growing string
         self._last: Any = None  # the last event parsed in full (what grew since?)
@@ -73,7 +75,18 @@ class SnapshotParser:
 
     def parse(self, raw: bytes) -> Any:
         """The JSON value of ``raw``; raises ``orjson.JSONDecodeError`` as ``orjson.loads`` does."""
+        obj = self.feed(raw)
+        return obj if self.growth is None else self.current()
+
+    def feed(self, raw: bytes) -> Any:
+        """``parse(raw)``, except after a shortcut (``growth`` is set): then None, and
+        ``current()`` builds the value when it is needed.
+
+        Building it copies every container on the grown string's path; the
+        translator's growth route (``Translator.feed_grown``) seldom needs it.
+        """
         self.growth = None
+        self._current = None
         head = self._head
         if head is not None:
             tail = self._tail
@@ -86,12 +99,11 @@ class SnapshotParser:
                 if type(text) is str:
                     before = self._value
                     value = before + text
-                    obj = _replaced(self._obj, self._path, value)
                     self.growth = (self._path, before, value)
-                    self._head, self._obj, self._value = raw[:end], obj, value
+                    self._head, self._value = raw[:end], value
                     self._misses = 0
                     self.shortcuts += 1
-                    return obj
+                    return None
             self._head = self._obj = None
             self._misses += 1
             obj = self._last = orjson.loads(raw)  # often a one-off: look again next time
@@ -102,6 +114,17 @@ class SnapshotParser:
         else:
             self._last = obj
         return obj
+
+    def current(self) -> Any:
+        """The value of the last event fed through the shortcut (``growth`` is set).
+
+        Only the string at the path differs from the event the shortcut was
+        found in: that event with the string replaced (new containers on the
+        path, the rest shared), built once per event.
+        """
+        if self._current is None:
+            self._current = _replaced(self._obj, self._path, self._value)
+        return self._current
 
     def _locate(self, raw: bytes, obj: Any) -> None:
         """Remember where ``obj``'s growing string ends in ``raw``, once that is proven."""

@@ -50,7 +50,7 @@ class ServerSentEvent:
     so a data line is never decoded to ``str`` and encoded back for the parser.
     """
 
-    __slots__ = ("event", "id", "retry", "_data", "_raw")
+    __slots__ = ("event", "id", "retry", "_data", "raw")
 
     def __init__(
         self,
@@ -64,20 +64,17 @@ class ServerSentEvent:
         self.event = event
         self.id = id
         self.retry = retry
-        self._data = data if data is not None or raw is not None else ""
-        self._raw = raw
+        if raw is None:
+            data = data or ""
+            raw = data.encode("utf-8", "surrogatepass")
+        self._data = data
+        self.raw = raw  # a plain attribute: the answer path reads it for every event
 
     @property
     def data(self) -> str:
         if self._data is None:
-            self._data = self._raw.decode("utf-8", "replace")  # type: ignore[union-attr]
+            self._data = self.raw.decode("utf-8", "replace")
         return self._data
-
-    @property
-    def raw(self) -> bytes:
-        if self._raw is None:
-            self._raw = self._data.encode("utf-8", "surrogatepass")  # type: ignore[union-attr]
-        return self._raw
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ServerSentEvent):
@@ -127,6 +124,18 @@ class SSEDecoder:
         """
         buf = self._buf
         if not buf and b"\r" not in data:
+            if (
+                data.endswith(b"\n\n")
+                and data.find(b"\n") == len(data) - 2
+                and data.startswith(b"data:")
+                and not (self._first_line or self._data or self._event or self._retry is not None)
+            ):
+                # the usual read: one whole "data:" event and no field pending, so the event
+                # is what the line and dispatch steps would make of it, without their copies
+                # and calls
+                self._event_bytes = 0
+                value = data[6 if data[5:6] == b" " else 5 : -2]
+                return [ServerSentEvent("message", None, self._last_id, None, raw=value)]
             return self._feed_fresh(data)
         buf += data
         if b"\r" not in buf:
@@ -157,17 +166,6 @@ class SSEDecoder:
 
     def _feed_fresh(self, data: bytes) -> list[ServerSentEvent]:
         """Nothing buffered and no CR: split the new bytes themselves (one copy, not three)."""
-        if (
-            data.endswith(b"\n\n")
-            and data.find(b"\n") == len(data) - 2
-            and data.startswith(b"data:")
-            and not (self._first_line or self._data or self._event or self._retry is not None)
-        ):
-            # the usual read: one whole "data:" event and no field pending, so the event is
-            # what the line and dispatch steps would make of it, without their copies and calls
-            self._event_bytes = 0
-            value = data[6 if data[5:6] == b" " else 5 : -2]
-            return [ServerSentEvent("message", None, self._last_id, None, raw=value)]
         lines = data.split(b"\n")
         rest = lines.pop()  # after the last LF: an unterminated line (maybe empty)
         events: list[ServerSentEvent] = []

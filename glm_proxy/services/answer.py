@@ -124,7 +124,9 @@ class AnswerJob(QueuedItems):
         self._unsent: list[Any] = []  # deltas of the current upstream read, for flush()
         self._leased = Event()  # set once an account is leased (or the job ended)
         self._attempt: Attempt | None = None  # the attempt in progress, if any
-        self._cancelled = False
+        # The client went away (``cancel()``): the producer stops at the next step. A plain
+        # attribute: the producer looks at it after every upstream event.
+        self.cancelled = False
         self._running = False  # _run began (a greenlet killed before that never runs)
         self._ending = False  # _run is handing over its last item; abort() no longer applies
 
@@ -140,11 +142,6 @@ class AnswerJob(QueuedItems):
         # the upstream's work instead of delaying the request to it.
         gevent.sleep(0)
         return self
-
-    @property
-    def cancelled(self) -> bool:
-        """The client went away (``cancel()``): the producer stops at the next step."""
-        return self._cancelled
 
     @property
     def leased(self) -> bool:
@@ -198,7 +195,7 @@ class AnswerJob(QueuedItems):
         greenlet = self._greenlet
         if greenlet is None or greenlet.dead:
             return
-        self._cancelled = True
+        self.cancelled = True
         if self._awaiting_conversation_id():
             s = self.services.settings
             gevent.spawn_later(
@@ -310,7 +307,7 @@ class AnswerJob(QueuedItems):
         last_error: GLMProxyError | None = None
         exclude_tried = False
         while True:
-            if self._cancelled:
+            if self.cancelled:
                 raise gevent.GreenletExit  # the client is gone: no further attempt
             try:
                 lease = pool.lease(

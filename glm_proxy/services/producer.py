@@ -21,6 +21,7 @@ import logging
 from typing import Any, Protocol
 
 import gevent
+import orjson
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import NotFound, UpstreamError, UpstreamRetryable
@@ -42,9 +43,7 @@ class Job(Protocol):
     services: Any
     conversation_id: str | None
     stop_upstream: bool
-
-    @property
-    def cancelled(self) -> bool: ...
+    cancelled: bool  # the client went away: the producer stops at the next step
 
     def put(self, item: Any) -> None: ...
 
@@ -62,6 +61,8 @@ class Attempt:
         self.conversation_id: str | None = None
         self.started: ConversationStarted | None = None
         self.committed = False
+        # committed and no answer filter: a delta goes to the job as it is (_feed)
+        self.passthrough = False
         self.held: list[Delta] = []  # a buffered request's answer so far
         self.events = 0
         self.translator: Translator | None = None
@@ -124,6 +125,7 @@ class Attempt:
         upstream = job.services.upstream
         make_filter = job.request.make_filter
         self.filter = make_filter(final) if make_filter is not None else None
+        self.passthrough = self.committed and self.filter is None
         self.events = 0
         response = upstream.open_stream(self.account, payload, referer=job.request.referer)
         self.response = response
@@ -162,14 +164,27 @@ class Attempt:
             return
         self.events += 1
         snapshots = self.snapshots
-        parsed = decode_json(event, snapshots)
+        try:
+            parsed = snapshots.feed(raw)  # type: ignore[union-attr] - set by _read
+        except orjson.JSONDecodeError:
+            parsed = decode_json(event)  # the lenient parse, or the protocol error
         growth = snapshots.growth  # the last event with one string grown: a cheaper feed
-        deltas = (
-            translator.feed(parsed) if growth is None else translator.feed_grown(parsed, growth)
-        )
-        for delta in deltas:
-            self._hand_over(delta)
-        if self.job.cancelled:
+        if growth is None:
+            deltas = translator.feed(parsed)
+        else:  # the event itself is built only if the translator needs it
+            deltas = translator.feed_grown(snapshots.current, growth)  # type: ignore[union-attr]
+        job = self.job
+        if self.passthrough:
+            # what _hand_over and _deliver do with a delta once committed without a filter
+            for delta in deltas:
+                if type(delta) is ConversationStarted:
+                    self._hand_over(delta)
+                else:
+                    job.put(delta)
+        else:
+            for delta in deltas:
+                self._hand_over(delta)
+        if job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
             raise gevent.GreenletExit
 
@@ -211,6 +226,7 @@ class Attempt:
     def _commit(self) -> None:
         """This attempt's answer goes to the client: no retry from here on."""
         self.committed = True
+        self.passthrough = self.filter is None
         job = self.job
         job.conversation_id = self.conversation_id
         if self.started is not None:

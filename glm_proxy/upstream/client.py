@@ -329,12 +329,18 @@ class UpstreamClient(RequestHeaders):
         return self._with_access(account, attempt)
 
     def iter_stream(self, resp: requests.Response, chunk_size: int = 8192) -> Iterator[bytes]:
-        """The raw bytes of an answer stream; a broken connection becomes ``UpstreamError``."""
+        """The raw bytes of an answer stream; a broken connection becomes ``UpstreamError``.
+
+        The response is closed when the stream ends (or is closed itself).
+        """
+        if isinstance(resp, FastResponse):
+            return resp.stream()  # the same, in one generator (resumed for every event)
+        return self._iter_raw(resp, chunk_size)
+
+    @staticmethod
+    def _iter_raw(resp: requests.Response, chunk_size: int) -> Iterator[bytes]:
         try:
-            if isinstance(resp, FastResponse):
-                yield from resp.iter_content()
-            else:
-                yield from resp.raw.stream(chunk_size, decode_content=True)
+            yield from resp.raw.stream(chunk_size, decode_content=True)
         except GLMProxyError:
             raise
         except Exception as exc:  # urllib3 errors: ProtocolError, ReadTimeoutError, ...

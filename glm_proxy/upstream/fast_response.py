@@ -24,7 +24,7 @@ import httptools
 import requests
 from requests.structures import CaseInsensitiveDict
 
-from glm_proxy.errors import UpstreamConnectError, UpstreamRetryable
+from glm_proxy.errors import UpstreamConnectError, UpstreamRetryable, UpstreamTimeout
 from glm_proxy.periodic import PeriodicWatch
 
 __all__ = ["BodyBroken", "BodyTimeout", "FastResponse", "StaleConnection", "close_quietly"]
@@ -76,15 +76,12 @@ class FastResponse:
         self._body: list[bytes] = []
         self._head_done = False
         self._keep_alive = False
-        self._complete = False
+        # The whole body has been read (what ``iter_content`` yields next is its last part).
+        # A plain attribute: the producer asks after every read.
+        self.complete = False
         self._seen = 0
         self.status_code = 0
         self.headers: CaseInsensitiveDict = CaseInsensitiveDict()
-
-    @property
-    def complete(self) -> bool:
-        """The whole body has been read (what ``iter_content`` yields next is its last part)."""
-        return self._complete
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -99,7 +96,7 @@ class FastResponse:
         self._body.append(body)
 
     def on_message_complete(self) -> None:
-        self._complete = True
+        self.complete = True
 
     # reading
     def _feed(self, data: bytes) -> None:
@@ -138,7 +135,7 @@ class FastResponse:
         encoding = self.headers.get("Content-Encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             raise UpstreamRetryable(f"upstream request failed (unexpected encoding {encoding})")
-        if self._complete:
+        if self.complete:
             self._finish()
 
     def iter_content(self, chunk_size: int | None = None) -> Iterator[bytes]:
@@ -148,9 +145,35 @@ class FastResponse:
                 data = b"".join(self._body) if len(self._body) > 1 else self._body[0]
                 self._body.clear()
                 yield data
-            if self._complete or self._sock is None:
+            if self.complete or self._sock is None:
                 return
             self._read_more()
+
+    def stream(self) -> Iterator[bytes]:
+        """``iter_content()`` for an answer stream, closed at its end, with its failures
+        as the proxy's own errors (``UpstreamTimeout``, ``UpstreamRetryable``).
+
+        What ``UpstreamClient.iter_stream`` makes of ``iter_content()``, in one
+        generator instead of two: it is resumed once for every streamed event.
+        """
+        body = self._body
+        try:
+            while True:
+                if body:
+                    data = b"".join(body) if len(body) > 1 else body[0]
+                    body.clear()
+                    yield data
+                if self.complete or self._sock is None:
+                    return
+                self._read_more()
+        except BodyTimeout:
+            raise UpstreamTimeout("the upstream went silent in the middle of the answer") from None
+        except BodyBroken as exc:
+            raise UpstreamRetryable(
+                f"the upstream connection broke in the middle of the answer ({type(exc).__name__})"
+            ) from None
+        finally:
+            self.close()
 
     def _read_more(self) -> None:
         sock = self._sock
@@ -178,7 +201,7 @@ class FastResponse:
             raise BodyBroken(f"the connection failed in the middle of the body ({exc})") from None
         if data:
             self._feed(data)
-            if self._complete:
+            if self.complete:
                 self._finish()
             return
         self._sock = None
@@ -186,10 +209,10 @@ class FastResponse:
         chunked = "chunked" in self.headers.get("Transfer-Encoding", "").lower()
         if self._keep_alive or chunked or self.headers.get("Content-Length"):
             raise BodyBroken("the connection closed in the middle of the body")
-        self._complete = True  # a body delimited by the end of the connection
+        self.complete = True  # a body delimited by the end of the connection
 
     def read_all(self) -> None:
-        while not self._complete and self._sock is not None:
+        while not self.complete and self._sock is not None:
             self._read_more()
 
     @property

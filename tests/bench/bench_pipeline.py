@@ -66,7 +66,9 @@ def replay(reads: list[bytes], stages: int) -> int:
             obj = decode_json(event, snapshots)
             if stages < 3:
                 continue
-            for delta in translator.feed(obj):
+            growth = snapshots.growth  # as the producer feeds it (Attempt._feed)
+            deltas = translator.feed(obj) if growth is None else translator.feed_grown(obj, growth)
+            for delta in deltas:
                 if stages == 4:
                     produced += len(wire.feed(delta))
     if stages >= 3:

@@ -20,7 +20,7 @@ shows them), then ``Finished``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,7 +181,9 @@ class Translator:
         return out + [Finished("content_filter", message=text)]
 
     def feed_grown(
-        self, event: dict[str, Any], growth: tuple[tuple[Any, ...], str, str]
+        self,
+        event: dict[str, Any] | Callable[[], dict[str, Any]],
+        growth: tuple[tuple[Any, ...], str, str],
     ) -> list[Delta]:
         """``feed(event)`` for an event that repeats the last one with one string grown.
 
@@ -193,6 +195,9 @@ class Translator:
         one item's value changed and nothing else: the item takes the new value and
         is re-rendered alone. Same deltas and same state as ``feed(event)``
         (``tests/test_translate_growth.py`` runs both over the same streams).
+
+        ``event`` may be a function that builds it (``SnapshotParser.current``):
+        only a full feed needs the event itself.
         """
         route = self._route
         path, before, after = growth
@@ -206,6 +211,8 @@ class Translator:
                 if rendering is None:
                     rendering = renderer.render(self._segments.values(), False)
                 return self._deltas(rendering, False, [])
+        if callable(event):
+            event = event()
         out = self.feed(event)
         self._route = self._arm(event, path)
         return out
