@@ -129,8 +129,7 @@ def test_no_keepalive_is_written_while_the_producer_is_writing(pair, monkeypatch
 
     monkeypatch.setattr(_stream_state, "send_chunk", slow_chunk)
     monkeypatch.setattr(_stream_state, "chunk_sender", slow_sender)
-    runner_state = sink.__self__
-    runner_state._send_data = None  # the next write asks for its sender again (patched)
+    sink.__self__._send_data = None  # the next write asks for its sender again (patched)
     sink([TextDelta("b")])
     assert any(b'"content":"b"' in w for w in writes)  # the slow write did happen
     assert [w for w in writes if w.startswith(b":")] == []

@@ -61,8 +61,6 @@ class Attempt:
         self.conversation_id: str | None = None
         self.started: ConversationStarted | None = None
         self.committed = False
-        # committed and no answer filter: a delta goes to the job as it is (_feed)
-        self.passthrough = False
         self.held: list[Delta] = []  # a buffered request's answer so far
         self.events = 0
         self.translator: Translator | None = None
@@ -125,7 +123,6 @@ class Attempt:
         upstream = job.services.upstream
         make_filter = job.request.make_filter
         self.filter = make_filter(final) if make_filter is not None else None
-        self.passthrough = self.committed and self.filter is None
         self.events = 0
         response = upstream.open_stream(self.account, payload, referer=job.request.referer)
         self.response = response
@@ -174,8 +171,8 @@ class Attempt:
         else:  # the event itself is built only if the translator needs it
             deltas = translator.feed_grown(snapshots.current, growth)  # type: ignore[union-attr]
         job = self.job
-        if self.passthrough:
-            # what _hand_over and _deliver do with a delta once committed without a filter
+        if self.committed and self.filter is None:
+            # what _hand_over and _deliver do with such a delta, without their two calls
             for delta in deltas:
                 if type(delta) is ConversationStarted:
                     self._hand_over(delta)
@@ -226,7 +223,6 @@ class Attempt:
     def _commit(self) -> None:
         """This attempt's answer goes to the client: no retry from here on."""
         self.committed = True
-        self.passthrough = self.filter is None
         job = self.job
         job.conversation_id = self.conversation_id
         if self.started is not None:
