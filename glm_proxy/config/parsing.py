@@ -2,7 +2,7 @@
 
 A setting is a dataclass field whose metadata names its environment variable,
 the function that parses the variable's text, and the one-line description the
-README table shows. The parsers raise ``ValueError``; ``Settings.from_mapping``
+configuration table shows. The parsers raise ``ValueError``; ``Settings.from_mapping``
 turns that into a ``ConfigError`` naming the variable, so a bad value fails at
 start-up, never in the middle of a request.
 """
@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 def setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
-    """A settings field: its variable, default, parser and README description."""
+    """A settings field: its variable, default, parser and documented description."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
 
