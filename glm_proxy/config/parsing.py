@@ -63,6 +63,23 @@ def one_of(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def parse_proxy_url(value: str) -> str:
+    """An outbound proxy URL (``http``, ``https``, ``socks5``, ``socks5h``), or "" for none."""
+    value = value.strip()
+    if not value:
+        return ""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in PROXY_SCHEMES or not rest.split("@")[-1].strip("/"):
+        raise ValueError(
+            "must be a proxy URL such as http://host:3128 or socks5://host:1080 "
+            f"(schemes: {', '.join(PROXY_SCHEMES)})"
+        )
+    return value
+
+
 def parse_hex32(value: str) -> str:
     value = value.strip()
     if not re.fullmatch(r"[0-9a-fA-F]{32}", value):
