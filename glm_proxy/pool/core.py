@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from gevent.event import Event as GEvent
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
+from glm_proxy.errors import AccountDead, GLMProxyError, RefreshTokenExpired
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.pool.conversations import ConversationBook
 from glm_proxy.pool.health import Event, Health, transition
@@ -39,6 +39,7 @@ from glm_proxy.pool.registry import PoolEntry
 from glm_proxy.pool.scheduling import LeasePlan, plan_lease, refusal, unusable, wait_time
 from glm_proxy.store import keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, Store
+from glm_proxy.upstream.refusals import FIXES, rest_until
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class AccountPool:
                     return self._granted(plan.account(result.fingerprint), waiter.lease_id)
                 error = refusal(result, plan, self.is_pooled)
                 if error is not None:
-                    raise error
+                    raise self._explained(error, plan)
                 waiter.seq = result.seq
                 waiter.event.wait(
                     timeout=wait_time(
@@ -178,6 +179,16 @@ class AccountPool:
             raise
         finally:
             self._leave(waiter)
+
+    def _explained(self, error: GLMProxyError, plan: LeasePlan) -> GLMProxyError:
+        """A pass-through caller whose tokens are dead hears why (a guest token, a ban)."""
+        if type(error) is not RefreshTokenExpired:
+            return error
+        for account in plan.accounts:
+            reason = self.health(account.fingerprint).reason
+            if reason in ("guest_token", "banned"):
+                return AccountDead(f"{FIXES[reason]}.", reason=reason)
+        return error
 
     def _join(self, queue: str) -> _Waiter:
         waiter = _Waiter(queue)
@@ -253,22 +264,44 @@ class AccountPool:
     def _health_ttl(self, fp: str) -> float | None:
         return None if self.is_pooled(fp) else PASSTHROUGH_HEALTH_TTL
 
-    def apply(self, fp: str, event: Event, error: str = "") -> Health:
-        """Apply a health event atomically (every process sees the result)."""
+    def apply(self, fp: str, event: Event, error: str = "", reason: str = "") -> Health:
+        """Apply a health event atomically (every process sees the result).
+
+        A change of state or reason is logged once, with what to do about it.
+        """
         s = self.settings
         now = time.time()
         result: dict[str, Health] = {}
 
         def update(fields: dict[str, str]) -> dict[str, str] | None:
             before = Health.from_fields(fields)
+            until = None
+            if event is Event.FAILURE and reason:
+                until = rest_until(reason, before.failures + 1, now, s)
             after = transition(
-                before, event, now, base=s.cooldown_base, maximum=s.cooldown_max, error=error
+                before,
+                event,
+                now,
+                base=s.cooldown_base,
+                maximum=s.cooldown_max,
+                error=error,
+                reason=reason,
+                until=until,
             )
-            result["health"] = after
+            result["before"], result["health"] = before, after
             return None if after == before and fields else after.to_fields()
 
         self.store.hupdate(keys.health(fp), update, ttl=self._health_ttl(fp))
-        health = result["health"]
+        before, health = result["before"], result["health"]
+        if (before.state, before.reason) != (health.state, health.reason):
+            account = self.account_by_fingerprint(fp)
+            log.warning(
+                "account %s: %s%s%s",
+                account if account is not None else fp,
+                health.state.value,
+                f" ({health.reason})" if health.reason else "",
+                f": {FIXES.get(health.reason, '')}" if health.reason in FIXES else "",
+            )
         return health
 
     def health(self, fp: str) -> Health:
@@ -283,18 +316,21 @@ class AccountPool:
             self.apply(fp, Event.SUCCESS)
 
     def report_failure(self, account: Account, error: GLMProxyError) -> None:
-        health = self.apply(account.fingerprint, Event.FAILURE, describe_error(error))
+        reason = getattr(error, "reason", "") or "unknown"
+        health = self.apply(account.fingerprint, Event.FAILURE, describe_error(error), reason)
         log.info(
-            "%s failed (%s): %s, cooling until %.0f",
+            "%s failed (%s, %s): %s, cooling until %.0f",
             account,
             error.code,
+            reason,
             health.state.value,
             health.cooldown_until,
         )
 
-    def report_dead(self, account: Account) -> None:
-        self.apply(account.fingerprint, Event.REJECTED, "refresh token rejected (40102)")
-        log.warning("%s: refresh token rejected (40102); taken out of service", account)
+    def report_dead(self, account: Account, error: GLMProxyError | None = None) -> None:
+        reason = getattr(error, "reason", "") or "token_expired"
+        said = describe_error(error) if error is not None else "refresh token rejected (40102)"
+        self.apply(account.fingerprint, Event.REJECTED, said, reason)
 
     def set_enabled(self, fp: str, enabled: bool) -> Health:
         health = self.apply(fp, Event.ENABLE if enabled else Event.DISABLE)

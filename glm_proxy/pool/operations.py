@@ -38,11 +38,12 @@ class PoolOperations:
         self.upstream.invalidate(account)
         try:
             self.upstream.access_token(account)
-        except RefreshTokenExpired:
-            self.pool.report_dead(account)
+        except RefreshTokenExpired as exc:
+            self.pool.report_dead(account, exc)
             return self.pool.health(fp)
         except GLMProxyError as exc:
-            return self.pool.apply(fp, Event.FAILURE, describe_error(exc))
+            reason = getattr(exc, "reason", "") or "unknown"
+            return self.pool.apply(fp, Event.FAILURE, describe_error(exc), reason)
         health = self.pool.apply(fp, Event.CHECK_OK)
         self.pool.notify()
         return health

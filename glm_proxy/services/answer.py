@@ -372,9 +372,11 @@ class AnswerJob(QueuedItems):
     def _report(self, account: Account, exc: GLMProxyError) -> None:
         """Tell the pool (and token cache) what the failure says about the account."""
         if isinstance(exc, RefreshTokenExpired):
-            self.services.pool.report_dead(account)
+            self.services.pool.report_dead(account, exc)
             self.services.upstream.invalidate(account)
-        elif isinstance(exc, UpstreamRetryable) and not isinstance(exc, UpstreamBusy):
+        elif isinstance(exc, UpstreamRetryable) and (
+            not isinstance(exc, UpstreamBusy) or getattr(exc, "reason", "")
+        ):
             self.services.pool.report_failure(account, exc)
 
 
