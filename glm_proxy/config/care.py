@@ -113,8 +113,7 @@ class AccountCareSettings:
         "GLM_DAILY_CLAIM",
         FROM_PROFILE,
         parse_bool,
-        "Claim each pool account's daily login points once a day, as the web page does "
-        "(profile).",
+        "Claim each pool account's daily login points once a day, as the web page does (profile).",
     )
     account_credits_interval: float = setting(
         "ACCOUNT_CREDITS_INTERVAL", 3600.0, float, "Seconds between credit reads per account."

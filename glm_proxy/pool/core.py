@@ -35,10 +35,18 @@ from glm_proxy.ids import uuid4_hex
 from glm_proxy.pool.conversations import ConversationBook
 from glm_proxy.pool.health import Event, Health, transition
 from glm_proxy.pool.lease import Lease, Slot
+from glm_proxy.pool.pacing import Pacer
 from glm_proxy.pool.registry import PoolEntry
-from glm_proxy.pool.scheduling import LeasePlan, plan_lease, refusal, unusable, wait_time
+from glm_proxy.pool.scheduling import (
+    MIN_WAIT,
+    LeasePlan,
+    plan_lease,
+    refusal,
+    unusable,
+    wait_time,
+)
 from glm_proxy.store import keys
-from glm_proxy.store.base import AcquireRequest, AcquireResult, Store
+from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
 from glm_proxy.upstream.refusals import FIXES, rest_until
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,7 @@ class AccountPool:
         # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
+        self.pacer = Pacer(settings, store, is_pooled=self.is_pooled)
 
     # -- configured accounts ---------------------------------------------------------
 
@@ -157,10 +166,19 @@ class AccountPool:
         waiter = self._join(plan.queue)  # before asking: no wake-up is missed
         try:
             while True:
-                result = self._ask(plan, waiter)
+                paced = self.pacer.candidates(plan) if self.pacer.active else None
+                if paced is not None and paced.all_paced and paced.free_at is not None:
+                    self._wait_for_budget(paced.free_at, deadline, waiter)
+                    continue
+                result = self._ask(plan, waiter, paced.candidates if paced else None)
                 if result.status == "ok":
+                    if not self.pacer.book(result.fingerprint, waiter.lease_id):
+                        self._give_back(result.fingerprint, waiter)  # another worker spent it
+                        continue
                     return self._granted(plan.account(result.fingerprint), waiter.lease_id)
                 error = refusal(result, plan, self.is_pooled)
+                if error is not None and paced is not None and paced.free_at is not None:
+                    error = self.pacer.over_budget(paced.free_at)  # the rest are dead: wait
                 if error is not None:
                     raise self._explained(error, plan)
                 waiter.seq = result.seq
@@ -203,7 +221,27 @@ class AccountPool:
             self._waiting.pop(waiter.queue, None)
         self._wake_heads(waiter.queue)  # the next in line tries (a slot may still be free)
 
-    def _ask(self, plan: LeasePlan, waiter: _Waiter) -> AcquireResult:
+    def _wait_for_budget(self, free_at: float, deadline: float, waiter: _Waiter) -> None:
+        """Every candidate is over budget: wait for the first to free, or 429 at once."""
+        remaining = deadline - time.monotonic()
+        until = free_at - time.time()
+        if until > remaining:
+            raise self.pacer.over_budget(free_at)
+        waiter.event.clear()
+        waiter.event.wait(timeout=max(MIN_WAIT, min(until, self.poll_interval)))
+
+    def _give_back(self, fp: str, waiter: _Waiter) -> None:
+        """Undo a grant whose budget another worker spent meanwhile."""
+        self.store.slot_release(keys.lease(fp), waiter.lease_id)
+        waiter.granted = False
+        waiter.lease_id = uuid4_hex()
+
+    def _ask(
+        self,
+        plan: LeasePlan,
+        waiter: _Waiter,
+        candidates: tuple[SlotCandidate, ...] | None = None,
+    ) -> AcquireResult:
         """One lease-or-queue step: atomic in the store, across every process sharing it."""
         s = self.settings
         waiter.event.clear()
@@ -211,7 +249,7 @@ class AccountPool:
         result = self.store.lease_acquire(
             AcquireRequest(
                 queue=plan.queue,
-                candidates=plan.candidates,
+                candidates=candidates or plan.candidates,
                 lease_id=waiter.lease_id,
                 ticket=waiter.ticket,
                 now_ms=int(time.time() * 1000),
@@ -227,12 +265,14 @@ class AccountPool:
         return result
 
     def _granted(self, account: Account, lease_id: str) -> Lease:
+        fp = account.fingerprint
         slot = Slot(
             self.store,
-            keys.lease(account.fingerprint),
+            keys.lease(fp),
             lease_id,
             self.settings.lease_ttl,
             on_release=self.notify,
+            on_ending=(lambda: self.pacer.rest(fp)) if self.settings.account_min_gap > 0 else None,
         )
         return Lease(account, slot.start_heartbeat())
 

@@ -11,7 +11,8 @@ same table of cases against each:
 3. Cooling accounts are skipped while a usable one exists. When only cooling
    accounts remain, a request with a single candidate uses it anyway (there is
    nowhere else to go); otherwise it waits, told when the first cooldown ends.
-4. The request is granted the least recently leased free account only while
+4. The request is granted the free account of lowest ``rank`` (most budget and
+   credits left; ``pool.pacing``), the least recently leased among equals, only while
    fewer live tickets are ahead of it than there are free slots: the line is
    served in order of arrival, across every process sharing the store.
 5. Otherwise it keeps (or takes) its place in line, unless the line is full.
@@ -53,7 +54,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         alive.pop(ticket, None)
         queue.pop(ticket, None)
 
-    entries: list[tuple[int, str, int, bool, float, int]] = []
+    entries: list[tuple[int, str, int, bool, float, int, float]] = []
     dead = disabled = 0
     for index, cand in enumerate(r.candidates):
         if cand.excluded:
@@ -69,7 +70,9 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         cooldown = float(health.get("cooldown_until") or 0) * 1000
         inflight = len(store._slots(keys.lease(cand.fingerprint), now))
         cooling = state == "cooling" and cooldown > now
-        entries.append((index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight))
+        entries.append(
+            (index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight, cand.rank)
+        )
     if not entries:
         store._tidy(queue_key, alive_key)
         return AcquireResult("none", dead=dead, disabled=disabled)
@@ -91,7 +94,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     else:
         rank = len(queue)
     if free and rank < free_slots:
-        best = min(free, key=lambda e: (lru.get(e[1], 0.0), e[0]))
+        best = min(free, key=lambda e: (e[6], lru.get(e[1], 0.0), e[0]))
         store._zset(keys.lease(best[1]))[r.lease_id] = float(now + r.lease_ttl_ms)
         lru[best[1]] = float(now)
         queue.pop(r.ticket, None)
@@ -114,7 +117,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
 ACQUIRE_LUA = """
 -- KEYS: queue, queue alive, queue seq, lru, then lease:<fp> and health:<fp> per candidate
 -- ARGV: now_ms, lease_ttl_ms, ticket_ttl_ms, queue_max, ticket, lease_id, seq or '',
---       sole (0/1), n, then fp, max_streams, excluded (0/1) per candidate
+--       sole (0/1), n, then fp, max_streams, excluded (0/1), rank per candidate
 local now = tonumber(ARGV[1])
 local lease_ttl = tonumber(ARGV[2])
 local ticket_ttl = tonumber(ARGV[3])
@@ -134,7 +137,7 @@ end
 local entries = {}
 local dead, disabled = 0, 0
 for i = 1, n do
-  local a = 9 + (i - 1) * 3
+  local a = 9 + (i - 1) * 4
   if ARGV[a + 3] ~= '1' then
     local lease_key = KEYS[4 + (i - 1) * 2 + 1]
     local health_key = KEYS[4 + (i - 1) * 2 + 2]
@@ -152,6 +155,7 @@ for i = 1, n do
       e.i = i
       e.fp = ARGV[a + 1]
       e.max = tonumber(ARGV[a + 2])
+      e.rank = tonumber(ARGV[a + 4]) or 0
       e.cooling = (state == 'cooling') and (cd > now)
       e.cd = cd
       e.inflight = redis.call('ZCARD', lease_key)
@@ -187,7 +191,7 @@ for _, e in ipairs(usable) do
   if e.inflight < e.max then
     free_slots = free_slots + (e.max - e.inflight)
     local lru = tonumber(redis.call('ZSCORE', KEYS[4], e.fp)) or 0
-    if best == nil or lru < best_lru then
+    if best == nil or e.rank < best.rank or (e.rank == best.rank and lru < best_lru) then
       best, best_lru = e, lru
     end
   end

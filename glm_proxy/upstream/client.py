@@ -324,9 +324,7 @@ class UpstreamClient(RequestHeaders):
                         code="conversation_not_found",
                     )
                 raise UpstreamRetryable("the upstream sent an empty reply to a stream request")
-            error = classify_failure(
-                resp.status_code, raw, s.glm_busy_codes, s.account_refusals
-            )
+            error = classify_failure(resp.status_code, raw, s.glm_busy_codes, s.account_refusals)
             if type(error) is UpstreamError or isinstance(error, UpstreamProtocolError):
                 # A 200 JSON/HTML reply to a stream request is transient more often
                 # than not (the web app calls it "service temporarily unavailable").
