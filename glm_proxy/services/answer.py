@@ -325,6 +325,7 @@ class AnswerJob(QueuedItems):
             self.attempts += 1
             attempt = self._attempt = Attempt(self, account)
             try:
+                self.services.operations.credits.before_answer(account)  # daily claim
                 attempt.run()
                 pool.report_success(account)
             except GLMProxyError as exc:
