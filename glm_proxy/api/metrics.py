@@ -10,8 +10,8 @@ import os
 
 from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client.core import GaugeMetricFamily
 
 from glm_proxy.access.auth import require_admin_key
 from glm_proxy.errors import NotFound
