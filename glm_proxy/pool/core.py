@@ -336,8 +336,8 @@ class AccountPool:
         if (before.state, before.reason) != (health.state, health.reason):
             account = self.account_by_fingerprint(fp)
             log.warning(
-                "account %s: %s%s%s",
-                account if account is not None else fp,
+                "%s: %s%s%s",
+                account if account is not None else f"account:{fp}",
                 health.state.value,
                 f" ({health.reason})" if health.reason else "",
                 f": {FIXES.get(health.reason, '')}" if health.reason in FIXES else "",
@@ -388,4 +388,6 @@ class AccountPool:
 
 def describe_error(error: GLMProxyError) -> str:
     """A short, secret-free description for the admin API."""
-    return f"{error.code or type(error).__name__}: {error.message}"[:300]
+    upstream = getattr(error, "upstream_code", None)
+    said = f" (upstream {upstream})" if upstream is not None else ""
+    return f"{error.code or type(error).__name__}{said}: {error.message}"[:300]
