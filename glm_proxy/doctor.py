@@ -90,7 +90,7 @@ def _hint(name: str, exc: GLMProxyError) -> str:
     """The setting most likely at fault for this failure."""
     text = exc.message.lower()
     reason = getattr(exc, "reason", "")
-    if reason and reason != "unknown" and reason in FIXES:
+    if reason in FIXES and reason not in ("unknown", "token_expired"):
         return f"account {reason}: {FIXES[reason]}"
     if isinstance(exc, RefreshTokenExpired):
         return "GLM_REFRESH_TOKEN (log in to chatglm.cn again and copy chatglm_refresh_token)"

@@ -8,7 +8,7 @@ points, ``left_token``) (upstream-protocol.md §16). ``Credits`` claims once per
 upstream day per account, before the account's first answer of the day (so an
 account that rested for spent credits is topped up before it is tried again),
 and reads the balance at most every ``ACCOUNT_CREDITS_INTERVAL`` in the
-background, or on demand from the admin API. What it read lives in the store
+background after an answer, or on demand from the admin API. What it read lives in the store
 (``credits:<fp>``), where the scheduler's ranking and the admin API find it.
 Only the operator's pool accounts, never a pass-through caller's.
 """
@@ -24,7 +24,7 @@ from typing import Any
 import gevent
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import GLMProxyError
+from glm_proxy.errors import AccountRefused, GLMProxyError, RefreshTokenExpired
 from glm_proxy.store import keys
 from glm_proxy.store.base import Store
 
@@ -58,20 +58,24 @@ class Credits:
         self._clock = clock
 
     def before_answer(self, account: Account) -> None:
-        """Claim today's points if not yet done (waits for it); read the balance when due
-        (in the background). Never fails the answer."""
+        """Claim today's points if not done yet (waits for it). A refusal that says the
+        account is dead or resting is raised, so the answer moves to another account."""
         s = self.settings
         fp = account.fingerprint
-        if not self.is_pooled(fp):
+        if not s.glm_daily_claim or not self.is_pooled(fp):
             return
-        if s.glm_daily_claim:
-            day = upstream_day(self._clock(), s.account_day_utc_offset)
-            if self.store.set_if_absent(keys.daily_claim(fp, day), "pending", ttl=CLAIM_KEEP):
-                self.claim(account, day)
-        if s.glm_member_info and s.account_credits_interval > 0:
-            due = keys.credits_due(fp)
-            if self.store.set_if_absent(due, "1", ttl=s.account_credits_interval):
-                gevent.spawn(self._read_quietly, account)
+        day = upstream_day(self._clock(), s.account_day_utc_offset)
+        if self.store.set_if_absent(keys.daily_claim(fp, day), "pending", ttl=CLAIM_KEEP):
+            self.claim(account, day)
+
+    def after_answer(self, account: Account) -> None:
+        """Read the balance in the background when a read is due (once per interval)."""
+        s = self.settings
+        fp = account.fingerprint
+        if not s.glm_member_info or s.account_credits_interval <= 0 or not self.is_pooled(fp):
+            return
+        if self.store.set_if_absent(keys.credits_due(fp), "1", ttl=s.account_credits_interval):
+            gevent.spawn(self._read_quietly, account)
 
     def claim(self, account: Account, day: int) -> bool:
         """Claim the day's login points; True when claimed now or earlier (10001)."""
@@ -84,6 +88,8 @@ class Credits:
                 return True
             self.store.delete(keys.daily_claim(fp, day))  # try again with the next answer
             log.info("%s: the daily points claim failed (%s)", account, exc.code)
+            if isinstance(exc, RefreshTokenExpired | AccountRefused):
+                raise
             return False
         self.store.hupdate(keys.credits(fp), lambda _: {"claimed_day": str(day)})
         self.store.delete(keys.credits_due(fp))  # the balance changed: read it soon

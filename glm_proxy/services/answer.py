@@ -328,6 +328,7 @@ class AnswerJob(QueuedItems):
                 self.services.operations.credits.before_answer(account)  # daily claim
                 attempt.run()
                 pool.report_success(account)
+                self.services.operations.credits.after_answer(account)  # balance, when due
             except GLMProxyError as exc:
                 # An abort may surface wrapped (a read interrupted mid-stream): say why.
                 failure = self.aborted or exc
