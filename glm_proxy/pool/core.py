@@ -172,7 +172,12 @@ class AccountPool:
                     continue
                 result = self._ask(plan, waiter, paced.candidates if paced else None)
                 if result.status == "ok":
-                    if not self.pacer.book(result.fingerprint, waiter.lease_id):
+                    try:
+                        booked = self.pacer.book(result.fingerprint, waiter.lease_id)
+                    except BaseException:
+                        self._give_back(result.fingerprint, waiter)
+                        raise
+                    if not booked:
                         self._give_back(result.fingerprint, waiter)  # another worker spent it
                         continue
                     return self._granted(plan.account(result.fingerprint), waiter.lease_id)
@@ -232,7 +237,10 @@ class AccountPool:
 
     def _give_back(self, fp: str, waiter: _Waiter) -> None:
         """Undo a grant whose budget another worker spent meanwhile."""
-        self.store.slot_release(keys.lease(fp), waiter.lease_id)
+        try:
+            self.store.slot_release(keys.lease(fp), waiter.lease_id)
+        except Exception as exc:  # noqa: BLE001 - the lease expires on its own
+            log.warning("could not give a lease back: %s", type(exc).__name__)
         waiter.granted = False
         waiter.lease_id = uuid4_hex()
 

@@ -10,6 +10,11 @@
                                     applies ``token_changed`` at start-up)
     any --disable--> disabled --enable--> active
 
+Every failure and rejection carries a reason (``upstream.refusals``: a guest
+token, a verification page, spent credits ...), kept with the state until the
+account is active again; a reason may set its own rest (spent credits rest
+until the upstream's midnight).
+
 Pure: no clock, no store. ``transition`` takes ``now`` and returns a new
 ``Health``; an event a state does not accept raises ``KeyError`` and leaves the
 state alone (the table is the whole truth). The pool stores ``Health`` as the
