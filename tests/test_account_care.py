@@ -165,3 +165,18 @@ def test_an_account_with_spent_credits_is_tried_again_after_the_reset(simulator,
         assert admin(proxy, admin_key, "GET", f"/accounts/{fp}")["reason"] is None
     finally:
         stop_proxy(proxy)
+
+
+def test_a_lone_token_behind_a_verification_page_is_not_pressed_again(proxy, simulator, token):
+    """One token, nowhere else to go: still no second request while it rests (429)."""
+    simulator.fault(token, "verify_page")
+    sdk = openai.OpenAI(base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)
+    messages = [{"role": "user", "content": "hi"}]
+    with pytest.raises(openai.InternalServerError) as first:
+        sdk.chat.completions.create(model="glm-5.3", messages=messages)
+    assert first.value.status_code == 503 and "verification" in str(first.value)
+    with pytest.raises(openai.RateLimitError) as second:
+        sdk.chat.completions.create(model="glm-5.3", messages=messages)
+    assert int(second.value.response.headers["Retry-After"]) >= 500
+    streams = [r for r in simulator.requests_log("/assistant/stream") if r.get("account") == token]
+    assert len(streams) == 1

@@ -230,3 +230,32 @@ def test_spent_credits_move_answers_to_another_account(credit_sim, tmp_path) -> 
         assert admin(proxy, admin_key, "GET", "/pool")["reasons"] == {"out_of_credits": 1}
     finally:
         stop_proxy(proxy)
+
+
+def test_a_sole_candidate_resting_for_a_verification_page_is_not_used(store: Store) -> None:
+    now = int(time.time() * 1000)
+
+    def lease(fp: str) -> tuple[str, int | None]:
+        result = store.lease_acquire(
+            AcquireRequest(
+                queue="q" + uuid.uuid4().hex[:6],
+                candidates=(SlotCandidate(fp),),
+                lease_id=uuid.uuid4().hex,
+                ticket=uuid.uuid4().hex,
+                now_ms=now,
+                lease_ttl_ms=30_000,
+                ticket_ttl_ms=5_000,
+                queue_max=10,
+                sole=True,
+            )
+        )
+        return result.status, result.retry_at_ms
+
+    until = (now + 600_000) / 1000
+    for fp, reason in (("v", "verification_required"), ("u", "unknown")):
+        store.hupdate(
+            f"health:{fp}",
+            lambda _, r=reason: {"state": "cooling", "cooldown_until": repr(until), "reason": r},
+        )
+    assert lease("v") == ("wait", now + 600_000)
+    assert lease("u")[0] == "ok"  # a transient error: the only account is tried anyway
