@@ -259,3 +259,27 @@ def test_a_sole_candidate_resting_for_a_verification_page_is_not_used(store: Sto
         )
     assert lease("v") == ("wait", now + 600_000)
     assert lease("u")[0] == "ok"  # a transient error: the only account is tried anyway
+
+
+def test_accounts_with_credits_and_budget_left_rank_first() -> None:
+    from glm_proxy.accounts import Account
+    from glm_proxy.config import Settings
+    from glm_proxy.pool.pacing import Pacer
+    from glm_proxy.pool.scheduling import plan_lease
+
+    store = MemoryStore()
+    settings = Settings.from_mapping({"ACCOUNT_MAX_PER_HOUR": "4", "GLM_MEMBER_INFO": "true"})
+    spent, rich, busy = (Account.from_token(f"rt-{name}") for name in ("spent", "rich", "busy"))
+    store.hupdate(f"credits:{spent.fingerprint}", lambda _: {"left_score": "0"})
+    store.hupdate(f"credits:{rich.fingerprint}", lambda _: {"left_score": "2500"})
+    pacer = Pacer(settings, store, is_pooled=lambda fp: True)
+    for n in range(3):  # three of the busy account's four answers this hour
+        assert pacer.book(busy.fingerprint, f"a{n}")
+    ranks = {
+        c.fingerprint: c.rank for c in pacer.candidates(plan_lease([spent, rich, busy])).candidates
+    }
+    assert ranks[rich.fingerprint] == 0.0
+    assert ranks[rich.fingerprint] < ranks[busy.fingerprint] < ranks[spent.fingerprint]
+    assert pacer.book(busy.fingerprint, "a3")  # the fourth: now it is over budget
+    paced = pacer.candidates(plan_lease([spent, rich, busy]))
+    assert paced.paced == {busy.fingerprint} and paced.free_at is not None
