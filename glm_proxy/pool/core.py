@@ -156,8 +156,10 @@ class AccountPool:
         """A lease on one account; waits in line up to ``QUEUE_TIMEOUT``.
 
         ``require`` pins the account (conversation affinity); ``exclude`` names
-        fingerprints that already failed this request. Raises ``RateLimited``
-        (429 + Retry-After) when the line is full or the deadline passes,
+        fingerprints that already failed this request. Accounts over their
+        answer budget are not eligible (``pool.pacing``). Raises ``RateLimited``
+        (429 + Retry-After) when the line is full, the deadline passes or every
+        candidate is over budget for longer,
         ``RefreshTokenExpired``/``ServiceUnavailable`` when no candidate can
         serve (dead, disabled).
         """
@@ -182,7 +184,7 @@ class AccountPool:
                         continue
                     return self._granted(plan.account(result.fingerprint), waiter.lease_id)
                 error = refusal(result, plan, self.is_pooled)
-                if error is not None and paced is not None and paced.free_at is not None:
+                if result.status == "none" and paced is not None and paced.free_at is not None:
                     error = self.pacer.over_budget(paced.free_at)  # the rest are dead: wait
                 if error is not None:
                     raise self._explained(error, plan)
