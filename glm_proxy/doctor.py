@@ -37,6 +37,7 @@ from glm_proxy.protocol.sse import SSEDecoder, decode_json
 from glm_proxy.protocol.translate import Translator
 from glm_proxy.upstream import control
 from glm_proxy.upstream.identity import parse_cookies
+from glm_proxy.upstream.refusals import FIXES
 
 PROMPT = "Reply with the single word: pong"
 
@@ -71,6 +72,9 @@ HINTS = {
 
 def _failure(exc: GLMProxyError) -> str:
     """What the upstream said: HTTP status, envelope code, message (secret-free)."""
+    reason = getattr(exc, "reason", "")
+    if reason in ("guest_token", "banned"):
+        return f"{reason}: {exc.message}"
     if isinstance(exc, RefreshTokenExpired):
         return "the refresh token was rejected (40102): expired or revoked"
     said = []
@@ -85,6 +89,9 @@ def _failure(exc: GLMProxyError) -> str:
 def _hint(name: str, exc: GLMProxyError) -> str:
     """The setting most likely at fault for this failure."""
     text = exc.message.lower()
+    reason = getattr(exc, "reason", "")
+    if reason in FIXES and reason not in ("unknown", "token_expired"):
+        return f"account {reason}: {FIXES[reason]}"
     if isinstance(exc, RefreshTokenExpired):
         return "GLM_REFRESH_TOKEN (log in to chatglm.cn again and copy chatglm_refresh_token)"
     if exc.code == "upstream_waf_blocked":

@@ -76,6 +76,17 @@ class RefreshTokenExpired(AuthenticationError):
     code = "refresh_token_expired"
 
 
+class AccountDead(RefreshTokenExpired):
+    """The upstream refused the account for good (guest token, ban): another account may
+    serve; a pass-through caller is told what to fix. ``reason`` names why."""
+
+    code = "account_unusable"
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, code=kwargs.pop("code", reason), **kwargs)
+        self.reason = reason
+
+
 class PermissionDenied(GLMProxyError):
     status = 403
     openai_type = "permission_error"
@@ -141,6 +152,18 @@ class UpstreamBusy(UpstreamRetryable):
     status = 429
     openai_type = "rate_limit_error"
     code = "account_busy"
+
+
+class AccountRefused(UpstreamRetryable):
+    """The upstream refused this account for a while (verification page, spent credits,
+    rate limit, risk control): it rests and another account may serve. ``reason`` names why."""
+
+    status = 503
+    code = "account_refused"
+
+    def __init__(self, message: str, *, reason: str, **kwargs: Any) -> None:
+        super().__init__(message, code=kwargs.pop("code", f"account_{reason}"), **kwargs)
+        self.reason = reason
 
 
 class UpstreamTimeout(UpstreamRetryable):

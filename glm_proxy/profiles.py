@@ -17,7 +17,8 @@ Which values differ, and why (upstream-protocol.md §15):
 * identity: a stable ``X-Device-Id`` (the token's ``device_id`` claim) and the
   server clock (``operation-api/config/cur_ts``) instead of random ids and the
   local clock;
-* management calls that only exist in 2026: model catalogue, ``stop_stream``.
+* management calls that only exist in 2026: model catalogue, ``stop_stream``,
+  the account's credits (``member_info``) and the daily login points claim.
 
 This module imports nothing from the package, so ``config`` can use it.
 """
@@ -59,6 +60,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "glm_model_catalogue": True,
         "glm_device_id_strategy": "jwt_claim",
         "glm_exp_groups": "mainchat_server_app:exp:A",
+        "glm_member_info": True,
+        "glm_daily_claim": True,
     },
     "2025": {
         "glm_upload_path": "/backend-api/assistant/file_upload",
@@ -75,6 +78,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "glm_model_catalogue": False,
         "glm_device_id_strategy": "per_request",
         "glm_exp_groups": "",
+        "glm_member_info": False,
+        "glm_daily_claim": False,
     },
 }
 

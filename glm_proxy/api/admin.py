@@ -1,7 +1,8 @@
 """``/admin``: operate the account pool and see usage, behind ``ADMIN_KEY``.
 
-- ``GET  /admin/accounts``: every pool account: masked fingerprint, state,
-  in-flight answers, last error, cooldown, requests served;
+- ``GET  /admin/accounts``: every pool account: masked fingerprint, state and
+  its reason (with the fix), in-flight answers, last error, cooldown, requests
+  served, credits;
 - ``GET  /admin/accounts/<fp>``; ``POST /admin/accounts/<fp>/check`` (refresh
   its token now: alive -> active, rejected -> dead);
   ``POST /admin/accounts/<fp>/disable`` and ``/enable``;
@@ -10,6 +11,9 @@
   shown only as cookie names and a fingerprint;
 - ``POST /admin/accounts/<fp>/doctor``: the ``python -m glm_proxy doctor`` steps
   (refresh, server time, catalogue, a tiny answer, stop, delete) for this account;
+- ``GET  /admin/pool``: the pool's health in one answer (counts per state and
+  reason, credits, budget use, in flight, next tries; shape in docs/accounts.md);
+  ``POST /admin/accounts/<fp>/credits`` reads an account's credits now;
 - ``GET  /admin/usage?window=1h|24h|7d``: requests, errors and estimated
   tokens per API key (all windows when ``window`` is omitted).
 
@@ -31,6 +35,7 @@ from glm_proxy.accounts import mask
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.pool import AccountPool, Health, PoolOperations
+from glm_proxy.pool.report import account_entry, pool_report
 from glm_proxy.services import services
 from glm_proxy.store import keys
 from glm_proxy.upstream.client import UpstreamClient
@@ -87,6 +92,11 @@ def _account_view(pool: AccountPool, fp: str) -> dict[str, Any]:
         "last_used": _iso(pool.last_used(fp)),
         "state_since": _iso(health.changed_at),
         "cookies": describe_cookies(_upstream().cookie_jar(account)) if account else None,
+        **{
+            k: v
+            for k, v in account_entry(pool, fp, health, fields, time.time()).items()
+            if k in ("reason", "fix", "next_try_at", "credits")
+        },
     }
 
 
@@ -166,6 +176,21 @@ def doctor_account(fp: str) -> Response:
     steps = run_checks(_upstream(), account)
     ok = bool(steps) and all(s.ok for s in steps) and steps[-1].name == "delete"
     return json_response({"id": fp, "ok": ok, "steps": [s.to_dict() for s in steps]})
+
+
+@bp.get("/pool")
+def pool_health() -> Response:
+    """Counts per state and reason, credits, budgets, in flight, next tries (docs/accounts.md)."""
+    return json_response(pool_report(_pool()))
+
+
+@bp.post("/accounts/<fp>/credits")
+def read_credits(fp: str) -> Response:
+    """Read the account's credits from the upstream now (``member_info``)."""
+    pool = _pool()
+    account = pool.account_by_fingerprint(_known(fp))
+    _operations().credits.read(account)
+    return json_response(_account_view(pool, fp))
 
 
 @bp.get("/usage")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from glm_proxy.config.care import AccountCareSettings, parse_refusals
 from glm_proxy.config.controls import ControlSettings, ResponsesSettings, ToolSettings
 from glm_proxy.config.limits import AttachmentSettings, LimitSettings
 from glm_proxy.config.parsing import ConfigError
@@ -33,6 +34,7 @@ class Settings(
     ProtocolSettings,
     LimitSettings,
     ControlSettings,
+    AccountCareSettings,
     AccountSettings,
     AttachmentSettings,
     UpstreamSettings,
@@ -67,6 +69,12 @@ class Settings(
             raise ConfigError("GLM_BASE_URL must be an http(s) URL")
         if self.max_choices < 1:
             raise ConfigError("MAX_CHOICES must be at least 1")
+        try:
+            parse_refusals(self.account_refusals)
+        except ValueError as exc:
+            raise ConfigError(f"ACCOUNT_REFUSALS: {exc}") from None
+        if self.account_budget_hour <= 0:
+            raise ConfigError("ACCOUNT_BUDGET_HOUR must be positive")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:

@@ -3,7 +3,8 @@
 ``AccountPool`` (``app.extensions["glm_pool"]``) is what the answer job talks
 to: ``lease(candidates, exclude=, require=) -> Lease`` and the
 ``report_success/report_failure/report_dead`` calls. Everything it decides is
-kept in the store, so it holds across workers and replicas. ``PoolOperations``
+kept in the store, so it holds across workers and replicas, the answer
+budgets of ``pool.pacing`` included. ``PoolOperations``
 (``app.extensions["glm_pool_operations"]``) is what operators ask beyond that;
 it holds the pool, never the other way round.
 """

@@ -30,15 +30,24 @@ from dataclasses import dataclass, field
 from gevent.event import Event as GEvent
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
+from glm_proxy.errors import AccountDead, GLMProxyError, RefreshTokenExpired
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.pool.conversations import ConversationBook
 from glm_proxy.pool.health import Event, Health, transition
 from glm_proxy.pool.lease import Lease, Slot
+from glm_proxy.pool.pacing import Pacer
 from glm_proxy.pool.registry import PoolEntry
-from glm_proxy.pool.scheduling import LeasePlan, plan_lease, refusal, unusable, wait_time
+from glm_proxy.pool.scheduling import (
+    MIN_WAIT,
+    LeasePlan,
+    plan_lease,
+    refusal,
+    unusable,
+    wait_time,
+)
 from glm_proxy.store import keys
-from glm_proxy.store.base import AcquireRequest, AcquireResult, Store
+from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
+from glm_proxy.upstream.refusals import FIXES, rest_until
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +94,7 @@ class AccountPool:
         # Every wake-up is local with the memory store; Redis needs pub/sub (see listen).
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
+        self.pacer = Pacer(settings, store, is_pooled=self.is_pooled)
 
     # -- configured accounts ---------------------------------------------------------
 
@@ -146,8 +156,10 @@ class AccountPool:
         """A lease on one account; waits in line up to ``QUEUE_TIMEOUT``.
 
         ``require`` pins the account (conversation affinity); ``exclude`` names
-        fingerprints that already failed this request. Raises ``RateLimited``
-        (429 + Retry-After) when the line is full or the deadline passes,
+        fingerprints that already failed this request. Accounts over their
+        answer budget are not eligible (``pool.pacing``). Raises ``RateLimited``
+        (429 + Retry-After) when the line is full, the deadline passes or every
+        candidate is over budget for longer,
         ``RefreshTokenExpired``/``ServiceUnavailable`` when no candidate can
         serve (dead, disabled).
         """
@@ -156,12 +168,26 @@ class AccountPool:
         waiter = self._join(plan.queue)  # before asking: no wake-up is missed
         try:
             while True:
-                result = self._ask(plan, waiter)
+                paced = self.pacer.candidates(plan) if self.pacer.active else None
+                if paced is not None and paced.all_paced and paced.free_at is not None:
+                    self._wait_for_budget(paced.free_at, deadline, waiter)
+                    continue
+                result = self._ask(plan, waiter, paced.candidates if paced else None)
                 if result.status == "ok":
+                    try:
+                        booked = self.pacer.book(result.fingerprint, waiter.lease_id)
+                    except BaseException:
+                        self._give_back(result.fingerprint, waiter)
+                        raise
+                    if not booked:
+                        self._give_back(result.fingerprint, waiter)  # another worker spent it
+                        continue
                     return self._granted(plan.account(result.fingerprint), waiter.lease_id)
                 error = refusal(result, plan, self.is_pooled)
+                if result.status == "none" and paced is not None and paced.free_at is not None:
+                    error = self.pacer.over_budget(paced.free_at)  # the rest are dead: wait
                 if error is not None:
-                    raise error
+                    raise self._explained(error, plan)
                 waiter.seq = result.seq
                 waiter.event.wait(
                     timeout=wait_time(
@@ -179,6 +205,16 @@ class AccountPool:
         finally:
             self._leave(waiter)
 
+    def _explained(self, error: GLMProxyError, plan: LeasePlan) -> GLMProxyError:
+        """A pass-through caller whose tokens are dead hears why (a guest token, a ban)."""
+        if type(error) is not RefreshTokenExpired:
+            return error
+        for account in plan.accounts:
+            reason = self.health(account.fingerprint).reason
+            if reason in ("guest_token", "banned"):
+                return AccountDead(f"{FIXES[reason]}.", reason=reason)
+        return error
+
     def _join(self, queue: str) -> _Waiter:
         waiter = _Waiter(queue)
         self._waiting.setdefault(queue, []).append(waiter)
@@ -192,7 +228,30 @@ class AccountPool:
             self._waiting.pop(waiter.queue, None)
         self._wake_heads(waiter.queue)  # the next in line tries (a slot may still be free)
 
-    def _ask(self, plan: LeasePlan, waiter: _Waiter) -> AcquireResult:
+    def _wait_for_budget(self, free_at: float, deadline: float, waiter: _Waiter) -> None:
+        """Every candidate is over budget: wait for the first to free, or 429 at once."""
+        remaining = deadline - time.monotonic()
+        until = free_at - time.time()
+        if until > remaining:
+            raise self.pacer.over_budget(free_at)
+        waiter.event.clear()
+        waiter.event.wait(timeout=max(MIN_WAIT, min(until, self.poll_interval)))
+
+    def _give_back(self, fp: str, waiter: _Waiter) -> None:
+        """Undo a grant whose budget another worker spent meanwhile."""
+        try:
+            self.store.slot_release(keys.lease(fp), waiter.lease_id)
+        except Exception as exc:  # noqa: BLE001 - the lease expires on its own
+            log.warning("could not give a lease back: %s", type(exc).__name__)
+        waiter.granted = False
+        waiter.lease_id = uuid4_hex()
+
+    def _ask(
+        self,
+        plan: LeasePlan,
+        waiter: _Waiter,
+        candidates: tuple[SlotCandidate, ...] | None = None,
+    ) -> AcquireResult:
         """One lease-or-queue step: atomic in the store, across every process sharing it."""
         s = self.settings
         waiter.event.clear()
@@ -200,7 +259,7 @@ class AccountPool:
         result = self.store.lease_acquire(
             AcquireRequest(
                 queue=plan.queue,
-                candidates=plan.candidates,
+                candidates=candidates or plan.candidates,
                 lease_id=waiter.lease_id,
                 ticket=waiter.ticket,
                 now_ms=int(time.time() * 1000),
@@ -216,12 +275,14 @@ class AccountPool:
         return result
 
     def _granted(self, account: Account, lease_id: str) -> Lease:
+        fp = account.fingerprint
         slot = Slot(
             self.store,
-            keys.lease(account.fingerprint),
+            keys.lease(fp),
             lease_id,
             self.settings.lease_ttl,
             on_release=self.notify,
+            on_ending=(lambda: self.pacer.rest(fp)) if self.settings.account_min_gap > 0 else None,
         )
         return Lease(account, slot.start_heartbeat())
 
@@ -253,22 +314,44 @@ class AccountPool:
     def _health_ttl(self, fp: str) -> float | None:
         return None if self.is_pooled(fp) else PASSTHROUGH_HEALTH_TTL
 
-    def apply(self, fp: str, event: Event, error: str = "") -> Health:
-        """Apply a health event atomically (every process sees the result)."""
+    def apply(self, fp: str, event: Event, error: str = "", reason: str = "") -> Health:
+        """Apply a health event atomically (every process sees the result).
+
+        A change of state or reason is logged once, with what to do about it.
+        """
         s = self.settings
         now = time.time()
         result: dict[str, Health] = {}
 
         def update(fields: dict[str, str]) -> dict[str, str] | None:
             before = Health.from_fields(fields)
+            until = None
+            if event is Event.FAILURE and reason:
+                until = rest_until(reason, before.failures + 1, now, s)
             after = transition(
-                before, event, now, base=s.cooldown_base, maximum=s.cooldown_max, error=error
+                before,
+                event,
+                now,
+                base=s.cooldown_base,
+                maximum=s.cooldown_max,
+                error=error,
+                reason=reason,
+                until=until,
             )
-            result["health"] = after
+            result["before"], result["health"] = before, after
             return None if after == before and fields else after.to_fields()
 
         self.store.hupdate(keys.health(fp), update, ttl=self._health_ttl(fp))
-        health = result["health"]
+        before, health = result["before"], result["health"]
+        if (before.state, before.reason) != (health.state, health.reason):
+            account = self.account_by_fingerprint(fp)
+            log.warning(
+                "%s: %s%s%s",
+                account if account is not None else f"account:{fp}",
+                health.state.value,
+                f" ({health.reason})" if health.reason else "",
+                f": {FIXES.get(health.reason, '')}" if health.reason in FIXES else "",
+            )
         return health
 
     def health(self, fp: str) -> Health:
@@ -283,18 +366,21 @@ class AccountPool:
             self.apply(fp, Event.SUCCESS)
 
     def report_failure(self, account: Account, error: GLMProxyError) -> None:
-        health = self.apply(account.fingerprint, Event.FAILURE, describe_error(error))
+        reason = getattr(error, "reason", "") or "unknown"
+        health = self.apply(account.fingerprint, Event.FAILURE, describe_error(error), reason)
         log.info(
-            "%s failed (%s): %s, cooling until %.0f",
+            "%s failed (%s, %s): %s, cooling until %.0f",
             account,
             error.code,
+            reason,
             health.state.value,
             health.cooldown_until,
         )
 
-    def report_dead(self, account: Account) -> None:
-        self.apply(account.fingerprint, Event.REJECTED, "refresh token rejected (40102)")
-        log.warning("%s: refresh token rejected (40102); taken out of service", account)
+    def report_dead(self, account: Account, error: GLMProxyError | None = None) -> None:
+        reason = getattr(error, "reason", "") or "token_expired"
+        said = describe_error(error) if error is not None else "refresh token rejected (40102)"
+        self.apply(account.fingerprint, Event.REJECTED, said, reason)
 
     def set_enabled(self, fp: str, enabled: bool) -> Health:
         health = self.apply(fp, Event.ENABLE if enabled else Event.DISABLE)
@@ -312,4 +398,6 @@ class AccountPool:
 
 def describe_error(error: GLMProxyError) -> str:
     """A short, secret-free description for the admin API."""
-    return f"{error.code or type(error).__name__}: {error.message}"[:300]
+    upstream = getattr(error, "upstream_code", None)
+    said = f" (upstream {upstream})" if upstream is not None else ""
+    return f"{error.code or type(error).__name__}{said}: {error.message}"[:300]

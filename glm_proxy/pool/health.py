@@ -10,6 +10,11 @@
                                     applies ``token_changed`` at start-up)
     any --disable--> disabled --enable--> active
 
+Every failure and rejection carries a reason (``upstream.refusals``: a guest
+token, a verification page, spent credits ...), kept with the state until the
+account is active again; a reason may set its own rest (spent credits rest
+until the upstream's midnight).
+
 Pure: no clock, no store. ``transition`` takes ``now`` and returns a new
 ``Health``; an event a state does not accept raises ``KeyError`` and leaves the
 state alone (the table is the whole truth). The pool stores ``Health`` as the
@@ -82,6 +87,7 @@ class Health:
     cooldown_until: float = 0.0  # epoch seconds; meaningful while cooling
     last_error: str = ""
     changed_at: float = 0.0
+    reason: str = ""  # why it is cooling or dead (``upstream.refusals.Reason``); "" when active
 
     def usable(self, now: float) -> bool:
         """May the pool lease this account now?"""
@@ -96,6 +102,7 @@ class Health:
             "cooldown_until": repr(self.cooldown_until),
             "last_error": self.last_error,
             "changed_at": repr(self.changed_at),
+            "reason": self.reason,
         }
 
     @classmethod
@@ -110,6 +117,7 @@ class Health:
             cooldown_until=float(fields.get("cooldown_until") or 0.0),
             last_error=fields.get("last_error") or "",
             changed_at=float(fields.get("changed_at") or 0.0),
+            reason=fields.get("reason") or "",
         )
 
 
@@ -128,17 +136,33 @@ def transition(
     base: float,
     maximum: float,
     error: str = "",
+    reason: str = "",
+    until: float | None = None,
 ) -> Health:
-    """The health after ``event``; raises ``KeyError`` for an event the table lacks."""
+    """The health after ``event``; raises ``KeyError`` for an event the table lacks.
+
+    ``reason`` says why a failure or rejection happened (kept with the state);
+    ``until`` overrides the doubling cooldown of a failure (a reason's own rest,
+    e.g. spent credits rest until the upstream's midnight).
+    """
     target = TRANSITIONS[(health.state, event)]
     changed_at = now if target is not health.state else health.changed_at
     if event is Event.FAILURE and target is State.COOLING:
         failures = health.failures + 1
-        return Health(State.COOLING, failures, now + cooldown(failures, base, maximum), error, now)
+        rest = until if until is not None else now + cooldown(failures, base, maximum)
+        return Health(State.COOLING, failures, rest, error, now, reason or "unknown")
     if target is State.ACTIVE:
         fresh = event in (Event.ENABLE, Event.CHECK_OK, Event.TOKEN_CHANGED)
         last_error = "" if fresh else health.last_error
         return Health(State.ACTIVE, 0, 0.0, last_error, changed_at)
+    if event is Event.REJECTED and target is State.DEAD:
+        return replace(
+            health,
+            state=target,
+            last_error=error or health.last_error,
+            changed_at=changed_at,
+            reason=reason or "token_expired",
+        )
     if event in (Event.REJECTED, Event.FAILURE) and error:
         return replace(health, state=target, last_error=error, changed_at=changed_at)
     return replace(health, state=target, changed_at=changed_at)

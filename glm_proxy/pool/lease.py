@@ -66,6 +66,7 @@ class Slot:
     member: str
     ttl: float
     on_release: Callable[[], None] | None = field(default=None, repr=False)
+    on_ending: Callable[[], None] | None = field(default=None, repr=False)  # before the removal
     released: bool = False
     _heartbeat: Heartbeat | None = field(default=None, repr=False)
 
@@ -107,6 +108,11 @@ class Slot:
         beat, self._heartbeat = self._heartbeat, None
         if beat is not None:
             beat.kill(block=True, timeout=5)  # no renewal may land after the removal
+        if self.on_ending is not None:
+            try:
+                self.on_ending()  # e.g. the account's next answer waits ACCOUNT_MIN_GAP
+            except Exception as exc:  # noqa: BLE001 - the release must happen anyway
+                log.warning("lease end hook failed (%s)", type(exc).__name__)
         try:
             self.store.slot_release(self.key, self.member)
         except Exception as exc:  # noqa: BLE001 - the TTL frees it anyway

@@ -1,8 +1,8 @@
 """What operators and the upstream client ask of the pool beyond leasing.
 
 Re-checking an account on demand, giving an account whose token an operator
-replaced a fresh start, and writing followed token rotations back to
-``ACCOUNTS_FILE``.
+replaced a fresh start, writing followed token rotations back to
+``ACCOUNTS_FILE``, and the accounts' credits (``credits``: daily claim, balance).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import logging
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
 from glm_proxy.pool.core import AccountPool, describe_error
+from glm_proxy.pool.credits import Credits
 from glm_proxy.pool.health import Event, Health
 from glm_proxy.store import keys
 
@@ -24,6 +25,7 @@ class PoolOperations:
     def __init__(self, pool: AccountPool, upstream) -> None:
         self.pool = pool
         self.upstream = upstream
+        self.credits = Credits(pool.settings, pool.store, upstream, is_pooled=pool.is_pooled)
 
     def recheck(self, fp: str) -> Health:
         """Refresh the account's token now; alive -> active, 40102 -> dead.
@@ -38,11 +40,12 @@ class PoolOperations:
         self.upstream.invalidate(account)
         try:
             self.upstream.access_token(account)
-        except RefreshTokenExpired:
-            self.pool.report_dead(account)
+        except RefreshTokenExpired as exc:
+            self.pool.report_dead(account, exc)
             return self.pool.health(fp)
         except GLMProxyError as exc:
-            return self.pool.apply(fp, Event.FAILURE, describe_error(exc))
+            reason = getattr(exc, "reason", "") or "unknown"
+            return self.pool.apply(fp, Event.FAILURE, describe_error(exc), reason)
         health = self.pool.apply(fp, Event.CHECK_OK)
         self.pool.notify()
         return health

@@ -325,8 +325,10 @@ class AnswerJob(QueuedItems):
             self.attempts += 1
             attempt = self._attempt = Attempt(self, account)
             try:
+                self.services.operations.credits.before_answer(account)  # daily claim
                 attempt.run()
                 pool.report_success(account)
+                self.services.operations.credits.after_answer(account)  # balance, when due
             except GLMProxyError as exc:
                 # An abort may surface wrapped (a read interrupted mid-stream): say why.
                 failure = self.aborted or exc
@@ -372,9 +374,11 @@ class AnswerJob(QueuedItems):
     def _report(self, account: Account, exc: GLMProxyError) -> None:
         """Tell the pool (and token cache) what the failure says about the account."""
         if isinstance(exc, RefreshTokenExpired):
-            self.services.pool.report_dead(account)
+            self.services.pool.report_dead(account, exc)
             self.services.upstream.invalidate(account)
-        elif isinstance(exc, UpstreamRetryable) and not isinstance(exc, UpstreamBusy):
+        elif isinstance(exc, UpstreamRetryable) and (
+            not isinstance(exc, UpstreamBusy) or getattr(exc, "reason", "")
+        ):
             self.services.pool.report_failure(account, exc)
 
 

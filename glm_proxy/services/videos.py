@@ -151,7 +151,7 @@ def _create_task(svc, caller: Caller, plan: VideoPlan, frame: bytes | None):
             svc.pool.report_success(account)
             return account, task
         except RefreshTokenExpired as exc:
-            svc.pool.report_dead(account)
+            svc.pool.report_dead(account, exc)
             svc.upstream.invalidate(account)
             tried.add(account.fingerprint)
             if len(tried) >= len(caller.accounts):

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
+from glm_proxy.store.pacing import PaceQuery, PaceView
+
 HashUpdate = Callable[[dict[str, str]], Mapping[str, str] | None]
 """Given a hash's current fields, the fields to change (or None to leave it alone)."""
 
@@ -25,6 +27,7 @@ class SlotCandidate:
     fingerprint: str
     max_streams: int = 1
     excluded: bool = False  # already failed for this request: never chosen again
+    rank: float = 0.0  # lower is preferred among free accounts (budget, credits left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +185,11 @@ class Store(ABC):
         granted only while fewer live tickets are ahead of it than there are
         free slots, so the line is served in order of arrival.
         """
+
+    def pace(self, query: PaceQuery, fps: list[str], book: str = "") -> list[PaceView]:
+        """Each account's budget use (``store.pacing``); with ``book`` (a member id, one
+        account) also spend one answer of it, atomically, when its budget allows."""
+        raise NotImplementedError
 
     @abstractmethod
     def queue_leave(self, queue: str, ticket: str) -> None:

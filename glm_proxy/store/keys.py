@@ -82,6 +82,34 @@ def queue_seq(name: str) -> str:
     return f"queue:{name}:seq"
 
 
+# -- accounts: care (budgets, credits) --------------------------------------------------
+
+
+def spend(fp: str) -> str:
+    """The account's answer start times (ms) of the last day: member -> start (sorted set)."""
+    return f"spend:{fp}"
+
+
+def gap(fp: str) -> str:
+    """The earliest start (epoch ms) of the account's next answer (``ACCOUNT_MIN_GAP``)."""
+    return f"gap:{fp}"
+
+
+def credits(fp: str) -> str:
+    """The account's credits as last read (hash: left_score, left_token, checked_at, ...)."""
+    return f"credits:{fp}"
+
+
+def credits_due(fp: str) -> str:
+    """Set while a credit read of the account is not due (one read per interval everywhere)."""
+    return f"credits:{fp}:due"
+
+
+def daily_claim(fp: str, day: int) -> str:
+    """Set once the account's login points of the upstream's ``day`` were claimed."""
+    return f"claim:{fp}:{day}"
+
+
 # -- conversations ----------------------------------------------------------------------
 
 

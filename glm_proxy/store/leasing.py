@@ -10,8 +10,11 @@ same table of cases against each:
    dropped before counting what is in flight.
 3. Cooling accounts are skipped while a usable one exists. When only cooling
    accounts remain, a request with a single candidate uses it anyway (there is
-   nowhere else to go); otherwise it waits, told when the first cooldown ends.
-4. The request is granted the least recently leased free account only while
+   nowhere else to go) unless it rests for a reason more tries make worse (a
+   verification page, spent credits, risk control: ``LONG_RESTS``); otherwise
+   it waits, told when the first cooldown ends.
+4. The request is granted the free account of lowest ``rank`` (most budget and
+   credits left; ``pool.pacing``), the least recently leased among equals, only while
    fewer live tickets are ahead of it than there are free slots: the line is
    served in order of arrival, across every process sharing the store.
 5. Otherwise it keeps (or takes) its place in line, unless the line is full.
@@ -25,6 +28,7 @@ import glm_proxy.store.keys as keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult
 
 SEQ_TTL = 86400.0
+LONG_RESTS = ("verification_required", "out_of_credits", "risk_control")
 
 
 class LeaseTables(Protocol):
@@ -53,7 +57,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         alive.pop(ticket, None)
         queue.pop(ticket, None)
 
-    entries: list[tuple[int, str, int, bool, float, int]] = []
+    entries: list[tuple[int, str, int, bool, float, int, float, bool]] = []
     dead = disabled = 0
     for index, cand in enumerate(r.candidates):
         if cand.excluded:
@@ -69,7 +73,11 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
         cooldown = float(health.get("cooldown_until") or 0) * 1000
         inflight = len(store._slots(keys.lease(cand.fingerprint), now))
         cooling = state == "cooling" and cooldown > now
-        entries.append((index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight))
+        resting = cooling and health.get("reason") in LONG_RESTS
+        entries.append(
+            (index, cand.fingerprint, cand.max_streams, cooling, cooldown, inflight, cand.rank)
+            + (resting,)
+        )
     if not entries:
         store._tidy(queue_key, alive_key)
         return AcquireResult("none", dead=dead, disabled=disabled)
@@ -78,8 +86,8 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     retry_at: int | None = None
     if not usable:
         if r.sole:
-            usable = entries
-        else:
+            usable = [e for e in entries if not e[7]]
+        if not usable:
             retry_at = int(min(e[4] for e in entries))
 
     lru = store._zset(keys.LRU)
@@ -91,7 +99,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
     else:
         rank = len(queue)
     if free and rank < free_slots:
-        best = min(free, key=lambda e: (lru.get(e[1], 0.0), e[0]))
+        best = min(free, key=lambda e: (e[6], lru.get(e[1], 0.0), e[0]))
         store._zset(keys.lease(best[1]))[r.lease_id] = float(now + r.lease_ttl_ms)
         lru[best[1]] = float(now)
         queue.pop(r.ticket, None)
@@ -114,7 +122,7 @@ def choose(store: LeaseTables, r: AcquireRequest) -> AcquireResult:
 ACQUIRE_LUA = """
 -- KEYS: queue, queue alive, queue seq, lru, then lease:<fp> and health:<fp> per candidate
 -- ARGV: now_ms, lease_ttl_ms, ticket_ttl_ms, queue_max, ticket, lease_id, seq or '',
---       sole (0/1), n, then fp, max_streams, excluded (0/1) per candidate
+--       sole (0/1), n, then fp, max_streams, excluded (0/1), rank per candidate
 local now = tonumber(ARGV[1])
 local lease_ttl = tonumber(ARGV[2])
 local ticket_ttl = tonumber(ARGV[3])
@@ -134,11 +142,11 @@ end
 local entries = {}
 local dead, disabled = 0, 0
 for i = 1, n do
-  local a = 9 + (i - 1) * 3
+  local a = 9 + (i - 1) * 4
   if ARGV[a + 3] ~= '1' then
     local lease_key = KEYS[4 + (i - 1) * 2 + 1]
     local health_key = KEYS[4 + (i - 1) * 2 + 2]
-    local h = redis.call('HMGET', health_key, 'state', 'cooldown_until')
+    local h = redis.call('HMGET', health_key, 'state', 'cooldown_until', 'reason')
     local state = h[1]
     if not state or state == '' then state = 'active' end
     if state == 'dead' then
@@ -152,7 +160,10 @@ for i = 1, n do
       e.i = i
       e.fp = ARGV[a + 1]
       e.max = tonumber(ARGV[a + 2])
+      e.rank = tonumber(ARGV[a + 4]) or 0
       e.cooling = (state == 'cooling') and (cd > now)
+      e.resting = e.cooling and (h[3] == 'verification_required'
+        or h[3] == 'out_of_credits' or h[3] == 'risk_control')
       e.cd = cd
       e.inflight = redis.call('ZCARD', lease_key)
       e.key = lease_key
@@ -169,16 +180,17 @@ for _, e in ipairs(entries) do
   if not e.cooling then table.insert(usable, e) end
 end
 local retry_at = ''
-if #usable == 0 then
-  if sole then
-    usable = entries
-  else
-    local first = nil
-    for _, e in ipairs(entries) do
-      if first == nil or e.cd < first then first = e.cd end
-    end
-    retry_at = string.format('%d', first)
+if #usable == 0 and sole then
+  for _, e in ipairs(entries) do
+    if not e.resting then table.insert(usable, e) end
   end
+end
+if #usable == 0 then
+  local first = nil
+  for _, e in ipairs(entries) do
+    if first == nil or e.cd < first then first = e.cd end
+  end
+  retry_at = string.format('%d', first)
 end
 
 local best, best_lru = nil, nil
@@ -187,7 +199,7 @@ for _, e in ipairs(usable) do
   if e.inflight < e.max then
     free_slots = free_slots + (e.max - e.inflight)
     local lru = tonumber(redis.call('ZSCORE', KEYS[4], e.fp)) or 0
-    if best == nil or lru < best_lru then
+    if best == nil or e.rank < best.rank or (e.rank == best.rank and lru < best_lru) then
       best, best_lru = e, lru
     end
   end

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import glm_proxy.store.keys as keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
 from glm_proxy.store.leasing import choose
+from glm_proxy.store.pacing import PaceQuery, PaceView, view
 
 
 class MemoryStore(Store):
@@ -247,6 +248,22 @@ class MemoryStore(Store):
     def lease_acquire(self, request: AcquireRequest) -> AcquireResult:
         with self._mutex:
             return choose(self, request)
+
+    def pace(self, query: PaceQuery, fps: list[str], book: str = "") -> list[PaceView]:
+        views = []
+        with self._mutex:
+            for fp in fps:
+                spend = self._zset(keys.spend(fp))
+                for member in [m for m, t in spend.items() if t <= query.now_ms - query.keep_ms]:
+                    del spend[member]
+                item = self._live(keys.gap(fp))
+                seen = view(sorted(spend.values()), float(item[0]) if item else 0.0, query)
+                if book and seen.free_at_ms <= query.now_ms:
+                    spend[book] = float(query.now_ms)
+                    seen = PaceView(seen.hour_used + 1, seen.day_used + 1, seen.free_at_ms, True)
+                self._tidy(keys.spend(fp))
+                views.append(seen)
+        return views
 
     def queue_leave(self, queue: str, ticket: str) -> None:
         with self._mutex:

@@ -22,6 +22,7 @@ import glm_proxy.store.keys as keys
 from glm_proxy.errors import ServiceUnavailable
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
 from glm_proxy.store.leasing import ACQUIRE_LUA, SLOT_ACQUIRE_LUA, parse_lua_result
+from glm_proxy.store.pacing import PACE_CHECK_LUA, PaceQuery, PaceView, parse_pace_reply
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class RedisStore(Store):
         self.prefix = prefix
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._slot_acquire = client.register_script(SLOT_ACQUIRE_LUA)
+        self._pace = client.register_script(PACE_CHECK_LUA)
         self._listeners: dict[str, _Listener] = {}
         self._listeners_lock = threading.Lock()
 
@@ -259,8 +261,23 @@ class RedisStore(Store):
         ]
         for cand in request.candidates:
             names += [keys.lease(cand.fingerprint), keys.health(cand.fingerprint)]
-            args += [cand.fingerprint, cand.max_streams, 1 if cand.excluded else 0]
+            args += [cand.fingerprint, cand.max_streams, 1 if cand.excluded else 0, cand.rank]
         return parse_lua_result(self._acquire(keys=[self.k(name) for name in names], args=args))
+
+    def pace(self, query: PaceQuery, fps: list[str], book: str = "") -> list[PaceView]:
+        if not fps:
+            return []
+        names = [self.k(name) for fp in fps for name in (keys.spend(fp), keys.gap(fp))]
+        args = [
+            query.now_ms,
+            query.hour_ms,
+            query.hour_limit,
+            query.day_limit,
+            query.keep_ms,
+            1 if book else 0,
+            book,
+        ]
+        return parse_pace_reply(self._pace(keys=names, args=args))
 
     def queue_leave(self, queue: str, ticket: str) -> None:
         pipe = self.client.pipeline()

@@ -27,6 +27,7 @@ from glm_proxy.accounts import Account
 from glm_proxy.config import Settings
 from glm_proxy.errors import (
     AccessTokenExpired,
+    AccountDead,
     GLMProxyError,
     RefreshTokenExpired,
     UpstreamConnectError,
@@ -40,7 +41,8 @@ from glm_proxy.store.base import Store
 from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
 from glm_proxy.upstream.headers import JSON_CT
-from glm_proxy.upstream.identity import DeviceIds
+from glm_proxy.upstream.identity import DeviceIds, is_guest_token
+from glm_proxy.upstream.refusals import FIXES, Reason
 from glm_proxy.upstream.requesting import RequestHeaders
 from glm_proxy.upstream.tokens import RotationHook, TokenCache, TokenGrant
 
@@ -190,7 +192,9 @@ class UpstreamClient(RequestHeaders):
             data=b"{}",
         )
         try:
-            result = unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+            result = unwrap(
+                resp.status_code, self._read_capped(resp), s.glm_busy_codes, s.account_refusals
+            )
         except AccessTokenExpired:
             # 401/40103 from the refresh endpoint itself: the refresh token is not accepted.
             raise RefreshTokenExpired(RELOGIN_MESSAGE) from None
@@ -198,6 +202,8 @@ class UpstreamClient(RequestHeaders):
             raise result
         if not isinstance(result, dict):
             raise UpstreamProtocolError("the upstream token refresh returned no result")
+        if result.get("is_guest") is True or is_guest_token(refresh_token):
+            raise AccountDead(f"{FIXES[Reason.GUEST_TOKEN]}.", reason=Reason.GUEST_TOKEN.value)
         access = result.get("access_token") or result.get("accessToken")
         if not access:
             raise UpstreamProtocolError("the upstream token refresh returned no access token")
@@ -279,7 +285,9 @@ class UpstreamClient(RequestHeaders):
                 data=body,
                 files=files,
             )
-            return unwrap(resp.status_code, self._read_capped(resp), s.glm_busy_codes)
+            return unwrap(
+                resp.status_code, self._read_capped(resp), s.glm_busy_codes, s.account_refusals
+            )
 
         return self._with_access(account, attempt)
 
@@ -324,14 +332,18 @@ class UpstreamClient(RequestHeaders):
                         code="conversation_not_found",
                     )
                 raise UpstreamRetryable("the upstream sent an empty reply to a stream request")
-            error = classify_failure(resp.status_code, raw, s.glm_busy_codes)
+            error = classify_failure(resp.status_code, raw, s.glm_busy_codes, s.account_refusals)
             if type(error) is UpstreamError or isinstance(error, UpstreamProtocolError):
                 # A 200 JSON/HTML reply to a stream request is transient more often
                 # than not (the web app calls it "service temporarily unavailable").
-                raise UpstreamRetryable(
+                retry = UpstreamRetryable(
                     f"the upstream did not stream an answer (HTTP {resp.status_code}, "
                     f"{content_type or 'no content type'}): {error.message}"
                 )
+                for name in ("reason", "upstream_http", "upstream_code", "upstream_message"):
+                    if hasattr(error, name):
+                        setattr(retry, name, getattr(error, name))
+                raise retry
             raise error
 
         return self._with_access(account, attempt)

@@ -15,12 +15,22 @@ import orjson
 
 from glm_proxy.errors import (
     AccessTokenExpired,
+    AccountDead,
+    AccountRefused,
     GLMProxyError,
     RefreshTokenExpired,
     UpstreamBusy,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamRetryable,
+)
+from glm_proxy.upstream.refusals import (
+    DEAD_REASONS,
+    FIXES,
+    Reason,
+    classify,
+    looks_like_html,
+    page_text,
 )
 
 WAF_CODES = frozenset({40012})  # the upstream's web application firewall (transient)
@@ -53,20 +63,67 @@ def parse_json(body: bytes) -> Any:
 
 
 def classify_failure(
-    http_status: int, body: bytes, busy_codes: Iterable[str] = ()
+    http_status: int, body: bytes, busy_codes: Iterable[str] = (), refusals: str = ""
 ) -> GLMProxyError:
     """The error for an upstream reply that is not a success envelope.
 
     The error remembers what the upstream said (``upstream_http``,
-    ``upstream_code``) for diagnostics such as the doctor command.
+    ``upstream_code``, ``upstream_message``) for diagnostics such as the doctor
+    command. With ``refusals`` (``ACCOUNT_REFUSALS``) it also says why the
+    account was refused (``reason``): a refusal for good becomes ``AccountDead``,
+    one for a while ``AccountRefused`` (both move the request to another account).
     """
     error = _classify(http_status, body, busy_codes)
     data = parse_json(body) if body else None
     error.upstream_http = http_status  # type: ignore[attr-defined]
+    code: int | None = None
+    message = ""
     if isinstance(data, dict):
-        error.upstream_code = _number(data.get("status"))  # type: ignore[attr-defined]
-        if error.upstream_code is None:  # type: ignore[attr-defined]
-            error.upstream_code = _number(data.get("code"))  # type: ignore[attr-defined]
+        code = _number(data.get("status"))
+        if code is None:
+            code = _number(data.get("code"))
+        message = str(data.get("message") or data.get("msg") or "")[:200]
+    elif body and looks_like_html(body):
+        message = page_text(body, 200)
+    error.upstream_code = code  # type: ignore[attr-defined]
+    error.upstream_message = message  # type: ignore[attr-defined]
+    if not refusals:
+        return error
+    return with_reason(error, http_status, data, body, refusals)
+
+
+def with_reason(
+    error: GLMProxyError, http_status: int, data: Any, body: bytes, refusals: str
+) -> GLMProxyError:
+    """``error`` with the account's ``reason`` attached (or replaced by the account error)."""
+    if isinstance(error, RefreshTokenExpired):
+        error.reason = Reason.TOKEN_EXPIRED.value  # type: ignore[attr-defined]
+        return error
+    if isinstance(error, AccessTokenExpired):
+        return error  # refreshed once and retried: not the account's fault
+    codes: set[int] = set()
+    if isinstance(data, dict):
+        codes = {c for c in (_number(data.get("code")), _number(data.get("status"))) if c}
+        said = error.upstream_message  # type: ignore[attr-defined]
+    elif body and looks_like_html(body):
+        said = page_text(body)
+    else:
+        said = ""
+    reason = classify(codes, said, refusals, http_status=http_status)
+    if reason is Reason.UNKNOWN and http_status >= 500 and not codes:
+        return error  # a gateway's error page: the upstream is down, not the account
+    upstream = error.upstream_code, error.upstream_message  # type: ignore[attr-defined]
+    if reason in DEAD_REASONS:
+        error = AccountDead(f"{FIXES[reason]}. Upstream said: {said[:120]}", reason=reason.value)
+    elif reason is not Reason.UNKNOWN and not isinstance(error, UpstreamRetryable):
+        error = AccountRefused(
+            f"{FIXES[reason]}. Upstream said: {said[:120] or 'no message'}",
+            reason=reason.value,
+            headers={"Retry-After": "30"},
+        )
+    error.reason = reason.value  # type: ignore[attr-defined]
+    error.upstream_http = http_status  # type: ignore[attr-defined]
+    error.upstream_code, error.upstream_message = upstream  # type: ignore[attr-defined]
     return error
 
 
@@ -110,23 +167,25 @@ def _classify(http_status: int, body: bytes, busy_codes: Iterable[str]) -> GLMPr
     return UpstreamProtocolError(f"upstream sent an unexpected non-JSON reply (HTTP {http_status})")
 
 
-def unwrap(http_status: int, body: bytes, busy_codes: Iterable[str] = ()) -> Any:
+def unwrap(
+    http_status: int, body: bytes, busy_codes: Iterable[str] = (), refusals: str = ""
+) -> Any:
     """The ``result`` of a success envelope; raises the classified error otherwise.
 
     An empty body is "no data" (None), as the web app treats it.
     """
     if not body.strip():
         if http_status >= 400:
-            raise classify_failure(http_status, body, busy_codes)
+            raise classify_failure(http_status, body, busy_codes, refusals)
         return None
     data = parse_json(body)
     if not isinstance(data, dict):
-        raise classify_failure(http_status, body, busy_codes)
+        raise classify_failure(http_status, body, busy_codes, refusals)
     code, status = _number(data.get("code")), _number(data.get("status"))
     if code is None and status is None:
         if http_status >= 400:
-            raise classify_failure(http_status, body, busy_codes)
+            raise classify_failure(http_status, body, busy_codes, refusals)
         return data
     if code == 0 or status == 0:
         return data.get("result")
-    raise classify_failure(http_status, body, busy_codes)
+    raise classify_failure(http_status, body, busy_codes, refusals)

@@ -109,6 +109,19 @@ def jwt_claim(token: str, claim: str) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def is_guest_token(token: str) -> bool:
+    """True when the token is a JWT whose payload says ``is_guest: true`` (a visitor's token)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return False
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, orjson.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and data.get("is_guest") is True
+
+
 def stable_device_id(refresh_token: str, account_id: str) -> str:
     """The account's device id: the token's ``device_id`` claim, else a 32-hex id derived
     from the account's identity (stable across restarts and rotations)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response
 
+from . import care
 from .common import bearer, check_headers, fail, needs_login, ok, sim_state, upstream_view
 from .state import REFRESH_FAULTS, Account
 
@@ -26,6 +27,10 @@ def _refresh(legacy: bool) -> Response:
     if (fault is not None and fault.kind == "refresh_dead") or state.refresh_is_dead(token):
         state.count_refresh_failure(token)
         return fail(40102, "token expired (40102)", 401)
+    guest = care.is_guest(state, token)
+    if guest and state.cfg("guest_mode") == "refuse":
+        state.count_refresh_failure(token)
+        return care.guest_refusal()
     acc, access, new_refresh = state.issue_tokens(token)
     if legacy:
         return ok({"accessToken": access, "refreshToken": new_refresh})
@@ -34,7 +39,7 @@ def _refresh(legacy: bool) -> Response:
             "user_id": acc.user_id,
             "access_token": access,
             "refresh_token": new_refresh,
-            "is_guest": False,
+            "is_guest": guest,
             "mode": 1,
         }
     )

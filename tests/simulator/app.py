@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response
 
-from . import accounts, control, e3, files, scripted, stream, video
+from . import accounts, care, control, e3, files, scripted, stream, video
 from .common import json_response, log_request
 from .state import SimState
 
@@ -52,7 +52,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.extensions["glm_sim"] = SimState(config)
     app.before_request(log_request)
     app.before_request(e3.waf_gate)
-    for blueprint in (accounts.bp, stream.bp, files.bp, video.bp, control.bp, e3.bp, scripted.bp):
+    blueprints = (accounts.bp, care.bp, stream.bp, files.bp, video.bp, control.bp, e3.bp)
+    for blueprint in (*blueprints, scripted.bp):
         app.register_blueprint(blueprint)
 
     @app.errorhandler(404)

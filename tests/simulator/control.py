@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from . import care
 from .common import json_response, sim_state
 from .state import DEFAULT_CONFIG, REFRESH_FAULTS, STREAM_FAULTS
 
@@ -71,6 +72,9 @@ def faults() -> Response:
     state = sim_state()
     state.add_faults(token, kind, count, seconds)
     return json_response({"ok": True, "pending": state.pending_faults()})
+
+
+bp.add_url_rule("/credits", "credits", care.set_credits, methods=["POST"])
 
 
 @bp.post("/tokens/dead")

@@ -43,6 +43,16 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "clock_skew_ms": 0,  # server clock = local + this (served by cur_ts)
     "max_skew_ms": None,  # reject signed calls whose X-Timestamp is further off (None: off)
     "require_device_match": False,  # X-Device-Id must equal the refresh JWT's device_id claim
+    # -- account care (guests, verification page, credits: see care.py) ------------------
+    "guest_prefix": "guest-",
+    "guest_mode": "refuse",
+    "verify_after": None,
+    "verify_window": 3600.0,
+    "verify_hold": 3600.0,
+    "credits": None,
+    "credit_cost": 100,
+    "daily_credits": 20000,
+    "day": 0,
 }
 
 STREAM_FAULTS = frozenset(
@@ -58,6 +68,12 @@ STREAM_FAULTS = frozenset(
         "busy_10061",  # E3: HTTP 429 {"status": 10061} before streaming
         "queue_10062",  # E3: lifecycle frame, then last_error 10062 (peak-hour queue)
         "waf_40012",  # HTTP 400 {"status": 40012}
+        "verify_page",  # the HTML access-verification page (care.py)
+        "banned",
+        "risk_control",
+        "out_of_credits",
+        "rate_429",
+        "unknown_refusal",
     }
 )
 REFRESH_FAULTS = frozenset({"refresh_dead", "refresh_500"})
@@ -139,6 +155,7 @@ class SimState:
             self.running: dict[str, str] = {}  # history id of a running answer -> account key
             self.stop_requests: set[str] = set()  # history ids asked to stop
             self.stops: list[dict[str, Any]] = []  # every stop_stream call (introspection)
+            self.care: dict[str, dict[str, Any]] = {}  # account key -> care record (care.py)
 
     def cfg(self, key: str) -> Any:
         return self.config.get(key, DEFAULT_CONFIG.get(key))
@@ -326,6 +343,7 @@ class SimState:
                 "faults_pending": {k: [f.kind for f in q] for k, q in self.faults.items() if q},
                 "dead_refresh_tokens": sorted(self.dead_refresh),
                 "stops": list(self.stops),
+                "care": {k: {**r, "answers": len(r["answers"])} for k, r in self.care.items()},
                 "requests": [dict(r) for r in self.requests],
                 "config": dict(self.config),
             }

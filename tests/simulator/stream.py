@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from . import e3, scripted
+from . import care, e3, scripted
 from .common import (
     annotate,
     bad_request,
@@ -140,6 +140,10 @@ def stream(acc: Account) -> Response:
         early = _immediate_fault(fault, bearer() or "")
         if early is not None:
             return early
+    refused = care.gate(state, acc, fault.kind if fault else None)
+    if refused is not None:
+        summary["refused"] = True
+        return refused
     if not state.try_open_stream(acc):
         summary["rejected"] = True
         if e3.is_e3():
