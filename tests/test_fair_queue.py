@@ -13,6 +13,7 @@ in seconds, is measured by ``tests/bench/bench_fairness.py``.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import socket
 import uuid
 
@@ -20,6 +21,9 @@ import orjson
 import pytest
 import requests
 
+from glm_proxy.access.auth import Caller, load_keys, parse_key_entry, passthrough_caller
+from glm_proxy.config import ConfigError, Settings
+from glm_proxy.store.fairness import FairShare
 from tests.conftest import start_proxy, stop_proxy
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401
 from tests.team_support import (
@@ -154,3 +158,30 @@ def test_per_key_concurrency_limit_still_holds(team, simulator) -> None:
     assert statuses == [200, 200, 200, 429, 429, 429]
     assert len(started(simulator, f"h{tag}-")) == 3
     assert one(keys["light"], f"l{tag}") == 200
+
+
+def test_key_weights_in_the_keys_file() -> None:
+    """``name:key weight=N``: that key's share of turns; anything else after the key is refused."""
+    alice = parse_key_entry("alice:sk-alice-1 weight=2", "API_KEYS_FILE")
+    assert alice is not None and alice.weight == 2.0
+    assert alice.digest == hashlib.sha256(b"sk-alice-1").digest()
+    hashed = parse_key_entry(f"bob:sha256:{'ab' * 32}  weight=0.5", "API_KEYS_FILE")
+    assert hashed is not None and hashed.weight == 0.5
+    plain = parse_key_entry("carol:sk-carol", "API_KEYS")
+    assert plain is not None and plain.weight == 1.0
+    for bad in ("weight=0", "weight=-1", "weight=abc", "weight=1e9", "priority=2", "sk-more"):
+        with pytest.raises(ConfigError, match="weight=N"):
+            parse_key_entry(f"dave:sk-dave {bad}", "API_KEYS_FILE")
+    settings = Settings.from_mapping({"API_KEYS": "a:sk-a weight=3, b:sk-b"})
+    assert [k.weight for k in load_keys(settings)] == [3.0, 1.0]
+
+
+def test_who_waits_in_line_is_never_a_secret() -> None:
+    token = f"rt-{uuid.uuid4().hex}"
+    team = Caller(accounts=(), key_name="alice", pooled=True, weight=2.0)
+    assert team.share == FairShare("key:alice", 2.0)
+    passthrough = passthrough_caller(f"{token},{token}")
+    assert passthrough.share.name.startswith("passthrough:")
+    assert token not in passthrough.share.name
+    assert passthrough.share == passthrough_caller(token).share  # the same credential
+    assert passthrough.share != passthrough_caller(f"rt-{uuid.uuid4().hex}").share

@@ -132,8 +132,9 @@ def parse_weight(options: list[str], name: str, source: str) -> float:
             weight = math.nan
         if not 0.01 <= weight <= 1000:
             raise ConfigError(
-                f"{source}: after the key of {name!r} only `weight=N` may follow "
-                "(N from 0.01 to 1000: that key's share of turns when keys wait for accounts)"
+                f"{source}: the key of {name!r} must be printable ASCII without spaces; "
+                "after it only `weight=N` may follow (N from 0.01 to 1000: that key's "
+                "share of turns when keys wait for accounts)"
             )
     return weight
 
