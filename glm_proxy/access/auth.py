@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from flask import Flask, Request
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.config import ConfigError, Settings, read_setting_file
 from glm_proxy.errors import AuthenticationError, InvalidRequest, ServiceUnavailable
+from glm_proxy.store.fairness import FairShare
 
 if TYPE_CHECKING:
     from glm_proxy.pool.core import AccountPool
@@ -58,6 +60,7 @@ class Caller:
     key_name: str | None = None  # team API key name; None in pass-through mode
     pooled: bool = False
     key_fingerprint: str | None = field(default=None)
+    weight: float = 1.0  # the key's share of turns when callers wait for accounts
 
     @property
     def label(self) -> str:
@@ -65,6 +68,15 @@ class Caller:
         if self.key_name:
             return f"key:{self.key_name}"
         return "passthrough:" + ",".join(a.fingerprint for a in self.accounts)
+
+    @property
+    def share(self) -> FairShare:
+        """Who this caller is in the line for accounts (``store.fairness``): the key, or for
+        pass-through a hash of the credential (its tokens' fingerprints); never a secret."""
+        if self.key_name:
+            return FairShare(f"key:{self.key_name}", self.weight)
+        tokens = ",".join(sorted(a.fingerprint for a in self.accounts))
+        return FairShare("passthrough:" + hashlib.sha256(tokens.encode()).hexdigest()[:16])
 
 
 # -- API keys ----------------------------------------------------------------------
@@ -74,6 +86,7 @@ class Caller:
 class ApiKey:
     name: str
     digest: bytes = field(repr=False)  # SHA-256 of the key
+    weight: float = 1.0  # ``weight=N`` after the key: N turns to others' one in the line
 
 
 def hash_key(key: str) -> str:
@@ -82,7 +95,8 @@ def hash_key(key: str) -> str:
 
 
 def parse_key_entry(text: str, source: str) -> ApiKey | None:
-    """``name:key`` or ``name:sha256:<hex>``; None for blank and ``#`` comment lines."""
+    """``name:key`` or ``name:sha256:<hex>``, optionally followed by ``weight=N``; None for
+    blank and ``#`` comment lines."""
     text = text.strip()
     if not text or text.startswith("#"):
         return None
@@ -90,19 +104,39 @@ def parse_key_entry(text: str, source: str) -> ApiKey | None:
     name, secret = name.strip(), secret.strip()
     if not sep or not secret:
         raise ConfigError(f"{source}: entries are `name:key` (an entry has no `:`)")
+    secret, *options = secret.split()
+    weight = parse_weight(options, name, source)
     if not KEY_NAME.match(name):
         raise ConfigError(
             f"{source}: key name {name!r} must be 1-64 characters of letters, digits, _.@-"
         )
     hashed = HASHED.match(secret)
     if hashed:
-        return ApiKey(name, bytes.fromhex(hashed.group(1)))
+        return ApiKey(name, bytes.fromhex(hashed.group(1)), weight)
     if not TOKEN_TEXT.fullmatch(secret):
         raise ConfigError(
             f"{source}: the key of {name!r} must be printable ASCII without spaces "
             "(no client could send anything else in a header)"
         )
-    return ApiKey(name, hashlib.sha256(secret.encode("utf-8")).digest())
+    return ApiKey(name, hashlib.sha256(secret.encode("utf-8")).digest(), weight)
+
+
+def parse_weight(options: list[str], name: str, source: str) -> float:
+    """The ``weight=N`` option of a key entry (1 without it): a number from 0.01 to 1000."""
+    weight = 1.0
+    for option in options:
+        label, sep, value = option.partition("=")
+        try:
+            weight = float(value) if sep and label == "weight" else math.nan
+        except ValueError:
+            weight = math.nan
+        if not 0.01 <= weight <= 1000:
+            raise ConfigError(
+                f"{source}: the key of {name!r} must be printable ASCII without spaces; "
+                "after it only `weight=N` may follow (N from 0.01 to 1000: that key's "
+                "share of turns when keys wait for accounts)"
+            )
+    return weight
 
 
 def load_keys(settings: Settings) -> tuple[ApiKey, ...]:
@@ -263,6 +297,7 @@ class Authenticator:
                 key_name=key.name,
                 pooled=True,
                 key_fingerprint=fingerprint(credential),
+                weight=key.weight,
             )
         if self.passthrough:
             return passthrough_caller(credential, self.settings.account_max_streams)

@@ -64,6 +64,7 @@ from glm_proxy.api._chunked import (
     server_frames_chunks,
     take_head,
 )
+from glm_proxy.api._line_watch import watch_line
 from glm_proxy.api._opening import OpeningStream
 from glm_proxy.api._stream_state import WATCH, StreamState, end_broken
 from glm_proxy.api._wire import Wire
@@ -97,6 +98,8 @@ def respond(
     error_response: Callable[[GLMProxyError], Response],
 ) -> Response:
     """The HTTP response for a started job: JSON, an early error, or the SSE stream."""
+    if has_request_context():
+        watch_line(job, request.environ.get("gunicorn.socket"))  # hang-ups while in line
     if not stream:
         return json_response(collect(job, wire, record))
     state, body = _prepare(job, wire, settings.keepalive_interval, record)

@@ -16,6 +16,8 @@
   ``POST /admin/accounts/<fp>/credits`` reads an account's credits now;
 - ``GET  /admin/usage?window=1h|24h|7d``: requests, errors and estimated
   tokens per API key (all windows when ``window`` is omitted).
+- ``GET  /admin/queue``: requests waiting for the pool's accounts now, per
+  caller (``key:<name>``), across every worker and replica.
 
 No response ever carries a token or key, only fingerprints. The admin key is
 compared in constant time; with no ``ADMIN_KEY`` the API does not exist (404).
@@ -212,3 +214,10 @@ def usage() -> Response:
         for name in names
     ]
     return json_response({"object": "list", "data": data})
+
+
+@bp.get("/queue")
+def queue() -> Response:
+    waiting = _pool().waiting()
+    data = [{"caller": caller, "waiting": n} for caller, n in sorted(waiting.items())]
+    return json_response({"object": "queue", "waiting": sum(waiting.values()), "data": data})

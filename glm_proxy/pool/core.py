@@ -6,17 +6,19 @@ candidate accounts (the least recently used free healthy one) and returns a
 may use, which line it waits in and what each answer of the store means are
 decided in ``pool.scheduling``; this module is the waiting and the bookkeeping. An account streams
 ``max_streams`` answers at a time (1 by default: the upstream allows one
-stream per account). When every candidate is busy the request waits in line,
-served in order of arrival, up to ``QUEUE_TIMEOUT``; then it gets a 429 with
-``Retry-After``. The decision itself is one atomic store operation
-(``Store.lease_acquire``), so workers and replicas sharing Redis never
-double-book an account.
+stream per account). When every candidate is busy the request waits in line
+up to ``QUEUE_TIMEOUT``; then it gets a 429 with ``Retry-After``. The line is
+served round robin across callers (API keys, pass-through credentials), in
+order of arrival within one caller (``store.fairness``), so one key's burst
+does not make every other key wait behind all of it. The decision itself is
+one atomic store operation (``Store.lease_acquire``), so workers and replicas
+sharing Redis never double-book an account and agree on the order.
 
 Waiting is cheap: a waiter sleeps until woken or a poll interval passes. A
 release anywhere (locally, or in another process through Redis pub/sub) wakes
-only the head of each local line, and a waiter that gets an account wakes the
-next one; since only the head can be granted anyway, a release costs a few
-lease steps instead of one per waiter.
+only each caller's first local waiter of each line, and a waiter that gets an
+account wakes the next ones; since only a caller's first waiter can be next,
+a release costs a few lease steps instead of one per waiter.
 """
 
 from __future__ import annotations
@@ -41,12 +43,14 @@ from glm_proxy.pool.scheduling import (
     MIN_WAIT,
     LeasePlan,
     plan_lease,
+    queue_name,
     refusal,
     unusable,
     wait_time,
 )
 from glm_proxy.store import keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
+from glm_proxy.store.fairness import FairShare
 from glm_proxy.upstream.refusals import FIXES, rest_until
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ class _Waiter:
     """A request in line in this process: its ticket in the store's line, and its wake-up."""
 
     queue: str
+    share: FairShare = field(default_factory=FairShare)
     ticket: str = field(default_factory=uuid4_hex)
     lease_id: str = field(default_factory=uuid4_hex)
     seq: int | None = None  # arrival number once the store has queued it
@@ -129,11 +134,21 @@ class AccountPool:
             self._wake_heads()
 
     def _wake_heads(self, queue: str | None = None) -> None:
-        """Wake the first waiter of each line (or of ``queue``): only it can be granted."""
+        """Wake each caller's first waiter of each line (or of ``queue``).
+
+        Within one caller the line keeps arrival order, so nobody else of that
+        caller can be granted before its first waiter; which caller is next
+        only the store knows.
+        """
         lines = [self._waiting.get(queue, [])] if queue else list(self._waiting.values())
         for line in lines:
-            if line:
-                min(line, key=lambda w: w.order).event.set()
+            heads: dict[str, _Waiter] = {}
+            for waiter in line:
+                head = heads.get(waiter.share.name)
+                if head is None or waiter.order < head.order:
+                    heads[waiter.share.name] = waiter
+            for waiter in heads.values():
+                waiter.event.set()
 
     def notify(self) -> None:
         """A slot was freed or an account came back: let waiters try again."""
@@ -152,11 +167,13 @@ class AccountPool:
         *,
         exclude: Iterable[str] = (),
         require: Account | None = None,
+        share: FairShare = FairShare(),
     ) -> Lease:
         """A lease on one account; waits in line up to ``QUEUE_TIMEOUT``.
 
         ``require`` pins the account (conversation affinity); ``exclude`` names
-        fingerprints that already failed this request. Accounts over their
+        fingerprints that already failed this request; ``share`` says who asks
+        (their turn in the round robin across callers). Accounts over their
         answer budget are not eligible (``pool.pacing``). Raises ``RateLimited``
         (429 + Retry-After) when the line is full, the deadline passes or every
         candidate is over budget for longer,
@@ -165,7 +182,7 @@ class AccountPool:
         """
         plan = plan_lease(candidates, exclude=exclude, require=require)
         deadline = time.monotonic() + self.settings.queue_timeout
-        waiter = self._join(plan.queue)  # before asking: no wake-up is missed
+        waiter = self._join(plan.queue, share)  # before asking: no wake-up is missed
         try:
             while True:
                 paced = self.pacer.candidates(plan) if self.pacer.active else None
@@ -215,8 +232,8 @@ class AccountPool:
                 return AccountDead(f"{FIXES[reason]}.", reason=reason)
         return error
 
-    def _join(self, queue: str) -> _Waiter:
-        waiter = _Waiter(queue)
+    def _join(self, queue: str, share: FairShare) -> _Waiter:
+        waiter = _Waiter(queue, share)
         self._waiting.setdefault(queue, []).append(waiter)
         return waiter
 
@@ -268,6 +285,8 @@ class AccountPool:
                 queue_max=max(0, s.queue_max),
                 seq=waiter.seq,
                 sole=plan.sole,
+                caller=waiter.share.name,
+                stride=waiter.share.stride,
             )
         )
         waiter.asking = False
@@ -387,6 +406,12 @@ class AccountPool:
         if enabled:
             self.notify()
         return health
+
+    def waiting(self) -> dict[str, int]:
+        """Requests waiting for the pool's accounts, per caller, across every process."""
+        if not self.entries:
+            return {}
+        return self.store.queue_waiting(queue_name(self.accounts))
 
     def in_flight(self, fp: str) -> int:
         return self.store.slot_count(keys.lease(fp))

@@ -53,6 +53,7 @@ from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
+from glm_proxy.store.fairness import FairShare
 
 if TYPE_CHECKING:
     from glm_proxy.services import Services
@@ -94,6 +95,8 @@ class AnswerRequest:
     # ``final=True`` filter - only while nothing of the answer reached the client.
     make_filter: FilterFactory | None = None
     build_followup: Callable[[Account, str, str], dict[str, Any]] | None = None
+    # Who asks: their turn when callers wait for accounts (``Caller.share``).
+    share: FairShare = field(default_factory=FairShare)
 
 
 class AnswerJob(QueuedItems):
@@ -314,6 +317,7 @@ class AnswerJob(QueuedItems):
                     self.candidates,
                     exclude=tried if exclude_tried else (),
                     require=self.request.pinned_account,
+                    share=self.request.share,
                 )
             except GLMProxyError:
                 if last_error is not None:

@@ -254,6 +254,7 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         buffered=not plan.stream,
         before_lease=fetch_attachments if refs else None,
         on_end=close_attachments if refs else None,
+        share=caller.share,
     )
     if plan.tools is not None:
         _wire_tools(request, plan)

@@ -180,6 +180,7 @@ def draw(svc, caller: Caller, prompt: str, assistant_id: str, aspect_ratio: str)
         build_payload=lambda _account: payload,
         translate_options=TranslateOptions(include_reasoning=False, include_sources=False),
         referer=svc.upstream.referer(assistant_id),
+        share=caller.share,
     )
     job = AnswerJob(svc, caller.accounts, request).start()
     drawing = Drawing()

@@ -123,7 +123,7 @@ def _create_task(svc, caller: Caller, plan: VideoPlan, frame: bytes | None):
     for attempt in range(s.glm_retries + 1):
         exclude = tried if len(tried) < len(caller.accounts) else ()
         try:
-            lease = svc.pool.lease(caller.accounts, exclude=exclude)
+            lease = svc.pool.lease(caller.accounts, exclude=exclude, share=caller.share)
         except GLMProxyError:
             if last is not None:
                 raise last from None

@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from glm_proxy.store.pacing import PaceQuery, PaceView
+from glm_proxy.store.fairness import FAIR_UNIT
 
 HashUpdate = Callable[[dict[str, str]], Mapping[str, str] | None]
 """Given a hash's current fields, the fields to change (or None to leave it alone)."""
@@ -38,7 +39,8 @@ class AcquireRequest:
     is this request's place in it and ``seq`` its arrival number once queued
     (passed back so a ticket that lapsed keeps its place). ``sole`` says the
     request has a single candidate, so a cooling account is used anyway: there
-    is nowhere else to send it.
+    is nowhere else to send it. ``caller`` and ``stride`` place the request in
+    the round robin across callers (``store.fairness``).
     """
 
     queue: str
@@ -51,6 +53,8 @@ class AcquireRequest:
     queue_max: int
     seq: int | None = None
     sole: bool = False
+    caller: str = ""
+    stride: int = FAIR_UNIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,9 +185,12 @@ class Store(ABC):
         Keys: ``lease:<fp>`` (slot set), ``health:<fp>`` (hash: ``state``,
         ``cooldown_until`` in epoch seconds), ``lru`` (fp -> last lease ms),
         ``queue:<name>`` (ticket -> arrival seq), ``queue:<name>:alive``
-        (ticket -> expiry ms), ``queue:<name>:seq`` (counter). A request is
-        granted only while fewer live tickets are ahead of it than there are
-        free slots, so the line is served in order of arrival.
+        (ticket -> expiry ms), ``queue:<name>:seq`` (counter),
+        ``queue:<name>:owner`` (ticket -> stride and caller) and
+        ``queue:<name>:fair`` (the round robin's clock and passes). A request
+        is granted only while fewer live tickets come before it than there are
+        free slots; the order is round robin across callers, arrival within
+        one (``store.fairness``).
         """
 
     def pace(self, query: PaceQuery, fps: list[str], book: str = "") -> list[PaceView]:
@@ -194,6 +201,10 @@ class Store(ABC):
     @abstractmethod
     def queue_leave(self, queue: str, ticket: str) -> None:
         """Give up a place in the queue (timeout, client gone)."""
+
+    @abstractmethod
+    def queue_waiting(self, queue: str) -> dict[str, int]:
+        """How many live tickets each caller has in the line (for the admin API)."""
 
     # -- notifications -----------------------------------------------------------
 

@@ -82,6 +82,16 @@ def queue_seq(name: str) -> str:
     return f"queue:{name}:seq"
 
 
+def queue_owner(name: str) -> str:
+    """Who waits in a line: ticket -> "<stride> <caller>" (``store.fairness``)."""
+    return f"queue:{name}:owner"
+
+
+def queue_fair(name: str) -> str:
+    """A line's round robin across callers: ``v`` (its clock), ``p:<caller>`` (next turn)."""
+    return f"queue:{name}:fair"
+
+
 # -- accounts: care (budgets, credits) --------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import glm_proxy.store.keys as keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
+from glm_proxy.store.fairness import count_callers
 from glm_proxy.store.leasing import choose
 from glm_proxy.store.pacing import PaceQuery, PaceView, view
 
@@ -269,16 +270,36 @@ class MemoryStore(Store):
         with self._mutex:
             self.zrem(keys.queue(queue), ticket)
             self.zrem(keys.queue_alive(queue), ticket)
+            self._hash(keys.queue_owner(queue)).pop(ticket, None)
+            self._tidy(keys.queue_owner(queue))
+
+    def queue_waiting(self, queue: str) -> dict[str, int]:
+        with self._mutex:
+            now = self._now_ms()
+            alive = self._zsets.get(keys.queue_alive(queue)) or {}
+            owners = self._hash(keys.queue_owner(queue))
+            live = [t for t in self._zsets.get(keys.queue(queue)) or {} if alive.get(t, 0) > now]
+        return count_callers(owners.get(t) for t in live)
 
     # -- used by leasing.choose under the mutex ---------------------------------------
 
     def _zset(self, key: str) -> dict[str, float]:
         return self._zsets.setdefault(key, {})
 
+    def _table(self, key: str, ttl: float) -> dict[str, str]:
+        """A hash to change in place, created if missing; its expiry starts again."""
+        fields = self._hash(key)
+        if key not in self._hashes:
+            fields = {}
+        self._hashes[key] = (fields, self._expiry(ttl))
+        return fields
+
     def _tidy(self, *keys: str) -> None:
         for key in keys:
             if key in self._zsets and not self._zsets[key]:
                 del self._zsets[key]
+            if key in self._hashes and not self._hashes[key][0]:
+                del self._hashes[key]
 
     # -- notifications -----------------------------------------------------------------
 

@@ -21,6 +21,7 @@ import redis
 import glm_proxy.store.keys as keys
 from glm_proxy.errors import ServiceUnavailable
 from glm_proxy.store.base import AcquireRequest, AcquireResult, HashUpdate, Store
+from glm_proxy.store.fairness import count_callers
 from glm_proxy.store.leasing import ACQUIRE_LUA, SLOT_ACQUIRE_LUA, parse_lua_result
 from glm_proxy.store.pacing import PACE_CHECK_LUA, PaceQuery, PaceView, parse_pace_reply
 
@@ -248,6 +249,7 @@ class RedisStore(Store):
     def lease_acquire(self, request: AcquireRequest) -> AcquireResult:
         q = request.queue
         names = [keys.queue(q), keys.queue_alive(q), keys.queue_seq(q), keys.LRU]
+        names += [keys.queue_owner(q), keys.queue_fair(q)]
         args: list[str | int] = [
             request.now_ms,
             request.lease_ttl_ms,
@@ -258,6 +260,8 @@ class RedisStore(Store):
             "" if request.seq is None else request.seq,
             1 if request.sole else 0,
             len(request.candidates),
+            request.caller,
+            request.stride,
         ]
         for cand in request.candidates:
             names += [keys.lease(cand.fingerprint), keys.health(cand.fingerprint)]
@@ -283,7 +287,15 @@ class RedisStore(Store):
         pipe = self.client.pipeline()
         pipe.zrem(self.k(keys.queue(queue)), ticket)
         pipe.zrem(self.k(keys.queue_alive(queue)), ticket)
+        pipe.hdel(self.k(keys.queue_owner(queue)), ticket)
         pipe.execute()
+
+    def queue_waiting(self, queue: str) -> dict[str, int]:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrangebyscore(self.k(keys.queue_alive(queue)), f"({self._now_ms()}", "+inf")
+        pipe.hgetall(self.k(keys.queue_owner(queue)))
+        live, owners = pipe.execute()
+        return count_callers(owners.get(t) for t in live)
 
     # -- notifications ---------------------------------------------------------------
 
