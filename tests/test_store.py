@@ -148,16 +148,21 @@ def test_sorted_sets(store: Store) -> None:
     assert store.zrem("z", "a") == 0  # a claim has exactly one winner
 
 
+def wait_until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
 def test_slots_expire_and_renew(store: Store) -> None:
-    assert store.slot_acquire("s", "m1", 2, ttl=0.3)
-    assert store.slot_acquire("s", "m2", 2, ttl=5)
-    assert not store.slot_acquire("s", "m3", 2, ttl=5)
-    assert store.slot_count("s") == 2
-    time.sleep(0.4)  # m1 was never renewed: it expires
-    assert store.slot_count("s") == 1
-    assert store.slot_acquire("s", "m3", 2, ttl=0.3)
-    store.slot_renew("s", "m3", 5)
-    time.sleep(0.4)
+    assert store.slot_acquire("s", "m2", 2, ttl=30)
+    assert store.slot_acquire("s", "m1", 2, ttl=0.5)
+    assert not store.slot_acquire("s", "m3", 2, ttl=30)  # full while m1 lives (or just expired)
+    wait_until(lambda: store.slot_count("s") == 1)  # m1 was never renewed: it expires
+    assert store.slot_acquire("s", "m3", 2, ttl=0.5)
+    store.slot_renew("s", "m3", 30)
+    time.sleep(0.6)  # past m3's first expiry: the renewal kept it
     assert store.slot_count("s") == 2
     store.slot_release("s", "m2", "m3")
     assert store.slot_count("s") == 0

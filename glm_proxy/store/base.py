@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from glm_proxy.store.pacing import PaceQuery, PaceView
 from glm_proxy.store.fairness import FAIR_UNIT
+from glm_proxy.store.pacing import PaceQuery, PaceView
 
 HashUpdate = Callable[[dict[str, str]], Mapping[str, str] | None]
 """Given a hash's current fields, the fields to change (or None to leave it alone)."""
