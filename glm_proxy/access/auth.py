@@ -32,14 +32,20 @@ import hmac
 import logging
 import re
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from flask import Flask, Request
 
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.config import ConfigError, Settings, read_setting_file
-from glm_proxy.errors import AuthenticationError, InvalidRequest, ServiceUnavailable
+from glm_proxy.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 
 if TYPE_CHECKING:
     from glm_proxy.pool.core import AccountPool
@@ -58,6 +64,10 @@ class Caller:
     key_name: str | None = None  # team API key name; None in pass-through mode
     pooled: bool = False
     key_fingerprint: str | None = field(default=None)
+    # A key's own limits (None: the KEY_RPM / KEY_MAX_CONCURRENT defaults) and models.
+    rpm: int | None = None
+    max_concurrent: int | None = None
+    models: frozenset[str] | None = None  # None: every model
 
     @property
     def label(self) -> str:
@@ -74,6 +84,20 @@ class Caller:
 class ApiKey:
     name: str
     digest: bytes = field(repr=False)  # SHA-256 of the key
+    # Set only for keys made in the console (glm_proxy.console); file keys keep the defaults.
+    rpm: int | None = None
+    max_concurrent: int | None = None
+    models: frozenset[str] | None = None
+    accounts: frozenset[str] | None = None  # fingerprints; None: the whole pool
+    expires_at: float | None = None  # epoch seconds
+
+
+class KeySource(Protocol):
+    """More keys besides the configured ones (the console's); ``bool()`` says it has any."""
+
+    def __bool__(self) -> bool: ...
+
+    def match(self, credential: str) -> ApiKey | None: ...
 
 
 def hash_key(key: str) -> str:
@@ -211,6 +235,16 @@ def require_admin_key(request: Request, admin_key: str, what: str) -> None:
         )
 
 
+def check_model(caller: Caller, model: str) -> None:
+    """A 403 when the caller's key may not use ``model`` (keys made in the console)."""
+    if caller.models is not None and model not in caller.models:
+        raise PermissionDenied(
+            f"The key '{caller.key_name}' may not use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
 def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
     tokens = [t.strip() for t in credential.split(",") if t.strip()]
     if not tokens:
@@ -228,10 +262,19 @@ class Authenticator:
         self.settings = settings
         self.keyring = keyring
         self.pool = pool
+        self.key_sources: list[KeySource] = []  # e.g. the console's keys
 
     @property
     def team(self) -> bool:
-        return bool(self.keyring)
+        return bool(self.keyring) or any(self.key_sources)
+
+    def _match(self, credential: str) -> ApiKey | None:
+        key = self.keyring.match(credential)
+        for source in self.key_sources:
+            key = key or source.match(credential)
+        if key is not None and key.expires_at is not None and key.expires_at <= time.time():
+            return None
+        return key
 
     @property
     def passthrough(self) -> bool:
@@ -249,9 +292,11 @@ class Authenticator:
         Nothing else: no limit is applied and nothing is counted here.
         """
         credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
-        key = self.keyring.match(credential) if self.team else None
+        key = self._match(credential) if self.team else None
         if key is not None:
             accounts = self.pool.accounts if self.pool is not None else ()
+            if key.accounts is not None:
+                accounts = tuple(a for a in accounts if a.fingerprint in key.accounts)
             if not accounts:
                 raise ServiceUnavailable(
                     "This server accepts team API keys but has no chatglm accounts configured "
@@ -263,6 +308,9 @@ class Authenticator:
                 key_name=key.name,
                 pooled=True,
                 key_fingerprint=fingerprint(credential),
+                rpm=key.rpm,
+                max_concurrent=key.max_concurrent,
+                models=key.models,
             )
         if self.passthrough:
             return passthrough_caller(credential, self.settings.account_max_streams)
