@@ -99,6 +99,10 @@ class KeySource(Protocol):
 
     def match(self, credential: str) -> ApiKey | None: ...
 
+    def claims(self, credential: str) -> bool:
+        """The credential is shaped like this source's keys: never sent upstream as a token."""
+        ...
+
 
 def hash_key(key: str) -> str:
     """The form of a key that may be written to API_KEYS_FILE instead of the key."""
@@ -292,7 +296,7 @@ class Authenticator:
         Nothing else: no limit is applied and nothing is counted here.
         """
         credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
-        key = self._match(credential) if self.team else None
+        key = self._match(credential) if self.keyring or self.key_sources else None
         if key is not None:
             accounts = self.pool.accounts if self.pool is not None else ()
             if key.accounts is not None:
@@ -312,9 +316,10 @@ class Authenticator:
                 max_concurrent=key.max_concurrent,
                 models=key.models,
             )
-        if self.passthrough:
+        claimed = any(source.claims(credential) for source in self.key_sources)
+        if self.passthrough and not claimed:
             return passthrough_caller(credential, self.settings.account_max_streams)
-        if self.team:
+        if self.team or claimed:
             raise AuthenticationError(
                 "Incorrect API key provided. Ask the administrator of this glm-proxy for a key."
             )

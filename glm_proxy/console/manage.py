@@ -21,14 +21,13 @@ from glm_proxy.accounts import fingerprint
 from glm_proxy.console import usage as history
 from glm_proxy.console.data import ConsoleAccount, ConsoleKey
 from glm_proxy.console.pool_view import pool_accounts
+from glm_proxy.console.registry import SECRET_PREFIX
 from glm_proxy.console.state import console, done, page
 from glm_proxy.console.views import bp
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.services import services
 from glm_proxy.upstream.identity import parse_cookies
-
-SECRET_PREFIX = "sk-glm-"
 
 
 class FormError(ValueError):
