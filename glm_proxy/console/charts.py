@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 720, 180
-LEFT, BOTTOM, TOP = 44, 22, 10
+WIDTH, HEIGHT = 1200, 240
+LEFT, BOTTOM, TOP = 50, 24, 12
 
 
 @dataclass(frozen=True)
@@ -40,8 +40,8 @@ def bar_chart(bars: Sequence[Bar], title: str, unit: str = "requests") -> Markup
     step = plot_w / max(1, len(bars))
     gap = min(2.0, step * 0.2)
     out = [
-        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" '
-        f'height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg">',
+        f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        'xmlns="http://www.w3.org/2000/svg">',
         f"<title>{escape(title)}</title>",
     ]
     for fraction in (0.0, 0.5, 1.0):
@@ -51,10 +51,10 @@ def bar_chart(bars: Sequence[Bar], title: str, unit: str = "requests") -> Markup
             'stroke-width="1"/>'
         )
         out.append(
-            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="#57606a">{int(top * fraction)}</text>'
+            f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="12" '
+            f'fill="#57606a">{top * fraction:g}</text>'
         )
-    label_every = max(1, len(bars) // 8)
+    label_every = max(1, len(bars) // 12)
     for index, bar in enumerate(bars):
         x = LEFT + index * step + gap / 2
         height = plot_h * bar.value / top
@@ -76,7 +76,7 @@ def bar_chart(bars: Sequence[Bar], title: str, unit: str = "requests") -> Markup
         if index % label_every == 0:
             out.append(
                 f'<text x="{x + step / 2:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
-                f'font-size="11" fill="#57606a">{escape(bar.label)}</text>'
+                f'font-size="12" fill="#57606a">{escape(bar.label)}</text>'
             )
     out.append("</svg>")
     return Markup("".join(out))
