@@ -156,6 +156,15 @@ class ConsoleData(ABC):
     def usage(self, since_hour: int) -> list[UsageRow]:
         """Every hourly row from ``since_hour`` on."""
 
+    def hourly_totals(self, since_hour: int) -> list[UsageRow]:
+        """One row per hour (every key and model together; ``key`` and ``model`` are "*")."""
+        per: dict[int, UsageRow] = {}
+        for row in self.usage(since_hour):
+            total = per.setdefault(row.hour, UsageRow(row.hour, "*", "*"))
+            for name in USAGE_FIELDS:
+                setattr(total, name, getattr(total, name) + getattr(row, name))
+        return sorted(per.values(), key=lambda row: row.hour)
+
     def close(self) -> None:
         return None
 

@@ -160,6 +160,14 @@ class SqliteData(ConsoleData):
         )
         return [UsageRow(*row) for row in rows]
 
+    def hourly_totals(self, since_hour: int) -> list[UsageRow]:
+        sums = ", ".join(f"SUM({f})" for f in USAGE_FIELDS)
+        rows = self._run(
+            f"SELECT hour, '*', '*', {sums} FROM usage WHERE hour >= ? GROUP BY hour ORDER BY hour",
+            (since_hour,),
+        )
+        return [UsageRow(*row) for row in rows]
+
     def close(self) -> None:
         with self._lock:
             if self._conn is not None:

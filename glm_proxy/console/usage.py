@@ -87,9 +87,19 @@ class Totals:
     completion_tokens: int = 0
     total_tokens: int = 0
 
-    def add(self, row: UsageRow) -> None:
-        for name in USAGE_FIELDS:
-            setattr(self, name, getattr(self, name) + getattr(row, name))
+    def add(self, row: UsageRow | Totals, share: float = 1.0) -> None:
+        if share == 1.0:
+            self.requests += row.requests
+            self.errors += row.errors
+            self.prompt_tokens += row.prompt_tokens
+            self.completion_tokens += row.completion_tokens
+            self.total_tokens += row.total_tokens
+            return
+        self.requests += round(row.requests * share)
+        self.errors += round(row.errors * share)
+        self.prompt_tokens += round(row.prompt_tokens * share)
+        self.completion_tokens += round(row.completion_tokens * share)
+        self.total_tokens += round(row.total_tokens * share)
 
 
 def hourly_bars(rows: Iterable[UsageRow], hours: int = 24, last: int | None = None) -> list[Bar]:
@@ -112,12 +122,25 @@ def daily_bars(rows: Iterable[UsageRow], days: int = 30) -> list[Bar]:
     ]
 
 
-def totals_since(rows: Iterable[UsageRow], since_hour: int) -> Totals:
-    found = Totals()
+def last_hour_and_day(rows: Iterable[UsageRow], now: float | None = None) -> tuple[Totals, Totals]:
+    """Totals of the last 60 minutes and the last 24 hours, from hourly buckets.
+
+    The oldest bucket counts in proportion to the part of it still inside the
+    window (the estimate ``KEY_RPM`` makes of its sliding minute), so the
+    figures slide smoothly instead of dropping to nothing on the hour.
+    """
+    now = time.time() if now is None else now
+    current, into = int(now // 3600), (now % 3600) / 3600
+    per: dict[int, Totals] = defaultdict(Totals)
     for row in rows:
-        if row.hour >= since_hour:
-            found.add(row)
-    return found
+        per[row.hour].add(row)
+    hour, day = Totals(), Totals()
+    hour.add(per[current])
+    hour.add(per[current - 1], 1 - into)
+    for h in range(current - 23, current + 1):
+        day.add(per[h])
+    day.add(per[current - 24], 1 - into)
+    return hour, day
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, g, redirect, request, url_for
 
-from glm_proxy.access.limits import PASSTHROUGH, WINDOWS
+from glm_proxy.access.limits import PASSTHROUGH
 from glm_proxy.console import usage as history
 from glm_proxy.console.charts import bar_chart
 from glm_proxy.console.pool_view import pool_accounts, queue_length, states, total
@@ -94,15 +94,8 @@ def key_names() -> list[str]:
 def overview() -> Response:
     svc = services()
     accounts = pool_accounts(svc.pool)
-    windows = {}
-    for label, seconds in (("hour", WINDOWS["1h"]), ("day", WINDOWS["24h"])):
-        sums = dict.fromkeys(("requests", "errors", "total_tokens"), 0)
-        for name in key_names():
-            counted = svc.limits.usage.window(name, seconds)
-            for field in sums:
-                sums[field] += counted.get(field, 0)
-        windows[label] = sums
-    rows = console().data.usage(history.now_hour() - 23)
+    rows = console().data.hourly_totals(history.now_hour() - 24)
+    hour, day = history.last_hour_and_day(rows)
     return page(
         "overview.html",
         accounts=len(accounts),
@@ -110,7 +103,7 @@ def overview() -> Response:
         credits=total(accounts, "credits"),
         in_flight=sum(a.get("in_flight") or 0 for a in accounts),
         queue=queue_length(svc.pool),
-        windows=windows,
+        windows={"hour": hour, "day": day},
         chart=bar_chart(history.hourly_bars(rows), "Requests per hour, last 24 hours"),
         keys=len(key_names()) - 1,
         backend=console().data.backend,
