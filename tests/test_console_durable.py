@@ -107,3 +107,34 @@ def test_two_servers_on_redis_show_the_same_console(simulator, tmp_path, redis_u
         stop_proxy(two)
     for proxy in (one, two):
         assert_no_secrets(proxy.logs(), [token, secret, admin_key])
+
+
+def test_a_console_account_follows_token_rotation_across_restarts(simulator, tmp_path) -> None:
+    simulator.config(rotate_refresh=True, rotate_invalidates_old=True)
+    admin_key, key = new_key("admin"), new_key("team")
+    env = {
+        "ADMIN_KEY": admin_key,
+        "API_KEYS": f"team:{key}",
+        "FOLLOW_TOKEN_ROTATION": "true",
+        "DATA_DIR": str(tmp_path / "d"),
+    }
+    (original,) = new_tokens(1)
+    logs = []
+    try:
+        for restart in range(3):
+            server = start_proxy(simulator, tmp_path, **env)
+            try:
+                if restart == 0:
+                    user = ConsoleUser(server, admin_key)
+                    user.signin()
+                    user.add_account(original, name="rotating")
+                assert ask(server, key, f"rotation run {restart}")  # the old token is dead
+                assert list(_pool(server, admin_key)) == [fingerprint(original)]
+            finally:
+                stop_proxy(server)
+                logs.append(server.logs())
+    finally:
+        simulator.config(rotate_refresh=False, rotate_invalidates_old=False)
+    assert simulator.account(original)["refresh_count"] == 3
+    assert original in simulator.state()["dead_refresh_tokens"]
+    assert_no_secrets("".join(logs), [original, key, admin_key])

@@ -40,6 +40,16 @@ def init_app(app: Flask) -> None:
     registry = ConsoleRegistry(data, pool)
     registry.maybe_refresh(force=True)
     app.extensions["glm_auth"].key_sources.append(registry)
+    upstream = app.extensions["glm_upstream"]
+    if settings.follow_token_rotation:
+        follow_file = upstream.on_rotation
+
+        def follow(account, new_token: str) -> None:
+            if follow_file is not None:
+                follow_file(account, new_token)
+            registry.follow_rotation(account, new_token)
+
+        upstream.on_rotation = follow
     app.extensions["glm_console"] = Console(data, registry, Sessions(settings, store))
     app.register_blueprint(views.bp)
 

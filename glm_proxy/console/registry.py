@@ -99,6 +99,15 @@ class ConsoleRegistry:
         self.pool.entries = entries
         self._version = version
 
+    def follow_rotation(self, account: Account, new_token: str) -> None:
+        """Keep a rotated refresh token of a console account (what ``ACCOUNTS_FILE`` gets)."""
+        for kept in self.data.list_accounts():
+            if kept.fingerprint == account.fingerprint and kept.refresh_token != new_token:
+                kept.refresh_token = new_token
+                self.data.put_account(kept)
+                self.refresh()
+                log.info("%s: followed a refresh-token rotation into the console data", account)
+
     def console_keys(self) -> list[ConsoleKey]:
         return self.data.list_keys()
 

@@ -49,7 +49,8 @@ class SqliteData(ConsoleData):
     backend = "sqlite"
 
     def __init__(self, directory: str) -> None:
-        self.path = Path(directory or ".") / FILE_NAME
+        # An empty DATA_DIR keeps the data in memory only: gone at the next restart.
+        self.path = Path(directory) / FILE_NAME if directory else None
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
@@ -57,13 +58,15 @@ class SqliteData(ConsoleData):
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None or self._pid != os.getpid():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fresh = not self.path.exists()
+            target = ":memory:"
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if not self.path.exists():
+                    self.path.touch(mode=0o600)  # it holds refresh tokens: owner only
+                target = str(self.path)
             conn = sqlite3.connect(
-                str(self.path), timeout=5.0, isolation_level=None, check_same_thread=False
+                target, timeout=5.0, isolation_level=None, check_same_thread=False
             )
-            if fresh:
-                os.chmod(self.path, 0o600)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(SCHEMA)
