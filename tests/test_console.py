@@ -164,6 +164,8 @@ def test_console_keys_authenticate_with_their_own_rules(server, simulator) -> No
             model="glm-4-plus", messages=[{"role": "user", "content": "hi"}]
         )
     assert refused.value.code == "model_not_allowed"
+    with pytest.raises(openai.PermissionDeniedError):
+        client(proxy, picky).images.generate(prompt="a cat")
 
     yesterday = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).strftime("%Y-%m-%d")
     expired = user.create_key("expired", expires=yesterday)
