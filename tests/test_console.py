@@ -157,6 +157,7 @@ def test_console_keys_authenticate_with_their_own_rules(server, simulator) -> No
     )
     assert {r["account"] for r in rows} == {only_second}
     assert all(r["model"] == "glm-4" for r in rows)
+    assert [r for r in activity(user) if r["key"] == "limited" and r["status"] == "429"]
 
     picky = user.create_key("picky", models="glm-4")
     with pytest.raises(openai.PermissionDeniedError) as refused:

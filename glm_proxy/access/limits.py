@@ -101,6 +101,7 @@ class KeyLimits:
         is counted, also for a refused request.
         """
         name = caller.key_name or PASSTHROUGH
+        record.caller = record.caller or caller.label  # also for a request refused below
         held: list[Slot] = []
 
         @after_this_request

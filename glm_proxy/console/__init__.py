@@ -4,8 +4,8 @@ On only when ``ADMIN_KEY`` is set (otherwise ``/console`` is a 404). ``init_app`
 wires it into the app with three small hooks: the blueprint, a key source for
 the authenticator (keys made in the console authenticate like file keys, with
 their own limits, models and accounts) and the registry that joins accounts
-made in the console to the pool. It also records, for every ``/v1/`` request,
-the usage history and the activity line the pages show.
+made in the console to the pool. It also records, for every ``/v1/`` request
+but successful reads, the usage history and the activity line the pages show.
 
 Modules: ``data`` (records and the storage interface; ``sqlite_data``,
 ``redis_data``), ``registry`` (keys and accounts live in every process),
@@ -59,9 +59,10 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _count(response: Response) -> Response:
-        path = request.path
-        if path.startswith("/v1/"):
-            record, status = request_record(), response.status_code
+        path, status = request.path, response.status_code
+        # Successful reads (model lists, job polls) would drown the answers: not counted.
+        if path.startswith("/v1/") and (request.method != "GET" or status >= 400):
+            record = request_record()
             response.call_on_close(lambda: record_request(data, record, status, path))
         return response
 
