@@ -17,7 +17,9 @@ unknown credential is a 401.
 Keys are only held as SHA-256 digests (a key file may contain
 ``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.access.auth
 hash <key>`` prints it) and compared in constant time against every
-configured key.
+configured key. Keys made in the team console (``glm_proxy.console``) come from a
+``KeySource`` and may carry their own limits, models, accounts and expiry; a value shaped like
+one of them is never forwarded upstream as a refresh token.
 
 Authentication only says who is calling. Whether that caller may call *now*
 (per-key rate and concurrency limits) is the separate admission step,

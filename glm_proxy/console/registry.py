@@ -18,7 +18,7 @@ import time
 
 from glm_proxy.access.auth import ApiKey
 from glm_proxy.accounts import Account
-from glm_proxy.console.data import ConsoleAccount, ConsoleData, ConsoleKey
+from glm_proxy.console.data import ConsoleAccount, ConsoleData
 from glm_proxy.pool.core import AccountPool
 from glm_proxy.pool.registry import PoolEntry
 
@@ -107,12 +107,6 @@ class ConsoleRegistry:
                 self.data.put_account(kept)
                 self.refresh()
                 log.info("%s: followed a refresh-token rotation into the console data", account)
-
-    def console_keys(self) -> list[ConsoleKey]:
-        return self.data.list_keys()
-
-    def is_configured_account(self, fp: str) -> bool:
-        return fp in self.configured
 
 
 def entry_of(account: ConsoleAccount) -> PoolEntry:
