@@ -103,3 +103,15 @@ def test_console_shaped_credentials_are_claimed(credential, tmp_path) -> None:
     registry = ConsoleRegistry(SqliteData(str(tmp_path)), Pool())
     assert registry.claims(credential) and not registry.claims("eyJhbGciOi.x.y")
     assert registry.match(credential) is None
+
+
+def test_an_unusable_data_dir_stops_the_start(tmp_path) -> None:
+    from glm_proxy import create_app
+    from glm_proxy.config import ConfigError
+
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    with pytest.raises(ConfigError) as info:
+        create_app({"ADMIN_KEY": "adm", "DATA_DIR": str(taken)})
+    assert "DATA_DIR" in str(info.value)
+    create_app({"ADMIN_KEY": "", "DATA_DIR": str(taken)})  # no console, no data

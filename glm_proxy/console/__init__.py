@@ -16,8 +16,11 @@ Modules: ``data`` (records and the storage interface; ``sqlite_data``,
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from flask import Flask, Response, request
+
+from glm_proxy.config import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,14 @@ def init_app(app: Flask) -> None:
 
     store, pool = app.extensions["glm_store"], app.extensions["glm_pool"]
     data = open_data(settings, store)
+    if data.backend == "sqlite":
+        try:
+            data.version()
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"DATA_DIR: cannot keep the console's data in {settings.data_dir!r} ({exc}); "
+                "make it a writable directory, or empty to keep the data in memory"
+            ) from None
     registry = ConsoleRegistry(data, pool)
     registry.maybe_refresh(force=True)
     app.extensions["glm_auth"].key_sources.append(registry)
