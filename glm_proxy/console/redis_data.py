@@ -3,13 +3,15 @@
 Keys (under ``REDIS_PREFIX``): ``console:keys`` and ``console:accounts``
 (hashes of JSON records), ``console:version`` (a counter bumped on every
 change, which the other processes poll), ``console:usage:<hour>`` (a hash of
-``<key>\\t<model>\\t<counter>`` fields, kept ``USAGE_DAYS``) and
+``<key>\\t<model>\\t<counter>`` fields, kept ``USAGE_DAYS``), ``console:hour:<hour>``
+(the same hour's totals over every key and model) and
 ``console:activity`` (a list trimmed to the latest ``ACTIVITY_SIZE``).
 """
 
 from __future__ import annotations
 
 import json
+import time
 
 from glm_proxy.console.data import (
     ACTIVITY_SIZE,
@@ -32,6 +34,11 @@ KEYS, ACCOUNTS, VERSION, ACTIVITY = (
 
 def usage_key(hour: int) -> str:
     return f"console:usage:{hour}"
+
+
+def hour_key(hour: int) -> str:
+    """The hour's totals over every key and model (what the overview's chart reads)."""
+    return f"console:hour:{hour}"
 
 
 class RedisData(ConsoleData):
@@ -85,12 +92,15 @@ class RedisData(ConsoleData):
         return self._delete(ACCOUNTS, fp)
 
     def record(self, activity: Activity, amounts: dict[str, int]) -> None:
-        hour_key = self.k(usage_key(int(activity.at // 3600)))
+        hour = int(activity.at // 3600)
+        detail, totals = self.k(usage_key(hour)), self.k(hour_key(hour))
         pipe = self.client.pipeline(transaction=False)
         for name in USAGE_FIELDS:
             if amounts.get(name):
-                pipe.hincrby(hour_key, f"{activity.key}\t{activity.model}\t{name}", amounts[name])
-        pipe.expire(hour_key, USAGE_DAYS * 86400)
+                pipe.hincrby(detail, f"{activity.key}\t{activity.model}\t{name}", amounts[name])
+                pipe.hincrby(totals, name, amounts[name])
+        pipe.expire(detail, USAGE_DAYS * 86400)
+        pipe.expire(totals, USAGE_DAYS * 86400)
         pipe.lpush(self.k(ACTIVITY), json.dumps(activity.to_dict()))
         pipe.ltrim(self.k(ACTIVITY), 0, ACTIVITY_SIZE - 1)
         pipe.execute()
@@ -100,8 +110,6 @@ class RedisData(ConsoleData):
         return [Activity.from_dict(json.loads(body)) for body in bodies]
 
     def usage(self, since_hour: int, until_hour: int | None = None) -> list[UsageRow]:
-        import time
-
         last = until_hour if until_hour is not None else int(time.time() // 3600)
         hours = list(range(since_hour, last + 1))
         pipe = self.client.pipeline(transaction=False)
@@ -117,4 +125,16 @@ class RedisData(ConsoleData):
                 if counter in USAGE_FIELDS:
                     setattr(row, counter, int(value))
             rows.extend(found.values())
+        return rows
+
+    def hourly_totals(self, since_hour: int) -> list[UsageRow]:
+        hours = list(range(since_hour, int(time.time() // 3600) + 1))
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            pipe.hgetall(self.k(hour_key(hour)))
+        rows = []
+        for hour, fields in zip(hours, pipe.execute(), strict=True):
+            if fields:
+                counts = {name: int(fields.get(name) or 0) for name in USAGE_FIELDS}
+                rows.append(UsageRow(hour, "*", "*", **counts))
         return rows
