@@ -30,6 +30,8 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root and not writable by the app user: the code is not the app's to change.
 COPY . /app
+# DATA_DIR (default: data): the one directory the app writes; mount a volume here to keep it.
+RUN install -d -o app -g app -m 700 /app/data
 USER app:app
 EXPOSE 8000
 # No curl in the slim image: ask /healthz with the standard library (503 fails too).

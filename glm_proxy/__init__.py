@@ -10,7 +10,7 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` maps setting names (as environment variables) to values."""
-    from glm_proxy import attachments, pool, store, upstream, web
+    from glm_proxy import attachments, console, pool, store, upstream, web
     from glm_proxy.access import auth, limits
     from glm_proxy.api import register_blueprints
     from glm_proxy.api._chunked import RememberStartResponse
@@ -47,6 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         attachments=app.extensions["glm_attachments"],
     )
     register_blueprints(app)
+    console.init_app(app)
     # The pump sends gunicorn's head with the first chunk (glm_proxy.api._chunked).
     app.wsgi_app = RememberStartResponse(app.wsgi_app)  # type: ignore[method-assign]
     return app

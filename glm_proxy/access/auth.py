@@ -17,7 +17,9 @@ unknown credential is a 401.
 Keys are only held as SHA-256 digests (a key file may contain
 ``name:sha256:<hex>`` instead of the key itself: ``python -m glm_proxy.access.auth
 hash <key>`` prints it) and compared in constant time against every
-configured key.
+configured key. Keys made in the team console (``glm_proxy.console``) come from a
+``KeySource`` and may carry their own limits, models, accounts and expiry; a value shaped like
+one of them is never forwarded upstream as a refresh token.
 
 Authentication only says who is calling. Whether that caller may call *now*
 (per-key rate and concurrency limits) is the separate admission step,
@@ -33,14 +35,20 @@ import logging
 import math
 import re
 import sys
+import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from flask import Flask, Request
 
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.config import ConfigError, Settings, read_setting_file
-from glm_proxy.errors import AuthenticationError, InvalidRequest, ServiceUnavailable
+from glm_proxy.errors import (
+    AuthenticationError,
+    InvalidRequest,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 from glm_proxy.store.fairness import FairShare
 
 if TYPE_CHECKING:
@@ -61,6 +69,10 @@ class Caller:
     pooled: bool = False
     key_fingerprint: str | None = field(default=None)
     weight: float = 1.0  # the key's share of turns when callers wait for accounts
+    # A key's own limits (None: the KEY_RPM / KEY_MAX_CONCURRENT defaults) and models.
+    rpm: int | None = None
+    max_concurrent: int | None = None
+    models: frozenset[str] | None = None  # None: every model
 
     @property
     def label(self) -> str:
@@ -87,6 +99,24 @@ class ApiKey:
     name: str
     digest: bytes = field(repr=False)  # SHA-256 of the key
     weight: float = 1.0  # ``weight=N`` after the key: N turns to others' one in the line
+    # Set only for keys made in the console (glm_proxy.console); file keys keep the defaults.
+    rpm: int | None = None
+    max_concurrent: int | None = None
+    models: frozenset[str] | None = None
+    accounts: frozenset[str] | None = None  # fingerprints; None: the whole pool
+    expires_at: float | None = None  # epoch seconds
+
+
+class KeySource(Protocol):
+    """More keys besides the configured ones (the console's); ``bool()`` says it has any."""
+
+    def __bool__(self) -> bool: ...
+
+    def match(self, credential: str) -> ApiKey | None: ...
+
+    def claims(self, credential: str) -> bool:
+        """The credential is shaped like this source's keys: never sent upstream as a token."""
+        ...
 
 
 def hash_key(key: str) -> str:
@@ -245,6 +275,16 @@ def require_admin_key(request: Request, admin_key: str, what: str) -> None:
         )
 
 
+def check_model(caller: Caller, model: str) -> None:
+    """A 403 when the caller's key may not use ``model`` (keys made in the console)."""
+    if caller.models is not None and model not in caller.models:
+        raise PermissionDenied(
+            f"The key '{caller.key_name}' may not use the model '{model}'.",
+            code="model_not_allowed",
+            param="model",
+        )
+
+
 def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
     tokens = [t.strip() for t in credential.split(",") if t.strip()]
     if not tokens:
@@ -262,10 +302,19 @@ class Authenticator:
         self.settings = settings
         self.keyring = keyring
         self.pool = pool
+        self.key_sources: list[KeySource] = []  # e.g. the console's keys
 
     @property
     def team(self) -> bool:
-        return bool(self.keyring)
+        return bool(self.keyring) or any(self.key_sources)
+
+    def _match(self, credential: str) -> ApiKey | None:
+        key = self.keyring.match(credential)
+        for source in self.key_sources:
+            key = key or source.match(credential)
+        if key is not None and key.expires_at is not None and key.expires_at <= time.time():
+            return None
+        return key
 
     @property
     def passthrough(self) -> bool:
@@ -283,9 +332,11 @@ class Authenticator:
         Nothing else: no limit is applied and nothing is counted here.
         """
         credential = credential_from_request(request, self._hint(), self.settings.max_token_length)
-        key = self.keyring.match(credential) if self.team else None
+        key = self._match(credential) if self.keyring or self.key_sources else None
         if key is not None:
             accounts = self.pool.accounts if self.pool is not None else ()
+            if key.accounts is not None:
+                accounts = tuple(a for a in accounts if a.fingerprint in key.accounts)
             if not accounts:
                 raise ServiceUnavailable(
                     "This server accepts team API keys but has no chatglm accounts configured "
@@ -298,10 +349,14 @@ class Authenticator:
                 pooled=True,
                 key_fingerprint=fingerprint(credential),
                 weight=key.weight,
+                rpm=key.rpm,
+                max_concurrent=key.max_concurrent,
+                models=key.models,
             )
-        if self.passthrough:
+        claimed = any(source.claims(credential) for source in self.key_sources)
+        if self.passthrough and not claimed:
             return passthrough_caller(credential, self.settings.account_max_streams)
-        if self.team:
+        if self.team or claimed:
             raise AuthenticationError(
                 "Incorrect API key provided. Ask the administrator of this glm-proxy for a key."
             )

@@ -101,6 +101,7 @@ class KeyLimits:
         is counted, also for a refused request.
         """
         name = caller.key_name or PASSTHROUGH
+        record.caller = record.caller or caller.label  # also for a request refused below
         held: list[Slot] = []
 
         @after_this_request
@@ -112,8 +113,8 @@ class KeyLimits:
         self.usage.count(name, "requests")
         if caller.key_name is None:
             return
-        self._check_rpm(name)
-        held.extend(self._take_concurrency(name))
+        self._check_rpm(name, caller.rpm)
+        held.extend(self._take_concurrency(name, caller.max_concurrent))
 
     def _finish(self, name: str, status: int, record: RequestRecord, held: list[Slot]) -> None:
         """Release the key's slot and record the outcome; never raises.
@@ -140,8 +141,8 @@ class KeyLimits:
         except Exception as exc:  # noqa: BLE001 - usage is best effort; the answer was sent
             log.warning("could not record usage for %s: %s", name, type(exc).__name__)
 
-    def _check_rpm(self, name: str) -> None:
-        limit = self.settings.key_rpm
+    def _check_rpm(self, name: str, own: int | None = None) -> None:
+        limit = self.settings.key_rpm if own is None else own
         if limit <= 0:
             return
         now = self.clock()
@@ -162,8 +163,8 @@ class KeyLimits:
             headers={"Retry-After": str(seconds)},
         )
 
-    def _take_concurrency(self, name: str) -> list[Slot]:
-        limit = self.settings.key_max_concurrent
+    def _take_concurrency(self, name: str, own: int | None = None) -> list[Slot]:
+        limit = self.settings.key_max_concurrent if own is None else own
         if limit <= 0:
             return []
         key, member, ttl = keys.key_slots(name), uuid4_hex(), self.settings.lease_ttl

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
+from glm_proxy.access.auth import check_model
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import ImageGenerationSchema
 from glm_proxy.services import services
@@ -22,4 +23,5 @@ def create_image() -> Response:
     body = load(ImageGenerationSchema(), read_json())
     plan = plan_images(body, svc.settings, svc.models)
     record.describe(model=body.get("model") or "drawing", stream=False, caller=caller.label)
+    check_model(caller, body.get("model") or "drawing")
     return json_response(generate_images(svc, caller, plan))

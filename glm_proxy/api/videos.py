@@ -25,7 +25,7 @@ import gevent
 import orjson
 from flask import Blueprint, Response, redirect, request
 
-from glm_proxy.access.auth import Caller
+from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import VideoGenerationSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest, NotFound
@@ -80,6 +80,7 @@ def generate() -> Response:
     svc.limits.admit(caller, record)
     plan = _read_plan()
     record.describe(model=plan.model, stream=False, caller=caller.label)
+    check_model(caller, plan.model)
     worker = gevent.spawn(_captured, svc, caller, plan)
     try:
         worker.join(timeout=svc.settings.keepalive_interval)
@@ -126,6 +127,7 @@ def create_job() -> Response:
     svc.limits.admit(caller, record)
     plan = _read_plan()
     record.describe(model=plan.model, stream=False, caller=caller.label)
+    check_model(caller, plan.model)
     return json_response(_jobs().create(caller, plan))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glm_proxy.config.care import AccountCareSettings, parse_refusals
+from glm_proxy.config.console import ConsoleSettings
 from glm_proxy.config.controls import ControlSettings, ResponsesSettings, ToolSettings
 from glm_proxy.config.limits import AttachmentSettings, LimitSettings
 from glm_proxy.config.parsing import ConfigError
@@ -28,6 +29,7 @@ from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse
 # here in reverse of the order the configuration table shows them (serving first).
 @dataclass(frozen=True)
 class Settings(
+    ConsoleSettings,
     ResponsesSettings,
     ToolSettings,
     StreamingSettings,

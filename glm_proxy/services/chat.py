@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_proxy.access.auth import Caller
+from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.accounts import Account
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.ids import uuid4_hex
@@ -225,6 +225,7 @@ def conversation_owner(services, caller: Caller, conversation_id: str) -> Accoun
 
 
 def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
+    check_model(caller, plan.model)
     pinned = None
     if plan.conversation_id:
         pinned = conversation_owner(services, caller, plan.conversation_id)
