@@ -215,3 +215,26 @@ def test_accounts_added_in_the_console_serve_at_once(server, simulator) -> None:
     assert "removed from the pool" in user.page("/accounts")
     assert fingerprint(token) not in user.page("/accounts")  # the notice is shown once
     assert_no_secrets(proxy.logs(), [token, "waf-secret-value"])
+
+
+def test_accounts_page_shows_reason_credits_and_budget_from_the_pool(server, simulator) -> None:
+    """The console's account table reads the pool's care: reasons, points left, budget used."""
+    info = server(ACCOUNT_MAX_PER_HOUR="5")
+    proxy, tokens = info["proxy"], info["tokens"]
+    simulator.fault(tokens[1], "verify_page", count=50)
+    for _ in range(2):
+        answer = client(proxy, info["key"]).chat.completions.create(
+            model="glm-4", messages=[{"role": "user", "content": "hi"}]
+        )
+        assert answer.choices[0].message.content
+    user = ConsoleUser(proxy, info["admin"])
+    assert user.signin().status_code == 303
+    wait_until(
+        lambda: "verification_required" in user.http.get(user.url("/accounts")).text,
+        10,
+        "the verification page's reason on the accounts page",
+    )
+    page = user.http.get(user.url("/accounts"), timeout=30).text
+    assert " / 5" in page  # answers this hour, of ACCOUNT_MAX_PER_HOUR
+    for secret in (*tokens, info["key"], info["admin"]):
+        assert secret not in page

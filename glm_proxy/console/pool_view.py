@@ -1,10 +1,10 @@
 """The pool as the console shows it: one adapter over what the server exposes.
 
-``pool_accounts`` is the single place the console reads accounts from. Today
-it is the admin API's account view (``GET /admin/accounts``); fields the pool
-may expose later (``reason``, ``credits``, ``budget_used``, ``budget``) are
-rendered whenever an account carries them, so a richer pool view only needs
-to be plugged in here.
+``pool_accounts`` is the single place the console reads accounts from: the
+admin API's account view (``GET /admin/accounts``), with the pool report's
+budget use per account (``GET /admin/pool``, ``pool.report``) flattened into
+the numbers a table shows: ``credits`` (points left), ``budget_used`` and
+``budget`` (answers this hour, of ``ACCOUNT_MAX_PER_HOUR``).
 """
 
 from __future__ import annotations
@@ -14,13 +14,26 @@ from typing import Any
 
 from glm_proxy.api.admin import _account_view
 from glm_proxy.pool import AccountPool
+from glm_proxy.pool.report import pool_report
 
 OPTIONAL = ("reason", "credits", "budget_used", "budget")
 
 
 def pool_accounts(pool: AccountPool) -> list[dict[str, Any]]:
     """Every pool account as a dict: the admin API's fields, plus any of ``OPTIONAL``."""
-    return [_account_view(pool, fp) for fp in list(pool.entries)]
+    report = {a["id"]: a for a in pool_report(pool)["accounts"]}
+    per_hour = pool.settings.account_max_per_hour
+    accounts = []
+    for fp in list(pool.entries):
+        view = _account_view(pool, fp)
+        credits = view.get("credits")
+        view["credits"] = credits.get("points") if isinstance(credits, dict) else credits
+        budget = (report.get(fp) or {}).get("budget")
+        if budget is not None:
+            view["budget_used"] = budget["hour_used"]
+            view["budget"] = per_hour or None
+        accounts.append(view)
+    return accounts
 
 
 def states(accounts: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
@@ -39,7 +52,7 @@ def queue_length(pool: AccountPool) -> int:
     """Requests waiting for an account, in every process sharing the store."""
     store, waiting = pool.store, 0
     for name in store.scan("queue:"):
-        if name.endswith((":alive", ":seq")):
+        if name.endswith((":alive", ":seq", ":owner", ":fair")):  # the line's side tables
             continue
         waiting += len(store.zrange_by_score(name, float("inf"), limit=100_000))
     return waiting
