@@ -4,8 +4,9 @@ One gevent worker serves every client, so one hostile request must not be
 able to hold it: the request target and header fields are bounded (414/431),
 the body must arrive within ``REQUEST_BODY_TIMEOUT`` (408) and within
 ``MAX_REQUEST_BODY`` however it is framed (413), a malformed chunked body is
-the caller's error (400), and a JSON body's ``messages`` and content parts are
-counted before the (much slower) schema validation walks them (400).
+the caller's error (400), and a JSON body's ``messages``, content parts and
+JSON schemas (tools, structured outputs) are measured before the (much
+slower) validation walks them (400).
 
 The body guard wraps ``wsgi.input`` once per request, so the JSON reader and
 werkzeug's form parser both go through it. When it gives up on a body it
@@ -22,6 +23,7 @@ from typing import Any
 import gevent
 
 from glm_proxy.errors import GLMProxyError, InvalidRequest, PayloadTooLarge
+from glm_proxy.protocol.parsers.schema_budget import BudgetExceeded, SchemaBudget, check_budget
 
 try:  # the server's body parser errors, when the server is gunicorn
     from gunicorn.http.errors import NoMoreData, ParseException
@@ -268,6 +270,20 @@ def tick() -> None:
         gevent.sleep(0)
 
 
+def _check_schemas(body: dict[str, Any], settings) -> None:
+    """The request's JSON schemas within MAX_SCHEMA_BYTES/PROPERTIES/DEPTH/PATTERN_LENGTH."""
+    budget = SchemaBudget(
+        settings.max_schema_bytes,
+        settings.max_schema_properties,
+        settings.max_schema_depth,
+        settings.max_schema_pattern_length,
+    )
+    try:
+        check_budget(body, budget)
+    except BudgetExceeded as exc:
+        raise InvalidRequest(str(exc), param=exc.param, code="schema_too_large") from None
+
+
 def check_shape(body: Any, settings) -> None:
     """Count tools, messages and content parts before the schema validates each (400).
 
@@ -285,6 +301,7 @@ def check_shape(body: Any, settings) -> None:
             param="tools",
             code="too_many_tools",
         )
+    _check_schemas(body, settings)
     max_messages, max_parts = settings.max_messages, settings.max_content_parts
     parts = 0
     for field in ("messages", "input", "system"):
