@@ -46,6 +46,7 @@ __all__ = [
     "UnusableSchema",
     "check",
     "is_cached",
+    "pause",
     "safe_errors",
     "schema_key",
     "validator",
@@ -252,6 +253,16 @@ def _pieces(schema: Any) -> Iterator[tuple[tuple[Any, ...], Any]]:
         yield path, rest
 
 
+def pause() -> None:
+    """Let the worker's other requests run: under gevent ``time.sleep`` is the hub's.
+
+    A positive sleep waits for the next turn of the event loop, so timers and
+    sockets of other requests are served; ``sleep(0)`` only runs callbacks
+    already queued and left ``/healthz`` waiting behind a long check.
+    """
+    time.sleep(0.0001)
+
+
 @functools.cache
 def _meta_validator(cls: Any) -> Any:
     meta_cls = validator_for(cls.META_SCHEMA, default=cls)
@@ -268,7 +279,7 @@ def _meta_check(cls: Any, schema: Any) -> None:
                 f"not a valid JSON Schema: {error.message[:200]}", (*path, *error.absolute_path)
             )
         if count % _PIECE == 0:
-            time.sleep(0)  # under gevent, the hub's sleep: other requests run
+            pause()
 
 
 def validator(schema: Any, key: bytes | None = None) -> Any:

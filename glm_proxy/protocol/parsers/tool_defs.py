@@ -15,7 +15,6 @@ CPU, so the loop lets other greenlets run after each one.
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +64,7 @@ class ToolConfig:
 
 
 def _check_schema(schema: dict[str, Any], path: tuple[Any, ...]) -> None:
-    """Raise ``ToolDefinitionError`` for an unusable schema; yield the CPU after a fresh check.
-
-    Under gevent ``time.sleep`` is the hub's sleep, so ``sleep(0)`` lets the
-    other requests on this worker run between two tools' checks.
-    """
+    """Raise ``ToolDefinitionError`` for an unusable schema; yield the CPU after a fresh check."""
     fresh = False
     try:
         key = caller_schema.schema_key(schema)
@@ -81,7 +76,7 @@ def _check_schema(schema: dict[str, Any], path: tuple[Any, ...]) -> None:
         raise ToolDefinitionError(message, (*path, *exc.path)) from None
     finally:
         if fresh:
-            time.sleep(0)
+            caller_schema.pause()
 
 
 def check_tools(tools: Any) -> tuple[ToolSpec, ...]:
