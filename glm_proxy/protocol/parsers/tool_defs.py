@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from glm_proxy.errors import InvalidRequest
 from glm_proxy.protocol.parsers import caller_schema
 
 __all__ = [
@@ -179,12 +180,23 @@ def check_tool_choice(choice: Any, names: set[str]) -> tuple[str, str | None]:
 
 
 def tool_config(body: dict[str, Any]) -> ToolConfig | None:
-    """The validated chat body's tool settings; None when no tool section is sent."""
+    """The validated chat body's tool settings; None when no tool section is sent.
+
+    Raises:
+        InvalidRequest: tools that reached here unchecked (mapped from the
+            Responses API) and are malformed.
+    """
     specs = body.get("tools") or ()
     if not specs:
         return None
     if not isinstance(specs[0], ToolSpec):
-        specs = check_tools(specs)
+        try:
+            specs = check_tools(specs)
+        except ToolDefinitionError as exc:  # tools mapped from another API (Responses)
+            param = "tools" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path if p != "function"
+            )
+            raise InvalidRequest(f"Invalid value for '{param}': {exc}", param=param) from None
     mode, forced = check_tool_choice(body.get("tool_choice"), {s.name for s in specs})
     if mode == "none":
         return None
