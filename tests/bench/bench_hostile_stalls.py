@@ -133,7 +133,10 @@ def many_tools(count: int, props: int) -> list[dict]:
     return [
         tool(
             f"t{tag}_{i}",
-            {f"p{j}": {"type": "string", "description": f"field {j} of {i}"} for j in range(props)},
+            {
+                f"p{j}": {"type": "string", "description": f"{tag}: {j} of {i}"}
+                for j in range(props)
+            },
         )
         for i in range(count)
     ]
