@@ -84,7 +84,7 @@ class JsonSpec:
                 raise InvalidRequest(
                     f"Invalid value for '{param}': the JSON schema is invalid"
                     f"{' at ' + repr(where) if where else ''}: {exc}",
-                    param=f"{param}.{where.replace('/', '.')}" if where else param,
+                    param=param,
                 ) from None
         return cls(schema, name or "response", bool(strict))
 

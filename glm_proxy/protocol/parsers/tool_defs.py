@@ -74,7 +74,7 @@ def _check_schema(schema: dict[str, Any], path: tuple[Any, ...]) -> None:
     except caller_schema.SchemaProblem as exc:
         where = exc.where()
         message = f"{exc}{' (at ' + where + ')' if where else ''}"[:300]
-        raise ToolDefinitionError(message, (*path, *exc.path)) from None
+        raise ToolDefinitionError(message, path) from None
     finally:
         if fresh:
             caller_schema.pause()
