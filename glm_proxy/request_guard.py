@@ -261,13 +261,16 @@ def tick() -> None:
     Validation and prompt building walk every message; at the message caps
     that is a few hundred milliseconds of pure Python, during which the only
     worker would answer nobody else (health checks included). Calling this
-    once per item spreads it into slices of a few milliseconds.
+    once per item spreads it into slices of a few milliseconds. The sleep is
+    positive: that waits for the next turn of the event loop, where other
+    requests' sockets and timers are served; ``sleep(0)`` only ran callbacks
+    already queued, and a 20 ms timer waited over a second behind the loop.
     """
     global _ticks
     _ticks += 1
     if _ticks >= YIELD_EVERY:
         _ticks = 0
-        gevent.sleep(0)
+        gevent.sleep(0.0001)
 
 
 def _check_schemas(body: dict[str, Any], settings) -> None:
