@@ -22,6 +22,7 @@ worker's public hooks (``handle``, ``timeout_ctx``) only:
 
 from __future__ import annotations
 
+import heapq
 import socket
 import time
 from typing import Any
@@ -136,7 +137,7 @@ class HeadTimeoutWorker(GeventWorker):
         """
         excess = max(self.connections - self.shed_at + 1, 1)
         current = gevent.getcurrent()
-        oldest = sorted(self.waiting.items(), key=lambda item: item[1])[:excess]
+        oldest = heapq.nsmallest(excess, self.waiting.items(), key=lambda item: item[1])
         for greenlet, _ in oldest:
             client = self.clients.get(greenlet)
             if greenlet is current or client is None:
