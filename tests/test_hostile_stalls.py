@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tests.conftest import ProxyServer, start_proxy, stop_proxy
 from tests.hostile_support import (
@@ -243,3 +244,59 @@ def test_too_many_schema_properties_is_a_400(server, guarded, api):
 def test_many_tools_within_the_caps_leave_the_worker_responsive(server, guarded):
     resp = post(server, "chat", token(), False, tools=tools(13, 150))
     assert resp.status_code == 200
+
+
+# -- deep JSON the caller sends in its history -------------------------------------------------
+
+
+def nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+def history_with_call(api: str, arguments: dict) -> tuple[str, dict]:
+    """A request whose history holds one earlier tool call with these arguments."""
+    text = json.dumps(arguments)
+    if api == "chat":
+        call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": text}}
+        messages = [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "c1", "content": "ok"},
+        ]
+        return "/v1/chat/completions", {"model": "glm-4", "messages": messages}
+    if api == "responses":
+        items = [
+            {"type": "message", "role": "user", "content": "hi"},
+            {"type": "function_call", "call_id": "c1", "name": "f", "arguments": text},
+            {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        ]
+        return "/v1/responses", {"model": "glm-4", "input": items}
+    use = {"type": "tool_use", "id": "t1", "name": "f", "input": arguments}
+    result = {"type": "tool_result", "tool_use_id": "t1", "content": "ok"}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": [use]},
+        {"role": "user", "content": [result]},
+    ]
+    return "/v1/messages", {"model": "glm-4", "max_tokens": 50, "messages": messages}
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("depth", [200, 500])
+def test_deep_arguments_in_the_history_are_never_a_500(server, guarded, api, depth):
+    path, body = history_with_call(api, nested(depth))
+    key = token()
+    resp = requests.post(
+        f"{server.base}{path}",
+        json=body,
+        headers={"Authorization": f"Bearer {key}", "x-api-key": key},
+        timeout=60,
+    )
+    if api == "messages" and depth == 500:  # the body itself nests too deeply
+        assert resp.status_code == 400
+        assert "254 levels" in resp.json()["error"]["message"]
+    else:
+        assert resp.status_code in (200, 400), resp.text[:300]
