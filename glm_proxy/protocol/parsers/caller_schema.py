@@ -189,7 +189,7 @@ class _Bounded(OrderedDict):
         return value
 
 
-_CHECKED = _Bounded(2048)  # digest -> "" or SchemaProblem: small values, many entries
+_CHECKED = _Bounded(2048)  # digest -> () or (message, path): small values, many entries
 _VALIDATORS = _Bounded(128)  # digest -> validator: holds the schema itself
 
 
@@ -202,11 +202,12 @@ def check(schema: Any, key: bytes | None = None) -> None:
     key = key or schema_key(schema)
     cached = _CHECKED.get(key)
     if cached is None:
-        cached = _CHECKED.put(key, _problem(schema))
+        found = _problem(schema)
+        cached = _CHECKED.put(key, (str(found), found.path) if found else ())
     else:
         _CHECKED.move_to_end(key)
     if cached:
-        raise cached
+        raise SchemaProblem(*cached)  # a fresh one: a stored exception would keep its frames
 
 
 def is_cached(key: bytes) -> bool:
