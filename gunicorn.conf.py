@@ -6,7 +6,10 @@ Start with: ``gunicorn -c gunicorn.conf.py wsgi:app``.
 import os
 
 bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gevent"
+# gunicorn's gevent worker plus a request-head timeout (REQUEST_HEAD_TIMEOUT), a 400 for
+# non-HTTP bytes and shedding of idle connections near WORKER_CONNECTIONS: see
+# glm_proxy/serving/worker.py.
+worker_class = "glm_proxy.serving.worker.HeadTimeoutWorker"
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 # One gevent worker holds thousands of idle-ish streams; each is a greenlet.
 worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))

@@ -4,8 +4,9 @@ One gevent worker serves every client, so one hostile request must not be
 able to hold it: the request target and header fields are bounded (414/431),
 the body must arrive within ``REQUEST_BODY_TIMEOUT`` (408) and within
 ``MAX_REQUEST_BODY`` however it is framed (413), a malformed chunked body is
-the caller's error (400), and a JSON body's ``messages`` and content parts are
-counted before the (much slower) schema validation walks them (400).
+the caller's error (400), and a JSON body's ``messages``, content parts and
+JSON schemas (tools, structured outputs) are measured before the (much
+slower) validation walks them (400).
 
 The body guard wraps ``wsgi.input`` once per request, so the JSON reader and
 werkzeug's form parser both go through it. When it gives up on a body it
@@ -20,8 +21,10 @@ import time
 from typing import Any
 
 import gevent
+import orjson
 
 from glm_proxy.errors import GLMProxyError, InvalidRequest, PayloadTooLarge
+from glm_proxy.protocol.parsers.schema_budget import BudgetExceeded, SchemaBudget, check_budget
 
 try:  # the server's body parser errors, when the server is gunicorn
     from gunicorn.http.errors import NoMoreData, ParseException
@@ -259,13 +262,46 @@ def tick() -> None:
     Validation and prompt building walk every message; at the message caps
     that is a few hundred milliseconds of pure Python, during which the only
     worker would answer nobody else (health checks included). Calling this
-    once per item spreads it into slices of a few milliseconds.
+    once per item spreads it into slices of a few milliseconds. The sleep is
+    positive: that waits for the next turn of the event loop, where other
+    requests' sockets and timers are served; ``sleep(0)`` only ran callbacks
+    already queued, and a 20 ms timer waited over a second behind the loop.
     """
     global _ticks
     _ticks += 1
     if _ticks >= YIELD_EVERY:
         _ticks = 0
-        gevent.sleep(0)
+        gevent.sleep(0.0001)
+
+
+def _check_schemas(body: dict[str, Any], settings) -> None:
+    """The request's JSON schemas within MAX_SCHEMA_BYTES/PROPERTIES/DEPTH/PATTERN_LENGTH."""
+    budget = SchemaBudget(
+        settings.max_schema_bytes,
+        settings.max_schema_properties,
+        settings.max_schema_depth,
+        settings.max_schema_pattern_length,
+    )
+    try:
+        check_budget(body, budget)
+    except BudgetExceeded as exc:
+        raise InvalidRequest(str(exc), param=exc.param, code="schema_too_large") from None
+
+
+def _check_nesting(body: dict[str, Any]) -> None:
+    """A body nested deeper than the JSON encoder goes is refused (400), not crashed on later.
+
+    Tool-call arguments, ``tool_use`` inputs and the like are re-encoded for
+    the prompt; past 254 levels ``orjson`` refuses, which surfaced as a 500.
+    Encoding the whole body once is a C pass, about 6 ms per MB.
+    """
+    try:
+        orjson.dumps(body)
+    except TypeError:
+        raise InvalidRequest(
+            "The request body nests arrays and objects more than 254 levels deep.",
+            code="nested_too_deep",
+        ) from None
 
 
 def check_shape(body: Any, settings) -> None:
@@ -285,6 +321,7 @@ def check_shape(body: Any, settings) -> None:
             param="tools",
             code="too_many_tools",
         )
+    _check_schemas(body, settings)
     max_messages, max_parts = settings.max_messages, settings.max_content_parts
     parts = 0
     for field in ("messages", "input", "system"):
@@ -316,3 +353,4 @@ def check_shape(body: Any, settings) -> None:
                 param=field,
                 code="too_many_content_parts",
             )
+    _check_nesting(body)

@@ -57,6 +57,32 @@ class LimitSettings:
         "MAX_CONTENT_PARTS", 10000, int, "Most content parts in all messages of a request (400)."
     )
     max_tools: int = setting("MAX_TOOLS", 1000, int, "Most tool definitions per request (400).")
+    max_schema_bytes: int = setting(
+        "MAX_SCHEMA_BYTES",
+        1024**2,
+        parse_size,
+        "Most bytes of JSON Schema (tool parameters and the structured-output schema) in "
+        "one request (400).",
+    )
+    max_schema_properties: int = setting(
+        "MAX_SCHEMA_PROPERTIES",
+        2000,
+        int,
+        "Most property definitions and other listed subschemas (`anyOf`, `$defs`...) in all "
+        "of a request's JSON schemas (400); each costs about a millisecond to check.",
+    )
+    max_schema_depth: int = setting(
+        "MAX_SCHEMA_DEPTH",
+        32,
+        int,
+        "Deepest nesting of arrays and objects in one JSON schema (400).",
+    )
+    max_schema_pattern_length: int = setting(
+        "MAX_SCHEMA_PATTERN_LENGTH",
+        1000,
+        int,
+        "Longest regex (`pattern`, `patternProperties`) in a JSON schema (400).",
+    )
     max_token_length: int = setting(
         "MAX_TOKEN_LENGTH", 4096, int, "Longest API key or refresh token accepted (400)."
     )

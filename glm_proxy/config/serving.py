@@ -15,6 +15,13 @@ class ServingSettings:
     max_request_body: int = setting(
         "MAX_REQUEST_BODY", 32 * 1024**2, parse_size, "Largest accepted request body (413 above)."
     )
+    request_head_timeout: float = setting(
+        "REQUEST_HEAD_TIMEOUT",
+        10.0,
+        float,
+        "Seconds a new connection has to send its first request head (408 after; the "
+        "wait between requests on a kept connection is `KEEPALIVE`).",
+    )
     cors_allow_origins: tuple[str, ...] = setting(
         "CORS_ALLOW_ORIGINS", ("*",), parse_csv, "Access-Control-Allow-Origin values."
     )

@@ -63,6 +63,10 @@ class Settings(
             raise ConfigError("WEB_CONCURRENCY must be at least 1")
         if self.keepalive_interval <= 0:
             raise ConfigError("KEEPALIVE_INTERVAL must be positive")
+        if self.request_head_timeout <= 0:
+            raise ConfigError("REQUEST_HEAD_TIMEOUT must be positive")
+        if min(self.max_schema_depth, self.max_schema_properties) < 1:
+            raise ConfigError("MAX_SCHEMA_DEPTH and MAX_SCHEMA_PROPERTIES must be at least 1")
         if self.stream_queue_items < 1:
             raise ConfigError("STREAM_QUEUE_ITEMS must be at least 1")
         if self.stream_stall_timeout <= 0:

@@ -14,7 +14,12 @@ from glm_proxy.config.parsing import FROM_PROFILE
 from glm_proxy.config.settings import Settings
 from glm_proxy.profiles import PROFILES, PROTOCOLS
 
-SIZES = {"MAX_REQUEST_BODY", "MAX_FILE_SIZE", "MAX_ATTACHMENT_BYTES"}  # shown in MiB
+SIZES = {
+    "MAX_REQUEST_BODY",
+    "MAX_FILE_SIZE",
+    "MAX_ATTACHMENT_BYTES",
+    "MAX_SCHEMA_BYTES",
+}  # shown in MiB
 
 
 def documented_settings() -> list[tuple[str, Any, str]]:

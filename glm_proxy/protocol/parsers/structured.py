@@ -12,6 +12,8 @@ If it does not validate (or there is no JSON at all), the first try returns a
 the same upstream conversation; the filter for that final try raises
 ``StructuredOutputError`` (a 502: the model, not the caller, failed) with the
 validation message, so pipelines fail loudly instead of getting ``None``.
+A JSON value nested deeper than ``MAX_VALUE_DEPTH`` (``[`` five thousand
+times) is such a failure too, never a crash.
 
 Everything is held during the first try (reasoning too), so nothing has reached
 the client when a re-ask is needed; on the final try reasoning, citations and
@@ -26,13 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import SchemaError
-from jsonschema.exceptions import best_match
-from jsonschema.validators import Draft202012Validator, validator_for
-
 from glm_proxy.errors import InvalidRequest, UpstreamError
 from glm_proxy.protocol.events import ConversationStarted, Delta, Finished, TextDelta
-from glm_proxy.protocol.parsers import Reask
+from glm_proxy.protocol.parsers import Reask, caller_schema
+from glm_proxy.protocol.parsers.schema_walk import json_depth
 
 __all__ = [
     "JsonSpec",
@@ -45,6 +44,9 @@ __all__ = [
 
 FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\r?\n(.*?)(?:\r?\n)?```", re.S)
 _DECODER = json.JSONDecoder()
+MAX_VALUE_DEPTH = 64
+# A value may start at any '{' or '['; past this many tries the rest of the text is not searched.
+MAX_STARTS = 200
 
 
 class StructuredOutputError(UpstreamError):
@@ -63,8 +65,7 @@ class JsonSpec:
 
     def validator(self) -> Any:
         schema = self.schema if self.schema is not None else {"type": "object"}
-        cls = validator_for(schema, default=Draft202012Validator)
-        return cls(schema)
+        return caller_schema.validator(schema)
 
     @classmethod
     def checked(
@@ -74,13 +75,15 @@ class JsonSpec:
         strict: bool = False,
         param: str = "response_format",
     ) -> JsonSpec:
-        """A spec whose schema is itself valid; an invalid schema is the caller's 400."""
+        """A spec whose schema is valid and safe to run; anything else is the caller's 400."""
         if schema is not None:
             try:
-                validator_for(schema, default=Draft202012Validator).check_schema(schema)
-            except SchemaError as exc:
+                caller_schema.check(schema, caller_schema.schema_key(schema))
+            except caller_schema.SchemaProblem as exc:
+                where = exc.where()
                 raise InvalidRequest(
-                    f"Invalid value for '{param}': the JSON schema is invalid: {exc.message}",
+                    f"Invalid value for '{param}': the JSON schema is invalid"
+                    f"{' at ' + repr(where) if where else ''}: {exc}",
                     param=param,
                 ) from None
         return cls(schema, name or "response", bool(strict))
@@ -107,7 +110,12 @@ def extract_json(text: str, spec: JsonSpec) -> tuple[Any, str | None]:
     first: tuple[Any, str] | None = None
 
     def check(value: Any) -> str | None:
-        error = best_match(validator.iter_errors(value))
+        if json_depth(value, MAX_VALUE_DEPTH) > MAX_VALUE_DEPTH:
+            return f"the JSON value nests more than {MAX_VALUE_DEPTH} levels deep"
+        try:
+            error = caller_schema.safe_errors(validator, value)
+        except caller_schema.UnusableSchema as exc:
+            return str(exc)
         if error is None:
             return None
         where = "/".join(str(p) for p in error.absolute_path)
@@ -120,16 +128,18 @@ def extract_json(text: str, spec: JsonSpec) -> tuple[Any, str | None]:
         seen.add(candidate)
         try:
             value = json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         problem = check(value)
         if problem is None:
             return value, None
         first = first or (value, problem)
-    for match in re.finditer(r"[\[{]", text):
+    for tries, match in enumerate(re.finditer(r"[\[{]", text)):
+        if tries >= MAX_STARTS:
+            break
         try:
             value, _ = _DECODER.raw_decode(text, match.start())
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
         problem = check(value)
         if problem is None:

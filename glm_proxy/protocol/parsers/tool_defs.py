@@ -5,21 +5,21 @@ definitions with a ``ToolDefinitionError`` whose ``path`` names the bad field
 (the schemas turn it into a 400 naming the parameter); ``check_tool_choice``
 checks ``tool_choice`` against the tools; ``tool_config`` reduces a valid
 request to what the prompt and the answer filter need (``None`` when no tool
-section is to be sent). Each tool's parameters must be a valid JSON Schema;
-the check is cached by the schema's text, since clients resend their tools
-with every request.
+section is to be sent). Each tool's parameters must be a valid JSON Schema
+that is safe to run (``caller_schema``: RE2 regexes, no reference loops); the
+check is cached by the schema's content hash, since clients resend their
+tools with every request. A check that was not cached costs milliseconds of
+CPU, so the loop lets other greenlets run after each one.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-from jsonschema import exceptions as schema_errors
-from jsonschema.validators import validator_for
+from glm_proxy.errors import InvalidRequest
+from glm_proxy.protocol.parsers import caller_schema
 
 __all__ = [
     "ToolConfig",
@@ -64,16 +64,20 @@ class ToolConfig:
     parallel: bool = True
 
 
-@functools.lru_cache(maxsize=256)
-def _checked_schema(text: str) -> str:
-    """'' when ``text`` is a usable JSON Schema, else why not (cached: clients resend tools)."""
-    schema = orjson.loads(text)
+def _check_schema(schema: dict[str, Any], path: tuple[Any, ...]) -> None:
+    """Raise ``ToolDefinitionError`` for an unusable schema; yield the CPU after a fresh check."""
+    fresh = False
     try:
-        validator_for(schema).check_schema(schema)
-    except schema_errors.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path)
-        return f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}"[:300]
-    return ""
+        key = caller_schema.schema_key(schema)
+        fresh = not caller_schema.is_cached(key)
+        caller_schema.check(schema, key)
+    except caller_schema.SchemaProblem as exc:
+        where = exc.where()
+        message = f"{exc}{' (at ' + where + ')' if where else ''}"[:300]
+        raise ToolDefinitionError(message, path) from None
+    finally:
+        if fresh:
+            caller_schema.pause()
 
 
 def check_tools(tools: Any) -> tuple[ToolSpec, ...]:
@@ -123,9 +127,7 @@ def _spec(function: dict[str, Any], path: tuple[Any, ...], schema_key: str) -> T
         raise ToolDefinitionError(
             "The schema of a tool's arguments must have type 'object'.", (*path, schema_key)
         )
-    problem = _checked_schema(orjson.dumps(parameters, option=orjson.OPT_SORT_KEYS).decode())
-    if problem:
-        raise ToolDefinitionError(problem, (*path, schema_key))
+    _check_schema(parameters, (*path, schema_key))
     return ToolSpec(name, description or "", parameters)
 
 
@@ -178,12 +180,23 @@ def check_tool_choice(choice: Any, names: set[str]) -> tuple[str, str | None]:
 
 
 def tool_config(body: dict[str, Any]) -> ToolConfig | None:
-    """The validated chat body's tool settings; None when no tool section is sent."""
+    """The validated chat body's tool settings; None when no tool section is sent.
+
+    Raises:
+        InvalidRequest: tools that reached here unchecked (mapped from the
+            Responses API) and are malformed.
+    """
     specs = body.get("tools") or ()
     if not specs:
         return None
     if not isinstance(specs[0], ToolSpec):
-        specs = check_tools(specs)
+        try:
+            specs = check_tools(specs)
+        except ToolDefinitionError as exc:  # tools mapped from another API (Responses)
+            param = "tools" + "".join(
+                f"[{p}]" if isinstance(p, int) else f".{p}" for p in exc.path if p != "function"
+            )
+            raise InvalidRequest(f"Invalid value for '{param}': {exc}", param=param) from None
     mode, forced = check_tool_choice(body.get("tool_choice"), {s.name for s in specs})
     if mode == "none":
         return None

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from glm_proxy.protocol.parsers.schema_walk import json_depth
 from glm_proxy.protocol.parsers.tool_defs import ToolConfig, ToolSpec
 from glm_proxy.protocol.parsers.toolcalls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
 
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 RESULT_TAG = "glm_tool_result"
+# Earlier calls' arguments nested deeper are shown as written (the JSON encoder stops at 254).
+MAX_DEPTH = 128
+_UNREADABLE = object()
 REQUIRED_PLACEHOLDERS = ("$tools",)
 
 DEFAULT_TEMPLATE = """\
@@ -159,10 +163,13 @@ def render_calls(calls: list[tuple[str, Any]]) -> str:
     for name, arguments in calls:
         if isinstance(arguments, str):
             try:
-                arguments = orjson.loads(arguments or "{}")
+                parsed = orjson.loads(arguments or "{}")
             except orjson.JSONDecodeError:
-                lines += [f'<invoke name="{name}">{_cdata(arguments)}</invoke>']
+                parsed = _UNREADABLE
+            if parsed is _UNREADABLE or json_depth(parsed, MAX_DEPTH) > MAX_DEPTH:
+                lines += [f'<invoke name="{name}">{_cdata(arguments)}</invoke>']  # as written
                 continue
+            arguments = parsed
         lines.append(f'<invoke name="{name}">')
         if isinstance(arguments, dict):
             for key, value in arguments.items():

@@ -7,20 +7,23 @@ an integer, ``"true"`` for a boolean, a JSON text for an object or array;
 trailing commas and single quotes in JSON values are tolerated.
 
 Validators are compiled lazily, per tool actually called, and cached by the
-schema's text, so a request with fifty tools pays for the one it uses.
+schema's content hash, so a request with fifty tools pays for the one it uses.
+They run the caller's regexes on RE2 (``caller_schema``). The model's
+arguments are refused, not crashed on, when nested deeper than
+``MAX_ARGUMENT_DEPTH`` or too deep for a self-referring schema.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from typing import Any
 
 import json5
 import orjson
 from jsonschema import exceptions as schema_errors
-from jsonschema.validators import validator_for
 
+from glm_proxy.protocol.parsers import caller_schema
+from glm_proxy.protocol.parsers.schema_walk import json_depth
 from glm_proxy.protocol.parsers.tool_defs import ToolSpec
 from glm_proxy.protocol.parsers.toolcalls import RawCall
 
@@ -28,18 +31,27 @@ __all__ = ["Toolbox", "loads_lenient"]
 
 _INT_RE = re.compile(r"^[+-]?\d+$")
 _NUM_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# The JSON5 parser is pure Python (tens of microseconds per character, recursive):
+# it only gets to forgive slips in texts up to this size.
+LENIENT_MAX_CHARS = 4096
+MAX_ARGUMENT_DEPTH = 64
 
 
 def loads_lenient(text: str) -> Any:
     """JSON, or JSON5 (trailing commas, single quotes, comments) when strict JSON fails.
 
     Raises:
-        ValueError: neither parses.
+        ValueError: neither parses (a long or deeply nested text is only read as JSON).
     """
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
+        if len(text) > LENIENT_MAX_CHARS:
+            raise
+    try:
         return json5.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def _resolve(schema: Any, root: dict[str, Any]) -> dict[str, Any]:
@@ -177,12 +189,6 @@ def _describe(error: schema_errors.ValidationError, tool: str) -> str:
     return f"{subject} fails the schema's {kind!r} rule ({str(error.validator_value)[:60]})"
 
 
-@functools.lru_cache(maxsize=256)
-def _validator(schema_text: str) -> Any:
-    schema = orjson.loads(schema_text)
-    return validator_for(schema)(schema)
-
-
 class Toolbox:
     """The request's tools by name; turns raw calls into validated argument objects."""
 
@@ -219,9 +225,15 @@ class Toolbox:
                 return None, f"the arguments of {call.name!r} are not an object"
         else:
             value = {k: _param_value(v, props.get(k, {}), root) for k, v in call.params.items()}
-        value = _coerce(value, root, root)
-        schema_text = orjson.dumps(root, option=orjson.OPT_SORT_KEYS).decode()
-        error = schema_errors.best_match(_validator(schema_text).iter_errors(value))
+        if json_depth(value, MAX_ARGUMENT_DEPTH) > MAX_ARGUMENT_DEPTH:
+            return None, (
+                f"the arguments of {call.name!r} nest more than {MAX_ARGUMENT_DEPTH} levels deep"
+            )
+        try:
+            value = _coerce(value, root, root)
+            error = caller_schema.safe_errors(caller_schema.validator(root), value)
+        except (caller_schema.UnusableSchema, RecursionError) as exc:
+            return None, f"the arguments of {call.name!r} cannot be checked: {exc}"
         if error is not None:
             return None, _describe(error, call.name)
         return value, ""
