@@ -11,7 +11,9 @@
 - ``POST /admin/accounts/<fp>/doctor``: the ``python -m glm_proxy doctor`` steps
   (refresh, server time, catalogue, a tiny answer, stop, delete) for this account;
 - ``GET  /admin/usage?window=1h|24h|7d``: requests, errors and estimated
-  tokens per API key (all windows when ``window`` is omitted).
+  tokens per API key (all windows when ``window`` is omitted);
+- ``GET  /admin/journal``: upstream conversations not yet confirmed deleted,
+  with the recovery sweep's attempts and last error.
 
 No response ever carries a token or key, only fingerprints. The admin key is
 compared in constant time; with no ``ADMIN_KEY`` the API does not exist (404).
@@ -185,5 +187,27 @@ def usage() -> Response:
             "windows": {w: limits.usage.window(name, seconds) for w, seconds in windows.items()},
         }
         for name in names
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+@bp.get("/journal")
+def journal() -> Response:
+    """Upstream conversations not yet confirmed deleted (the crash-safe journal).
+
+    Answers in flight appear here briefly; an entry with ``attempts`` > 0 is
+    one the recovery sweep could not delete yet (``last_error`` says why,
+    ``due`` when it tries again). Pass-through tokens are never shown.
+    """
+    svc = services()
+    entries = svc.journal.entries() if svc.journal is not None else []
+    data = [
+        {
+            **entry.public(),
+            "object": "journal.entry",
+            "created_at": _iso(entry.created),
+            "due_at": _iso(entry.due),
+        }
+        for entry in entries
     ]
     return json_response({"object": "list", "data": data})

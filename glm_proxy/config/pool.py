@@ -17,6 +17,13 @@ class SharedStateSettings:
     web_concurrency: int = setting(
         "WEB_CONCURRENCY", 1, int, "gunicorn worker processes (more than 1 needs Redis)."
     )
+    data_dir: str = setting(
+        "DATA_DIR",
+        "./data",
+        str,
+        "Directory for durable single-instance data (journal, console-made accounts and keys, "
+        "usage history).",
+    )
 
     @property
     def store_backend(self) -> str:

@@ -323,7 +323,7 @@ class AnswerJob(QueuedItems):
             self.account = account
             self._leased.set()
             self.attempts += 1
-            attempt = self._attempt = Attempt(self, account)
+            attempt = self._attempt = Attempt(self, account, lease)
             try:
                 attempt.run()
                 pool.report_success(account)

@@ -11,6 +11,12 @@ Conversations of one account and assistant that finish within
 ``GLM_DELETE_BATCH_MAX`` ids), which under load turns hundreds of delete calls
 into a few. The calls and their fallbacks are ``upstream.control.delete_conversations``.
 
+Journal: each conversation is in the crash-safe journal (``store.journal``)
+until its delete is confirmed; the janitor removes it then. A delete the
+janitor could not confirm stays there, and the recovery sweep
+(``services.recovery``) tries again with a backoff; a delete no call confirmed
+while some answered as a missing path counts as ``unconfirmed``, not deleted.
+
 Stopping: when the client left before the answer finished, the upstream is
 still writing it; ``stop_stream`` with the answer's history id ends it before
 the conversation is deleted (2026; ``GLM_STOP_ON_DISCONNECT``).
@@ -19,6 +25,7 @@ the conversation is deleted (2026; ``GLM_STOP_ON_DISCONNECT``).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import gevent
@@ -40,9 +47,10 @@ class _Batch:
 
 
 class Janitor:
-    def __init__(self, upstream, settings=None) -> None:
+    def __init__(self, upstream, settings=None, journal=None) -> None:
         self.upstream = upstream
         self.settings = settings if settings is not None else getattr(upstream, "settings", None)
+        self.journal = journal
         self._pending = Group()
         self._batches: dict[tuple[str, str], _Batch] = {}
         self.deleted = 0
@@ -51,6 +59,27 @@ class Janitor:
 
     def _setting(self, name: str, default):
         return getattr(self.settings, name, default) if self.settings is not None else default
+
+    def longest_try(self) -> float:
+        """Seconds a delete handed over now can take here, every retry included.
+
+        The recovery sweep leaves a handed-over conversation alone this long,
+        so it never deletes what the janitor is still deleting.
+        """
+        methods = len(self._setting("glm_delete_methods", ("legacy",))) or 1
+        call = float(self._setting("glm_connect_timeout", 10.0)) + float(
+            self._setting("glm_request_timeout", 15.0)
+        )
+        window = float(self._setting("glm_delete_batch_window", 0.0))
+        return window + call + ATTEMPTS * (methods * call + 1.0) + 5.0  # a stop call first
+
+    def _journalled(self, action: str, *args) -> None:
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, action)(*args)
+        except Exception as exc:  # noqa: BLE001 - the recovery sweep still has the entry
+            log.warning("conversation journal %s failed: %s", action, type(exc).__name__)
 
     def delete_later(
         self,
@@ -121,18 +150,25 @@ class Janitor:
                     self.upstream.delete_conversations(account, assistant_id, ids)
                 self.deleted += len(ids)
                 labelled(CONVERSATION_DELETES, "deleted").inc(len(ids))
+                self._journalled("remove", *ids)
                 return
             except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
-                if attempt == ATTEMPTS - 1:
+                unconfirmed = getattr(exc, "code", "") == "delete_unconfirmed"
+                if attempt == ATTEMPTS - 1 or unconfirmed:
+                    result = "unconfirmed" if unconfirmed else "failed"
                     self.failed += len(ids)
-                    labelled(CONVERSATION_DELETES, "failed").inc(len(ids))
+                    labelled(CONVERSATION_DELETES, result).inc(len(ids))
                     log.warning(
-                        "could not delete %d conversation(s) (%s) of %s: %s",
+                        "could not delete %d conversation(s) (%s) of %s (%s; the recovery "
+                        "sweep tries again): %s",
                         len(ids),
                         ", ".join(ids[:5]),
                         account,
+                        result,
                         getattr(exc, "message", type(exc).__name__),
                     )
+                    # The recovery sweep takes over at its next round.
+                    self._journalled("hand_over", ids, time.time())
                     return
                 gevent.sleep(0.5 * (attempt + 1))
 
