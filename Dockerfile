@@ -30,6 +30,9 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root and not writable by the app user: the code is not the app's to change.
 COPY . /app
+# DATA_DIR (./data): the only directory the app writes (the conversation journal of a
+# single-instance setup). Mount a volume here to keep it across container replacements.
+RUN mkdir -p /app/data && chown app:app /app/data
 USER app:app
 EXPOSE 8000
 # No curl in the slim image: ask /healthz with the standard library (503 fails too).

@@ -194,6 +194,7 @@ def start_proxy(simulator: Simulator, tmp_dir: Path, **env_overrides: str) -> Pr
         "STREAM_HEADER_WAIT": "2",
         "LOG_LEVEL": "INFO",
         "REDIS_URL": "",
+        "DATA_DIR": str(tmp_dir / f"data-{port}"),  # each server its own durable files
     }
     env.update(env_overrides)
     log_path = tmp_dir / f"proxy-{port}.log"
