@@ -162,7 +162,9 @@ def split_by_worker(proxy, streams: list[Stream]) -> dict[int, list[Stream]]:
 
 
 def test_killing_one_of_two_workers_on_redis_deletes_its_conversations(
-    sim, tmp_path, redis_url  # noqa: F811 - the fixture
+    sim,
+    tmp_path,
+    redis_url,  # noqa: F811 - the fixture
 ):
     proxy = start_proxy(
         sim, tmp_path, WEB_CONCURRENCY="2", ACCOUNTS=tokens(12), **redis_url.env(), **FAST
@@ -190,7 +192,9 @@ def test_killing_one_of_two_workers_on_redis_deletes_its_conversations(
 
 
 def test_a_vanished_instance_on_the_same_redis_is_cleaned_up_by_the_other(
-    sim, tmp_path, redis_url  # noqa: F811 - the fixture
+    sim,
+    tmp_path,
+    redis_url,  # noqa: F811 - the fixture
 ):
     pool = tokens(8)
     first = start_proxy(sim, tmp_path, ACCOUNTS=pool, **redis_url.env(), **FAST)
