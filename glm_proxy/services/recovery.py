@@ -65,7 +65,8 @@ class Recovery:
     def start(self) -> None:
         if self._greenlets:
             return
-        self._greenlets.append(gevent.spawn(self._beat_loop))
+        if self.journal.backend == "file":  # only the file journal counts owners by beats
+            self._greenlets.append(gevent.spawn(self._beat_loop))
         if self.interval > 0:
             self._greenlets.append(gevent.spawn(self._loop))
 

@@ -141,8 +141,10 @@ class StoreJournal(Journal):
 
     def record(self, entry: Entry) -> None:
         entry.owner = entry.owner or self.instance
-        self.store.set(keys.journal_entry(entry.conversation_id), entry.to_json())
+        # The index first: a crash between the two leaves an index entry that the sweep
+        # drops (it is due only later), never a record no sweep can find.
         self.store.zadd(keys.JOURNAL_DUE, {entry.conversation_id: entry.due})
+        self.store.set(keys.journal_entry(entry.conversation_id), entry.to_json())
 
     def hand_over(self, ids: Iterable[str], until: float) -> None:
         self.store.zadd(keys.JOURNAL_DUE, dict.fromkeys(ids, until), only_existing=True)
@@ -151,8 +153,9 @@ class StoreJournal(Journal):
         if not ids:
             return
         self.store.zrem(keys.JOURNAL_DUE, *ids)
-        self.store.delete(*(keys.journal_entry(i) for i in ids))
-        self.store.delete(*(keys.journal_claim(i) for i in ids))
+        self.store.delete(
+            *(keys.journal_entry(i) for i in ids), *(keys.journal_claim(i) for i in ids)
+        )
 
     def due(self, now: float, limit: int = 100) -> list[Entry]:
         found = []
