@@ -143,3 +143,23 @@ def test_an_entry_whose_account_is_gone_is_kept_with_the_reason(journal):
     (kept,) = journal.entries()
     assert "no longer configured" in kept.last_error
     assert "token" not in kept.public() and kept.public()["passthrough"] is False
+
+
+def test_a_kept_conversation_the_idle_sweeper_gives_up_on_goes_to_the_journal() -> None:
+    from glm_proxy.config import Settings
+    from glm_proxy.pool import AccountPool, PoolEntry
+    from glm_proxy.services.sweeper import MAX_ATTEMPTS, Sweeper
+
+    account = Account.from_token("rt-journal-kept")
+    settings = Settings.from_mapping({"CONVERSATION_IDLE_TTL": "0.01", "SWEEP_INTERVAL": "60"})
+    pool = AccountPool(settings, MemoryStore(), [PoolEntry(account)])
+    sweeper = Sweeper(settings, pool.store, pool, Upstream(UpstreamError("database error")))
+    sweeper.journal = StoreJournal(pool.store, TTL)
+    pool.conversations.remember(account, "c-kept", "assistant")
+    pool.store.zadd(keys.SWEEP_IDLE, {"c-kept": 0.0})  # long idle
+    for _ in range(MAX_ATTEMPTS):
+        sweeper.sweep()
+        pool.store.zadd(keys.SWEEP_IDLE, {"c-kept": 0.0}, only_existing=True)
+    (kept,) = sweeper.journal.entries()
+    assert kept.conversation_id == "c-kept" and kept.attempts == MAX_ATTEMPTS
+    assert "database error" in kept.last_error and kept.account == account.fingerprint

@@ -179,6 +179,9 @@ def init_app(app) -> None:
         journal,
     )
     app.extensions["glm_journal"] = journal
+    idle_sweeper = app.extensions.get("glm_sweeper")
+    if idle_sweeper is not None:
+        idle_sweeper.journal = journal  # kept conversations it cannot delete come here
     app.extensions["glm_recovery"] = recovery
     if not app.config.get("TESTING"):
         recovery.start()
