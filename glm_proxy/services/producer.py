@@ -265,7 +265,11 @@ class Attempt:
             )
             self.journalled = conversation_id
         except Exception as exc:  # noqa: BLE001 - the answer goes on; cleanup still deletes
-            log.warning("could not journal conversation %s: %s", conversation_id, exc)
+            log.warning(
+                "could not journal conversation %s: %s",
+                conversation_id,
+                getattr(exc, "code", None) or type(exc).__name__,
+            )
 
     def _unjournal(self, conversation_id: str, handed_over: float | None = None) -> None:
         """The conversation is kept (its own record) or handed to the janitor."""
