@@ -110,8 +110,9 @@ class Recovery:
         for entry in self.journal.due(now, BATCH):
             alive = self.journal.alive_until(entry, now)
             if alive is not None:  # its answer is still running somewhere: look again then
-                entry.due = alive
-                self.journal.reschedule(entry)
+                # Only the due time, and only if the entry still exists: the answer may
+                # have ended and its delete been confirmed since it was read.
+                self.journal.hand_over([entry.conversation_id], alive)
                 continue
             if not self.journal.claim(entry.conversation_id, now, CLAIM_HOLD):
                 continue

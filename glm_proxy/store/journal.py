@@ -110,7 +110,10 @@ class Journal:
         raise NotImplementedError
 
     def hand_over(self, ids: Iterable[str], until: float) -> None:
-        """The answer ended; the janitor deletes these: the sweep waits until ``until``."""
+        """Let the sweep look at these entries only from ``until`` (existing ones only).
+
+        The answer ended and the janitor deletes them, or their answer still runs.
+        """
         raise NotImplementedError
 
     def remove(self, *ids: str) -> None:
