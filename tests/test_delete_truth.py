@@ -9,6 +9,9 @@ against a legacy delete that answers success and deletes nothing.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 
@@ -17,7 +20,17 @@ import requests
 
 from glm_proxy.upstream.control import delete_outcome
 from glm_proxy.upstream.envelope import classify_failure
-from tests.conftest import launch_simulator, start_proxy, stop_proxy, stop_simulator
+from tests.conftest import (
+    ROOT,
+    ProxyServer,
+    Simulator,
+    free_port,
+    launch_simulator,
+    start_proxy,
+    stop_proxy,
+    stop_simulator,
+    wait_http,
+)
 from tests.test_doctor import doctor, lines
 
 ADMIN = "admin-secret"
@@ -170,3 +183,53 @@ def test_doctor_on_a_2025_upstream_names_the_path_that_worked(sim_2025):
         assert account["conversations_deleted"] and not account["conversations_alive"]
     finally:
         sim_2025.profile = "2025"
+
+
+def test_try_it_as_the_readme_writes_it_leaves_no_trace_and_no_warning(tmp_path):
+    """``python -m tests.simulator`` and the server, both on their defaults (README "Try it")."""
+    port = free_port()
+    sim_proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.simulator", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    sim = Simulator(f"http://127.0.0.1:{port}", sim_proc)
+    proxy_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GLM_", "REDIS"))}
+    env.update(
+        GLM_BASE_URL=sim.glm_base_url,
+        PORT=str(proxy_port),
+        HOST="127.0.0.1",
+        DATA_DIR=str(tmp_path / "data"),
+    )
+    log_path = tmp_path / "proxy.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    proxy = ProxyServer(f"http://127.0.0.1:{proxy_port}", proc, log_path)
+    try:
+        wait_http(f"{sim.base}/_sim/state", proc=sim_proc)
+        wait_http(f"{proxy.base}/ping", proc=proc)
+        resp = requests.post(
+            f"{proxy.v1}/chat/completions",
+            headers={"Authorization": "Bearer anything"},
+            json={
+                "model": "glm-4-think",
+                "messages": [{"role": "user", "content": "hi [[sim:think]]"}],
+            },
+            timeout=30,
+        )
+        assert resp.status_code == 200, resp.text
+        account = sim.wait_deleted("anything")
+        assert account["conversations_deleted"] == [resp.json()["id"]]
+        assert wait_for(lambda: metric(proxy, "glm_proxy_conversation_deletes_total"))
+        assert "WARNING" not in proxy.logs() and "ERROR" not in proxy.logs(), proxy.logs()
+    finally:
+        stop_proxy(proxy)
+        stop_simulator(sim)
