@@ -49,6 +49,7 @@ ADMIN = "admin-secret"
             "gone",
         ),
         (200, b'{"status": 404, "message": "conversation not found"}', "gone"),
+        (200, b'{"status": 404, "message": "not found"}', "unconfirmed"),  # not found: what?
         (200, b'{"status": 500, "message": "database error"}', "failed"),
         (500, b'{"status": 500, "message": "internal server error"}', "failed"),
     ],

@@ -14,10 +14,11 @@ A failed call means one of three things (``delete_outcome``), told apart by the
 HTTP status, the envelope code and its message together:
 
 - ``gone``: the upstream answered (HTTP 2xx) with an envelope saying the
-  conversation does not exist (concurrent cleanups race): the delete is done;
-- ``unconfirmed``: HTTP 404/405 without such an envelope: the *path* is unknown
-  (an upstream of another era, or a moved endpoint); it says nothing about the
-  conversation, so the next method is tried;
+  conversation does not exist (``不存在``, or "not found" naming the
+  conversation; concurrent cleanups race): the delete is done;
+- ``unconfirmed``: HTTP 404/405, or a bare "not found": the *path* may be
+  unknown (an upstream of another era, or a moved endpoint); it says nothing
+  about the conversation, so the next method is tried;
 - ``failed``: anything else; the next method is tried.
 
 When no method confirmed the delete and at least one answered ``unconfirmed``,
@@ -58,12 +59,14 @@ def delete_outcome(exc: GLMProxyError) -> str:
     """
     http = getattr(exc, "upstream_http", None)
     text = (exc.message or "").lower()
-    says_missing = any(hint in text for hint in NOT_FOUND_HINTS)
     if http is not None and http in ROUTE_STATUSES:
         return "unconfirmed"
-    if says_missing and (http is None or 200 <= http < 300):
+    if not any(hint in text for hint in NOT_FOUND_HINTS):
+        return "failed"
+    names_it = "不存在" in text or any(hint in text for hint in CONVERSATION_HINTS)
+    if names_it and (http is None or 200 <= http < 300):
         return "gone"
-    return "failed"
+    return "unconfirmed"  # a bare "not found": of what, the reply does not say
 
 
 def sync_clock(client, account: Account | None = None) -> float:
