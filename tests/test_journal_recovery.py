@@ -27,7 +27,7 @@ from tests.simulator.scripts import LONG_SENTENCE
 
 KEY = "sk-journal-team"
 PROMPT = "tell me a long story [[sim:long n=200]]"  # ~10 s at the script's pace
-LEASE_TTL = 2.0
+LEASE_TTL = 3.0  # short, yet longer than a stall of a loaded test machine
 SWEEP = 1.0
 SLACK = 15.0  # poll deadline on top of LEASE_TTL + one round: a busy machine is slow
 WHOLE = "".join(LONG_SENTENCE.format(i=i) for i in range(1, 201))
