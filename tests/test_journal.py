@@ -163,3 +163,32 @@ def test_a_kept_conversation_the_idle_sweeper_gives_up_on_goes_to_the_journal() 
     (kept,) = sweeper.journal.entries()
     assert kept.conversation_id == "c-kept" and kept.attempts == MAX_ATTEMPTS
     assert "database error" in kept.last_error and kept.account == account.fingerprint
+
+
+def test_the_janitor_holds_what_it_deletes_and_renews_the_hold_until_done() -> None:
+    import gevent
+    from gevent.event import Event
+
+    from glm_proxy.services.janitor import Janitor
+
+    release = Event()
+
+    class SlowUpstream:
+        def delete_conversation(self, account, assistant_id, cid):
+            release.wait(10)
+            return "bulk"
+
+    settings = SimpleNamespace(lease_ttl=0.3, glm_delete_batch_window=0.0, glm_delete_batch_max=50)
+    journal = StoreJournal(MemoryStore(), 0.3)
+    journal.record(entry("c-held", due=time.time() + 60))
+    janitor = Janitor(SlowUpstream(), settings, journal=journal)
+    janitor.delete_later(Account.from_token("rt-held"), "assistant", "c-held", journalled=True)
+    first = journal.entries()[0].due
+    assert first <= time.time() + 0.3  # a dead janitor's hold lapses within LEASE_TTL
+    deadline = time.monotonic() + 10
+    while journal.entries()[0].due <= first and time.monotonic() < deadline:
+        gevent.sleep(0.05)  # the renewal moves it on while the delete runs
+    assert journal.entries()[0].due > first
+    release.set()
+    janitor.join(5)
+    assert journal.entries() == [] and not janitor._held

@@ -51,6 +51,8 @@ class Janitor:
         self.upstream = upstream
         self.settings = settings if settings is not None else getattr(upstream, "settings", None)
         self.journal = journal
+        self._held: set[str] = set()  # journalled conversations this process is deleting
+        self._renewer: gevent.Greenlet | None = None
         self._pending = Group()
         self._batches: dict[tuple[str, str], _Batch] = {}
         self.deleted = 0
@@ -60,18 +62,27 @@ class Janitor:
     def _setting(self, name: str, default):
         return getattr(self.settings, name, default) if self.settings is not None else default
 
-    def longest_try(self) -> float:
-        """Seconds a delete handed over now can take here, every retry included.
+    @property
+    def hold_ttl(self) -> float:
+        return float(self._setting("lease_ttl", 30.0))
 
-        The recovery sweep leaves a handed-over conversation alone this long,
-        so it never deletes what the janitor is still deleting.
+    def _hold(self, conversation_id: str) -> None:
+        """This process deletes the conversation: the recovery sweep leaves it alone.
+
+        Like a lease, the hold lasts ``LEASE_TTL`` and is renewed every third of
+        it until the delete ends, so a worker that dies meanwhile leaves it to
+        the sweep within ``LEASE_TTL``, and a living one is never raced.
         """
-        methods = len(self._setting("glm_delete_methods", ("legacy",))) or 1
-        call = float(self._setting("glm_connect_timeout", 10.0)) + float(
-            self._setting("glm_request_timeout", 15.0)
-        )
-        window = float(self._setting("glm_delete_batch_window", 0.0))
-        return window + call + ATTEMPTS * (methods * call + 1.0) + 5.0  # a stop call first
+        self._journalled("hand_over", [conversation_id], time.time() + self.hold_ttl)
+        self._held.add(conversation_id)
+        if self._renewer is None or self._renewer.dead:
+            self._renewer = gevent.spawn(self._renew_holds)
+
+    def _renew_holds(self) -> None:
+        while self._held:
+            gevent.sleep(max(0.05, self.hold_ttl / 3))
+            if self._held:
+                self._journalled("hand_over", list(self._held), time.time() + self.hold_ttl)
 
     def _journalled(self, action: str, *args) -> None:
         if self.journal is None:
@@ -87,8 +98,15 @@ class Janitor:
         assistant_id: str,
         conversation_id: str,
         stop_history_id: str | None = None,
+        journalled: bool = False,
     ) -> None:
-        """Delete a conversation soon; stop its unfinished answer first when one is named."""
+        """Delete a conversation soon; stop its unfinished answer first when one is named.
+
+        ``journalled``: the conversation is in the journal; it is held (see
+        ``_hold``) from now until its delete is confirmed or given up.
+        """
+        if journalled:
+            self._hold(conversation_id)
         if stop_history_id:
             self._pending.spawn(
                 self._stop_then_delete, account, assistant_id, conversation_id, stop_history_id
@@ -151,6 +169,7 @@ class Janitor:
                 self.deleted += len(ids)
                 labelled(CONVERSATION_DELETES, "deleted").inc(len(ids))
                 self._journalled("remove", *ids)
+                self._held.difference_update(ids)
                 return
             except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
                 unconfirmed = getattr(exc, "code", "") == "delete_unconfirmed"
@@ -168,6 +187,7 @@ class Janitor:
                         getattr(exc, "message", type(exc).__name__),
                     )
                     # The recovery sweep takes over at its next round.
+                    self._held.difference_update(ids)
                     self._journalled("hand_over", ids, time.time())
                     return
                 gevent.sleep(0.5 * (attempt + 1))

@@ -271,16 +271,13 @@ class Attempt:
                 getattr(exc, "code", None) or type(exc).__name__,
             )
 
-    def _unjournal(self, conversation_id: str, handed_over: float | None = None) -> None:
-        """The conversation is kept (its own record) or handed to the janitor."""
+    def _unjournal(self, conversation_id: str) -> None:
+        """The conversation is kept: its own record (``pool.conversations``) takes over."""
         journal = getattr(self.job.services, "journal", None)
         if journal is None or self.journalled != conversation_id:
             return
         try:
-            if handed_over is None:
-                journal.remove(conversation_id)
-            else:
-                journal.hand_over([conversation_id], time.time() + handed_over)
+            journal.remove(conversation_id)
         except Exception as exc:  # noqa: BLE001 - the recovery sweep finds it anyway
             log.warning("conversation journal update failed: %s", type(exc).__name__)
 
@@ -344,9 +341,12 @@ class Attempt:
             if stop_id:
                 services.janitor.stop_later(self.account, stop_id)
             return
-        self._unjournal(conversation_id, handed_over=services.janitor.longest_try())
         services.janitor.delete_later(
-            self.account, job.request.assistant_id, conversation_id, stop_history_id=stop_id
+            self.account,
+            job.request.assistant_id,
+            conversation_id,
+            stop_history_id=stop_id,
+            journalled=self.journalled == conversation_id,  # held until the delete ends
         )
 
 
