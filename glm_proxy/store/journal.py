@@ -21,9 +21,9 @@ Two homes, one interface:
   (several single-worker instances may share one directory).
 
 ``due`` is when the sweep may look at an entry at all: a fresh entry becomes
-due when its lease could first have expired, an entry handed to the janitor
-(the answer ended; its delete is under way) after the janitor's longest try,
-and a failed delete after a backoff.
+due when its lease could first have expired; an entry the janitor deletes
+(the answer ended) is held like a lease, ``LEASE_TTL`` ahead and renewed
+until the delete ends; a failed delete becomes due after a backoff.
 """
 
 from __future__ import annotations
