@@ -192,3 +192,21 @@ def test_the_janitor_holds_what_it_deletes_and_renews_the_hold_until_done() -> N
     release.set()
     janitor.join(5)
     assert journal.entries() == [] and not janitor._held
+
+
+def test_a_kept_conversation_let_go_is_journalled_until_its_delete_is_confirmed() -> None:
+    from glm_proxy.services.janitor import Janitor
+
+    settings = SimpleNamespace(lease_ttl=30.0, glm_delete_batch_window=0.0)
+    journal = StoreJournal(MemoryStore(), 30.0)
+    failing = Janitor(Upstream(DeleteUnconfirmed("no such path")), settings, journal=journal)
+    outsider = Account.from_token("rt-journal-outsider")
+    failing.delete_kept(outsider, "assistant", "c-let-go", pooled=False)
+    failing.join(5)
+    (kept,) = journal.entries()  # not confirmed: the recovery sweep has it now
+    assert kept.conversation_id == "c-let-go" and kept.token == "rt-journal-outsider"
+    assert kept.due <= time.time() and not failing._held
+    working = Janitor(Upstream(), settings, journal=journal)
+    working.delete_kept(outsider, "assistant", "c-let-go", pooled=True)
+    working.join(5)
+    assert journal.entries() == []

@@ -33,6 +33,7 @@ from gevent.pool import Group
 
 from glm_proxy.accounts import Account
 from glm_proxy.observability.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS, labelled
+from glm_proxy.store.journal import Entry
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,29 @@ class Janitor:
             )
             return
         self._enqueue(account, assistant_id, conversation_id)
+
+    def delete_kept(
+        self, account: Account, assistant_id: str, conversation_id: str, *, pooled: bool
+    ) -> None:
+        """Delete a kept conversation the client let go of, journalled until confirmed."""
+        journalled = False
+        if self.journal is not None:
+            now = time.time()
+            try:
+                self.journal.record(
+                    Entry(
+                        conversation_id=conversation_id,
+                        account=account.fingerprint,
+                        assistant_id=assistant_id,
+                        created=now,
+                        due=now + self.hold_ttl,
+                        token="" if pooled else account.refresh_token,
+                    )
+                )
+                journalled = True
+            except Exception as exc:  # noqa: BLE001 - the delete still goes ahead
+                log.warning("conversation journal record failed: %s", type(exc).__name__)
+        self.delete_later(account, assistant_id, conversation_id, journalled=journalled)
 
     def stop_later(self, account: Account, history_id: str) -> None:
         """Stop an unfinished answer whose conversation is kept."""
