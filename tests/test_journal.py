@@ -210,3 +210,13 @@ def test_a_kept_conversation_let_go_is_journalled_until_its_delete_is_confirmed(
     working.delete_kept(outsider, "assistant", "c-let-go", pooled=True)
     working.join(5)
     assert journal.entries() == []
+
+
+def test_one_round_recovers_more_than_one_batch(journal):
+    for i in range(250):
+        journal.record(entry(f"c{i}", lease="dead", due=1.0))
+    journal.record(entry("other", lease="dead", due=1.0))
+    assert journal.claim("other", time.time(), 60.0)  # another process deletes this one
+    upstream = Upstream()
+    assert recovery(journal, upstream).sweep(time.time()) == 250
+    assert "other" not in upstream.calls and len(set(upstream.calls)) == 250

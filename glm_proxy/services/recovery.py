@@ -107,18 +107,25 @@ class Recovery:
         """Delete every due, orphaned journal entry; the number confirmed deleted."""
         now = time.time() if now is None else now
         deleted = 0
-        for entry in self.journal.due(now, BATCH):
-            alive = self.journal.alive_until(entry, now)
-            if alive is not None:  # its answer is still running somewhere: look again then
-                # Only the due time, and only if the entry still exists: the answer may
-                # have ended and its delete been confirmed since it was read.
-                self.journal.hand_over([entry.conversation_id], alive)
-                continue
-            if not self.journal.claim(entry.conversation_id, now, CLAIM_HOLD):
-                continue
-            if self._delete(entry, now):
-                deleted += 1
-        return deleted
+        seen: set[str] = set()
+        while True:  # batch after batch, until one brings nothing new (a crash leaves many)
+            batch = [e for e in self.journal.due(now, BATCH) if e.conversation_id not in seen]
+            for entry in batch:
+                seen.add(entry.conversation_id)
+                deleted += self._recover(entry, now)
+            if not batch:
+                return deleted
+
+    def _recover(self, entry: Entry, now: float) -> int:
+        alive = self.journal.alive_until(entry, now)
+        if alive is not None:  # its answer is still running somewhere: look again then
+            # Only the due time, and only if the entry still exists: the answer may
+            # have ended and its delete been confirmed since it was read.
+            self.journal.hand_over([entry.conversation_id], alive)
+            return 0
+        if not self.journal.claim(entry.conversation_id, now, CLAIM_HOLD):
+            return 0  # another process deletes it
+        return int(self._delete(entry, now))
 
     def _account(self, entry: Entry) -> Account | None:
         account = self.pool.account_by_fingerprint(entry.account)
