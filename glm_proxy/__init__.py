@@ -17,7 +17,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from glm_proxy.config import Settings
     from glm_proxy.model_table import ModelTable
     from glm_proxy.observability import logs
-    from glm_proxy.services import Services, sweeper
+    from glm_proxy.services import Services, recovery, sweeper
     from glm_proxy.services.janitor import Janitor
 
     settings = Settings.from_env(config)
@@ -32,6 +32,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     limits.init_app(app)
     sweeper.init_app(app)
+    recovery.init_app(app)
     web.init_app(app)
     upstream_client = app.extensions["glm_upstream"]
     app.extensions["glm_services"] = Services(
@@ -40,11 +41,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         upstream=upstream_client,
         pool=app.extensions["glm_pool"],
         operations=app.extensions["glm_pool_operations"],
-        janitor=Janitor(upstream_client),
+        janitor=Janitor(upstream_client, journal=app.extensions["glm_journal"]),
         models=ModelTable.load(settings.models_file),
         auth=app.extensions["glm_auth"],
         limits=app.extensions["glm_limits"],
         attachments=app.extensions["glm_attachments"],
+        journal=app.extensions["glm_journal"],
     )
     register_blueprints(app)
     console.init_app(app)

@@ -8,7 +8,9 @@ Runs, with one account, against the configured upstream (``GLM_BASE_URL``,
 3. ``models``: read the model catalogue (2026);
 4. ``answer``: stream one tiny answer;
 5. ``stop``: ask the upstream to stop that answer (2026);
-6. ``delete``: delete the conversation by the configured calls.
+6. ``delete``: delete the conversation by the configured calls, then look it
+   up in the account's conversation list (``recent_list``, 2026) to confirm
+   it is gone: a call that answers success but deletes nothing fails here.
 
 Each step prints one line, ``OK`` or what failed (HTTP status / envelope code
 and message, never a secret) and which setting to look at; the exit code is 0
@@ -184,15 +186,27 @@ def run_checks(client, account: Account) -> list[Step]:
         return steps
     if s.glm_stop_on_disconnect and answer.get("history"):
         step("stop", lambda: client.stop_stream(account, answer["history"]) or "", True)
-    step(
-        "delete",
-        lambda: (
-            "via "
-            + client.delete_conversations(account, s.glm_assistant_id, [answer["conversation"]])
-        ),
-        True,
-    )
+    step("delete", lambda: _delete_and_confirm(client, account, answer["conversation"]), True)
     return steps
+
+
+def _delete_and_confirm(client, account: Account, conversation_id: str) -> str:
+    """Delete by the configured calls, then check the conversation list no longer has it."""
+    method = client.delete_conversations(
+        account, client.settings.glm_assistant_id, [conversation_id]
+    )
+    try:
+        listed = control.listed_conversations(client, account)
+    except GLMProxyError as exc:
+        return (
+            f"via {method}; not confirmed: the conversation list is unavailable ({_failure(exc)})"
+        )
+    if conversation_id in listed:
+        raise GLMProxyError(
+            f"the delete via {method} answered success, but the conversation is still in the "
+            "account's conversation list (recent_list)"
+        )
+    return f"via {method}; confirmed: the conversation is no longer listed"
 
 
 def _read_token(stdin: TextIO) -> str:

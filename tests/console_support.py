@@ -42,7 +42,8 @@ class ConsoleUser:
     def page(self, path: str) -> str:
         """A page's HTML (its CSRF token remembered); fails on anything but 200."""
         resp = self.http.get(self.url(path), allow_redirects=False, timeout=60)
-        assert resp.status_code == 200, (path, resp.status_code, resp.headers.get("Location"), resp.text[:300])
+        where = resp.headers.get("Location")
+        assert resp.status_code == 200, (path, resp.status_code, where, resp.text[:300])
         found = CSRF.search(resp.text)
         if found:
             self.csrf = found.group(1)

@@ -18,6 +18,8 @@
   tokens per API key (all windows when ``window`` is omitted).
 - ``GET  /admin/queue``: requests waiting for the pool's accounts now, per
   caller (``key:<name>``), across every worker and replica.
+- ``GET  /admin/journal``: upstream conversations not yet confirmed deleted,
+  with the recovery sweep's attempts and last error.
 
 No response ever carries a token or key, only fingerprints. The admin key is
 compared in constant time; with no ``ADMIN_KEY`` the API does not exist (404).
@@ -221,3 +223,25 @@ def queue() -> Response:
     waiting = _pool().waiting()
     data = [{"caller": caller, "waiting": n} for caller, n in sorted(waiting.items())]
     return json_response({"object": "queue", "waiting": sum(waiting.values()), "data": data})
+
+
+@bp.get("/journal")
+def journal() -> Response:
+    """Upstream conversations not yet confirmed deleted (the crash-safe journal).
+
+    Answers in flight appear here briefly; an entry with ``attempts`` > 0 is
+    one the recovery sweep could not delete yet (``last_error`` says why,
+    ``due`` when it tries again). Pass-through tokens are never shown.
+    """
+    svc = services()
+    entries = svc.journal.entries() if svc.journal is not None else []
+    data = [
+        {
+            **entry.public(),
+            "object": "journal.entry",
+            "created_at": _iso(entry.created),
+            "due_at": _iso(entry.due),
+        }
+        for entry in entries
+    ]
+    return json_response({"object": "list", "data": data})

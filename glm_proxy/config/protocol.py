@@ -59,6 +59,12 @@ class ProtocolSettings:
         str,
         "Upstream path: delete one conversation (2026 web bundle).",
     )
+    glm_list_path: str = setting(
+        "GLM_LIST_PATH",
+        "/mainchat-api/conversation/recent_list",
+        str,
+        "Upstream path: the account's recent conversations (the doctor confirms deletes).",
+    )
     glm_bulk_delete_assistant: bool = setting(
         "GLM_BULK_DELETE_ASSISTANT", True, parse_bool, "Send `assistant_id` with bulk_delete."
     )

@@ -39,13 +39,16 @@ STREAM_ERRORS = Counter(
 )
 CONVERSATION_DELETES = Counter(
     "glm_proxy_conversation_deletes_total",
-    "Background deletions of upstream conversations, by result.",
+    "Background deletions of upstream conversations, by result (deleted, unconfirmed: no "
+    "delete call confirmed it and one found no such path, failed).",
     ["result"],
 )
 # -- upstream protocol (2026): delete calls, stops, clock sync -------------------
 CONVERSATION_DELETE_CALLS = Counter(
     "glm_proxy_conversation_delete_calls_total",
-    "Upstream delete calls, by method (bulk, mainchat, legacy) and outcome (ok, failed).",
+    "Upstream delete calls, by method (bulk, mainchat, legacy) and outcome (ok; gone: the "
+    "upstream says the conversation does not exist; unconfirmed: the upstream knows no such "
+    "path, nothing confirmed, so the next method is tried; failed).",
     ["method", "outcome"],
 )
 UPSTREAM_STOPS = Counter(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from glm_proxy.pool.operations import PoolOperations
     from glm_proxy.services.janitor import Janitor
     from glm_proxy.store.base import Store
+    from glm_proxy.store.journal import Journal
     from glm_proxy.upstream.client import UpstreamClient
 
 
@@ -34,6 +35,7 @@ class Services:
     auth: Authenticator  # who is calling (``glm_proxy.access.auth``)
     limits: KeyLimits  # per-key rate/concurrency limits and usage (``glm_proxy.access.limits``)
     attachments: AttachmentService | None = None  # attachment uploader, when configured
+    journal: Journal | None = None  # conversations not yet confirmed deleted (crash safety)
 
 
 def services() -> Services:

@@ -327,7 +327,7 @@ class AnswerJob(QueuedItems):
             self.account = account
             self._leased.set()
             self.attempts += 1
-            attempt = self._attempt = Attempt(self, account)
+            attempt = self._attempt = Attempt(self, account, lease)
             try:
                 self.services.operations.credits.before_answer(account)  # daily claim
                 attempt.run()

@@ -11,6 +11,12 @@ Conversations of one account and assistant that finish within
 ``GLM_DELETE_BATCH_MAX`` ids), which under load turns hundreds of delete calls
 into a few. The calls and their fallbacks are ``upstream.control.delete_conversations``.
 
+Journal: each conversation is in the crash-safe journal (``store.journal``)
+until its delete is confirmed; the janitor removes it then. A delete the
+janitor could not confirm stays there, and the recovery sweep
+(``services.recovery``) tries again with a backoff; a delete no call confirmed
+while some answered as a missing path counts as ``unconfirmed``, not deleted.
+
 Stopping: when the client left before the answer finished, the upstream is
 still writing it; ``stop_stream`` with the answer's history id ends it before
 the conversation is deleted (2026; ``GLM_STOP_ON_DISCONNECT``).
@@ -19,6 +25,7 @@ the conversation is deleted (2026; ``GLM_STOP_ON_DISCONNECT``).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 import gevent
@@ -26,6 +33,7 @@ from gevent.pool import Group
 
 from glm_proxy.accounts import Account
 from glm_proxy.observability.metrics import CONVERSATION_DELETES, UPSTREAM_STOPS, labelled
+from glm_proxy.store.journal import Entry
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +48,12 @@ class _Batch:
 
 
 class Janitor:
-    def __init__(self, upstream, settings=None) -> None:
+    def __init__(self, upstream, settings=None, journal=None) -> None:
         self.upstream = upstream
         self.settings = settings if settings is not None else getattr(upstream, "settings", None)
+        self.journal = journal
+        self._held: set[str] = set()  # journalled conversations this process is deleting
+        self._renewer: gevent.Greenlet | None = None
         self._pending = Group()
         self._batches: dict[tuple[str, str], _Batch] = {}
         self.deleted = 0
@@ -52,20 +63,80 @@ class Janitor:
     def _setting(self, name: str, default):
         return getattr(self.settings, name, default) if self.settings is not None else default
 
+    @property
+    def hold_ttl(self) -> float:
+        return float(self._setting("lease_ttl", 30.0))
+
+    def _hold(self, conversation_id: str) -> None:
+        """This process deletes the conversation: the recovery sweep leaves it alone.
+
+        Like a lease, the hold lasts ``LEASE_TTL`` and is renewed every third of
+        it until the delete ends, so a worker that dies meanwhile leaves it to
+        the sweep within ``LEASE_TTL``, and a living one is never raced.
+        """
+        self._journalled("hand_over", [conversation_id], time.time() + self.hold_ttl)
+        self._held.add(conversation_id)
+        if self._renewer is None or self._renewer.dead:
+            self._renewer = gevent.spawn(self._renew_holds)
+
+    def _renew_holds(self) -> None:
+        while self._held:
+            gevent.sleep(max(0.05, self.hold_ttl / 3))
+            if self._held:
+                self._journalled("hand_over", list(self._held), time.time() + self.hold_ttl)
+
+    def _journalled(self, action: str, *args) -> None:
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, action)(*args)
+        except Exception as exc:  # noqa: BLE001 - the recovery sweep still has the entry
+            log.warning("conversation journal %s failed: %s", action, type(exc).__name__)
+
     def delete_later(
         self,
         account: Account,
         assistant_id: str,
         conversation_id: str,
         stop_history_id: str | None = None,
+        journalled: bool = False,
     ) -> None:
-        """Delete a conversation soon; stop its unfinished answer first when one is named."""
+        """Delete a conversation soon; stop its unfinished answer first when one is named.
+
+        ``journalled``: the conversation is in the journal; it is held (see
+        ``_hold``) from now until its delete is confirmed or given up.
+        """
+        if journalled:
+            self._hold(conversation_id)
         if stop_history_id:
             self._pending.spawn(
                 self._stop_then_delete, account, assistant_id, conversation_id, stop_history_id
             )
             return
         self._enqueue(account, assistant_id, conversation_id)
+
+    def delete_kept(
+        self, account: Account, assistant_id: str, conversation_id: str, *, pooled: bool
+    ) -> None:
+        """Delete a kept conversation the client let go of, journalled until confirmed."""
+        journalled = False
+        if self.journal is not None:
+            now = time.time()
+            try:
+                self.journal.record(
+                    Entry(
+                        conversation_id=conversation_id,
+                        account=account.fingerprint,
+                        assistant_id=assistant_id,
+                        created=now,
+                        due=now + self.hold_ttl,
+                        token="" if pooled else account.refresh_token,
+                    )
+                )
+                journalled = True
+            except Exception as exc:  # noqa: BLE001 - the delete still goes ahead
+                log.warning("conversation journal record failed: %s", type(exc).__name__)
+        self.delete_later(account, assistant_id, conversation_id, journalled=journalled)
 
     def stop_later(self, account: Account, history_id: str) -> None:
         """Stop an unfinished answer whose conversation is kept."""
@@ -121,18 +192,27 @@ class Janitor:
                     self.upstream.delete_conversations(account, assistant_id, ids)
                 self.deleted += len(ids)
                 labelled(CONVERSATION_DELETES, "deleted").inc(len(ids))
+                self._journalled("remove", *ids)
+                self._held.difference_update(ids)
                 return
             except Exception as exc:  # noqa: BLE001 - logged; cleanup must never crash
-                if attempt == ATTEMPTS - 1:
+                unconfirmed = getattr(exc, "code", "") == "delete_unconfirmed"
+                if attempt == ATTEMPTS - 1 or unconfirmed:
+                    result = "unconfirmed" if unconfirmed else "failed"
                     self.failed += len(ids)
-                    labelled(CONVERSATION_DELETES, "failed").inc(len(ids))
+                    labelled(CONVERSATION_DELETES, result).inc(len(ids))
                     log.warning(
-                        "could not delete %d conversation(s) (%s) of %s: %s",
+                        "could not delete %d conversation(s) (%s) of %s (%s; the recovery "
+                        "sweep tries again): %s",
                         len(ids),
                         ", ".join(ids[:5]),
                         account,
+                        result,
                         getattr(exc, "message", type(exc).__name__),
                     )
+                    # The recovery sweep takes over at its next round.
+                    self._held.difference_update(ids)
+                    self._journalled("hand_over", ids, time.time())
                     return
                 gevent.sleep(0.5 * (attempt + 1))
 

@@ -12,12 +12,16 @@ account, same lease) with the correction as new user text, and a filter built
 with ``final=True``; the first try's output is discarded.
 
 ``finish()`` closes the upstream response and deletes (or keeps) the
-conversation; the job runs it on every path.
+conversation; the job runs it on every path. A worker killed before that
+never runs it: the conversation's journal entry (``store.journal``), written
+the moment its id is known and before anything reaches the client, lets the
+recovery sweep delete it later.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Protocol
 
 import gevent
@@ -30,6 +34,7 @@ from glm_proxy.protocol.parsers import DeltaFilter, Reask
 from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.protocol.sse import ServerSentEvent, SSEDecoder, decode_json
 from glm_proxy.protocol.translate import Translator
+from glm_proxy.store.journal import Entry
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +58,11 @@ class Job(Protocol):
 class Attempt:
     """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
 
-    def __init__(self, job: Job, account: Account) -> None:
+    def __init__(self, job: Job, account: Account, lease: Any = None) -> None:
         self.job = job
         self.account = account
+        self.lease = lease  # the owning lease, named in the conversation's journal entry
+        self.journalled: str | None = None  # the conversation id written to the journal
         self.requested = False  # the stream request was sent (a conversation may exist)
         self.response: Any = None
         self.conversation_id: str | None = None
@@ -201,6 +208,8 @@ class Attempt:
         if isinstance(delta, ConversationStarted):
             self.conversation_id = delta.conversation_id
             self.started = delta
+            if self.journalled != delta.conversation_id:
+                self._journal(delta.conversation_id)
             return
         if self.filter is None:
             self._deliver(delta)
@@ -229,6 +238,47 @@ class Attempt:
         held, self.held = self.held, []
         for delta in held:
             job.put(delta)
+
+    def _journal(self, conversation_id: str) -> None:
+        """Write the new conversation to the crash-safe journal, before the client sees it."""
+        services = self.job.services
+        journal = getattr(services, "journal", None)
+        if journal is None or conversation_id == self.job.request.continue_conversation:
+            return  # a continued conversation is the caller's (kept: it has its own record)
+        now = time.time()
+        slot = getattr(self.lease, "slot", None)
+        pool = services.pool
+        try:
+            journal.record(
+                Entry(
+                    conversation_id=conversation_id,
+                    account=self.account.fingerprint,
+                    assistant_id=self.job.request.assistant_id,
+                    created=now,
+                    lease=getattr(slot, "member", "") or "",
+                    due=now + services.settings.lease_ttl,
+                    token=""
+                    if pool.is_pooled(self.account.fingerprint)
+                    else self.account.refresh_token,
+                )
+            )
+            self.journalled = conversation_id
+        except Exception as exc:  # noqa: BLE001 - the answer goes on; cleanup still deletes
+            log.warning(
+                "could not journal conversation %s: %s",
+                conversation_id,
+                getattr(exc, "code", None) or type(exc).__name__,
+            )
+
+    def _unjournal(self, conversation_id: str) -> None:
+        """The conversation is kept: its own record (``pool.conversations``) takes over."""
+        journal = getattr(self.job.services, "journal", None)
+        if journal is None or self.journalled != conversation_id:
+            return
+        try:
+            journal.remove(conversation_id)
+        except Exception as exc:  # noqa: BLE001 - the recovery sweep finds it anyway
+            log.warning("conversation journal update failed: %s", type(exc).__name__)
 
     # -- cleanup -------------------------------------------------------------
 
@@ -286,11 +336,16 @@ class Attempt:
         )
         if keep:
             conversations.remember(self.account, conversation_id, job.request.assistant_id)
+            self._unjournal(conversation_id)
             if stop_id:
                 services.janitor.stop_later(self.account, stop_id)
             return
         services.janitor.delete_later(
-            self.account, job.request.assistant_id, conversation_id, stop_history_id=stop_id
+            self.account,
+            job.request.assistant_id,
+            conversation_id,
+            stop_history_id=stop_id,
+            journalled=self.journalled == conversation_id,  # held until the delete ends
         )
 
 

@@ -191,7 +191,10 @@ def delete(svc, caller: Caller, response_id: str) -> dict[str, Any]:
             account = svc.pool.account_by_fingerprint(record.account)
         if account is not None:
             book.forget(conversation_id)
-            svc.janitor.delete_later(
-                account, record.assistant_id or svc.settings.glm_assistant_id, conversation_id
+            svc.janitor.delete_kept(
+                account,
+                record.assistant_id or svc.settings.glm_assistant_id,
+                conversation_id,
+                pooled=svc.pool.is_pooled(account.fingerprint),
             )
     return {"id": response_id, "object": "response.deleted", "deleted": True}

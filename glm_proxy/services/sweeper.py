@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 
 import gevent
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.store import keys
+from glm_proxy.store.journal import Entry
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class Sweeper:
         self.upstream = upstream
         self.deleted = 0
         self.failed = 0
+        self.journal = None  # set by services.recovery: where a delete given up on goes
         self._greenlet: gevent.Greenlet | None = None
 
     @property
@@ -115,12 +118,15 @@ class Sweeper:
             attempts = int(record.get("attempts", 0)) + 1
             if attempts >= MAX_ATTEMPTS or exc.code == "refresh_token_expired":
                 log.warning(
-                    "giving up deleting idle conversation %s of %s: %s",
+                    "idle conversation %s of %s: %d deletes failed (%s); the journal's "
+                    "recovery sweep retries it with a backoff",
                     conversation_id,
                     account,
+                    attempts,
                     exc.code,
                 )
                 self.failed += 1
+                self._to_journal(conversation_id, record, attempts, exc)
                 self.book.forget(conversation_id)
             else:
                 self.book.requeue(conversation_id, record)
@@ -129,6 +135,26 @@ class Sweeper:
         self.deleted += 1
         log.info("deleted idle conversation %s of %s", conversation_id, account)
         return True
+
+    def _to_journal(
+        self, conversation_id: str, record: dict, attempts: int, exc: GLMProxyError
+    ) -> None:
+        """Hand a delete the sweeper gives up on to the journal: retried, listed, never lost."""
+        if self.journal is None:
+            return
+        now = time.time()
+        self.journal.record(
+            Entry(
+                conversation_id=conversation_id,
+                account=record.get("account") or "",
+                assistant_id=record.get("assistant_id") or self.settings.glm_assistant_id,
+                created=now,
+                due=now + self.settings.sweep_interval,
+                attempts=attempts,
+                last_error=f"{exc.code}: {exc.message}"[:300],
+                token=record.get("token") or "",
+            )
+        )
 
 
 def init_app(app) -> None:

@@ -136,6 +136,20 @@ def conversation_sweep(conversation_id: str) -> str:
 SWEEP_IDLE = "sweep:idle"  # sorted set: kept conversation id -> last use (epoch s)
 SWEEPER_ROUND = "sweeper:round"  # which process runs the current sweep round
 
+
+def journal_entry(conversation_id: str) -> str:
+    """A conversation in flight or awaiting its delete: the crash-safe journal (JSON)."""
+    return f"journal:conv:{conversation_id}"
+
+
+def journal_claim(conversation_id: str) -> str:
+    """Held while one process deletes a journalled conversation (expires on its own)."""
+    return f"journal:claim:{conversation_id}"
+
+
+JOURNAL_DUE = "journal:due"  # sorted set: journalled conversation id -> when to look (epoch s)
+JOURNAL_ROUND = "journal:round"  # which process runs the current recovery round
+
 # -- API keys: limits and usage ---------------------------------------------------------
 
 

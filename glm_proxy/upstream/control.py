@@ -8,8 +8,21 @@ Deleting has three candidate calls and no agreement on which one the upstream
 still honours (upstream-protocol.md §15.1): ``bulk`` (``bulk_delete``, what the
 2026 browser uses, even for one id), ``mainchat`` (single delete of the 2026
 bundle) and ``legacy`` (the 2025 path). ``GLM_DELETE_METHODS`` orders them; the
-first that answers with a success envelope wins. A reply saying the
-conversation does not exist counts as done (concurrent cleanups race).
+first that answers with a success envelope wins.
+
+A failed call means one of three things (``delete_outcome``), told apart by the
+HTTP status, the envelope code and its message together:
+
+- ``gone``: the upstream answered (HTTP 2xx) with an envelope saying the
+  conversation does not exist (``不存在``, or "not found" naming the
+  conversation; concurrent cleanups race): the delete is done;
+- ``unconfirmed``: HTTP 404/405, or a bare "not found": the *path* may be
+  unknown (an upstream of another era, or a moved endpoint); it says nothing
+  about the conversation, so the next method is tried;
+- ``failed``: anything else; the next method is tried.
+
+When no method confirmed the delete and at least one answered ``unconfirmed``,
+``DeleteUnconfirmed`` is raised: the conversation may well still exist.
 """
 
 from __future__ import annotations
@@ -18,13 +31,42 @@ import logging
 from typing import Any
 
 from glm_proxy.accounts import Account
-from glm_proxy.errors import GLMProxyError, UpstreamProtocolError
+from glm_proxy.errors import GLMProxyError, UpstreamError, UpstreamProtocolError
 from glm_proxy.observability.metrics import CLOCK_SYNCS, CONVERSATION_DELETE_CALLS, labelled
 from glm_proxy.upstream.envelope import unwrap
 
 log = logging.getLogger(__name__)
 
-NOT_FOUND_HINTS = ("不存在", "not found", "not exist")
+NOT_FOUND_HINTS = ("不存在", "not found", "not exist", "does not exist")
+CONVERSATION_HINTS = ("conversation", "会话", "对话")
+ROUTE_STATUSES = frozenset({404, 405})
+
+
+class DeleteUnconfirmed(UpstreamError):
+    """No delete call confirmed the delete, and some answered as if their path did not exist."""
+
+    code = "delete_unconfirmed"
+
+
+def delete_outcome(exc: GLMProxyError) -> str:
+    """``gone``, ``unconfirmed`` or ``failed`` for a failed delete call (see the module doc).
+
+    A 404 *status* with a bare "not found" is what any web server answers for a
+    path it does not serve; only an envelope the upstream sent with HTTP 2xx
+    (or one that names the conversation) says the conversation is gone. When
+    a 404 status comes with an envelope naming the conversation, it could be
+    either: it counts as ``unconfirmed`` (doubt falls back to the next method).
+    """
+    http = getattr(exc, "upstream_http", None)
+    text = (exc.message or "").lower()
+    if http is not None and http in ROUTE_STATUSES:
+        return "unconfirmed"
+    if not any(hint in text for hint in NOT_FOUND_HINTS):
+        return "failed"
+    names_it = "不存在" in text or any(hint in text for hint in CONVERSATION_HINTS)
+    if names_it and (http is None or 200 <= http < 300):
+        return "gone"
+    return "unconfirmed"  # a bare "not found": of what, the reply does not say
 
 
 def sync_clock(client, account: Account | None = None) -> float:
@@ -89,16 +131,23 @@ def stop_stream(client, account: Account, history_id: str) -> None:
     )
 
 
-def _delete_call(client, account: Account, method: str, assistant_id: str, ids: list[str]) -> None:
+def _delete_call(client, account: Account, method: str, assistant_id: str, ids: list[str]) -> str:
+    """One delete method for ``ids``: ``ok`` or ``gone``; raises when not confirmed."""
     s = client.settings
     referer = f"{s.glm_origin}/main/alltoolsdetail"
     if method == "bulk":
         body: dict[str, Any] = {"conversation_ids": ids}
         if s.glm_bulk_delete_assistant:
             body["assistant_id"] = assistant_id
-        client.call(account, "POST", s.glm_bulk_delete_path, json=body, referer=referer)
-        return
+        try:
+            client.call(account, "POST", s.glm_bulk_delete_path, json=body, referer=referer)
+        except GLMProxyError as exc:
+            if delete_outcome(exc) != "gone":
+                raise
+            return "gone"
+        return "ok"
     path = s.glm_mainchat_delete_path if method == "mainchat" else s.glm_delete_path
+    outcome = "ok"
     for conversation_id in ids:
         try:
             client.call(
@@ -109,34 +158,69 @@ def _delete_call(client, account: Account, method: str, assistant_id: str, ids: 
                 referer=referer,
             )
         except GLMProxyError as exc:
-            if not any(hint in exc.message for hint in NOT_FOUND_HINTS):
+            if delete_outcome(exc) != "gone":
                 raise
+            outcome = "gone"
+    return outcome
 
 
 def delete_conversations(client, account: Account, assistant_id: str, ids: list[str]) -> str:
     """Delete ``ids`` by the configured calls in order; returns the call that worked.
 
-    Each outcome is counted (``glm_proxy_conversation_delete_calls_total``).
-    Raises the last error when every call failed.
+    Each outcome is counted (``glm_proxy_conversation_delete_calls_total``:
+    ``ok``, ``gone``, ``unconfirmed``, ``failed``). Raises ``DeleteUnconfirmed``
+    when no call confirmed the delete and one answered as a missing route, else
+    the last error when every call failed.
     """
     last: GLMProxyError | None = None
+    unconfirmed: list[str] = []
     for method in client.settings.glm_delete_methods:
         try:
-            _delete_call(client, account, method, assistant_id, ids)
+            outcome = _delete_call(client, account, method, assistant_id, ids)
         except GLMProxyError as exc:
-            labelled(CONVERSATION_DELETE_CALLS, method, "failed").inc()
+            outcome = delete_outcome(exc)
+            labelled(CONVERSATION_DELETE_CALLS, method, outcome).inc()
+            if outcome == "unconfirmed":
+                unconfirmed.append(method)
             log.info(
-                "delete via %s failed for %d conversation(s) of %s: %s",
+                "delete via %s %s for %d conversation(s) of %s: %s",
                 method,
+                "found no such path" if outcome == "unconfirmed" else "failed",
                 len(ids),
                 account,
                 exc.message,
             )
             last = exc
             continue
-        labelled(CONVERSATION_DELETE_CALLS, method, "ok").inc()
+        labelled(CONVERSATION_DELETE_CALLS, method, outcome).inc()
         return method
+    if unconfirmed:
+        raise DeleteUnconfirmed(
+            "no delete call confirmed the delete; the upstream knew no such path for "
+            + ", ".join(unconfirmed)
+            + (f" (last: {last.message})" if last is not None else "")
+        )
     raise last or UpstreamProtocolError("no delete method configured (GLM_DELETE_METHODS)")
+
+
+def listed_conversations(client, account: Account, page_size: int = 50) -> set[str]:
+    """The ids on the first page of the account's recent conversations (``recent_list``)."""
+    s = client.settings
+    result = client.call(
+        account,
+        "POST",
+        s.glm_list_path,
+        json={"page": 1, "page_size": page_size},
+        referer=f"{s.glm_origin}/main/alltoolsdetail",
+    )
+    items = result.get("conversation_list") if isinstance(result, dict) else None
+    if not isinstance(items, list):
+        raise UpstreamProtocolError("the conversation list reply has no conversation_list")
+    return {
+        str(item["conversation_id"])
+        for item in items
+        if isinstance(item, dict) and item.get("conversation_id")
+    }
 
 
 def fetch_catalogue(client, account: Account) -> dict[str, Any]:

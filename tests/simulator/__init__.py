@@ -10,8 +10,9 @@ long, unknown_types, draw, noimage; common keys: shape=all|current|delta, delay=
 chunk=N; long takes n=N (and chars=N: that many characters in all). Exact answer texts are
 constants in `scripts.py`.
 
-Era: `--era E2` (default) or `--era E3` (the 2026 protocol, spec §15.7; also the `era`
-config key): 2026 framing (`data:  `, lifecycle frames, one part per frame, empty
+Era: `--era E3` (the default, matching the server's default `GLM_PROTOCOL=2026`) or
+`--era E2` (2025); the `era` config key switches it too. E3 is the 2026 protocol (spec
+§15.7): 2026 framing (`data:  `, lifecycle frames, one part per frame, empty
 `tool_calls` containers), the server-side tool loop (`tools` scenario, `finish` marker), HTTP
 429 `10061` for a second stream, `mainchat-api` deletes/list/stop (`stop_stream` ends an answer
 with `10024`), `productivity-api/file/chat_upload`, drawings as single-image frames plus the

@@ -70,7 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-polls", type=int, default=3, help="status polls until finished")
     p.add_argument("--public-base-url", default=None)
     p.add_argument("--access-log", action="store_true")
-    p.add_argument("--era", choices=("E2", "E3"), default="E2", help="protocol era (§15: E3)")
+    p.add_argument(
+        "--era",
+        choices=("E2", "E3"),
+        default="E3",
+        help="protocol era: E3 (2026, the server's default GLM_PROTOCOL) or E2 (2025)",
+    )
     return p.parse_args(argv)
 
 

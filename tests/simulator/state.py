@@ -34,7 +34,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "video_polls_to_finish": 3,
     "public_base_url": None,  # base for generated file URLs; None = the request's host
     # -- 2026 ("E3", upstream-protocol.md §15.7) ------------------------------------------
-    "era": "E2",  # E2 | E3: framing, endpoints, busy answer, body checks
+    "era": "E3",  # E3 | E2: framing, endpoints, busy answer, body checks (E3: the server default)
     "e3_final_finish": True,  # send the top-level finish frame (False: just close)
     "e3_processing_frame": True,  # an empty-parts "processing" frame mid-answer
     "accept_e2_modes": True,  # E3: accept chat_mode zero/deep_research too
