@@ -237,3 +237,14 @@ def test_a_namespaced_call_comes_back_with_its_namespace(client, simulator, toke
     assert calls[0].arguments == '{"message":"look around"}'
     sent = prompt_text(stream_requests(simulator, token)[-1])
     assert "multi_agent_v1__spawn_agent" in sent
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+def test_the_base_url_answers_with_what_the_server_is(proxy, method):
+    resp = requests.request(method, proxy.base + "/", timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    if method == "GET":
+        about = resp.json()
+        assert about["name"] == "glm-proxy" and about["version"] != "unknown"
+        assert about["links"] == {"models": "/v1/models", "health": "/healthz"}
