@@ -171,9 +171,7 @@ class _Offer:
         return ToolOffer(self.chat, frozenset(self.custom), self.namespaced, self.web_search)
 
 
-def map_tools(
-    tools: list[dict[str, Any]], items: list[dict[str, Any]] | tuple = ()
-) -> ToolOffer:
+def map_tools(tools: list[dict[str, Any]], items: list[dict[str, Any]] | tuple = ()) -> ToolOffer:
     """Responses ``tools`` -> the chat tools offered, and how their calls go back.
 
     ``items`` are the input items: an ``additional_tools`` item (Codex's "lite"
