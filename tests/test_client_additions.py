@@ -273,3 +273,23 @@ def test_developer_text_mid_conversation_stays_at_its_place(client, simulator, t
         )
     ]
     assert order == sorted(order)
+
+
+def test_left_out_names_are_logged_once_and_bounded(caplog):
+    from prometheus_client import REGISTRY
+
+    from glm_proxy.observability.additions import MOST_NAMES, note_ignored
+
+    def count(name: str) -> float:
+        labels = {"kind": "test_kind", "name": name}
+        return REGISTRY.get_sample_value("glm_proxy_ignored_additions_total", labels) or 0
+
+    with caplog.at_level("WARNING"):
+        note_ignored("test_kind", "alpha", "tools[0]")
+        note_ignored("test_kind", "alpha", "tools[3]")
+    assert count("alpha") == 2
+    assert sum("'alpha'" in r.message for r in caplog.records) == 1
+    for index in range(MOST_NAMES + 5):
+        note_ignored("test_kind", f"t{index} \n<script>")
+    assert count("other") == 6  # past the cap, names share one label
+    assert count("t0___script_") == 1  # cut to a safe alphabet
