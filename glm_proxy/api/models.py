@@ -6,17 +6,23 @@ fetched once per ``GLM_CATALOGUE_TTL`` (cached in the store, so every worker
 shares it) and each upstream model is listed with its modes (``<model>``,
 ``<model>-thinking``, ``<model>-deep``); otherwise ``GLM_STATIC_MODELS`` is
 listed the same way. Either way the names become known to the model table.
+
+A caller that sends ``anthropic-version`` (the Anthropic SDK, Claude Code) gets
+the Anthropic Models API's shape (``type: model``, ``display_name``,
+``created_at``, ``has_more``); everyone else OpenAI's. Chat models carry their
+context window either way (``MODEL_CONTEXT_WINDOW``).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 from flask import Blueprint, Response, request
 
 from glm_proxy.errors import GLMProxyError, NotFound
-from glm_proxy.model_table import AGENT_ID, ModelSpec, ModelTable
+from glm_proxy.model_table import ModelSpec, ModelTable
 from glm_proxy.services import Services, services
 from glm_proxy.store import keys
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
@@ -86,19 +92,47 @@ def list_models() -> Response:
     table: ModelTable = svc.models
     web = _learn(table, upstream_models(svc))
     seen = {spec.name for spec in web}
-    data = [ModelTable.to_openai(spec) for spec in web]
-    data += [ModelTable.to_openai(s) for s in table.listed() if s.name not in seen]
+    window = svc.settings.model_context_window
+    data = [ModelTable.to_openai(spec, window) for spec in web]
+    data += [ModelTable.to_openai(s, window) for s in table.listed() if s.name not in seen]
+    if _anthropic_caller():
+        models = [_anthropic(entry) for entry in data]
+        return json_response(
+            {
+                "data": models,
+                "has_more": False,
+                "first_id": models[0]["id"] if models else None,
+                "last_id": models[-1]["id"] if models else None,
+            }
+        )
     return json_response({"object": "list", "data": data})
+
+
+def _anthropic_caller() -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _anthropic(entry: dict) -> dict:
+    """An OpenAI model object in the Anthropic Models API's shape."""
+    created = datetime.fromtimestamp(entry["created"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model = {"type": "model", "id": entry["id"], "display_name": entry["id"], "created_at": created}
+    if "context_window" in entry:
+        model["context_window"] = entry["context_window"]
+    return model
 
 
 @bp.get("/<path:model_id>")
 def get_model(model_id: str) -> Response:
-    table: ModelTable = services().models
+    svc = services()
+    table: ModelTable = svc.models
     spec = table.get(model_id)
-    if spec is None and AGENT_ID.match(model_id.lower()):
-        spec = table.resolve(model_id)
+    if spec is None:
+        # An agent id, a name with mode suffixes, or a client's name an alias maps.
+        resolved = table.resolve(model_id)
+        spec = resolved if resolved.known else None
     if spec is None:
         raise NotFound(
             f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
         )
-    return json_response(ModelTable.to_openai(spec))
+    entry = ModelTable.to_openai(spec, svc.settings.model_context_window)
+    return json_response(_anthropic(entry) if _anthropic_caller() else entry)

@@ -28,6 +28,7 @@ __all__ = [
     "anthropic_specs",
     "check_tool_choice",
     "check_tools",
+    "offered",
     "tool_config",
 ]
 
@@ -78,6 +79,30 @@ def _check_schema(schema: dict[str, Any], path: tuple[Any, ...]) -> None:
     finally:
         if fresh:
             caller_schema.pause()
+
+
+def offered(
+    tools: Any, known: tuple[str | None, ...]
+) -> tuple[Any, list[int], list[tuple[int, str]]]:
+    """The tools whose ``type`` is one of ``known``, their indexes, and (index, type) of the others.
+
+    Only a tool with a ``type`` string the server does not know is left out; a
+    malformed entry (not an object, no ``type``) stays, for the check to refuse.
+    Anything but a list is returned as is.
+    """
+    if not isinstance(tools, list):
+        return tools, [], []
+    kept: list[Any] = []
+    kept_at: list[int] = []
+    left_out: list[tuple[int, str]] = []
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind and kind not in known:
+            left_out.append((index, kind))
+        else:
+            kept.append(tool)
+            kept_at.append(index)
+    return kept, kept_at, left_out
 
 
 def check_tools(tools: Any) -> tuple[ToolSpec, ...]:
