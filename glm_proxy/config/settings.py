@@ -18,6 +18,7 @@ from glm_proxy.config.limits import AttachmentSettings, LimitSettings
 from glm_proxy.config.parsing import ConfigError
 from glm_proxy.config.pool import AccountSettings, SharedStateSettings
 from glm_proxy.config.protocol import ProtocolSettings
+from glm_proxy.config.quotas import QuotaSettings
 from glm_proxy.config.serving import ServingSettings, StreamingSettings
 from glm_proxy.config.upstream import UpstreamSettings
 from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse_pairs
@@ -27,6 +28,7 @@ from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse
 # here in reverse of the order the README table shows them (serving first).
 @dataclass(frozen=True)
 class Settings(
+    QuotaSettings,
     ResponsesSettings,
     ToolSettings,
     StreamingSettings,
@@ -67,6 +69,8 @@ class Settings(
             raise ConfigError("GLM_BASE_URL must be an http(s) URL")
         if self.max_choices < 1:
             raise ConfigError("MAX_CHOICES must be at least 1")
+        if self.passthrough_max_tokens < 1 or self.responses_max_chain < 1:
+            raise ConfigError("PASSTHROUGH_MAX_TOKENS and RESPONSES_MAX_CHAIN must be at least 1")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:

@@ -78,6 +78,9 @@ class AnswerRequest:
     continue_conversation: str | None = None  # client continues this upstream conversation
     keep_conversation: bool = False
     pinned_account: Account | None = None  # conversation affinity
+    # Who a conversation kept by this answer belongs to (``pool.conversations.owner_id``):
+    # only that caller may continue it.
+    owner: str = ""
     # The caller reads the whole answer before replying (non-stream): deltas are
     # held until the attempt succeeded, so nothing has reached the client when an
     # upstream stream breaks mid-answer, and that failure is retried too.

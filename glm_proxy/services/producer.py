@@ -286,7 +286,9 @@ class Attempt:
             job.request.keep_conversation or not services.settings.delete_conversations
         )
         if keep:
-            conversations.remember(self.account, conversation_id, job.request.assistant_id)
+            conversations.remember(
+                self.account, conversation_id, job.request.assistant_id, owner=job.request.owner
+            )
             if stop_id:
                 services.janitor.stop_later(self.account, stop_id)
             return

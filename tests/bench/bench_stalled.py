@@ -2,7 +2,8 @@
 
 Not collected by pytest. Run from the repository root:
 
-    python tests/bench/bench_stalled.py [--n 120] [--sentences 2000] [--hold 20] [--stall 10]
+    python tests/bench/bench_stalled.py [--n 120] [--sentences 2000] [--chars 300000]
+        [--hold 20] [--stall 10]
 
 It starts the upstream simulator and the proxy (gunicorn, one gevent worker)
 on free local ports, opens N raw sockets (small receive buffers) that each
@@ -76,7 +77,10 @@ def alive_conversations(sim_base: str, tokens: set[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=120, help="stalled streams")
-    parser.add_argument("--sentences", type=int, default=3000, help="length of each answer")
+    parser.add_argument("--sentences", type=int, default=3000, help="snapshots per answer")
+    parser.add_argument(
+        "--chars", type=int, default=0, help="characters in each answer (0: the sentences')"
+    )
     parser.add_argument("--delay", type=float, default=0.005, help="seconds between snapshots")
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stall")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after hanging up")
@@ -153,10 +157,12 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        prompt = f"stall [[sim:long n={args.sentences} delay={args.delay}]]"
+        size = f" chars={args.chars}" if args.chars else ""
+        prompt = f"stall [[sim:long n={args.sentences}{size} delay={args.delay}]]"
         mib = 2**20
         print(
-            f"{args.n} stalled streams x {args.sentences} sentences, held {args.hold:.0f}s "
+            f"{args.n} stalled streams x {args.sentences} snapshots"
+            f"{f' ({args.chars} characters)' if args.chars else ''}, held {args.hold:.0f}s "
             f"(STREAM_STALL_TIMEOUT={args.stall:g}s, STREAM_SEND_BUFFER={args.send_buffer})"
         )
         print(f"worker RSS baseline {idle / mib:.1f} MiB")
