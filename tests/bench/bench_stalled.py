@@ -47,13 +47,13 @@ def worker_process(master_pid: int) -> psutil.Process:
     raise RuntimeError("no gunicorn worker found")
 
 
-def stalled_stream(port: int, token: str, prompt: str) -> socket.socket:
-    """Send one streaming request and never read the answer."""
+def stalled_stream(port: int, token: str, prompt: str, stream: bool = True) -> socket.socket:
+    """Send one (streaming) request and never read the answer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     body = orjson.dumps(
-        {"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        {"model": "glm-4", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
     )
     head = (
         "POST /v1/chat/completions HTTP/1.1\r\n"
@@ -85,6 +85,9 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stall")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after hanging up")
     parser.add_argument("--stall", type=float, default=10.0, help="STREAM_STALL_TIMEOUT")
+    parser.add_argument(
+        "--json", action="store_true", help="non-streaming requests (one JSON answer each)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="stall-then-leave cycles")
     parser.add_argument("--send-buffer", default="0", help="STREAM_SEND_BUFFER (e.g. 64K)")
     parser.add_argument(
@@ -170,7 +173,7 @@ def main() -> None:
             peaks[:] = [worker.memory_info().rss]
             tokens = [f"stall-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.n)]
             started = time.monotonic()
-            sockets = [stalled_stream(proxy_port, t, prompt) for t in tokens]
+            sockets = [stalled_stream(proxy_port, t, prompt, not args.json) for t in tokens]
             time.sleep(max(0.0, args.hold - (time.monotonic() - started)))
             held_peak = max(peaks)
             left_held = alive_conversations(sim_base, set(tokens))
