@@ -28,9 +28,7 @@ from tests.conftest import start_proxy, stop_proxy
 
 
 def _job(limit: int) -> AnswerJob:
-    settings = Settings.from_mapping(
-        {"STREAM_QUEUE_BYTES": str(limit), "STREAM_QUEUE_ITEMS": "64"}
-    )
+    settings = Settings.from_mapping({"STREAM_QUEUE_BYTES": str(limit), "STREAM_QUEUE_ITEMS": "64"})
     services = types.SimpleNamespace(settings=settings)
     return AnswerJob(services, (), AnswerRequest(assistant_id="a", build_payload=dict))
 

@@ -78,6 +78,7 @@ class QueuedItems:
             if self.queued_bytes < self.byte_limit and self._room is not None:
                 self._room.set()
         return item
+
     # The producer writes through a sink the pump lends while it waits (AnswerJob).
     direct_delivery = False
     sink: Any = None
