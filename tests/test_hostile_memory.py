@@ -13,6 +13,8 @@ import types
 import uuid
 
 import gevent
+import openai
+import pytest
 import requests
 
 from glm_proxy.accounts import Account
@@ -125,3 +127,86 @@ def test_idle_passthrough_bookkeeping_is_forgotten():
     assert store.zscore(keys.LRU, fresh.fingerprint) is not None
     assert all(store.zscore(keys.LRU, a.fingerprint) is None for a in passers)
     assert pool._health_ttl(fresh.fingerprint) == 60
+
+
+# -- stored responses: by reference, per-caller quota, global cap, chain limit ----------------
+
+
+@pytest.fixture(scope="module")
+def bounded(simulator, tmp_path_factory):
+    server = start_proxy(
+        simulator,
+        tmp_path_factory.mktemp("responses-quota"),
+        RESPONSES_KEY_QUOTA="400K",
+        RESPONSES_MAX_BYTES="900K",
+        RESPONSES_MAX_CHAIN="4",
+    )
+    yield server
+    stop_proxy(server)
+
+
+def _sdk(server, token: str | None = None) -> openai.OpenAI:
+    token = token or f"rt-{uuid.uuid4().hex}"
+    return openai.OpenAI(base_url=server.v1, api_key=token, max_retries=0, timeout=60)
+
+
+def test_follow_ups_do_not_copy_the_history(bounded):
+    """A 150 KB input and follow-ups: with a copy per turn the 400 KB quota would run out
+    at the third turn; by reference the chain costs the input once."""
+    client = _sdk(bounded)
+    big = "z" * 150_000
+    first = client.responses.create(model="glm-4", input=big)
+    previous = first.id
+    for n in range(3):
+        turn = client.responses.create(
+            model="glm-4", input=f"follow-up {n}", previous_response_id=previous
+        )
+        previous = turn.id
+    items = client.responses.input_items.list(previous)
+    assert [i.content[0].text for i in items.data] == ["follow-up 2"]
+    assert client.responses.retrieve(first.id).id == first.id
+
+
+def test_chain_length_is_bounded(bounded):
+    client = _sdk(bounded)
+    previous = client.responses.create(model="glm-4", input="start").id
+    for n in range(3):
+        previous = client.responses.create(
+            model="glm-4", input=f"t{n}", previous_response_id=previous
+        ).id
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="glm-4", input="one too many", previous_response_id=previous)
+    assert info.value.body["code"] == "conversation_too_long"
+    assert "RESPONSES_MAX_CHAIN" in info.value.message
+
+
+def test_per_caller_quota_is_429_then_freed_by_deletes(bounded):
+    client = _sdk(bounded)
+    with pytest.raises(openai.APIStatusError) as too_big:
+        client.responses.create(model="glm-4", input="q" * 500_000)
+    assert too_big.value.status_code == 413
+    assert "RESPONSES_KEY_QUOTA" in too_big.value.message
+    made = []
+    with pytest.raises(openai.RateLimitError) as info:
+        for _ in range(10):
+            made.append(client.responses.create(model="glm-4", input="w" * 120_000).id)
+    assert 2 <= len(made) <= 4
+    assert info.value.body["code"] == "responses_quota_exceeded"
+    assert "RESPONSES_KEY_QUOTA" in info.value.message
+    # Another caller is not affected, and store=false always works.
+    assert _sdk(bounded).responses.create(model="glm-4", input="other caller").id
+    assert client.responses.create(model="glm-4", input="unstored", store=False).id
+    for response_id in made:
+        client.responses.delete(response_id)
+    assert client.responses.create(model="glm-4", input="w" * 120_000).id
+
+
+def test_global_cap_evicts_the_oldest(bounded):
+    callers = [_sdk(bounded) for _ in range(4)]
+    firsts = [c.responses.create(model="glm-4", input="e" * 200_000).id for c in callers[:1]]
+    for caller in callers[1:]:
+        for _ in range(2):
+            caller.responses.create(model="glm-4", input="f" * 150_000)
+    with pytest.raises(openai.NotFoundError):
+        callers[0].responses.retrieve(firsts[0])
+    assert requests.get(f"{bounded.base}/healthz", timeout=5).status_code == 200
