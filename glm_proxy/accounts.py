@@ -33,6 +33,9 @@ class Account:
     # The browser's cookie header or cookies.txt text (a secret, like the token);
     # "" = send no cookies. Not part of the identity.
     cookies: str = field(default="", repr=False, compare=False)
+    # This account's outbound proxy URL ("" = UPSTREAM_PROXY or direct); it may carry
+    # credentials, so it is never shown.
+    proxy: str = field(default="", repr=False, compare=False)
 
     @classmethod
     def from_token(cls, refresh_token: str, max_streams: int = 1, cookies: str = "") -> Account:

@@ -42,6 +42,47 @@ BOTH_PROFILE_MODULES = frozenset(
 ERAS = {"2026": "E3", "2025": "E2"}
 
 
+# Sans-IO and policy tests: no server, no simulator, no network. `pytest -m unit` runs
+# them alone in seconds; every other test talks to real processes.
+UNIT_MODULES = frozenset(
+    {
+        "test_check_head",
+        "test_formats_anthropic",
+        "test_formats_openai",
+        "test_identity",
+        "test_lease_heartbeat",
+        "test_multi_choices",
+        "test_no_cycles",
+        "test_parsers_controls",
+        "test_pool_health",
+        "test_pool_scheduling",
+        "test_prompt",
+        "test_protocol_units",
+        "test_pump",
+        "test_responses_input",
+        "test_retry_policy",
+        "test_schema_narrowing",
+        "test_signing_envelope",
+        "test_sse",
+        "test_store_keys",
+        "test_tool_prompt",
+        "test_toolcalls",
+        "test_toolcalls_filter",
+        "test_translate",
+        "test_translate_2026",
+        "test_translate_rules",
+        "test_translate_shortcuts",
+        "test_video_jobs",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in UNIT_MODULES:
+            item.add_marker(pytest.mark.unit)
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "profile" not in metafunc.fixturenames:
         return
@@ -238,4 +279,4 @@ def client(proxy: ProxyServer, token: str):
     return openai.OpenAI(base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)
 
 
-from tests.raw_upstream import refused_url, serve  # noqa: E402, F401 - fixtures for the lean client's tests
+from tests.raw_upstream import refused_url, serve  # noqa: E402, F401 - fixtures for the transport tests

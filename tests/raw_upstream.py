@@ -1,4 +1,4 @@
-"""A scripted raw HTTP server on 127.0.0.1 for the lean upstream client's tests.
+"""A scripted raw HTTP server on 127.0.0.1 for the upstream transport's tests.
 
 The server records every request's raw bytes and answers each with scripted
 pieces (bytes, pauses, waits for the test, a close or a reset), so the wire
@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
-
-from glm_proxy.upstream.fast_http import FastResponse
 
 CLOSE = "close"  # a reply piece: the server closes the connection (FIN)
 RESET = "reset"  # a reply piece: the server resets the connection (RST)
@@ -172,9 +170,3 @@ def refused_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}/x"
-
-
-def body_of(response: FastResponse) -> tuple[bytes, int]:
-    """The streamed body and how many pieces it came in."""
-    pieces = list(response.iter_content())
-    return b"".join(pieces), len(pieces)

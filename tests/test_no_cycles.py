@@ -19,9 +19,6 @@ import pytest
 
 from glm_proxy.protocol.translate import TranslateOptions, Translator
 from glm_proxy.protocol.translate._render import Renderer
-from glm_proxy.upstream.fast_http import FastHTTP
-from tests.raw_upstream import CHUNKED_HEAD, TIMEOUT, chunked
-from tests.test_fast_http import PAYLOAD
 
 
 @pytest.fixture
@@ -32,25 +29,6 @@ def no_collector() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def test_a_streamed_upstream_response_read_to_its_end(serve, no_collector) -> None:
-    server = serve([CHUNKED_HEAD + chunked(PAYLOAD)])
-    response = FastHTTP().request("POST", server.url(), {}, b"{}", timeout=TIMEOUT, stream=True)
-    assert b"".join(response.iter_content()) == PAYLOAD
-    gone = weakref.ref(response)
-    del response
-    assert gone() is None
-
-
-def test_a_streamed_upstream_response_closed_early(serve, no_collector) -> None:
-    server = serve([CHUNKED_HEAD + b"5\r\nfirst\r\n", 5.0])
-    response = FastHTTP().request("POST", server.url(), {}, b"{}", timeout=TIMEOUT, stream=True)
-    assert next(response.iter_content()) == b"first"
-    response.close()
-    gone = weakref.ref(response)
-    del response
-    assert gone() is None
 
 
 def test_a_translator_and_its_renderer(no_collector) -> None:

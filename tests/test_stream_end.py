@@ -137,12 +137,10 @@ class Upstream:
         self.reads = reads
 
     def open_stream(self, account, payload, referer=None):
-        return SimpleNamespace(complete=False, close=lambda: None)
+        return SimpleNamespace(close=lambda: None)
 
     def iter_stream(self, response):
-        for i, data in enumerate(self.reads):
-            response.complete = i == len(self.reads) - 1  # as FastResponse says it
-            yield data
+        yield from self.reads
 
 
 def attempt_over(reads: list[bytes]) -> tuple[Attempt, HandFedJob, list[list]]:
@@ -156,25 +154,8 @@ def attempt_over(reads: list[bytes]) -> tuple[Attempt, HandFedJob, list[list]]:
     return Attempt(job, account=None), job, written
 
 
-def test_the_read_that_ends_the_upstream_answer_goes_with_the_end() -> None:
-    frames = growing("text", "Hello, world.", steps=3)  # three snapshots, then the finish
-    reads = [upstream_wire(frames[:1]), upstream_wire(frames[1:3]), upstream_wire(frames[3:])]
-    attempt, job, written = attempt_over(reads)
-    assert attempt._read({}, final=True) is None
-    # the first two reads went out as they came; the last one waits for the end
-    assert len(written) == 2 and not any(isinstance(d, Finished) for w in written for d in w)
-    kept = list(job._unsent)
-    assert kept and isinstance(kept[-1], Finished)
-    job._put_final(JobDone())
-    queued = [job.queue.get_nowait() for _ in range(job.queue.qsize())]
-    assert queued == [*kept, JobDone()]  # in order, just before the end: one write for all
-    text = "".join(d.text for w in written for d in w if isinstance(d, TextDelta))
-    text += "".join(d.text for d in kept if isinstance(d, TextDelta))
-    assert text == "Hello, world."
-
-
-def test_a_response_that_cannot_say_it_is_complete_is_flushed_every_read() -> None:
-    """A ``requests`` response has no ``complete``: each read goes out, as before."""
+def test_each_upstream_read_is_flushed_as_it_comes() -> None:
+    """Each upstream read's deltas go out together, before the next wait."""
     frames = growing("text", "Hello, world.", steps=3)
     attempt, job, written = attempt_over([upstream_wire(frames[:2]), upstream_wire(frames[2:])])
     upstream = job.services.upstream

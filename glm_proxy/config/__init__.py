@@ -11,7 +11,7 @@ in the middle of a request.
 Layout: ``parsing`` (how a setting is declared and parsed), one module per
 group of sections (``serving``, ``upstream``, ``protocol``, ``pool``, ``limits``,
 ``controls``), ``settings`` (the ``Settings`` class that joins them and validates
-across fields) and ``table`` (the README table, ``python -m glm_proxy.config``).
+across fields) and ``table`` (the table in docs/configuration.md).
 """
 
 from glm_proxy.config.parsing import FROM_PROFILE, ConfigError, read_setting_file

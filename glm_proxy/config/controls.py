@@ -27,7 +27,7 @@ class ControlSettings:
 
 @dataclass(frozen=True)
 class ToolSettings:
-    """Emulated tool calling (README "Tool calling")."""
+    """Emulated tool calling (docs/tools.md)."""
 
     tool_prompt_file: str = setting(
         "TOOL_PROMPT_FILE",

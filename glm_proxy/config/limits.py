@@ -1,6 +1,6 @@
 """Limit settings: attachments and media, and the bounds on what one hostile caller can send.
 
-README "Limits" explains what a client gets over each bound.
+docs/errors-and-limits.md explains what a client gets over each bound.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A setting is a dataclass field whose metadata names its environment variable,
 the function that parses the variable's text, and the one-line description the
-README table shows. The parsers raise ``ValueError``; ``Settings.from_mapping``
+configuration table shows. The parsers raise ``ValueError``; ``Settings.from_mapping``
 turns that into a ``ConfigError`` naming the variable, so a bad value fails at
 start-up, never in the middle of a request.
 """
@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 
 
 def setting(env: str, default: Any, parse: Callable[[str], Any] | None = None, doc: str = ""):
-    """A settings field: its variable, default, parser and README description."""
+    """A settings field: its variable, default, parser and documented description."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
 
@@ -61,6 +61,23 @@ def one_of(*allowed: str) -> Callable[[str], str]:
         return value
 
     return parse
+
+
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+
+
+def parse_proxy_url(value: str) -> str:
+    """An outbound proxy URL (``http``, ``https``, ``socks5``, ``socks5h``), or "" for none."""
+    value = value.strip()
+    if not value:
+        return ""
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in PROXY_SCHEMES or not rest.split("@")[-1].strip("/"):
+        raise ValueError(
+            "must be a proxy URL such as http://host:3128 or socks5://host:1080 "
+            f"(schemes: {', '.join(PROXY_SCHEMES)})"
+        )
+    return value
 
 
 def parse_hex32(value: str) -> str:

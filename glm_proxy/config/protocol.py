@@ -104,13 +104,13 @@ class ProtocolSettings:
         FROM_PROFILE,
         str,
         "Mode -> `chat_mode:reasoning_effort` sent upstream, for modes fast, thinking, deep, "
-        "research (profile; see README).",
+        "research (profile; see docs/api.md).",
     )
     glm_effort_map: str = setting(
         "GLM_EFFORT_MAP",
         FROM_PROFILE,
         str,
-        "Client `reasoning_effort` -> mode (profile; see README).",
+        "Client `reasoning_effort` -> mode (profile; see docs/api.md).",
     )
     strict_models: bool = setting(
         "STRICT_MODELS",

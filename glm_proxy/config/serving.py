@@ -44,7 +44,7 @@ class ServingSettings:
         "Seconds the service remembers which account owns a kept conversation.",
     )
     models_file: str = setting(
-        "MODELS_FILE", "", str, "JSON file with extra model table entries (see README)."
+        "MODELS_FILE", "", str, "JSON file with extra model table entries (see docs/api.md)."
     )
 
     metrics_enabled: bool = setting(

@@ -25,7 +25,7 @@ from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse
 
 
 # A dataclass collects fields from its last base first, so the sections are listed
-# here in reverse of the order the README table shows them (serving first).
+# here in reverse of the order the configuration table shows them (serving first).
 @dataclass(frozen=True)
 class Settings(
     QuotaSettings,

@@ -1,8 +1,8 @@
-"""The README configuration table, generated from the settings' own metadata.
+"""The configuration table (docs/configuration.md), generated from the settings' own metadata.
 
-The table is the one place the README lists settings with their defaults and
+The table is the one place the docs list settings with their defaults and
 descriptions; ``python -m glm_proxy.config`` prints it, and a test checks that
-the README holds exactly this text.
+docs/configuration.md holds exactly this text.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ SIZES = {"MAX_REQUEST_BODY", "MAX_FILE_SIZE", "MAX_ATTACHMENT_BYTES"}  # shown i
 
 
 def documented_settings() -> list[tuple[str, Any, str]]:
-    """(variable, default, description) for every setting; the README table is built from it."""
+    """(variable, default, description) for every setting; the docs table is built from it."""
     rows = []
     for f in dataclasses.fields(Settings):
         default = f.default
@@ -41,7 +41,7 @@ def _shown(value: Any) -> str:
 
 
 def markdown_table() -> str:
-    """The README's configuration table (``python -m glm_proxy.config``)."""
+    """The configuration table (``python -m glm_proxy.config``)."""
     lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
     for env, default, doc in documented_settings():
         shown = str(default).lower() if isinstance(default, bool) else str(default)

@@ -14,6 +14,7 @@ from glm_proxy.config.parsing import (
     parse_bool,
     parse_csv,
     parse_hex32,
+    parse_proxy_url,
     setting,
 )
 
@@ -143,12 +144,13 @@ class UpstreamSettings:
     glm_pool_maxsize: int = setting(
         "GLM_POOL_MAXSIZE", 512, int, "Kept-alive upstream connections."
     )
-    upstream_transport: str = setting(
-        "UPSTREAM_TRANSPORT",
-        "fast",
-        one_of("fast", "requests"),
-        "HTTP client for upstream calls: `fast` (HTTP/1.1 on pooled gevent sockets, parsed by "
-        "httptools; uploads still use requests) or `requests` (requests/urllib3 for everything).",
+    upstream_proxy: str = setting(
+        "UPSTREAM_PROXY",
+        "",
+        parse_proxy_url,
+        "Outbound proxy for every upstream call (`http://`, `https://`, `socks5://`, "
+        "`socks5h://`; credentials in the URL are kept secret). An account's `proxy=` option "
+        "overrides it. URL fetches of user attachments never use it.",
     )
 
     @property

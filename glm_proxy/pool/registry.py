@@ -10,7 +10,8 @@ options: ``max_streams=N`` (concurrent answers for this account; default
 ``ACCOUNT_MAX_STREAMS``), ``name=label`` (shown in the admin API),
 ``id=<fingerprint>`` (the account's identity; written by the service itself) and
 ``cookies=<path>`` (a file with the browser's ``Cookie`` header or a Netscape
-cookies.txt, for upstreams behind a WAF; the admin API can set them too).
+cookies.txt, for upstreams behind a WAF; the admin API can set them too) and
+``proxy=<url>`` (this account's outbound proxy, overriding ``UPSTREAM_PROXY``).
 Cookies are secrets: only their names and a fingerprint are ever shown.
 
 When the upstream rotates a refresh token and ``FOLLOW_TOKEN_ROTATION`` is on,
@@ -33,10 +34,11 @@ from pathlib import Path
 
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.config import ConfigError, read_setting_file
+from glm_proxy.config.parsing import parse_proxy_url
 
 log = logging.getLogger(__name__)
 
-_OPTION = re.compile(r"^(max_streams|name|id|cookies)=(\S*)$")
+_OPTION = re.compile(r"^(max_streams|name|id|cookies|proxy)=(\S*)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +55,14 @@ def parse_entry(text: str, default_max_streams: int, source: str) -> PoolEntry |
         return None
     token, *options = text.split()
     max_streams, name, ident, cookies = default_max_streams, "", fingerprint(token), ""
+    proxy = ""
     for option in options:
         match = _OPTION.match(option)
         if not match:
             raise ConfigError(
                 f"account {fingerprint(token)} in {source}: unknown option "
                 f"{option.split('=', 1)[0]!r} (known: max_streams=N, name=label, id=fp, "
-                "cookies=path)"
+                "cookies=path, proxy=url)"
             )
         key, value = match.groups()
         if key == "max_streams":
@@ -72,9 +75,17 @@ def parse_entry(text: str, default_max_streams: int, source: str) -> PoolEntry |
             ident = value or ident
         elif key == "cookies":
             cookies = _read_cookies(value, fingerprint(token), source)
+        elif key == "proxy":
+            try:
+                proxy = parse_proxy_url(value)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"proxy= of account {fingerprint(token)} in {source}: {exc}"
+                ) from None
+
         else:
             name = value
-    return PoolEntry(Account(token, ident, max_streams, cookies), name, source)
+    return PoolEntry(Account(token, ident, max_streams, cookies, proxy), name, source)
 
 
 def _read_cookies(path: str, fp: str, source: str) -> str:

@@ -136,8 +136,7 @@ class Attempt:
                 self._feed(translator, event)
             if self.answered:
                 break  # a filter ended the answer (stop string, length): read no further
-            if not getattr(response, "complete", False):
-                job.flush()  # this read's deltas go out together, before the next wait
+            job.flush()  # this read's deltas go out together, before the next wait
         else:
             for event in decoder.finish():
                 self._feed(translator, event)

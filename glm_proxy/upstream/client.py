@@ -39,19 +39,39 @@ from glm_proxy.ids import uuid4_hex
 from glm_proxy.store.base import Store
 from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_stream
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
-from glm_proxy.upstream.fast_http import FastHTTP, FastResponse
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds
 from glm_proxy.upstream.requesting import RequestHeaders
 from glm_proxy.upstream.tokens import RotationHook, TokenCache, TokenGrant
-from glm_proxy.upstream.transport import LeanSender
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BODY = 64 * 1024
 
 
+def _reason(exc: BaseException) -> str:
+    """The name of the deepest cause of a ``requests`` error (``SSLCertVerificationError``,
+    ``ConnectionRefusedError``, ...): what an operator can act on, without URLs or secrets."""
+    names = [type(exc).__name__]
+    seen = {id(exc)}
+    cause: BaseException | None = exc
+    while cause is not None:
+        nxt = cause.__cause__ or cause.__context__
+        if nxt is None and cause.args and isinstance(cause.args[0], BaseException):
+            nxt = cause.args[0]
+        if nxt is None and hasattr(cause, "reason") and isinstance(cause.reason, BaseException):
+            nxt = cause.reason
+        if nxt is None or id(nxt) in seen:
+            break
+        seen.add(id(nxt))
+        names.append(type(nxt).__name__)
+        cause = nxt
+    return names[-1] if len(names) == 1 else f"{names[0]}: {names[-1]}"
+
+
 def _new_session(pool_maxsize: int) -> requests.Session:
+    """The one upstream session: pooled keep-alive connections, no cookie jar, and no
+    proxy from the environment (``UPSTREAM_PROXY`` and an account's ``proxy=`` are explicit)."""
     session = requests.Session()
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
@@ -75,16 +95,7 @@ class UpstreamClient(RequestHeaders):
     ) -> None:
         self.settings = settings
         self.store = store
-        # The lean HTTP/1.1 client carries the ordinary requests of a client that owns
-        # its session (UPSTREAM_TRANSPORT=fast); uploads and anything unusual, and an
-        # injected session, go through requests.
-        self._fast = (
-            FastHTTP(settings.glm_pool_maxsize)
-            if session is None and settings.upstream_transport == "fast"
-            else None
-        )
         self.session = session or _new_session(settings.glm_pool_maxsize)
-        self._lean = LeanSender(self.session)
         self._clock = clock
         self._nonce = nonce
         self._local_flight = threading.Lock()
@@ -104,38 +115,32 @@ class UpstreamClient(RequestHeaders):
     # -- transport -----------------------------------------------------------
 
     def _send(
-        self, method: str, url: str, *, timeout: float | tuple[float, float], **kwargs: Any
+        self,
+        method: str,
+        url: str,
+        *,
+        timeout: float | tuple[float, float],
+        account: Account | None = None,
+        **kwargs: Any,
     ) -> requests.Response:
-        """One HTTP exchange; transport failures become our retryable errors.
+        """One HTTP exchange on the session; transport failures become our errors, here and
+        nowhere else (a broken stream body is mapped in ``iter_stream``).
 
-        The request is prepared on its own and handed to ``Session.send``: the
-        session holds no headers, cookies or auth to merge, and skipping that
-        merge (and the environment lookup) is a measurable share of the
-        per-request CPU under load. Plain requests go through ``transport.LeanSender``.
+        The request goes through the account's proxy, else ``UPSTREAM_PROXY``, else direct.
+        Redirects are not followed: the upstream API answers, it does not redirect.
         """
         stream = bool(kwargs.pop("stream", False))
-        plain = kwargs.get("files") is None and kwargs.keys() <= {"headers", "data", "files"}
-        if plain and self._fast is not None:
-            fast = self._fast.request(
+        proxy = (account.proxy if account is not None else "") or self.settings.upstream_proxy
+        proxies = {"http": proxy, "https": proxy} if proxy else {}
+        try:
+            return self.session.request(
                 method,
                 url,
-                kwargs.get("headers") or {},
-                kwargs.get("data"),
-                timeout=timeout if isinstance(timeout, tuple) else (timeout, timeout),
                 stream=stream,
-            )
-            if fast is not None:
-                return fast  # type: ignore[return-value]
-        try:
-            if plain:
-                lean = self._lean.prepare(
-                    method, url, kwargs.get("headers") or {}, kwargs.get("data")
-                )
-                if lean is not None:
-                    return self._lean.send(lean, stream=stream, timeout=timeout)
-            prepared = requests.Request(method, url, **kwargs).prepare()
-            return self.session.send(
-                prepared, stream=stream, timeout=timeout, allow_redirects=False
+                timeout=timeout,
+                allow_redirects=False,
+                proxies=proxies,
+                **kwargs,
             )
         except requests.exceptions.ConnectTimeout:
             raise UpstreamTimeout(
@@ -145,10 +150,10 @@ class UpstreamClient(RequestHeaders):
             raise UpstreamTimeout("the upstream did not answer in time") from None
         except requests.exceptions.ConnectionError as exc:
             raise UpstreamConnectError(
-                f"could not reach the upstream ({type(exc).__name__})"
+                f"could not reach the upstream ({_reason(exc)})"
             ) from None
         except requests.exceptions.RequestException as exc:
-            raise UpstreamRetryable(f"upstream request failed ({type(exc).__name__})") from None
+            raise UpstreamRetryable(f"upstream request failed ({_reason(exc)})") from None
 
     @staticmethod
     def _read_capped(resp: requests.Response) -> bytes:
@@ -178,6 +183,7 @@ class UpstreamClient(RequestHeaders):
             "POST",
             self.url(path),
             timeout=(s.glm_connect_timeout, s.glm_request_timeout),
+            account=account,
             headers=self.headers(
                 token=refresh_token, signed=not legacy, account=account, refreshing=True
             ),
@@ -262,6 +268,7 @@ class UpstreamClient(RequestHeaders):
                 method,
                 self.url(path),
                 timeout=(s.glm_connect_timeout, read_timeout),
+                account=account,
                 headers=self.headers(
                     token=token,
                     signed=signed,
@@ -292,6 +299,7 @@ class UpstreamClient(RequestHeaders):
                 "POST",
                 self.url(s.glm_stream_path),
                 timeout=(s.glm_connect_timeout, s.glm_read_timeout),
+                account=account,
                 headers=self.headers(
                     token=token,
                     signed=True,
@@ -333,8 +341,6 @@ class UpstreamClient(RequestHeaders):
 
         The response is closed when the stream ends (or is closed itself).
         """
-        if isinstance(resp, FastResponse):
-            return resp.stream()  # the same, in one generator (resumed for every event)
         return self._iter_raw(resp, chunk_size)
 
     @staticmethod

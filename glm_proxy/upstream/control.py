@@ -39,6 +39,7 @@ def sync_clock(client, account: Account | None = None) -> float:
         "GET",
         client.url(s.glm_time_path),
         timeout=(s.glm_connect_timeout, s.glm_request_timeout),
+        account=account,
         headers=client.headers(token=None, signed=True, content_type=None, account=account),
     )
     result = unwrap(resp.status_code, client._read_capped(resp), s.glm_busy_codes)

@@ -26,7 +26,7 @@ from glm_proxy.errors import (
 WAF_CODES = frozenset({40012})  # the upstream's web application firewall (transient)
 WAF_MESSAGE = (
     "the upstream's firewall (WAF) rejected the request (40012); the account rests briefly. "
-    "From datacenter IPs, give the account its browser cookies (see README: cookie import)."
+    "From datacenter IPs, give the account its browser cookies (docs/teams.md)."
 )
 
 RELOGIN_MESSAGE = (

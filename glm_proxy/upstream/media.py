@@ -118,6 +118,7 @@ def _upload(
             "POST",
             client.url(path),
             timeout=(s.glm_connect_timeout, s.glm_media_timeout),
+            account=account,
             headers=headers,
             data=body,
         )

@@ -38,11 +38,11 @@ def post_worker_init(worker):  # noqa: F811
     import glm_proxy.api.chat as chat
     from glm_proxy.api import _stream_state
     from glm_proxy.services import answer
-    from glm_proxy.upstream import fast_http, fast_response
+    from glm_proxy.upstream import client
 
     _mark_around(chat, "read_json", "body read", after=True)
-    _mark_around(fast_http.FastHTTP, "request", "upstream request")
-    _mark_around(fast_response.FastResponse, "read_head", "upstream head", after=True)
+    _mark_around(client.UpstreamClient, "_send", "upstream request")
+    _mark_around(client.UpstreamClient, "_send", "upstream head", after=True)
     _mark_around(answer.AnswerJob, "put", "first delta")
     _mark_around(_stream_state.StreamState, "write", "first chunk written", after=True)
     out = open(os.environ["GLM_PROXY_TIMELINE"], "a")  # noqa: SIM115 - open for the worker's life
