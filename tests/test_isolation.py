@@ -17,6 +17,7 @@ import requests
 
 from glm_proxy.prompt import build_prompt
 from tests.conftest import start_proxy, stop_proxy
+from tests.fileserver import file_server_fixture, media_proxy_fixture  # noqa: F401
 from tests.team_support import ask, jwt_token, new_key, new_tokens, stream_entries
 
 
@@ -284,3 +285,44 @@ def test_malformed_urls_are_400(client, proxy, token, url):
 
 def test_keys_answering_still_work(team):
     assert ask(team["server"], team["keys"]["bob"], "bob plain")
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "http://[fe80::1%zz/x"])
+def test_malformed_urls_are_400_on_every_fetching_route(proxy, token, url):
+    headers = {"Authorization": f"Bearer {token}"}
+    responses = requests.post(
+        f"{proxy.v1}/responses",
+        headers=headers,
+        json={
+            "model": "glm-4",
+            "input": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "look"},
+                        {"type": "input_image", "image_url": url},
+                    ],
+                }
+            ],
+        },
+        timeout=30,
+    )
+    video = requests.post(
+        f"{proxy.v1}/videos/generations",
+        headers=headers,
+        json={"prompt": "x", "image_url": url},
+        timeout=30,
+    )
+    for resp in (responses, video):
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"]["code"] == "invalid_url"
+
+
+def test_redirect_to_a_malformed_url_is_400(media_proxy, file_server, token):
+    """The media proxy may fetch from 127.0.0.1; the redirect's target is malformed."""
+    url = file_server.url("/redirect?to=http://[::1")
+    client = openai.OpenAI(base_url=media_proxy.v1, api_key=token, max_retries=0, timeout=30)
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="glm-4", messages=_image_message(url))
+    assert info.value.body["code"] == "invalid_url"
+    assert "malformed" in info.value.message
