@@ -169,6 +169,9 @@ class Attempt:
             deltas = translator.feed(parsed)
         else:  # the event itself is built only if the translator needs it
             deltas = translator.feed_grown(snapshots.current, growth)  # type: ignore[union-attr]
+            # The previous text is a whole copy of the answer: a producer that waits
+            # below for a client that stopped reading must not keep it alive.
+            snapshots.growth = growth = None
         job = self.job
         if self.committed and self.filter is None:
             # what _hand_over and _deliver do with such a delta, without their two calls
