@@ -8,6 +8,7 @@ and the ``n``-choice job (``api/_multi.py``) share this side.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -47,9 +48,10 @@ ITEM_OVERHEAD = 100  # bytes a queued delta costs beyond its text (object, queue
 
 
 def item_bytes(item: Any) -> int:
-    """What a queued item holds in memory, roughly: its text plus a fixed overhead."""
+    """What a queued item holds in memory: its text's real size (a character takes 1, 2
+    or 4 bytes, by the widest one in the string: emoji make it 4) plus a fixed overhead."""
     text = getattr(item, "text", None)
-    return ITEM_OVERHEAD + (len(text) if isinstance(text, str) else 0)
+    return ITEM_OVERHEAD + (sys.getsizeof(text) if isinstance(text, str) else 0)
 
 
 class QueuedItems:
