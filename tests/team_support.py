@@ -23,6 +23,12 @@ def new_tokens(n: int, prefix: str = "rt") -> list[str]:
     return [f"{prefix}-{uuid.uuid4().hex}" for _ in range(n)]
 
 
+def jwt_token(prefix: str = "rt") -> str:
+    """A fresh refresh token shaped like chatglm's (a JWT): with team keys configured,
+    pass-through forwards only such values."""
+    return f"{prefix}-{uuid.uuid4().hex}.e30.{uuid.uuid4().hex[:16]}"
+
+
 def new_key(name: str) -> str:
     return f"sk-{name}-{uuid.uuid4().hex}"
 

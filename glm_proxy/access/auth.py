@@ -60,6 +60,8 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 HASHED = re.compile(r"^sha256:([0-9a-fA-F]{64})$")
 TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")  # printable ASCII: every JWT and API key
 DEFAULT_MAX_TOKEN_LENGTH = 4096
+# A chatglm refresh token is a JWT: three base64url parts joined by dots.
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -285,10 +287,22 @@ def check_model(caller: Caller, model: str) -> None:
         )
 
 
-def passthrough_caller(credential: str, max_streams: int = 1) -> Caller:
+def passthrough_caller(credential: str, max_streams: int = 1, max_tokens: int = 8) -> Caller:
+    """The caller whose candidate accounts are the credential's refresh tokens.
+
+    At most ``max_tokens`` (``PASSTHROUGH_MAX_TOKENS``): each token can cost an
+    upstream login and leaves pool bookkeeping, so one header of hundreds of
+    tokens would fan one request out into hundreds of logins.
+    """
     tokens = [t.strip() for t in credential.split(",") if t.strip()]
     if not tokens:
         raise AuthenticationError("The Bearer value holds no refresh token.")
+    if len(tokens) > max_tokens:
+        raise AuthenticationError(
+            f"The credential holds {len(tokens)} refresh tokens; at most {max_tokens} are "
+            "accepted in one request (PASSTHROUGH_MAX_TOKENS).",
+            code="too_many_tokens",
+        )
     seen: dict[str, Account] = {}
     for token in tokens:
         seen.setdefault(fingerprint(token), Account.from_token(token, max_streams))
@@ -355,7 +369,10 @@ class Authenticator:
             )
         claimed = any(source.claims(credential) for source in self.key_sources)
         if self.passthrough and not claimed:
-            return passthrough_caller(credential, self.settings.account_max_streams)
+            self._check_forwardable(credential)
+            return passthrough_caller(
+                credential, self.settings.account_max_streams, self.settings.passthrough_max_tokens
+            )
         if self.team or claimed:
             raise AuthenticationError(
                 "Incorrect API key provided. Ask the administrator of this glm-proxy for a key."
@@ -363,6 +380,28 @@ class Authenticator:
         raise AuthenticationError(
             "This server accepts no credentials: pass-through is off and no API_KEYS are set."
         )
+
+    def _check_forwardable(self, credential: str) -> None:
+        """401 unless every token may go upstream: never the admin key, and with team keys
+        configured only JWT-shaped values (a mistyped team key is not a refresh token).
+
+        A pass-through credential is sent to chatglm.cn; a secret of this server's
+        sent there would be handed to a third party.
+        """
+        admin = self.settings.admin_key
+        tokens = [t.strip() for t in credential.split(",") if t.strip()]
+        for token in tokens:
+            if admin and hmac.compare_digest(
+                hashlib.sha256(token.encode()).digest(), hashlib.sha256(admin.encode()).digest()
+            ):
+                raise AuthenticationError(
+                    "The admin key is not an API key; it is accepted by /admin and /metrics only."
+                )
+            if self.team and not JWT_SHAPE.fullmatch(token):
+                raise AuthenticationError(
+                    "Incorrect API key provided, and the value is not shaped like a chatglm "
+                    "refresh token (a JWT), so it was not forwarded upstream."
+                )
 
 
 def init_app(app: Flask) -> None:

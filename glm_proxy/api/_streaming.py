@@ -248,19 +248,25 @@ def _run(state: StreamState, start_response: Any) -> Iterator[bytes]:
                 continue
             out: list[bytes] = []
             done = state.render(item, out)
-            while not done:
+            # One write takes at most about a queue's worth of bytes: what waits for a
+            # client that stopped reading is the queue plus one write, not more.
+            cap = getattr(job, "byte_limit", 0)
+            while not done and not (cap and sum(map(len, out)) >= cap):
                 ready = job.next_ready()
                 if ready is None:
                     break
                 if ready is not QUIET:
                     done = state.render(ready, out)
+            data = b"".join(out)
+            out.clear()  # the pieces are not kept while the write waits
             if direct is not None:
                 # The answer's last event carries the body's last chunk, if the server lets it.
-                state.write(b"".join(out), end_body(start_response) if done else b"")
+                state.write(data, end_body(start_response) if done else b"")
             else:
                 state.writing_since = time.monotonic()
-                yield b"".join(out)
+                yield data
                 state.writing_since = None
+            data = b""
             if done:
                 return
     finally:

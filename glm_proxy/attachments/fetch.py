@@ -119,8 +119,11 @@ def _open(url: str, guard: FetchGuard | None, limits: FetchLimits):
 
     Tries the checked addresses in order until one accepts the connection.
     """
-    parts = urlsplit(url)
-    scheme, host = parts.scheme.lower(), parts.hostname
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "http://[::1"
+        raise _fail(url, "the URL is malformed") from None
     if scheme not in ("http", "https") or not host:
         raise _fail(url, "only http(s) URLs and data: URLs are supported")
     host = _ascii_host(url, host)
@@ -257,7 +260,10 @@ def _fetch(
             location = response.headers["Location"]
             response.close()
             pool.close()
-            current = urljoin(current, location)
+            try:
+                current = urljoin(current, location)
+            except ValueError:
+                raise _fail(url, "it redirects to a malformed URL") from None
             continue
         if not 200 <= status < 300:
             response.close()

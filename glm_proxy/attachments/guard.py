@@ -141,8 +141,11 @@ class FetchGuard:
                 continue
             reason = blocked_reason(ip)
             if reason is not None:
-                shown = host if literal is not None else f"{host} ({address})"
-                raise BlockedAddress(f"{shown} is a {reason} address")
+                # Only the literal the caller wrote is described; where a name
+                # points stays unsaid, or the message would map internal DNS.
+                if literal is not None:
+                    raise BlockedAddress(f"{host} is a {reason} address")
+                raise BlockedAddress(f"the host {host} is not allowed")
         return addresses
 
 

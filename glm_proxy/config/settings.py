@@ -20,6 +20,7 @@ from glm_proxy.config.limits import AttachmentSettings, LimitSettings
 from glm_proxy.config.parsing import ConfigError
 from glm_proxy.config.pool import AccountSettings, SharedStateSettings
 from glm_proxy.config.protocol import ProtocolSettings
+from glm_proxy.config.quotas import QuotaSettings
 from glm_proxy.config.serving import ServingSettings, StreamingSettings
 from glm_proxy.config.upstream import UpstreamSettings
 from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse_pairs
@@ -30,6 +31,7 @@ from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse
 @dataclass(frozen=True)
 class Settings(
     ConsoleSettings,
+    QuotaSettings,
     ResponsesSettings,
     ToolSettings,
     StreamingSettings,
@@ -84,6 +86,8 @@ class Settings(
             raise ConfigError(f"ACCOUNT_REFUSALS: {exc}") from None
         if self.account_budget_hour <= 0:
             raise ConfigError("ACCOUNT_BUDGET_HOUR must be positive")
+        if self.passthrough_max_tokens < 1 or self.responses_max_chain < 1:
+            raise ConfigError("PASSTHROUGH_MAX_TOKENS and RESPONSES_MAX_CHAIN must be at least 1")
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> Settings:

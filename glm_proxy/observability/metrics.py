@@ -12,6 +12,7 @@ that serves them is ``glm_proxy.api.metrics``.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -79,9 +80,41 @@ def labelled(metric: Any, *values: str) -> Any:
     return child
 
 
+# Every label value a caller can steer is folded into a closed set, or one caller
+# sending random methods (or provoking odd codes) grows /metrics, and the memory
+# behind it, without bound and for good.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER = "other"
+_ERROR_CODE = re.compile(r"[a-z0-9_]{1,48}")
+MAX_ERROR_CODES = 64  # distinct error-code labels; later newcomers count as "other"
+_error_codes: set[str] = set()
+
+
+def method_label(method: str) -> str:
+    """The request method as a label: the standard ones as they are, anything else "other"."""
+    return method if method in METHODS else OTHER
+
+
+def status_label(status: int) -> str:
+    return str(status) if 100 <= status <= 599 else OTHER
+
+
+def error_label(code: str) -> str:
+    """An error code as a label: our codes are short snake_case words and few."""
+    if code in _error_codes:
+        return code
+    if not _ERROR_CODE.fullmatch(code) or len(_error_codes) >= MAX_ERROR_CODES:
+        return OTHER
+    _error_codes.add(code)
+    return code
+
+
 def observe(route: str, method: str, status: int, seconds: float, error: str | None) -> None:
-    """Record one finished request (called when the response closes)."""
-    labelled(REQUESTS, route, method, str(status)).inc()
+    """Record one finished request (called when the response closes).
+
+    ``route`` is the matched URL rule (a fixed set) or "unmatched", never the path.
+    """
+    labelled(REQUESTS, route, method_label(method), status_label(status)).inc()
     labelled(LATENCY, route).observe(seconds)
     if error:
-        labelled(STREAM_ERRORS, error).inc()
+        labelled(STREAM_ERRORS, error_label(error)).inc()

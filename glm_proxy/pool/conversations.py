@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import orjson
 
-from glm_proxy.accounts import Account
+from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.store import keys
 from glm_proxy.store.base import Store
 
@@ -36,6 +36,14 @@ def conv_key(conversation_id: str) -> str:
 
 def sweep_key(conversation_id: str) -> str:
     return keys.conversation_sweep(conversation_id)
+
+
+def owner_id(key_name: str | None, accounts: tuple[Account, ...] = ()) -> str:
+    """Who a kept conversation belongs to: a team key by its name; a pass-through caller
+    by a hash of its refresh tokens' fingerprints (no secret is stored)."""
+    if key_name:
+        return "key:" + key_name
+    return "pt:" + fingerprint(",".join(sorted(a.fingerprint for a in accounts)))
 
 
 class ConversationBook:
@@ -65,9 +73,18 @@ class ConversationBook:
         """
         return max(self.settings.conversation_ttl, self.settings.conversation_idle_ttl)
 
-    def remember(self, account: Account, conversation_id: str, assistant_id: str) -> None:
-        """A conversation the client keeps: record its owner and start its idle clock."""
-        owner = {"account": account.fingerprint, "assistant_id": assistant_id}
+    def remember(
+        self, account: Account, conversation_id: str, assistant_id: str, *, owner: str = ""
+    ) -> None:
+        """A conversation the client keeps: record its account and caller, start its idle clock.
+
+        ``owner`` is the caller that created it (``owner_id``); only that caller
+        may continue it.
+        """
+        record = {"account": account.fingerprint, "assistant_id": assistant_id, "caller": owner}
+        self._remember(account, conversation_id, record)
+
+    def _remember(self, account: Account, conversation_id: str, owner: dict[str, str]) -> None:
         self.store.set(
             conv_key(conversation_id),
             orjson.dumps(owner).decode(),
@@ -88,8 +105,13 @@ class ConversationBook:
 
     def owner(self, conversation_id: str) -> str | None:
         """The fingerprint of the account that owns a kept conversation, if known."""
+        record = self.record(conversation_id)
+        return record.get("account") if record else None
+
+    def record(self, conversation_id: str) -> dict | None:
+        """The owner record of a kept conversation: ``account``, ``assistant_id``, ``caller``."""
         raw = self.store.get(conv_key(conversation_id))
-        return orjson.loads(raw).get("account") if raw else None
+        return orjson.loads(raw) if raw else None
 
     def prolong(self, conversation_id: str) -> None:
         """The client is continuing the conversation: its owner record lives another ``ttl``."""

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 WAKE_CHANNEL = keys.WAKE_CHANNEL
 PASSTHROUGH_HEALTH_TTL = 30 * 86400.0  # forget the health of a pass-through token after a month
+TIDY_INTERVAL = 60.0  # seconds between two prunings of idle pass-through bookkeeping
 POLL_LOCAL = 0.1  # seconds between retries when releases elsewhere cannot wake us
 POLL_SUBSCRIBED = 1.0  # ... when they can (memory store, or Redis with pub/sub)
 
@@ -100,6 +101,7 @@ class AccountPool:
         self.poll_interval = POLL_SUBSCRIBED if not store.shares_across_processes else POLL_LOCAL
         self.conversations = ConversationBook(store, settings, is_pooled=self.is_pooled)
         self.pacer = Pacer(settings, store, is_pooled=self.is_pooled)
+        self._next_tidy = 0.0  # monotonic time of the next pass-through pruning
 
     # -- configured accounts ---------------------------------------------------------
 
@@ -180,6 +182,7 @@ class AccountPool:
         ``RefreshTokenExpired``/``ServiceUnavailable`` when no candidate can
         serve (dead, disabled).
         """
+        self._tidy_now_and_then()
         plan = plan_lease(candidates, exclude=exclude, require=require)
         deadline = time.monotonic() + self.settings.queue_timeout
         waiter = self._join(plan.queue, share)  # before asking: no wake-up is missed
@@ -331,7 +334,36 @@ class AccountPool:
     # -- health ----------------------------------------------------------------------
 
     def _health_ttl(self, fp: str) -> float | None:
-        return None if self.is_pooled(fp) else PASSTHROUGH_HEALTH_TTL
+        """Pooled accounts keep their health; a pass-through token's is forgotten once
+        nobody used it for ``PASSTHROUGH_IDLE_TTL`` (every use restarts the clock)."""
+        if self.is_pooled(fp):
+            return None
+        return getattr(self.settings, "passthrough_idle_ttl", PASSTHROUGH_HEALTH_TTL)
+
+    def forget_idle_passthrough(self, now: float | None = None, limit: int = 500) -> int:
+        """Drop the last-use entries of pass-through tokens idle for ``PASSTHROUGH_IDLE_TTL``.
+
+        Each token a caller ever sent leaves one; without this the set grows with
+        every new token for good. Pooled accounts keep theirs (fair rotation).
+        Called now and then from ``lease``; returns how many were dropped.
+        """
+        ttl = getattr(self.settings, "passthrough_idle_ttl", PASSTHROUGH_HEALTH_TTL)
+        cutoff_ms = ((time.time() if now is None else now) - ttl) * 1000
+        idle = self.store.zrange_by_score(keys.LRU, cutoff_ms, limit)
+        stale = [fp for fp in idle if not self.is_pooled(fp)]
+        if stale:
+            self.store.zrem(keys.LRU, *stale)
+        return len(stale)
+
+    def _tidy_now_and_then(self) -> None:
+        now = time.monotonic()
+        if now < self._next_tidy:
+            return
+        self._next_tidy = now + TIDY_INTERVAL
+        try:
+            self.forget_idle_passthrough()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not fail a request
+            log.warning("could not prune pass-through bookkeeping: %s", type(exc).__name__)
 
     def apply(self, fp: str, event: Event, error: str = "", reason: str = "") -> Health:
         """Apply a health event atomically (every process sees the result).

@@ -50,7 +50,8 @@ from glm_proxy.protocol.events import Delta
 from glm_proxy.protocol.parsers import FilterFactory
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.aborts import ClientStalled
-from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems
+from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems, item_bytes
+from glm_proxy.services.memory_trim import trim_when_idle
 from glm_proxy.services.producer import Attempt
 from glm_proxy.services.retry import Raise, on_failure
 from glm_proxy.store.fairness import FairShare
@@ -79,6 +80,9 @@ class AnswerRequest:
     continue_conversation: str | None = None  # client continues this upstream conversation
     keep_conversation: bool = False
     pinned_account: Account | None = None  # conversation affinity
+    # Who a conversation kept by this answer belongs to (``pool.conversations.owner_id``):
+    # only that caller may continue it.
+    owner: str = ""
     # The caller reads the whole answer before replying (non-stream): deltas are
     # held until the attempt succeeded, so nothing has reached the client when an
     # upstream stream breaks mid-answer, and that failure is retried too.
@@ -112,6 +116,9 @@ class AnswerJob(QueuedItems):
         # Bounded: a client that stops reading stops the producer, which stops
         # reading the upstream (backpressure); STREAM_STALL_TIMEOUT ends the wait.
         self.queue: Queue = Queue(maxsize=settings.stream_queue_items if settings else None)
+        self.byte_limit = getattr(settings, "stream_queue_bytes", 0) if settings else 0
+        self.queued_bytes = 0
+        self._room = Event()
         # The pump's watch ends a stalled stream after STREAM_STALL_TIMEOUT; this
         # longer wait only frees a producer whose consumer vanished without a pump.
         self.stall_timeout: float | None = 2 * settings.stream_stall_timeout if settings else None
@@ -255,6 +262,15 @@ class AnswerJob(QueuedItems):
             self._enqueue(item)
 
     def _enqueue(self, item: Any) -> None:
+        """Queue ``item``; waits while the queue is full in items or in bytes."""
+        if self.byte_limit:
+            size = item_bytes(item)
+            # One item always fits in an empty queue, however large.
+            while self.queued_bytes and self.queued_bytes + size > self.byte_limit:
+                self._room.clear()
+                if not self._room.wait(timeout=self.stall_timeout):
+                    raise ClientStalled("the client stopped reading the answer")
+            self.queued_bytes += size
         try:
             self.queue.put(item, timeout=self.stall_timeout)
         except Full:
@@ -270,9 +286,11 @@ class AnswerJob(QueuedItems):
         unsent, self._unsent = self._unsent, []
         try:
             for delta in unsent:
-                self.queue.put(delta, timeout=self.stall_timeout)
+                self._enqueue(delta)
+            if self.byte_limit:
+                self.queued_bytes += item_bytes(item)
             self.queue.put(item, timeout=self.stall_timeout)
-        except Full:
+        except (Full, ClientStalled):
             log.info("client gone or stalled: final %s dropped", type(item).__name__)
 
     def _run(self) -> None:
@@ -292,6 +310,8 @@ class AnswerJob(QueuedItems):
         finally:
             self._ending = True
             _ACTIVE.discard(self)
+            if not _ACTIVE:  # the last answer of a burst: give its memory back soon
+                trim_when_idle(lambda: not _ACTIVE)
             if self.aborted is not None:
                 _detached(self.aborted)
             self._leased.set()
@@ -367,7 +387,12 @@ class AnswerJob(QueuedItems):
                 raise decision.error
             last_error = failure
             if not decision.counts:
-                self.attempts -= 1  # a dead account is not an attempt at this answer
+                if all(pool.is_pooled(a.fingerprint) for a in self.candidates):
+                    self.attempts -= 1  # a dead pool account is not an attempt at this answer
+                elif self.attempts > s.glm_retries:
+                    # The caller's own dead tokens count: a header of many tokens
+                    # must not fan one request out into a login per token.
+                    raise failure
             exclude_tried = decision.other_account
             if decision.delay:
                 log.info("retrying after %s on %s in %.2fs", failure.code, account, decision.delay)

@@ -17,6 +17,7 @@ from glm_proxy.accounts import Account
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.model_table import ModelSpec, resolve_reasoning
+from glm_proxy.pool.conversations import owner_id
 from glm_proxy.profiles import mode_table
 from glm_proxy.prompt import Prompt, build_prompt
 from glm_proxy.protocol.parsers import DeltaFilter, FilterChain
@@ -196,16 +197,35 @@ def build_upstream_payload(
     }
 
 
-def conversation_owner(services, caller: Caller, conversation_id: str) -> Account | None:
-    """The account that owns a kept conversation, among the caller's accounts.
+def _may_continue(record: dict, caller: Caller) -> bool:
+    """Whether ``caller`` is the one that kept the conversation ``record`` describes.
 
-    Unknown ids with one candidate go to that account (the upstream decides);
-    with several candidates an unknown id is a 404, never a silent new
+    A team key by its name; a pass-through caller by holding the owning
+    account's refresh token. A record written before owners were recorded
+    falls back to the account rule alone.
+    """
+    owner = record.get("caller") or ""
+    if owner.startswith("key:"):
+        return caller.key_name == owner[4:]
+    holds = any(a.fingerprint == record.get("account") for a in caller.accounts)
+    if owner.startswith("pt:"):
+        return not caller.key_name and holds
+    return holds or caller.pooled
+
+
+def conversation_owner(services, caller: Caller, conversation_id: str) -> Account | None:
+    """The account that owns a kept conversation the caller may continue.
+
+    A kept conversation belongs to the caller that kept it: anyone else gets
+    the same 404 as for an unknown id, so ids reveal nothing. Unknown ids with
+    one pass-through candidate go to that account (the upstream decides); a
+    team caller or several candidates get a 404, never a silent new
     conversation on another account.
     """
     book = services.pool.conversations
-    owner = book.owner(conversation_id)
-    if owner:
+    record = book.record(conversation_id)
+    if record and _may_continue(record, caller):
+        owner = record.get("account")
         for account in caller.accounts:
             if account.fingerprint == owner:
                 book.prolong(conversation_id)
@@ -214,7 +234,7 @@ def conversation_owner(services, caller: Caller, conversation_id: str) -> Accoun
         account = finder(owner) if finder and caller.pooled else None
         if account is not None:
             return account
-    elif len(caller.accounts) == 1:
+    elif not record and len(caller.accounts) == 1 and not caller.pooled:
         return caller.accounts[0]
     raise NotFound(
         f"conversation_id {conversation_id!r} is unknown to this service for these "
@@ -252,6 +272,7 @@ def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
         continue_conversation=plan.conversation_id,
         keep_conversation=plan.keep_conversation,
         pinned_account=pinned,
+        owner=owner_id(caller.key_name, caller.accounts),
         buffered=not plan.stream,
         before_lease=fetch_attachments if refs else None,
         on_end=close_attachments if refs else None,

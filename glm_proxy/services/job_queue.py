@@ -8,6 +8,7 @@ and the ``n``-choice job (``api/_multi.py``) share this side.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from gevent.queue import Empty, Queue
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError
 
-__all__ = ["OPENED", "QUIET", "Failure", "JobDone", "QueuedItems"]
+__all__ = ["OPENED", "QUIET", "Failure", "JobDone", "QueuedItems", "item_bytes"]
 
 QUIET = object()
 """Returned by ``next_item`` when nothing arrived in time: the pump writes its wire's keep-alive."""
@@ -43,15 +44,43 @@ class JobDone:
     account: Account | None = None
 
 
+ITEM_OVERHEAD = 100  # bytes a queued delta costs beyond its text (object, queue slot)
+
+
+def item_bytes(item: Any) -> int:
+    """What a queued item holds in memory: its text's real size (a character takes 1, 2
+    or 4 bytes, by the widest one in the string: emoji make it 4) plus a fixed overhead."""
+    text = getattr(item, "text", None)
+    return ITEM_OVERHEAD + (sys.getsizeof(text) if isinstance(text, str) else 0)
+
+
 class QueuedItems:
     """The consumer side the pump reads: a queue with keep-alive timeouts and one look-ahead.
 
     Shared by ``AnswerJob`` and the ``n``-choice job (``api/_multi.py``); the
     subclass sets ``queue`` and ``_peeked = None``.
+
+    The queue is bounded in items by ``Queue(maxsize)`` and, when the producer
+    keeps count (``AnswerJob``: ``STREAM_QUEUE_BYTES``), in bytes: a few large
+    deltas for a client that stopped reading must not hold a whole answer each.
+    ``queued_bytes`` is what waits in the queue now; ``_room`` wakes a producer
+    waiting for it to drain.
     """
 
     queue: Queue
     _peeked: Any
+    queued_bytes = 0
+    byte_limit = 0  # 0: no byte bound (the item bound alone)
+    _room: Any = None
+
+    def _taken(self, item: Any) -> Any:
+        """Account for an item the consumer took (the producer may be waiting for room)."""
+        if self.byte_limit:
+            self.queued_bytes -= item_bytes(item)
+            if self.queued_bytes < self.byte_limit and self._room is not None:
+                self._room.set()
+        return item
+
     # The producer writes through a sink the pump lends while it waits (AnswerJob).
     direct_delivery = False
     sink: Any = None
@@ -63,7 +92,7 @@ class QueuedItems:
             item, self._peeked = self._peeked, None
             return item
         try:
-            return self.queue.get(timeout=timeout)
+            return self._taken(self.queue.get(timeout=timeout))
         except Empty:
             return QUIET
 
@@ -75,7 +104,7 @@ class QueuedItems:
         if not self.queue.qsize():
             return None  # the usual answer after each item: no exception raised for it
         try:
-            return self.queue.get_nowait()
+            return self._taken(self.queue.get_nowait())
         except Empty:
             return None
 
@@ -126,6 +155,8 @@ class QueuedItems:
 
     def wake_opening(self) -> None:
         """A sink opened the stream during the opening wait: end that wait (``OPENED``)."""
+        if self.byte_limit:
+            self.queued_bytes += item_bytes(OPENED)
         self.queue.put_nowait(OPENED)
 
     def items(self) -> Iterator[Any]:

@@ -176,6 +176,9 @@ class Attempt:
             deltas = translator.feed(parsed)
         else:  # the event itself is built only if the translator needs it
             deltas = translator.feed_grown(snapshots.current, growth)  # type: ignore[union-attr]
+            # The previous text is a whole copy of the answer: a producer that waits
+            # below for a client that stopped reading must not keep it alive.
+            snapshots.growth = growth = None
         job = self.job
         if self.committed and self.filter is None:
             # what _hand_over and _deliver do with such a delta, without their two calls
@@ -335,7 +338,9 @@ class Attempt:
             job.request.keep_conversation or not services.settings.delete_conversations
         )
         if keep:
-            conversations.remember(self.account, conversation_id, job.request.assistant_id)
+            conversations.remember(
+                self.account, conversation_id, job.request.assistant_id, owner=job.request.owner
+            )
             self._unjournal(conversation_id)
             if stop_id:
                 services.janitor.stop_later(self.account, stop_id)

@@ -16,13 +16,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
+
 from glm_proxy.access.auth import Caller
-from glm_proxy.errors import GLMProxyError
+from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.responses import ResponseBuilder
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
-from glm_proxy.services.response_store import ResponseStore, StoredResponse, owner_of
+from glm_proxy.services.response_store import (
+    ResponseStore,
+    StoredResponse,
+    owner_label,
+    owner_of,
+)
 from glm_proxy.services.responses_input import (
     ResponsesRequest,
     input_item,
@@ -128,9 +135,21 @@ def prepare(svc, caller: Caller, body: dict[str, Any], clock=time.time) -> Turn:
         previous = responses.load(
             body["previous_response_id"], caller, param="previous_response_id"
         )
+        if previous.depth >= svc.settings.responses_max_chain:
+            raise InvalidRequest(
+                f"This conversation already holds {previous.depth} stored turns, the most one "
+                f"chain of previous_response_id may hold (RESPONSES_MAX_CHAIN="
+                f"{svc.settings.responses_max_chain}). Start a new one with the history as input.",
+                param="previous_response_id",
+                code="conversation_too_long",
+            )
+        previous = responses.with_history(previous, caller, param="previous_response_id")
         kept = previous.conversation_id
         if kept and svc.pool.conversations.owner(kept) == previous.account:
             conversation_id = kept
+    if body.get("store", True):
+        incoming = len(orjson.dumps(body.get("input"))) + len(str(body.get("instructions") or ""))
+        responses.quota.admit(owner_label(owner_of(caller)), incoming)
     request, plan = _plan(svc, body, previous, conversation_id)
     return Turn(
         body=body,
@@ -164,7 +183,11 @@ def save(svc, turn: Turn, builder: ResponseBuilder, job: AnswerJob | None) -> No
         return
     request = turn.request
     inputs = [input_item(item, turn.response_id, n) for n, item in enumerate(request.items)]
-    items = [*request.history, *inputs, *output_items(builder.output())]
+    previous = turn.previous
+    # By reference: this turn's items only, after its parent's (rebuilt on read).
+    items = [*inputs, *output_items(builder.output())]
+    history = [] if previous is not None else list(request.history)
+    items = [*history, *items]
     account = job.account.fingerprint if job is not None and job.account is not None else None
     conversation_id = (job.conversation_id if job is not None else None) or builder.conversation_id
     record = StoredResponse(
@@ -174,9 +197,12 @@ def save(svc, turn: Turn, builder: ResponseBuilder, job: AnswerJob | None) -> No
         conversation_id=conversation_id or turn.plan.conversation_id,
         account=account,
         assistant_id=turn.plan.assistant_id,
-        turn=(len(request.history), len(request.history) + len(inputs)),
+        turn=(len(history), len(history) + len(inputs)),
+        parent=previous.response["id"] if previous is not None else None,
+        depth=previous.depth + 1 if previous is not None else 1,
     )
-    ResponseStore(svc.store, svc.settings).save(record)
+    ancestors = [previous.response["id"], *previous.chain] if previous is not None else []
+    ResponseStore(svc.store, svc.settings).save(record, ancestors)
 
 
 def delete(svc, caller: Caller, response_id: str) -> dict[str, Any]:

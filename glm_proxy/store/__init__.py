@@ -16,16 +16,31 @@ from glm_proxy.store.memory import MemoryStore
 
 
 def create_store(settings) -> Store:
-    """The store the settings ask for; Redis is imported only when used."""
+    """The store the settings ask for; Redis is imported only when used.
+
+    With ``STORE_SECRET_KEY`` the store seals its secret-bearing values
+    (``glm_proxy.store.secrets``).
+    """
+    from glm_proxy.config import ConfigError
+
     if settings.store_backend == "redis":
         if not settings.redis_url:
-            from glm_proxy.config import ConfigError
-
             raise ConfigError("STORE=redis needs REDIS_URL")
         from glm_proxy.store.redis import RedisStore
 
-        return RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
-    return MemoryStore()
+        store: Store = RedisStore.from_url(settings.redis_url, prefix=settings.redis_prefix)
+    else:
+        store = MemoryStore()
+    secret = getattr(settings, "store_secret_key", "")
+    if not secret:
+        return store
+    from glm_proxy.store.secrets import SealedStore, make_cipher
+
+    try:
+        cipher = make_cipher(secret)
+    except ValueError as exc:
+        raise ConfigError(f"STORE_SECRET_KEY: {exc}") from None
+    return SealedStore(store, cipher)  # type: ignore[return-value]
 
 
 def init_app(app: Flask) -> None:

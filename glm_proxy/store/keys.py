@@ -182,6 +182,19 @@ def response_live(response_id: str) -> str:
 
 
 RESPONSE_CANCEL_CHANNEL = "responses:cancel"  # pub/sub: cancel a response running elsewhere
+RESPONSES_AGE = "responses:age"  # sorted set: stored response id -> when stored (epoch s)
+RESPONSES_TOTAL = "responses:bytes"  # bytes of every stored response (global cap)
+
+
+def response_size(response_id: str) -> str:
+    """``<owner>\t<bytes>`` of a stored response: what its removal gives back."""
+    return f"response:{response_id}:size"
+
+
+def responses_bytes(owner: str) -> str:
+    """Bytes of stored responses one caller holds (``RESPONSES_KEY_QUOTA``)."""
+    return f"responses:bytes:{owner}"
+
 
 # -- uploads, video jobs, catalogue -----------------------------------------------------
 

@@ -151,9 +151,7 @@ class UpstreamClient(RequestHeaders):
         except requests.exceptions.Timeout:
             raise UpstreamTimeout("the upstream did not answer in time") from None
         except requests.exceptions.ConnectionError as exc:
-            raise UpstreamConnectError(
-                f"could not reach the upstream ({_reason(exc)})"
-            ) from None
+            raise UpstreamConnectError(f"could not reach the upstream ({_reason(exc)})") from None
         except requests.exceptions.RequestException as exc:
             raise UpstreamRetryable(f"upstream request failed ({_reason(exc)})") from None
 

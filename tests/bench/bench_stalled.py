@@ -2,7 +2,8 @@
 
 Not collected by pytest. Run from the repository root:
 
-    python tests/bench/bench_stalled.py [--n 120] [--sentences 2000] [--hold 20] [--stall 10]
+    python tests/bench/bench_stalled.py [--n 120] [--sentences 2000] [--chars 300000]
+        [--hold 20] [--stall 10]
 
 It starts the upstream simulator and the proxy (gunicorn, one gevent worker)
 on free local ports, opens N raw sockets (small receive buffers) that each
@@ -46,13 +47,13 @@ def worker_process(master_pid: int) -> psutil.Process:
     raise RuntimeError("no gunicorn worker found")
 
 
-def stalled_stream(port: int, token: str, prompt: str) -> socket.socket:
-    """Send one streaming request and never read the answer."""
+def stalled_stream(port: int, token: str, prompt: str, stream: bool = True) -> socket.socket:
+    """Send one (streaming) request and never read the answer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
     body = orjson.dumps(
-        {"model": "glm-4", "stream": True, "messages": [{"role": "user", "content": prompt}]}
+        {"model": "glm-4", "stream": stream, "messages": [{"role": "user", "content": prompt}]}
     )
     head = (
         "POST /v1/chat/completions HTTP/1.1\r\n"
@@ -76,11 +77,17 @@ def alive_conversations(sim_base: str, tokens: set[str]) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=120, help="stalled streams")
-    parser.add_argument("--sentences", type=int, default=3000, help="length of each answer")
+    parser.add_argument("--sentences", type=int, default=3000, help="snapshots per answer")
+    parser.add_argument(
+        "--chars", type=int, default=0, help="characters in each answer (0: the sentences')"
+    )
     parser.add_argument("--delay", type=float, default=0.005, help="seconds between snapshots")
     parser.add_argument("--hold", type=float, default=20.0, help="seconds the clients stall")
     parser.add_argument("--settle", type=float, default=8.0, help="seconds after hanging up")
     parser.add_argument("--stall", type=float, default=10.0, help="STREAM_STALL_TIMEOUT")
+    parser.add_argument(
+        "--json", action="store_true", help="non-streaming requests (one JSON answer each)"
+    )
     parser.add_argument("--rounds", type=int, default=2, help="stall-then-leave cycles")
     parser.add_argument("--send-buffer", default="0", help="STREAM_SEND_BUFFER (e.g. 64K)")
     parser.add_argument(
@@ -153,10 +160,12 @@ def main() -> None:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        prompt = f"stall [[sim:long n={args.sentences} delay={args.delay}]]"
+        size = f" chars={args.chars}" if args.chars else ""
+        prompt = f"stall [[sim:long n={args.sentences}{size} delay={args.delay}]]"
         mib = 2**20
         print(
-            f"{args.n} stalled streams x {args.sentences} sentences, held {args.hold:.0f}s "
+            f"{args.n} stalled streams x {args.sentences} snapshots"
+            f"{f' ({args.chars} characters)' if args.chars else ''}, held {args.hold:.0f}s "
             f"(STREAM_STALL_TIMEOUT={args.stall:g}s, STREAM_SEND_BUFFER={args.send_buffer})"
         )
         print(f"worker RSS baseline {idle / mib:.1f} MiB")
@@ -164,7 +173,7 @@ def main() -> None:
             peaks[:] = [worker.memory_info().rss]
             tokens = [f"stall-{i}-{uuid.uuid4().hex[:8]}" for i in range(args.n)]
             started = time.monotonic()
-            sockets = [stalled_stream(proxy_port, t, prompt) for t in tokens]
+            sockets = [stalled_stream(proxy_port, t, prompt, not args.json) for t in tokens]
             time.sleep(max(0.0, args.hold - (time.monotonic() - started)))
             held_peak = max(peaks)
             left_held = alive_conversations(sim_base, set(tokens))

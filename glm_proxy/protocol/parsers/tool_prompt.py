@@ -16,6 +16,7 @@ instruction nor as a call.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -157,6 +158,23 @@ def _value(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_ATTR_ESCAPES = {"&": "&amp;", '"': "&quot;", "<": "&lt;", ">": "&gt;"}
+_ATTR_UNSAFE = re.compile(r'[&"<>\x00-\x1f\x7f]')
+
+
+def _attr(value: Any) -> str:
+    """An attribute value (tool name, call id, parameter name) the caller chose, made inert.
+
+    Names and ids come straight from the request: without escaping, a newline and
+    a role marker in one would open a real turn in the upstream prompt outside the
+    quoted result. Markup characters become entities, control characters (line
+    breaks included) numeric references, so an attribute always stays one line.
+    """
+    return _ATTR_UNSAFE.sub(
+        lambda m: _ATTR_ESCAPES.get(m.group(), f"&#{ord(m.group())};"), str(value)
+    )
+
+
 def render_calls(calls: list[tuple[str, Any]]) -> str:
     """Earlier calls (name, arguments as a JSON text or object) in the model's own syntax."""
     lines = [CALLS_OPEN]
@@ -167,13 +185,13 @@ def render_calls(calls: list[tuple[str, Any]]) -> str:
             except orjson.JSONDecodeError:
                 parsed = _UNREADABLE
             if parsed is _UNREADABLE or json_depth(parsed, MAX_DEPTH) > MAX_DEPTH:
-                lines += [f'<invoke name="{name}">{_cdata(arguments)}</invoke>']  # as written
+                lines += [f'<invoke name="{_attr(name)}">{_cdata(arguments)}</invoke>']
                 continue
             arguments = parsed
-        lines.append(f'<invoke name="{name}">')
+        lines.append(f'<invoke name="{_attr(name)}">')
         if isinstance(arguments, dict):
             for key, value in arguments.items():
-                lines.append(f'<parameter name="{key}">{_value(value)}</parameter>')
+                lines.append(f'<parameter name="{_attr(key)}">{_value(value)}</parameter>')
         lines.append("</invoke>")
     lines.append(CALLS_CLOSE)
     return "\n".join(lines)
@@ -189,7 +207,7 @@ def _defuse(text: str) -> str:
 def render_result(text: str, *, call_id: str = "", name: str = "", error: bool = False) -> str:
     """One tool result, quoted: the model reads it as data, not as a turn or a call."""
     attrs = "".join(
-        f' {key}="{str(value).replace(chr(34), "&quot;")}"'
+        f' {key}="{_attr(value)}"'
         for key, value in (
             ("name", name),
             ("call_id", call_id),
