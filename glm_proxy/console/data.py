@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from glm_proxy.access.auth import ApiKey
+from glm_proxy.access.keys import ApiKey
 
 USAGE_FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 USAGE_DAYS = 35  # hourly usage buckets are kept this long

@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 
 from flask import Response, request
 
-from glm_proxy.access.auth import KEY_NAME, check_token_text
+from glm_proxy.access.auth import check_token_text
+from glm_proxy.access.keys import KEY_NAME
 from glm_proxy.accounts import fingerprint
 from glm_proxy.console import usage as history
 from glm_proxy.console.data import ConsoleAccount, ConsoleKey

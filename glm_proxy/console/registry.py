@@ -16,7 +16,7 @@ import hmac
 import logging
 import time
 
-from glm_proxy.access.auth import ApiKey
+from glm_proxy.access.keys import ApiKey
 from glm_proxy.accounts import Account
 from glm_proxy.console.data import ConsoleAccount, ConsoleData
 from glm_proxy.pool.core import AccountPool

@@ -11,7 +11,8 @@ import logging
 
 from glm_proxy.accounts import Account, fingerprint
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
-from glm_proxy.pool.core import AccountPool, describe_error
+from glm_proxy.pool.bookkeeping import describe_error
+from glm_proxy.pool.core import AccountPool
 from glm_proxy.pool.credits import Credits
 from glm_proxy.pool.health import Event, Health
 from glm_proxy.store import keys
