@@ -1,30 +1,34 @@
 """gunicorn settings, following the platforms' conventions (Render, Heroku, a VPS).
 
-Start with: ``gunicorn -c gunicorn.conf.py wsgi:app``.
+Start with: ``gunicorn -c gunicorn.conf.py wsgi:app``. Every value comes from
+the parsed ``Settings`` (``glm_proxy/config/gunicorn.py``), so a bad variable
+stops the server with a message naming it, and docs/configuration.md lists them.
 """
 
-import os
+from glm_proxy.config import Settings
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+_settings = Settings.from_env()
+
+bind = f"{_settings.host}:{_settings.port}"
 # gunicorn's gevent worker plus a request-head timeout (REQUEST_HEAD_TIMEOUT), a 400 for
 # non-HTTP bytes and shedding of idle connections near WORKER_CONNECTIONS: see
 # glm_proxy/serving/worker.py.
 worker_class = "glm_proxy.serving.worker.HeadTimeoutWorker"
-workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+workers = _settings.web_concurrency
 # One gevent worker holds thousands of idle-ish streams; each is a greenlet.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "2000"))
+worker_connections = _settings.worker_connections
 # gevent workers heartbeat from their own loop, so this only catches a frozen
 # worker; long streams are fine.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+timeout = _settings.gunicorn_timeout
 # On SIGTERM, in-flight streams get this long to finish.
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
-keepalive = int(os.environ.get("KEEPALIVE", "75"))
+graceful_timeout = _settings.graceful_timeout
+keepalive = _settings.keepalive
 # Several instances on one host must not share a control socket.
 control_socket_disable = True
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+loglevel = _settings.log_level.lower()
+forwarded_allow_ips = _settings.forwarded_allow_ips
 # The app is built in each worker after gevent patched the standard library.
 preload_app = False
 
@@ -35,15 +39,9 @@ preload_app = False
 # with an error object in the route's shape. What gunicorn still refuses itself
 # (past these, or framing it cannot parse) gets a JSON page too: see
 # glm_proxy/wire_errors.py and the README's "Limits".
-def _request_limits() -> tuple[int, int, int]:
-    from glm_proxy.config import Settings
-
-    settings = Settings.from_env()
-    line = 8190  # gunicorn's largest finite request line (0 would mean unlimited)
-    return line, settings.max_headers + 28, settings.max_header_size + 1024
-
-
-limit_request_line, limit_request_fields, limit_request_field_size = _request_limits()
+limit_request_line = 8190  # gunicorn's largest finite request line (0 would mean unlimited)
+limit_request_fields = _settings.max_headers + 28
+limit_request_field_size = _settings.max_header_size + 1024
 
 
 def _json_error_pages() -> None:
@@ -57,7 +55,7 @@ _json_error_pages()
 
 def on_starting(server):
     """Refuse to start several workers that would each keep private state."""
-    from glm_proxy.config import ConfigError, Settings
+    from glm_proxy.config import ConfigError
 
     settings = Settings.from_env({"WEB_CONCURRENCY": str(server.cfg.workers)})
     if server.cfg.workers > 1 and settings.store_backend != "redis":
@@ -143,9 +141,7 @@ def worker_exit(server, worker):
 
 def child_exit(server, worker):
     """In Prometheus multi-process mode, drop a dead worker's live gauges."""
-    import os
-
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if _settings.prometheus_multiproc_dir:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)

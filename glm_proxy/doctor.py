@@ -25,12 +25,11 @@ from __future__ import annotations
 
 import getpass
 import logging
-import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired
@@ -40,6 +39,9 @@ from glm_proxy.protocol.translate import Translator
 from glm_proxy.upstream import control
 from glm_proxy.upstream.identity import parse_cookies
 from glm_proxy.upstream.refusals import FIXES
+
+if TYPE_CHECKING:
+    from glm_proxy.config import Settings
 
 PROMPT = "Reply with the single word: pong"
 
@@ -209,8 +211,8 @@ def _delete_and_confirm(client, account: Account, conversation_id: str) -> str:
     return f"via {method}; confirmed: the conversation is no longer listed"
 
 
-def _read_token(stdin: TextIO) -> str:
-    token = os.environ.get("GLM_REFRESH_TOKEN", "").strip()
+def _read_token(settings: Settings, stdin: TextIO) -> str:
+    token = settings.doctor_refresh_token.strip()
     if token:
         return token
     if stdin.isatty():
@@ -218,8 +220,8 @@ def _read_token(stdin: TextIO) -> str:
     return stdin.readline().strip()
 
 
-def _read_cookies() -> str:
-    value = os.environ.get("GLM_COOKIES", "").strip()
+def _read_cookies(settings: Settings) -> str:
+    value = settings.doctor_cookies.strip()
     if value and "=" not in value and Path(value).is_file():
         value = Path(value).read_text(encoding="utf-8")
     if value:
@@ -239,11 +241,11 @@ def main(
     logging.basicConfig(level=logging.ERROR)  # the step lines say it all
     try:
         settings = Settings.from_env({"STORE": "memory", "REDIS_URL": ""})
-        cookies = _read_cookies()
+        cookies = _read_cookies(settings)
     except (ConfigError, ValueError, OSError) as exc:
         print(f"config   FAILED  {exc}", file=out)
         return 2
-    token = _read_token(stdin or sys.stdin)
+    token = _read_token(settings, stdin or sys.stdin)
     if not token:
         print("token    FAILED  no refresh token (set GLM_REFRESH_TOKEN or type it)", file=out)
         return 2

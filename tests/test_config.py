@@ -73,3 +73,55 @@ def test_sections_do_not_shadow_each_other():
     declared = [f.name for base in Settings.__bases__ for f in dataclasses.fields(base)]
     assert len(declared) == len(set(declared)) == len(dataclasses.fields(Settings))
     assert len({env for env, _, _ in documented_settings()}) == len(declared)
+
+
+def _environment_reads(path: Path) -> list[str]:
+    """Where ``path`` reads the process environment: ``os.environ``/``os.getenv`` and kin."""
+    import ast
+
+    tree = ast.parse(path.read_text(), str(path))
+    names = {"environ", "environb", "getenv", "getenvb"}
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in names
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            found.append(f"{path.relative_to(ROOT)}:{node.lineno} os.{node.attr}")
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            for alias in node.names:
+                if alias.name in names:
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno} from os import")
+    return found
+
+
+def test_only_the_config_package_reads_the_environment():
+    """Every variable goes through ``Settings``, so the generated table lists them all."""
+    config = ROOT / "glm_proxy" / "config"
+    files = [ROOT / "gunicorn.conf.py", ROOT / "wsgi.py"]
+    files += [p for p in (ROOT / "glm_proxy").rglob("*.py") if config not in p.parents]
+    reads = [hit for path in files for hit in _environment_reads(path)]
+    assert reads == []
+    # the check itself sees a read when there is one
+    assert _environment_reads(config / "settings.py")
+
+
+def test_gunicorn_takes_its_values_from_the_settings(monkeypatch):
+    """gunicorn.conf.py's values are the parsed settings: one declaration per variable."""
+    import runpy
+
+    monkeypatch.setenv("PORT", "8123")
+    monkeypatch.setenv("HOST", "127.0.0.2")
+    monkeypatch.setenv("WORKER_CONNECTIONS", "77")
+    monkeypatch.setenv("KEEPALIVE", "9")
+    monkeypatch.setenv("GRACEFUL_TIMEOUT", "31")
+    monkeypatch.setenv("LOG_LEVEL", "warning")
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert conf["bind"] == "127.0.0.2:8123"
+    assert (conf["worker_connections"], conf["keepalive"], conf["graceful_timeout"]) == (77, 9, 31)
+    assert conf["loglevel"] == "warning"
+    monkeypatch.setenv("PORT", "eighty")
+    with pytest.raises(ConfigError, match="PORT"):
+        runpy.run_path(str(ROOT / "gunicorn.conf.py"))

@@ -6,8 +6,6 @@ path. Behind ``ADMIN_KEY`` when one is set.
 
 from __future__ import annotations
 
-import os
-
 from flask import Blueprint, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import multiprocess as prometheus_multiprocess
@@ -32,7 +30,7 @@ def _authorised() -> None:
 @bp.get("/metrics")
 def metrics() -> Response:
     _authorised()
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if services().settings.prometheus_multiproc_dir:
         registry = CollectorRegistry()
         prometheus_multiprocess.MultiProcessCollector(registry)
         body = generate_latest(registry)

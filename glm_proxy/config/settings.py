@@ -16,6 +16,7 @@ from typing import Any
 from glm_proxy.config.care import AccountCareSettings, parse_refusals
 from glm_proxy.config.console import ConsoleSettings
 from glm_proxy.config.controls import ControlSettings, ResponsesSettings, ToolSettings
+from glm_proxy.config.gunicorn import DoctorSettings, GunicornSettings
 from glm_proxy.config.limits import AttachmentSettings, LimitSettings
 from glm_proxy.config.parsing import ConfigError
 from glm_proxy.config.pool import AccountSettings, SharedStateSettings
@@ -30,6 +31,7 @@ from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse
 # here in reverse of the order the configuration table shows them (serving first).
 @dataclass(frozen=True)
 class Settings(
+    DoctorSettings,
     ConsoleSettings,
     QuotaSettings,
     ResponsesSettings,
@@ -44,6 +46,7 @@ class Settings(
     UpstreamSettings,
     SharedStateSettings,
     ServingSettings,
+    GunicornSettings,
 ):
     """All configuration. Field metadata names the environment variable and documents it."""
 
@@ -66,6 +69,14 @@ class Settings(
             raise ConfigError(f"GLM_DELETE_METHODS: unknown {sorted(unknown)}")
         if self.web_concurrency < 1:
             raise ConfigError("WEB_CONCURRENCY must be at least 1")
+        if not 0 < self.port < 65536:
+            raise ConfigError("PORT must be between 1 and 65535")
+        if min(self.worker_connections, self.gunicorn_timeout, self.keepalive) < 1:
+            raise ConfigError(
+                "WORKER_CONNECTIONS, GUNICORN_TIMEOUT and KEEPALIVE must be at least 1"
+            )
+        if self.graceful_timeout < 0:
+            raise ConfigError("GRACEFUL_TIMEOUT must not be negative")
         if self.keepalive_interval <= 0:
             raise ConfigError("KEEPALIVE_INTERVAL must be positive")
         if self.request_head_timeout <= 0:
