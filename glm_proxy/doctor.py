@@ -82,10 +82,11 @@ def _failure(exc: GLMProxyError) -> str:
     if isinstance(exc, RefreshTokenExpired):
         return "the refresh token was rejected (40102): expired or revoked"
     said = []
-    if getattr(exc, "upstream_http", None) is not None:
-        said.append(f"HTTP {exc.upstream_http}")
-    if getattr(exc, "upstream_code", None) is not None:
-        said.append(f"status {exc.upstream_code}")
+    http, code = getattr(exc, "upstream_http", None), getattr(exc, "upstream_code", None)
+    if http is not None:
+        said.append(f"HTTP {http}")
+    if code is not None:
+        said.append(f"status {code}")
     prefix = f"upstream {', '.join(said)}: " if said else ""
     return f"{prefix}{exc.message}"
 

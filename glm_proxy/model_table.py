@@ -30,6 +30,7 @@ import re
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -210,7 +211,7 @@ class ModelTable:
         spec = self._specs.get(name)
         if spec is not None:
             return spec
-        base, changes = name, {}
+        base, changes = name, dict[str, Any]()
         while True:
             for suffix, (key, value) in SUFFIXES.items():
                 if base.lower().endswith(suffix) and len(base) > len(suffix):

@@ -35,7 +35,7 @@ from flask import Blueprint, Response, request
 
 from glm_proxy.access.auth import require_admin_key
 from glm_proxy.access.limits import PASSTHROUGH, WINDOWS
-from glm_proxy.accounts import mask
+from glm_proxy.accounts import Account, mask
 from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.pool import AccountPool, Health, PoolOperations
@@ -114,6 +114,13 @@ def _known(fp: str) -> str:
     return fp
 
 
+def _known_account(fp: str) -> Account:
+    account = _pool().account_by_fingerprint(fp)
+    if account is None:
+        raise NotFound(f"No pool account with id {fp!r}.", code="account_not_found")
+    return account
+
+
 @bp.get("/accounts")
 def list_accounts() -> Response:
     pool = _pool()
@@ -175,9 +182,7 @@ def delete_cookies(fp: str) -> Response:
 
 @bp.post("/accounts/<fp>/doctor")
 def doctor_account(fp: str) -> Response:
-    pool = _pool()
-    account = pool.account_by_fingerprint(_known(fp))
-    steps = run_checks(_upstream(), account)
+    steps = run_checks(_upstream(), _known_account(fp))
     ok = bool(steps) and all(s.ok for s in steps) and steps[-1].name == "delete"
     return json_response({"id": fp, "ok": ok, "steps": [s.to_dict() for s in steps]})
 
@@ -191,10 +196,8 @@ def pool_health() -> Response:
 @bp.post("/accounts/<fp>/credits")
 def read_credits(fp: str) -> Response:
     """Read the account's credits from the upstream now (``member_info``)."""
-    pool = _pool()
-    account = pool.account_by_fingerprint(_known(fp))
-    _operations().credits.read(account)
-    return json_response(_account_view(pool, fp))
+    _operations().credits.read(_known_account(fp))
+    return json_response(_account_view(_pool(), fp))
 
 
 @bp.get("/usage")

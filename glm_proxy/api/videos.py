@@ -24,6 +24,7 @@ from typing import Any
 import gevent
 import orjson
 from flask import Blueprint, Response, redirect, request
+from werkzeug.wrappers import Response as BaseResponse
 
 from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.api.schemas.base import load
@@ -148,7 +149,7 @@ def delete_job(video_id: str) -> Response:
 
 
 @bp.get("/videos/<video_id>/content")
-def job_content(video_id: str) -> Response:
+def job_content(video_id: str) -> BaseResponse:
     """A redirect to the video (or ``?variant=thumbnail``: the cover) once completed."""
     svc = services()
     caller = svc.auth.authenticate(request)

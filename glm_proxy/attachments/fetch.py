@@ -21,7 +21,7 @@ import logging
 import os
 import posixpath
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -202,7 +202,9 @@ def _reason(exc: BaseException) -> str:
     return type(inner).__name__
 
 
-def _body(url: str, response, pool, limits: FetchLimits, deadline: float) -> Iterator[bytes]:
+def _body(
+    url: str, response, pool, limits: FetchLimits, deadline: float
+) -> Generator[bytes, None, None]:
     try:
         # read1: what one socket read brought, so a slow server is seen chunk by chunk
         # (read(CHUNK) would wait for a full chunk) and the deadline is checked between.

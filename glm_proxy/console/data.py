@@ -61,7 +61,8 @@ class ConsoleKey:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConsoleKey:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        given: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**given)
 
 
 @dataclass
@@ -80,7 +81,8 @@ class ConsoleAccount:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ConsoleAccount:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__ if k in data})
+        given: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**given)
 
 
 @dataclass
@@ -100,7 +102,8 @@ class Activity:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Activity:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        given: dict[str, Any] = {k: data.get(k) for k in cls.__dataclass_fields__}
+        return cls(**given)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from glm_proxy.store import keys
 from glm_proxy.upstream.refusals import FIXES, rest_until
 
 if TYPE_CHECKING:
+    from glm_proxy.config import Settings
     from glm_proxy.store.base import Store
 
 log = logging.getLogger("glm_proxy.pool.core")
@@ -29,7 +30,7 @@ TIDY_INTERVAL = 60.0  # seconds between two prunings of idle pass-through bookke
 class HealthBook:
     """Health and last-use bookkeeping of ``AccountPool`` (which provides the attributes)."""
 
-    settings: object
+    settings: Settings
     store: Store
     _next_tidy: float
 

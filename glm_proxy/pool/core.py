@@ -28,6 +28,7 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gevent.event import Event as GEvent
 
@@ -52,6 +53,9 @@ from glm_proxy.store import keys
 from glm_proxy.store.base import AcquireRequest, AcquireResult, SlotCandidate, Store
 from glm_proxy.store.fairness import FairShare
 from glm_proxy.upstream.refusals import FIXES
+
+if TYPE_CHECKING:
+    from glm_proxy.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class _Waiter:
 
 
 class AccountPool(HealthBook):
-    def __init__(self, settings, store: Store, entries: Iterable[PoolEntry] = ()) -> None:
+    def __init__(self, settings: Settings, store: Store, entries: Iterable[PoolEntry] = ()) -> None:
         self.settings = settings
         self.store = store
         self.entries: dict[str, PoolEntry] = {e.account.fingerprint: e for e in entries}
@@ -192,15 +196,17 @@ class AccountPool(HealthBook):
                     continue
                 result = self._ask(plan, waiter, paced.candidates if paced else None)
                 if result.status == "ok":
+                    fp = result.fingerprint
+                    assert fp is not None  # an "ok" answer names the account it leased
                     try:
-                        booked = self.pacer.book(result.fingerprint, waiter.lease_id)
+                        booked = self.pacer.book(fp, waiter.lease_id)
                     except BaseException:
-                        self._give_back(result.fingerprint, waiter)
+                        self._give_back(fp, waiter)
                         raise
                     if not booked:
-                        self._give_back(result.fingerprint, waiter)  # another worker spent it
+                        self._give_back(fp, waiter)  # another worker spent it
                         continue
-                    return self._granted(plan.account(result.fingerprint), waiter.lease_id)
+                    return self._granted(plan.account(fp), waiter.lease_id)
                 error = refusal(result, plan, self.is_pooled)
                 if result.status == "none" and paced is not None and paced.free_at is not None:
                     error = self.pacer.over_budget(paced.free_at)  # the rest are dead: wait

@@ -116,7 +116,7 @@ def _controls(body: dict[str, Any]) -> dict[str, Any]:
     chat: dict[str, Any] = {}
     kind = (body.get("thinking") or {}).get("type")
     output_config = body.get("output_config") or {}
-    effort = output_config.get("effort")
+    effort: Any = output_config.get("effort")
     if kind in ("enabled", "adaptive"):
         chat["reasoning_effort"] = {"max": "xhigh"}.get(effort, effort or "high")
     elif kind == "disabled":

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.accounts import Account
@@ -34,6 +34,9 @@ from glm_proxy.services.controls import (
     plan_controls,
     with_instruction,
 )
+
+if TYPE_CHECKING:
+    from glm_proxy.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +216,7 @@ def _may_continue(record: dict, caller: Caller) -> bool:
     return holds or caller.pooled
 
 
-def conversation_owner(services, caller: Caller, conversation_id: str) -> Account | None:
+def conversation_owner(services: Services, caller: Caller, conversation_id: str) -> Account | None:
     """The account that owns a kept conversation the caller may continue.
 
     A kept conversation belongs to the caller that kept it: anyone else gets
@@ -230,10 +233,10 @@ def conversation_owner(services, caller: Caller, conversation_id: str) -> Accoun
             if account.fingerprint == owner:
                 book.prolong(conversation_id)
                 return account
-        finder = getattr(services.pool, "account_by_fingerprint", None)
-        account = finder(owner) if finder and caller.pooled else None
-        if account is not None:
-            return account
+        if caller.pooled and owner:
+            found = services.pool.account_by_fingerprint(owner)
+            if found is not None:
+                return found
     elif not record and len(caller.accounts) == 1 and not caller.pooled:
         return caller.accounts[0]
     raise NotFound(
@@ -244,24 +247,27 @@ def conversation_owner(services, caller: Caller, conversation_id: str) -> Accoun
     )
 
 
-def start_chat(services, caller: Caller, plan: ChatPlan) -> AnswerJob:
+def start_chat(services: Services, caller: Caller, plan: ChatPlan) -> AnswerJob:
     check_model(caller, plan.model)
     pinned = None
     if plan.conversation_id:
         pinned = conversation_owner(services, caller, plan.conversation_id)
-    attachments = getattr(services, "attachments", None)
+    attachments = services.attachments
     refs = plan.prompt.attachments if attachments is not None else []
     blobs: list = []
 
     def fetch_attachments() -> None:
-        blobs.extend(attachments.fetch_all(refs))
+        if attachments is not None:
+            blobs.extend(attachments.fetch_all(refs))
 
     def close_attachments() -> None:
         for blob in blobs:
             blob.close()
 
     def build_payload(account: Account) -> dict[str, Any]:
-        files, images = attachments.upload_all(account, blobs) if blobs else ([], [])
+        files, images = (
+            attachments.upload_all(account, blobs) if blobs and attachments else ([], [])
+        )
         return build_upstream_payload(plan, files=files, images=images)
 
     request = AnswerRequest(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.prompt import Prompt
+from glm_proxy.protocol.formats.openai import ReasoningStyle
 from glm_proxy.protocol.parsers import DeltaFilter, FilterChain, FilterFactory
 from glm_proxy.protocol.parsers.length import LengthFilter
 from glm_proxy.protocol.parsers.stop import StopFilter
@@ -103,7 +104,7 @@ def plan_controls(body: dict[str, Any], settings: Any) -> Controls:
     )
 
 
-def reasoning_style(configured: str, controls: Controls) -> str:
+def reasoning_style(configured: str, controls: Controls) -> ReasoningStyle:
     """How reasoning is shown for this answer: never inside a structured answer's content.
 
     ``think_tags`` puts reasoning into the message content, which would break
@@ -112,7 +113,7 @@ def reasoning_style(configured: str, controls: Controls) -> str:
     """
     if controls.json is not None and configured == "think_tags":
         return "reasoning_content"
-    return configured
+    return cast("ReasoningStyle", configured)  # REASONING_OUTPUT only takes the three values
 
 
 def build_filters(controls: Controls) -> FilterFactory | None:

@@ -26,6 +26,7 @@ can stop it through the store's publish/subscribe.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,7 +123,7 @@ class ResponseStore:
     def quota(self) -> ResponseQuota:
         return ResponseQuota(self.store, self.settings)
 
-    def save(self, record: StoredResponse, ancestors: list[str] = ()) -> None:
+    def save(self, record: StoredResponse, ancestors: Sequence[str] = ()) -> None:
         """Store ``record`` (its own items only), renew its ancestors' TTL, count its bytes."""
         ttl = self.settings.responses_ttl
         text = record.to_json()

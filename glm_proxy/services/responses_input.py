@@ -151,9 +151,8 @@ def _tool_call(item: dict[str, Any], path: str) -> dict[str, Any]:
     if item.get("type") == "custom_tool_call":
         arguments = orjson.dumps({CUSTOM_INPUT: str(item.get("input") or "")}).decode()
     else:
-        arguments = item.get("arguments")
-        if not isinstance(arguments, str):
-            arguments = orjson.dumps(arguments or {}).decode()
+        given = item.get("arguments")
+        arguments = given if isinstance(given, str) else orjson.dumps(given or {}).decode()
     return {
         "id": _call_id(item, path),
         "type": "function",

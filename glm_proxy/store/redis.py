@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 import redis
 
@@ -71,7 +72,9 @@ class RedisStore(Store):
     backend = "redis"
 
     def __init__(self, client: redis.Redis, prefix: str = "glmproxy:") -> None:
-        self.client = client
+        # Replies are str (``decode_responses=True``), which redis-py's annotations
+        # (``bytes | str`` for every reply) cannot express: its calls go unchecked.
+        self.client: Any = client
         self.prefix = prefix
         self._acquire = client.register_script(ACQUIRE_LUA)
         self._slot_acquire = client.register_script(SLOT_ACQUIRE_LUA)
@@ -94,8 +97,13 @@ class RedisStore(Store):
         return self.prefix + key
 
     @staticmethod
-    def _ms(ttl: float | None) -> int | None:
-        return None if ttl is None else max(1, int(ttl * 1000))
+    def _ms(ttl: float) -> int:
+        return max(1, int(ttl * 1000))
+
+    @classmethod
+    def _px(cls, ttl: float | None) -> int | None:
+        """``px=`` of SET: milliseconds, or None for no expiry."""
+        return None if ttl is None else cls._ms(ttl)
 
     @staticmethod
     def _now_ms() -> int:
@@ -111,10 +119,10 @@ class RedisStore(Store):
         return self.client.get(self.k(key))
 
     def set(self, key: str, value: str, ttl: float | None = None) -> None:
-        self.client.set(self.k(key), value, px=self._ms(ttl))
+        self.client.set(self.k(key), value, px=self._px(ttl))
 
     def set_if_absent(self, key: str, value: str, ttl: float | None = None) -> bool:
-        return bool(self.client.set(self.k(key), value, px=self._ms(ttl), nx=True))
+        return bool(self.client.set(self.k(key), value, px=self._px(ttl), nx=True))
 
     def delete(self, *keys: str) -> None:
         if keys:
@@ -250,7 +258,7 @@ class RedisStore(Store):
         q = request.queue
         names = [keys.queue(q), keys.queue_alive(q), keys.queue_seq(q), keys.LRU]
         names += [keys.queue_owner(q), keys.queue_fair(q)]
-        args: list[str | int] = [
+        args: list[str | int | float] = [
             request.now_ms,
             request.lease_ttl_ms,
             request.ticket_ttl_ms,

@@ -9,6 +9,8 @@ agree with each other (upstream-protocol.md §3, §15.2).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from glm_proxy.accounts import Account
 from glm_proxy.ids import uuid4_hex
@@ -17,11 +19,28 @@ from glm_proxy.upstream.headers import JSON_CT, browser_headers
 from glm_proxy.upstream.identity import cookie_header, parse_cookies
 from glm_proxy.upstream.signing import signature_headers
 
+if TYPE_CHECKING:
+    from glm_proxy.config import Settings
+    from glm_proxy.store.base import Store
+    from glm_proxy.upstream.identity import DeviceIds
+
 log = logging.getLogger(__name__)
 
 
 class RequestHeaders:
     """URL, referer and headers of upstream requests (see the module docstring)."""
+
+    # Provided by ``UpstreamClient``.
+    settings: Settings
+    store: Store
+    device_ids: DeviceIds
+    clock_offset_ms: float
+    _clock: Callable[[], float]
+    _nonce: Callable[[], str]
+    _jars: dict[str, dict[str, str]]
+
+    def current_refresh_token(self, account: Account) -> str:  # pragma: no cover
+        raise NotImplementedError
 
     def url(self, path: str) -> str:
         return self.settings.glm_base_url.rstrip("/") + path

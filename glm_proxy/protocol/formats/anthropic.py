@@ -172,7 +172,7 @@ class MessageStreamFormatter:
         self._stop_sequence: str | None = None
 
     def start(self) -> list[Event]:
-        message = {
+        message: dict[str, Any] = {
             "id": self.message_id,
             "type": "message",
             "role": "assistant",

@@ -239,7 +239,7 @@ class CompletionAccumulator:
             self.conversation_id = delta.conversation_id
             self.message_id = delta.message_id
 
-    def feed_all(self, deltas: list[Delta]) -> CompletionAccumulator:
+    def feed_all(self, deltas: Iterable[Delta]) -> CompletionAccumulator:
         for delta in deltas:
             self.feed(delta)
         return self
@@ -332,11 +332,11 @@ class ChatWire:
         self.acc.feed(delta)
         if isinstance(delta, TextDelta):
             # the bytes _encode({"content": content}, None) gives, without the dict
-            content = self._formatter.content(delta.text)  # type: ignore[union-attr]
+            content = self._formatter.content(delta.text)  # type: ignore[union-attr]  # open() came first
             if not content:
                 return b""
             return self._content_head + orjson.dumps(content) + _CONTENT_TAIL
-        pieces = self._formatter.pieces(delta)  # type: ignore[union-attr] - open() came first
+        pieces = self._formatter.pieces(delta)  # type: ignore[union-attr]  # open() came first
         if not pieces:
             return b""
         if len(pieces) == 1:
@@ -347,7 +347,7 @@ class ChatWire:
         self.usage = chat_usage(self.prompt_text, self.acc)
         if not self.include_usage:
             return DONE
-        chunk = self._formatter.usage_chunk(self.usage)  # type: ignore[union-attr]
+        chunk = self._formatter.usage_chunk(self.usage)  # type: ignore[union-attr]  # open() came first
         return b"data: " + orjson.dumps(chunk) + b"\n\n" + DONE
 
     def error(self, err: GLMProxyError) -> bytes:

@@ -203,7 +203,7 @@ def check(schema: Any, key: bytes | None = None) -> None:
     cached = _CHECKED.get(key)
     if cached is None:
         found = _problem(schema)
-        cached = _CHECKED.put(key, (str(found), found.path) if found else ())
+        cached = _CHECKED.put(key, (str(found), found.path) if found is not None else ())
     else:
         _CHECKED.move_to_end(key)
     if cached:
@@ -215,7 +215,7 @@ def is_cached(key: bytes) -> bool:
     return key in _CHECKED
 
 
-def _problem(schema: Any) -> SchemaProblem | str:
+def _problem(schema: Any) -> SchemaProblem | None:
     try:
         _refuse_regexes(schema)
         check_references(schema)
@@ -226,7 +226,7 @@ def _problem(schema: Any) -> SchemaProblem | str:
         return SchemaProblem(str(exc), exc.path)
     except RecursionError:
         return SchemaProblem("the schema is nested too deeply to check")
-    return ""
+    return None
 
 
 def _pieces(schema: Any) -> Iterator[tuple[tuple[Any, ...], Any]]:

@@ -53,7 +53,12 @@ def request_schemas(body: dict[str, Any]) -> Iterator[tuple[str, Any]]:
     tools = body.get("tools")
     if isinstance(tools, list):
         for index, tool in enumerate(tools):
-            for keys in (("function", "parameters"), ("parameters",), ("input_schema",)):
+            tool_keys: tuple[tuple[str, ...], ...] = (
+                ("function", "parameters"),
+                ("parameters",),
+                ("input_schema",),
+            )
+            for keys in tool_keys:
                 schema = _get(tool, *keys)
                 if schema is not None:
                     yield f"tools[{index}].{'.'.join(keys)}", schema

@@ -12,7 +12,7 @@ document outside the schema (nothing is ever fetched).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -85,7 +85,7 @@ def json_depth(value: Any, limit: int) -> int:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            children = item.values()
+            children: Iterable[Any] = item.values()
         elif isinstance(item, list):
             children = item
         else:
@@ -152,7 +152,7 @@ def subschemas(schema: Any) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
 
 def _pointer(root: Any, fragment: str, where: tuple[Any, ...]) -> tuple[Any, ...]:
     """The path a ``#/a/b`` fragment names in ``root``; raises when it names nothing."""
-    node, path = root, ()
+    node, path = root, tuple[Any, ...]()
     for raw in fragment.split("/")[1:] if fragment else ():
         part = unquote(raw).replace("~1", "/").replace("~0", "~")
         if isinstance(node, list) and part.isdigit() and int(part) < len(node):

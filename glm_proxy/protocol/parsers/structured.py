@@ -216,7 +216,7 @@ class StructuredFilter:
             # The text so far is the words before the call, in order before it.
             self.tool_turn = True
             text, self._text = "".join(self._text), []
-            before = [TextDelta(text), delta] if text else [delta]
+            before: list[Delta] = [TextDelta(text), delta] if text else [delta]
             if self.final:
                 return before
             self._held.extend(before)

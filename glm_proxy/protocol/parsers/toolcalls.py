@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import json5
 import orjson
@@ -336,11 +337,12 @@ def _json_calls(body: str) -> list[RawCall]:
     for item in value if isinstance(value, list) else [value]:
         if not isinstance(item, dict):
             return []
-        function = item.get("function") if isinstance(item.get("function"), dict) else item
+        inner = item.get("function")
+        function: dict[str, Any] = inner if isinstance(inner, dict) else item
         name = function.get("name")
         if not isinstance(name, str):
             return []
-        arguments = next(
+        arguments: Any = next(
             (function[k] for k in ("arguments", "parameters", "input") if k in function), {}
         )
         body_text = arguments if isinstance(arguments, str) else orjson.dumps(arguments).decode()

@@ -40,7 +40,7 @@ which is right for all three shapes; a ``metadata_list`` is positional (marker
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from glm_proxy.errors import UpstreamProtocolError
 
@@ -261,7 +261,7 @@ def checked_parts(event: dict[str, Any]) -> list[dict[str, Any]]:
     return parts
 
 
-def is_http_url(url: object) -> bool:
+def is_http_url(url: object) -> TypeGuard[str]:
     return isinstance(url, str) and url.startswith(("http://", "https://")) and len(url) > 8
 
 
