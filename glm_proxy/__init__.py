@@ -22,7 +22,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     settings = Settings.from_env(config)
     logs.configure(settings.log_level)
-    app = web.ProxyApp(__name__)
+    app = Flask(__name__)
     app.config["TESTING"] = bool((config or {}).get("TESTING"))
     app.extensions["glm_settings"] = settings
     store.init_app(app)

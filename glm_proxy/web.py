@@ -46,32 +46,6 @@ REQUEST_ID = "X-Request-Id"
 EXPOSED_HEADERS = "Retry-After, X-Request-Id, request-id"
 
 
-class ProxyApp(Flask):
-    """Flask, with ``ensure_sync``'s answer remembered for each plain function.
-
-    Flask asks ``inspect.iscoroutinefunction`` of every view, hook and error handler
-    on every call: several Python calls per request for an answer that never changes.
-    A plain function, once seen, is returned at once; anything else (an ``async def``
-    one, or an object that cannot be a set member) goes through Flask as before.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plain_functions: set[Any] = set()
-
-    def ensure_sync(self, func: Any) -> Any:
-        """``Flask.ensure_sync``, remembering the functions that need no wrapper."""
-        try:
-            if func in self._plain_functions:
-                return func
-        except TypeError:  # unhashable: ask Flask each time
-            return super().ensure_sync(func)
-        wrapped = super().ensure_sync(func)
-        if wrapped is func:
-            self._plain_functions.add(func)
-        return wrapped
-
-
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(data), status=status, headers=headers, mimetype="application/json")
 

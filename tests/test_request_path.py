@@ -1,7 +1,6 @@
 """The request path's shortcuts answer exactly what the long way did: random ids in
 ``uuid4().hex``'s shape, cached metric children that are the metric's own, setting maps
-parsed once per text (never once per process), and Flask's sync check remembered only
-for plain functions."""
+parsed once per text (never once per process)."""
 
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ from prometheus_client import REGISTRY
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.observability import metrics
 from glm_proxy.profiles import mode_table, pairs_table, parse_mode_map, parse_pairs
-from glm_proxy.web import ProxyApp
 
 
 def test_uuid4_hex_is_a_uuid4_without_dashes() -> None:
@@ -91,22 +89,3 @@ def test_plan_chat_follows_each_apps_mode_map() -> None:
     ]
     answers = [(plan.chat_mode, plan.reasoning_effort) for plan in plans]
     assert answers == [("thinking", "high"), ("deep", "low"), ("", "")]
-
-
-def test_ensure_sync_remembers_plain_functions_only() -> None:
-    app = ProxyApp(__name__)
-
-    def view() -> str:
-        return "ok"
-
-    async def coroutine_view() -> str:
-        return "ok"
-
-    assert app.ensure_sync(view) is view
-    assert app.ensure_sync(view) is view
-    assert view in app._plain_functions
-    with pytest.raises(RuntimeError):  # Flask's own answer without asgiref, every time
-        app.ensure_sync(coroutine_view)
-    with pytest.raises(RuntimeError):
-        app.ensure_sync(coroutine_view)
-    assert coroutine_view not in app._plain_functions

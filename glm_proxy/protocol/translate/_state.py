@@ -31,10 +31,6 @@ class Phase(Enum):
     FAILED = "failed"  # the upstream reported status "error"
     CLOSED = "closed"  # Translator.finish() was called
 
-    # members are singletons compared by identity; Enum's own hash is a Python-level
-    # call, paid on every table lookup of every event
-    __hash__ = object.__hash__
-
 
 class Trigger(Enum):
     INIT = "init"
@@ -42,8 +38,6 @@ class Trigger(Enum):
     INTERVENE = "intervene"
     ERROR = "error"
     CLOSE = "close"
-
-    __hash__ = object.__hash__  # as Phase's
 
 
 _LIVE = {
