@@ -53,5 +53,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     register_blueprints(app)
     console.init_app(app)
     # The pump sends gunicorn's head with the first chunk (glm_proxy.api._chunked).
+    # Flask's documented way to wrap its WSGI app; mypy sees a method replaced.
     app.wsgi_app = RememberStartResponse(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -18,6 +18,12 @@ class GLMProxyError(Exception):
     status: int = 500
     openai_type: str = "api_error"
     code: str | None = "internal_error"
+    # Set only on some errors (no class default, so ``hasattr`` tells): what the
+    # upstream said (``upstream.envelope``) and why an account was refused.
+    upstream_http: int
+    upstream_code: int | None
+    upstream_message: str
+    reason: str
 
     def __init__(
         self,

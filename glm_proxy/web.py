@@ -61,7 +61,7 @@ def anthropic_request(req: Request | None = None) -> bool:
     holds it already (one context lookup fewer).
     """
     if req is None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's, typed as Request
     path = req.path.rstrip("/")
     for p in ANTHROPIC_PATHS:
         if path == p or path.startswith(p + "/"):
@@ -171,7 +171,7 @@ def init_app(app: Flask) -> None:
     # is a context lookup of its own.
     @app.before_request
     def _start() -> Response | None:
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's, typed as Request
         record = g.request_record = RequestRecord(
             request_id=request_id_for(req.headers.get(REQUEST_ID))
         )
@@ -184,7 +184,7 @@ def init_app(app: Flask) -> None:
 
     @app.after_request
     def _finish(response: Response) -> Response:
-        req = request._get_current_object()  # type: ignore[attr-defined]
+        req = request._get_current_object()  # type: ignore[attr-defined]  # LocalProxy's, typed as Request
         cors_headers(response, req)
         settle_body(req.environ)
         record = request_record()

@@ -57,5 +57,6 @@ def install() -> None:
     def write_error(sock: Any, status_int: int, reason: str, mesg: str) -> None:
         util.write_nonblock(sock, error_page(int(status_int), str(reason), str(mesg)))
 
+    # A mark on the function itself: install() then knows gunicorn has ours already.
     write_error.glm_proxy_json = True  # type: ignore[attr-defined]
     util.write_error = write_error

@@ -14,7 +14,8 @@ import secrets
 import time
 from datetime import UTC, datetime
 
-from flask import Response, request
+from flask import request
+from werkzeug.wrappers import Response
 
 from glm_proxy.access.auth import check_token_text
 from glm_proxy.access.keys import KEY_NAME

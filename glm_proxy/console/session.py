@@ -20,8 +20,9 @@ import os
 import time
 from dataclasses import dataclass
 
-from flask import Request, Response
+from flask import Request
 from itsdangerous import BadSignature, URLSafeSerializer
+from werkzeug.wrappers import Response
 
 from glm_proxy.store.base import Store
 

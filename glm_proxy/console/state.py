@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, current_app, g, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from glm_proxy.console.data import ConsoleData
 from glm_proxy.console.registry import ConsoleRegistry
@@ -55,7 +56,7 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     return Response(body, status=status, mimetype="text/html")
 
 
-def done(endpoint: str, notice: str, **values: Any) -> Response:
+def done(endpoint: str, notice: str, **values: Any) -> BaseResponse:
     """After a change: a notice for the next page, and a redirect to it (303: GET it)."""
     console().sessions.notify(session(), notice)
-    return redirect(url_for(endpoint, **values), code=303)  # type: ignore[return-value]
+    return redirect(url_for(endpoint, **values), code=303)

@@ -10,6 +10,7 @@ without inline script and ``frame-ancestors 'none'``.
 from __future__ import annotations
 
 from flask import Blueprint, Response, g, redirect, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 from glm_proxy.access.limits import PASSTHROUGH
 from glm_proxy.console import usage as history
@@ -30,12 +31,12 @@ OPEN = {"console.signin", "console.static"}
 
 
 @bp.before_request
-def _gate() -> Response | None:
+def _gate() -> BaseResponse | None:
     if request.endpoint in OPEN:
         return None
     current = console().sessions.current(request)
     if current is None:
-        return redirect(url_for("console.signin"), code=303)  # type: ignore[return-value]
+        return redirect(url_for("console.signin"), code=303)
     g.console_session = current
     if request.method == "POST" and not console().sessions.csrf_ok(
         current, request.form.get("csrf")
@@ -55,7 +56,7 @@ def _headers(response: Response) -> Response:
 
 
 @bp.route("/signin", methods=["GET", "POST"])
-def signin() -> Response:
+def signin() -> BaseResponse:
     if request.method == "GET":
         return page("signin.html")
     sessions = console().sessions
@@ -67,17 +68,17 @@ def signin() -> Response:
         return page("signin.html", 401, notice="That is not the admin key.")
     new = sessions.start()
     response = redirect(url_for("console.overview"), code=303)
-    sessions.set_cookie(response, request, new)  # type: ignore[arg-type]
-    return response  # type: ignore[return-value]
+    sessions.set_cookie(response, request, new)
+    return response
 
 
 @bp.post("/signout")
-def signout() -> Response:
+def signout() -> BaseResponse:
     sessions = console().sessions
     sessions.end(session())
     response = redirect(url_for("console.signin"), code=303)
-    sessions.clear_cookie(response, request)  # type: ignore[arg-type]
-    return response  # type: ignore[return-value]
+    sessions.clear_cookie(response, request)
+    return response
 
 
 # -- overview -----------------------------------------------------------------------------

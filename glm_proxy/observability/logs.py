@@ -84,15 +84,18 @@ class NameTheRequest(logging.Filter):
         return True
 
 
+class _ProxyHandler(logging.StreamHandler):
+    """The package's own stderr handler: its class tells ``configure`` it is there."""
+
+
 def configure(level: str) -> None:
     """Idempotent: one stderr handler on the package logger, with the scrubber."""
     logger = logging.getLogger("glm_proxy")
     logger.setLevel(level)
-    if not any(getattr(h, "_glm_proxy", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _ProxyHandler) for h in logger.handlers):
+        handler = _ProxyHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         handler.addFilter(NameTheRequest())
         handler.addFilter(ScrubSecrets())
-        handler._glm_proxy = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False

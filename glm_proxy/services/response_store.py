@@ -105,9 +105,9 @@ class StoredResponse:
     def from_json(cls, raw: str) -> StoredResponse:
         data = orjson.loads(raw)
         data.pop("chain", None)
-        record = cls(**data)
-        record.turn = tuple(record.turn)  # type: ignore[assignment]
-        return record
+        if "turn" in data:
+            data["turn"] = tuple(data["turn"])  # JSON has no tuples
+        return cls(**data)
 
     def input_items(self) -> list[dict[str, Any]]:
         start, end = self.turn

@@ -40,6 +40,7 @@ def create_store(settings) -> Store:
         cipher = make_cipher(secret)
     except ValueError as exc:
         raise ConfigError(f"STORE_SECRET_KEY: {exc}") from None
+    # A proxy, not a subclass: what it does not seal it hands to ``store`` (``__getattr__``).
     return SealedStore(store, cipher)  # type: ignore[return-value]
 
 

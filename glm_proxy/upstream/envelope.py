@@ -75,7 +75,7 @@ def classify_failure(
     """
     error = _classify(http_status, body, busy_codes)
     data = parse_json(body) if body else None
-    error.upstream_http = http_status  # type: ignore[attr-defined]
+    error.upstream_http = http_status
     code: int | None = None
     message = ""
     if isinstance(data, dict):
@@ -85,8 +85,8 @@ def classify_failure(
         message = str(data.get("message") or data.get("msg") or "")[:200]
     elif body and looks_like_html(body):
         message = page_text(body, 200)
-    error.upstream_code = code  # type: ignore[attr-defined]
-    error.upstream_message = message  # type: ignore[attr-defined]
+    error.upstream_code = code
+    error.upstream_message = message
     if not refusals:
         return error
     return with_reason(error, http_status, data, body, refusals)
@@ -97,14 +97,14 @@ def with_reason(
 ) -> GLMProxyError:
     """``error`` with the account's ``reason`` attached (or replaced by the account error)."""
     if isinstance(error, RefreshTokenExpired):
-        error.reason = Reason.TOKEN_EXPIRED.value  # type: ignore[attr-defined]
+        error.reason = Reason.TOKEN_EXPIRED.value
         return error
     if isinstance(error, AccessTokenExpired):
         return error  # refreshed once and retried: not the account's fault
     codes: set[int] = set()
     if isinstance(data, dict):
         codes = {c for c in (_number(data.get("code")), _number(data.get("status"))) if c}
-        said = error.upstream_message  # type: ignore[attr-defined]
+        said = error.upstream_message
     elif body and looks_like_html(body):
         said = page_text(body)
     else:
@@ -112,7 +112,7 @@ def with_reason(
     reason = classify(codes, said, refusals, http_status=http_status)
     if reason is Reason.UNKNOWN and http_status >= 500 and not codes:
         return error  # a gateway's error page: the upstream is down, not the account
-    upstream = error.upstream_code, error.upstream_message  # type: ignore[attr-defined]
+    upstream = error.upstream_code, error.upstream_message
     if reason in DEAD_REASONS:
         error = AccountDead(f"{FIXES[reason]}. Upstream said: {said[:120]}", reason=reason.value)
     elif reason is not Reason.UNKNOWN and not isinstance(error, UpstreamRetryable):
@@ -121,9 +121,9 @@ def with_reason(
             reason=reason.value,
             headers={"Retry-After": "30"},
         )
-    error.reason = reason.value  # type: ignore[attr-defined]
-    error.upstream_http = http_status  # type: ignore[attr-defined]
-    error.upstream_code, error.upstream_message = upstream  # type: ignore[attr-defined]
+    error.reason = reason.value
+    error.upstream_http = http_status
+    error.upstream_code, error.upstream_message = upstream
     return error
 
 

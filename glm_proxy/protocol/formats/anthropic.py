@@ -303,11 +303,11 @@ class MessagesWire:
 
     def feed(self, delta: Delta) -> bytes:
         self.acc.feed(delta)
-        return _encode_all(self._formatter.feed(delta))  # type: ignore[union-attr]
+        return _encode_all(self._formatter.feed(delta))  # type: ignore[union-attr]  # open() came first
 
     def finish(self, end: object = None) -> bytes:
         output = self._output_tokens()
-        return _encode_all(self._formatter.finish(output))  # type: ignore[union-attr]
+        return _encode_all(self._formatter.finish(output))  # type: ignore[union-attr]  # open() came first
 
     def error(self, err: GLMProxyError) -> bytes:
         return encode_anthropic_event("error", anthropic_error(err))
