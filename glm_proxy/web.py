@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 from flask import Flask, Request, Response, g, request
@@ -32,7 +34,12 @@ from glm_proxy.request_guard import (
 )
 from glm_proxy.services import services
 
+if TYPE_CHECKING:
+    from glm_proxy.access.auth import Caller
+
 log = logging.getLogger("glm_proxy.request")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 BASE_ALLOWED_HEADERS = (
     "Authorization, Content-Type, x-api-key, anthropic-version, anthropic-beta, "
@@ -99,6 +106,24 @@ def read_json() -> Any:
         raise InvalidRequest(f"We could not parse the JSON body of your request: {exc}") from None
     check_shape(body, settings)
     return body
+
+
+def admitted(view: Callable[Concatenate[Caller, P], R]) -> Callable[P, R]:
+    """The API views' preamble, in one place: who is calling, and their key's limits.
+
+    The caller is authenticated (401 otherwise) and admitted by their key's
+    rate and concurrency limits (429), and the request is counted, before the
+    view runs; the view gets the ``Caller`` as its first argument.
+    """
+
+    @functools.wraps(view)
+    def admitted_view(*args: P.args, **kwargs: P.kwargs) -> R:
+        svc = services()
+        caller = svc.auth.authenticate(request)
+        svc.limits.admit(caller, request_record())
+        return view(caller, *args, **kwargs)
+
+    return admitted_view
 
 
 def request_record() -> RequestRecord:

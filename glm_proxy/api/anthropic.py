@@ -2,58 +2,35 @@
 
 Lets the Anthropic SDK and Anthropic-speaking tools use the proxy. Errors on
 this blueprint use the Anthropic error shape (``{"type": "error", "error":
-{...}}``); streams use named events and ``ping`` keep-alives.
+{...}}``: the app's error handlers in ``glm_proxy.web`` choose it by path);
+streams use named events and ``ping`` keep-alives.
 """
 
 from __future__ import annotations
 
-import logging
+from flask import Blueprint, Response
 
-from flask import Blueprint, Response, request
-from werkzeug.exceptions import HTTPException
-
+from glm_proxy.access.auth import Caller
 from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
-from glm_proxy.errors import GLMProxyError
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
-from glm_proxy.web import _http_error, anthropic_error_response, read_json, request_record
+from glm_proxy.web import admitted, anthropic_error_response, read_json, request_record
 
-log = logging.getLogger(__name__)
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 
 MESSAGES_SCHEMA = AnthropicMessagesSchema()
 
 
-@bp.errorhandler(GLMProxyError)
-def _proxy_error(exc: GLMProxyError) -> Response:
-    return anthropic_error_response(exc)
-
-
-@bp.errorhandler(HTTPException)
-def _http(exc: HTTPException) -> Response:
-    return anthropic_error_response(_http_error(exc))
-
-
-@bp.errorhandler(Exception)
-def _unexpected(exc: Exception) -> Response:
-    """A bug still answers in the shape the Anthropic SDK parses (the app's handler is OpenAI's)."""
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return anthropic_error_response(
-        GLMProxyError("The server had an error while processing your request.")
-    )
-
-
 @bp.post("/messages")
-def create_message() -> Response:
+@admitted
+def create_message(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
     record = request_record()
-    svc.limits.admit(caller, record)
     body = load(MESSAGES_SCHEMA, read_json())
     plan = plan_chat(to_chat_body(body), svc.settings, svc.models)
     record.describe(model=plan.model, stream=plan.stream, caller=caller.label)

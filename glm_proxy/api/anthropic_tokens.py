@@ -10,15 +10,16 @@ upstream.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.api.schemas.anthropic import CountTokensSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.protocol.usage import estimate_tokens
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat
-from glm_proxy.web import json_response, read_json, request_record
+from glm_proxy.web import admitted, json_response, read_json
 
 bp = Blueprint("anthropic_tokens", __name__, url_prefix="/v1")
 
@@ -26,10 +27,9 @@ COUNT_SCHEMA = CountTokensSchema()
 
 
 @bp.post("/messages/count_tokens")
-def count_tokens() -> Response:
+@admitted
+def count_tokens(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     body = load(COUNT_SCHEMA, read_json())
     plan = plan_chat(to_chat_body(body), svc.settings, svc.models)
     return json_response({"input_tokens": estimate_tokens(plan.prompt.text)})

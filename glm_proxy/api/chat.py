@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
+from glm_proxy.access.auth import Caller
 from glm_proxy.api._multi import respond_choices
 from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.base import load
@@ -22,7 +23,7 @@ from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.services.controls import reasoning_style
-from glm_proxy.web import error_response, read_json, request_record
+from glm_proxy.web import admitted, error_response, read_json, request_record
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")
 
@@ -30,11 +31,10 @@ CHAT_SCHEMA = ChatCompletionSchema()  # schemas are stateless; building one cost
 
 
 @bp.post("/chat/completions")
-def create_chat_completion() -> Response:
+@admitted
+def create_chat_completion(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
     record = request_record()
-    svc.limits.admit(caller, record)
     body = load(CHAT_SCHEMA, read_json())
     plan = plan_chat(body, svc.settings, svc.models)
     record.describe(model=plan.model, stream=plan.stream, caller=caller.label)

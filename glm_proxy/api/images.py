@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
-from glm_proxy.access.auth import check_model
+from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import ImageGenerationSchema
 from glm_proxy.services import services
 from glm_proxy.services.images import generate_images, plan_images
-from glm_proxy.web import json_response, read_json, request_record
+from glm_proxy.web import admitted, json_response, read_json, request_record
 
 bp = Blueprint("images", __name__, url_prefix="/v1")
 
 
 @bp.post("/images/generations")
-def create_image() -> Response:
+@admitted
+def create_image(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
     record = request_record()
-    svc.limits.admit(caller, record)
     body = load(ImageGenerationSchema(), read_json())
     plan = plan_images(body, svc.settings, svc.models)
     record.describe(model=body.get("model") or "drawing", stream=False, caller=caller.label)

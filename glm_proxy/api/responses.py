@@ -24,7 +24,7 @@ from glm_proxy.services import Services, services
 from glm_proxy.services import responses as turns
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
-from glm_proxy.web import error_response, json_response, read_json, request_record
+from glm_proxy.web import admitted, error_response, json_response, read_json, request_record
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 
@@ -32,11 +32,10 @@ SCHEMA = ResponsesSchema()
 
 
 @bp.post("/responses")
-def create_response() -> Response:
+@admitted
+def create_response(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
     record = request_record()
-    svc.limits.admit(caller, record)
     body = load(SCHEMA, read_json())
     turn = turns.prepare(svc, caller, body)
     record.describe(model=turn.plan.model, stream=turn.plan.stream, caller=caller.label)
@@ -66,10 +65,9 @@ def create_response() -> Response:
 
 
 @bp.get("/responses/<response_id>")
-def get_response(response_id: str) -> Response:
+@admitted
+def get_response(caller: Caller, response_id: str) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     if request.args.get("stream", "").lower() == "true":
         raise InvalidRequest("Streaming a stored response again is not supported.", param="stream")
     responses = ResponseStore(svc.store, svc.settings)
@@ -80,11 +78,10 @@ def get_response(response_id: str) -> Response:
 
 
 @bp.get("/responses/<response_id>/input_items")
-def list_input_items(response_id: str) -> Response:
+@admitted
+def list_input_items(caller: Caller, response_id: str) -> Response:
     """This response's own input items (not the earlier turns'), OpenAI's cursor page."""
     svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     order = request.args.get("order", "desc")
     if order not in ("asc", "desc"):
         raise InvalidRequest("Invalid value for 'order': must be asc or desc.", param="order")
@@ -116,18 +113,16 @@ def list_input_items(response_id: str) -> Response:
 
 
 @bp.delete("/responses/<response_id>")
-def delete_response(response_id: str) -> Response:
+@admitted
+def delete_response(caller: Caller, response_id: str) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     return json_response(turns.delete(svc, caller, response_id))
 
 
 @bp.post("/responses/<response_id>/cancel")
-def cancel_response(response_id: str) -> Response:
+@admitted
+def cancel_response(caller: Caller, response_id: str) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     responses = ResponseStore(svc.store, svc.settings)
     snapshot = responses.live(response_id, caller)
     if snapshot is None:

@@ -34,7 +34,7 @@ from glm_proxy.observability.record import RequestRecord
 from glm_proxy.services import Services, services
 from glm_proxy.services.video_jobs import VideoJobs
 from glm_proxy.services.videos import VideoPlan, generate_video, plan_video
-from glm_proxy.web import error_response, json_response, read_json, request_record
+from glm_proxy.web import admitted, error_response, json_response, read_json, request_record
 
 bp = Blueprint("videos", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)
@@ -74,11 +74,10 @@ def _success(item: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.post("/videos/generations")
-def generate() -> Response:
+@admitted
+def generate(caller: Caller) -> Response:
     svc = services()
-    caller = svc.auth.authenticate(request)
     record = request_record()
-    svc.limits.admit(caller, record)
     plan = _read_plan()
     record.describe(model=plan.model, stream=False, caller=caller.label)
     check_model(caller, plan.model)
@@ -121,11 +120,9 @@ def _jobs() -> VideoJobs:
 
 
 @bp.post("/videos")
-def create_job() -> Response:
-    svc = services()
-    caller = svc.auth.authenticate(request)
+@admitted
+def create_job(caller: Caller) -> Response:
     record = request_record()
-    svc.limits.admit(caller, record)
     plan = _read_plan()
     record.describe(model=plan.model, stream=False, caller=caller.label)
     check_model(caller, plan.model)
@@ -133,27 +130,21 @@ def create_job() -> Response:
 
 
 @bp.get("/videos/<video_id>")
-def get_job(video_id: str) -> Response:
-    svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
+@admitted
+def get_job(caller: Caller, video_id: str) -> Response:
     return json_response(_jobs().get(caller, video_id))
 
 
 @bp.delete("/videos/<video_id>")
-def delete_job(video_id: str) -> Response:
-    svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
+@admitted
+def delete_job(caller: Caller, video_id: str) -> Response:
     return json_response(_jobs().delete(caller, video_id))
 
 
 @bp.get("/videos/<video_id>/content")
-def job_content(video_id: str) -> BaseResponse:
+@admitted
+def job_content(caller: Caller, video_id: str) -> BaseResponse:
     """A redirect to the video (or ``?variant=thumbnail``: the cover) once completed."""
-    svc = services()
-    caller = svc.auth.authenticate(request)
-    svc.limits.admit(caller, request_record())
     job = _jobs().get(caller, video_id)
     if job["status"] != "completed":
         raise NotFound(
