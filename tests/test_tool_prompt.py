@@ -281,3 +281,31 @@ def test_template_file_setting(tmp_path):
     assert check_template("$tools $unknown")
     section = render_tool_section(CONFIG, good.read_text())
     assert section.startswith('Tools:\n<tool name="get_weather">')
+
+
+def test_tools_are_checked_once_per_request(monkeypatch):
+    """Schema load -> (Anthropic: chat body) -> ``tool_config``: each tool is checked once."""
+    from glm_proxy.protocol.parsers import tool_defs
+
+    checked: list[str] = []
+    real = tool_defs._spec
+
+    def counting(function, path, schema_key):
+        checked.append(function.get("name"))
+        return real(function, path, schema_key)
+
+    monkeypatch.setattr(tool_defs, "_spec", counting)
+    chat = load(
+        ChatCompletionSchema(),
+        {"model": "glm-4", "messages": [{"role": "user", "content": "hi"}], "tools": [WEATHER]},
+    )
+    assert tool_config(chat).tools[0].name == "get_weather"
+    anthropic = {
+        "model": "claude",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [{"name": "lookup", "input_schema": {}}],
+    }
+    config = tool_config(to_chat_body(load(AnthropicMessagesSchema(), anthropic)))
+    assert config.tools[0].parameters == {"type": "object"}  # as the OpenAI mapping gave it
+    assert checked == ["get_weather", "lookup"]

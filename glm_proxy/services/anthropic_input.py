@@ -19,6 +19,7 @@ import orjson
 
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.observability.additions import note_ignored
+from glm_proxy.protocol.parsers.tool_defs import ToolSpec
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 # Blocks of the model's own turns that are not sent back upstream (not counted as unknown).
@@ -135,22 +136,19 @@ def _controls(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool_fields(body: dict[str, Any]) -> dict[str, Any]:
-    """Anthropic ``tools``/``tool_choice`` in the chat-completions terms ``plan_chat`` reads."""
-    tools = body.get("tools") or []
+    """Anthropic ``tools``/``tool_choice`` in the chat-completions terms ``plan_chat`` reads.
+
+    ``tools`` are the ``ToolSpec``s the request schema checked; ``tool_config``
+    takes them as they are, so they are not checked a second time.
+    """
+    tools: tuple[ToolSpec, ...] = body.get("tools") or ()
     if not tools:
         return {}
     chat: dict[str, Any] = {
-        "tools": [
-            {
-                "type": "function",
-                "function": {
-                    "name": tool["name"],
-                    "description": tool.get("description") or "",
-                    "parameters": tool.get("input_schema") or {"type": "object"},
-                },
-            }
+        "tools": tuple(
+            ToolSpec(tool.name, tool.description, tool.parameters or {"type": "object"})
             for tool in tools
-        ]
+        )
     }
     choice = body.get("tool_choice") or {}
     kind = choice.get("type")

@@ -57,7 +57,7 @@ class OutputConfigSchema(Lenient):
 
 
 class AnthropicToolsField(fields.Field):
-    """Client tools (``name``, ``description``, ``input_schema``).
+    """Client tools (``name``, ``description``, ``input_schema``), loaded as ``ToolSpec``s.
 
     Server tools (``web_search_20250305``, ``bash_20250124`` ...) and any other
     type the server does not emulate are left out of the offer and counted
@@ -69,13 +69,12 @@ class AnthropicToolsField(fields.Field):
         for index, kind in left_out:
             note_ignored("tool_type", kind, f"tools[{index}]")
         try:
-            anthropic_specs(kept)
+            return anthropic_specs(kept)  # the specs: validated here, once
         except ToolDefinitionError as exc:
             path = exc.path
             if path and isinstance(path[0], int) and path[0] < len(kept_at):
                 path = (kept_at[path[0]], *path[1:])  # the index the client sent
             raise ValidationError(nest_error(path, str(exc))) from None
-        return kept
 
 
 class ToolChoiceSchema(Lenient):
@@ -113,7 +112,7 @@ class AnthropicMessagesSchema(Lenient):
     @validates_schema
     def _tool_choice_matches(self, data: dict, **kwargs) -> None:
         choice = data.get("tool_choice") or {}
-        names = {t["name"] for t in data.get("tools") or ()}
+        names = {t.name for t in data.get("tools") or ()}
         if choice.get("type") == "tool":
             if not choice.get("name"):
                 raise ValidationError(

@@ -96,6 +96,8 @@ class ResponseFormatField(fields.Field):
 class ToolsField(fields.Field):
     """``tools``: function tools with a name and a valid JSON Schema (checked, not trusted).
 
+    Loads as the ``ToolSpec``s ``tool_config`` takes, so the tools are checked once.
+
     A tool of a type the server does not emulate (``custom``, built-in tools of
     newer API versions) is left out of the offer and counted (docs/clients.md):
     the model calling fewer tools is still a valid answer.
@@ -106,13 +108,12 @@ class ToolsField(fields.Field):
         for index, kind in left_out:
             note_ignored("tool_type", kind, f"tools[{index}]")
         try:
-            check_tools(kept)
+            return check_tools(kept)  # the specs: validated here, once
         except ToolDefinitionError as exc:
             path = exc.path
             if path and isinstance(path[0], int) and path[0] < len(kept_at):
                 path = (kept_at[path[0]], *path[1:])  # the index the client sent
             raise ValidationError(nest_error(path, str(exc))) from None
-        return kept
 
 
 class ToolCallsField(fields.Field):
@@ -205,7 +206,7 @@ class ChatCompletionSchema(Lenient):
                     "and 'tool_choice' instead.",
                     legacy,
                 )
-        names = {t["function"]["name"] for t in data.get("tools") or ()}
+        names = {t.name for t in data.get("tools") or ()}
         try:
             check_tool_choice(data.get("tool_choice"), names)
         except ToolDefinitionError as exc:
