@@ -54,7 +54,7 @@ def upstream_models(svc: Services) -> list[str]:
         cached = svc.store.get(CACHE_KEY)
         if cached:
             return list(orjson.loads(cached))
-        accounts = tuple(getattr(svc.pool, "accounts", ()) or ())
+        accounts = svc.pool.accounts
         if accounts:
             try:
                 names = [
