@@ -34,8 +34,8 @@ from tests.support.team import (
     new_key,
     new_tokens,
     stream_entries,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 BURST = 16
 

@@ -26,8 +26,8 @@ from tests.support.team import (
     new_key,
     new_tokens,
     stream_entries,
-    wait_until,
 )
+from tests.support.waiting import wait_until
 
 # -- keys (pure) ----------------------------------------------------------------------
 

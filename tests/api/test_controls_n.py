@@ -4,7 +4,7 @@ with stop strings and length limits per choice (against the real server, scripte
 from __future__ import annotations
 
 import re
-import time
+import threading
 
 import openai
 import pytest
@@ -15,6 +15,7 @@ from tests.conftest import start_proxy, stop_proxy
 from tests.support.answers import REACT, REACT_KEPT, said
 from tests.support.chat import sse_events, user
 from tests.support.tools import script
+from tests.support.waiting import wait_until
 
 # -- n --------------------------------------------------------------------------------------
 
@@ -48,12 +49,24 @@ def test_n_three_distinct_choices_concurrently_on_a_pool(pool3, simulator):
     server, tokens, key = pool3
     client = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0, timeout=30)
     expected = script_pool(simulator, tokens, delay=0.25)  # ~1.75 s per answer
-    started = time.monotonic()
-    completion = client.chat.completions.create(model="glm-4", messages=user("n3"), n=3)
-    elapsed = time.monotonic() - started
+    done: list = []
+    asking = threading.Thread(
+        target=lambda: done.append(
+            client.chat.completions.create(model="glm-4", messages=user("n3"), n=3)
+        )
+    )
+    asking.start()
+    # concurrently: at one moment all three accounts stream their answer
+    wait_until(
+        lambda: all(simulator.account(t).get("active_streams") for t in tokens) or done,
+        30,
+        "three streams at once",
+    )
+    assert not done, "the three answers were not streamed at the same time"
+    asking.join(timeout=30)
+    [completion] = done
     assert [c.index for c in completion.choices] == [0, 1, 2]
     assert {c.message.content for c in completion.choices} == expected
-    assert elapsed < 4.0, elapsed  # one after another would take over 5 s
     assert completion.usage.completion_tokens == sum(estimate_tokens(t) for t in expected)
     for token in tokens:
         assert simulator.wait_deleted(token)["conversations_alive"] == []
@@ -131,15 +144,19 @@ def test_n_stream_hangup_deletes_every_choice_conversation(pool3, simulator):
     lines = resp.iter_lines()
     assert next(line for line in lines if line.startswith(b"data: "))
     resp.close()
-    time.sleep(0.5)
     for token in tokens:
+        wait_until(
+            lambda t=token: simulator.account(t).get("stream_count", 0) > before[t],
+            10,
+            "every choice's upstream stream",
+        )
         account = simulator.wait_deleted(token, timeout=10)
         assert account["stream_count"] == before[token] + 1
         assert account["conversations_alive"] == []
-        deadline = time.monotonic() + 5
-        while simulator.account(token)["active_streams"] and time.monotonic() < deadline:
-            time.sleep(0.1)  # the simulator notices the closed connection at its next write
-        assert simulator.account(token)["active_streams"] == 0
+        # the simulator notices the closed connection at its next write
+        wait_until(
+            lambda t=token: simulator.account(t)["active_streams"] == 0, 10, "the streams to end"
+        )
     # the pool is free again: a new request is served at once
     client = openai.OpenAI(base_url=server.v1, api_key=key, max_retries=0, timeout=30)
     assert client.chat.completions.create(model="glm-4", messages=user("after")).choices

@@ -4,7 +4,6 @@ server, official SDK, upstream simulator)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import openai
 import orjson
@@ -14,6 +13,7 @@ import requests
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.responses import CODEX_FIXTURE, SIM_TEXT, prompt_of, stream_requests
 from tests.support.simulator_harness import Sim
+from tests.support.waiting import wait_until
 
 
 def test_previous_response_id_three_turns(client, simulator, token):
@@ -159,7 +159,15 @@ def test_expired_response_and_history_fallback(short_proxy, simulator, token):
     text = prompt_of(entry)
     assert text.index("kumquat") < text.index(first.output_text[:10]) < text.index("which word?")
     assert second.status == "completed"
-    time.sleep(3.5)
+
+    def expired(response_id: str) -> bool:
+        try:
+            client.responses.retrieve(response_id)  # a read does not extend the TTL
+        except openai.NotFoundError:
+            return True
+        return False
+
+    wait_until(lambda: expired(first.id) and expired(second.id), 15, "RESPONSES_TTL to pass")
     with pytest.raises(openai.NotFoundError):
         client.responses.retrieve(first.id)
     with pytest.raises(openai.NotFoundError):

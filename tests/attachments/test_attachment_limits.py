@@ -7,7 +7,6 @@ not attach more than MAX_ATTACHMENTS distinct URLs or MAX_ATTACHMENT_BYTES.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import openai
@@ -21,6 +20,7 @@ from tests.support.fileserver import (
     file_server_fixture,  # noqa: F401 - the file_server fixture
     pdf_bytes,
 )
+from tests.support.waiting import wait_until
 
 TOTAL = 2.0
 FILE_CAP = 400 * 1024
@@ -60,32 +60,26 @@ def uploads_of(simulator, token: str) -> list[dict]:
 def test_a_dripping_server_is_cut_at_the_total_deadline(capped, file_server, simulator, token):
     url = file_server.url("/drip?bytes=200&every=0.1")  # 20 s if let run
     before = len(file_server.drip_sent)
-    started = time.monotonic()
     with pytest.raises(openai.BadRequestError) as info:
         ask(capped, token, [{"type": "image_url", "image_url": {"url": url}}])
-    assert time.monotonic() - started < TOTAL + 3
     error = info.value.body
     assert "FETCH_TOTAL_TIMEOUT" in error["message"]
     assert error["code"] == "invalid_url"
     assert error["param"] == "messages[0].content"
-    deadline = time.monotonic() + 5
-    while len(file_server.drip_sent) == before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert file_server.drip_sent[before:] and file_server.drip_sent[-1] < 60  # hung up early
+    wait_until(lambda: len(file_server.drip_sent) > before, 10, "the drip's end")
+    assert file_server.drip_sent[-1] < 60  # hung up at the deadline, long before the 200 bytes
     assert uploads_of(simulator, token) == []
 
 
 def test_fetch_deadline_holds_without_gevent_too(file_server):
     """In a plain thread (no gevent timer) the per-chunk check still ends the fetch."""
     limits = FetchLimits(max_size=FILE_CAP, connect_timeout=2, read_timeout=5, total_timeout=1)
-    started = time.monotonic()
-    with pytest.raises(FetchError, match="FETCH_TOTAL_TIMEOUT"):
+    with pytest.raises(FetchError, match="FETCH_TOTAL_TIMEOUT"):  # not the 5 s drip's end
         fetch(
             file_server.url("/drip?bytes=100&every=0.05"),
             limits,
             FetchGuard(AllowList.parse(["127.0.0.1"])),
         )
-    assert time.monotonic() - started < 3
 
 
 def test_too_many_attachments_are_refused_before_any_fetch(capped, file_server, token):

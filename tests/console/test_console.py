@@ -15,7 +15,8 @@ import requests
 from glm_proxy.accounts import fingerprint
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.console import ConsoleUser, activity
-from tests.support.team import assert_no_secrets, client, new_key, new_tokens, wait_until
+from tests.support.team import assert_no_secrets, client, new_key, new_tokens
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

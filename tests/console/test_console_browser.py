@@ -20,7 +20,8 @@ import pytest
 from glm_proxy.accounts import fingerprint
 from tests.conftest import ROOT, start_proxy, stop_proxy
 from tests.support.console import ConsoleUser, requests_this_hour
-from tests.support.team import ask, assert_no_secrets, client, new_key, new_tokens, wait_until
+from tests.support.team import ask, assert_no_secrets, client, new_key, new_tokens
+from tests.support.waiting import wait_until
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "docs" / "screenshots"

@@ -14,7 +14,8 @@ from glm_proxy.accounts import fingerprint
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.console import ConsoleUser, activity, requests_this_hour, table_rows
 from tests.support.redis_fixture import redis_server, redis_url  # noqa: F401
-from tests.support.team import ask, assert_no_secrets, new_key, new_tokens, wait_until
+from tests.support.team import ask, assert_no_secrets, new_key, new_tokens
+from tests.support.waiting import wait_until
 
 
 def _pool(proxy, admin_key: str) -> dict[str, dict]:

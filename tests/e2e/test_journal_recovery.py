@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import uuid
 
 import orjson
@@ -24,6 +23,7 @@ import requests
 from tests.conftest import launch_simulator, start_proxy, stop_proxy, stop_simulator
 from tests.simulator.scripts import LONG_SENTENCE
 from tests.support.redis_fixture import redis_server, redis_url  # noqa: F401 - fixtures
+from tests.support.waiting import wait_until
 
 KEY = "sk-journal-team"
 PROMPT = "tell me a long story [[sim:long n=200]]"  # ~10 s at the script's pace
@@ -32,17 +32,6 @@ SWEEP = 1.0
 SLACK = 15.0  # poll deadline on top of LEASE_TTL + one round: a busy machine is slow
 WHOLE = "".join(LONG_SENTENCE.format(i=i) for i in range(1, 201))
 FAST = {"LEASE_TTL": str(LEASE_TTL), "SWEEP_INTERVAL": str(SWEEP), "API_KEYS": f"team:{KEY}"}
-
-
-def wait_until(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 class Stream(threading.Thread):

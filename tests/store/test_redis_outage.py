@@ -11,7 +11,8 @@ import requests
 
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.redis_fixture import PrivateRedis, private_redis  # noqa: F401
-from tests.support.team import ask, assert_no_secrets, new_key, new_tokens, wait_until
+from tests.support.team import ask, assert_no_secrets, new_key, new_tokens
+from tests.support.waiting import wait_until
 
 
 def chat(server, key: str, stream: bool) -> requests.Response:

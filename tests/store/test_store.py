@@ -15,6 +15,7 @@ import pytest
 from glm_proxy.store.base import AcquireRequest, SlotCandidate, Store
 from glm_proxy.store.memory import MemoryStore
 from tests.support.redis_fixture import redis_server, redis_url  # noqa: F401
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -146,13 +147,6 @@ def test_sorted_sets(store: Store) -> None:
     assert store.zscore("z", "new") is None
     assert store.zrem("z", "a", "zzz") == 1
     assert store.zrem("z", "a") == 0  # a claim has exactly one winner
-
-
-def wait_until(check, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_slots_expire_and_renew(store: Store) -> None:

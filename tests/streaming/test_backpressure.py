@@ -10,12 +10,12 @@ client is still connected, and close the connection.
 from __future__ import annotations
 
 import socket
-import time
 
 import orjson
 import pytest
 
 from tests.conftest import start_proxy, stop_proxy
+from tests.support.waiting import wait_until
 
 SENTENCES = 5000
 
@@ -73,14 +73,11 @@ def test_a_stalled_client_ends_the_answer_and_its_conversation(stall_proxy, simu
         # The client reads nothing. Within the stall timeout (plus the watch's
         # tick) the proxy gives up: the conversation goes while we still hold
         # the connection open.
-        deadline = time.monotonic() + 20
-        account: dict = {}
-        while time.monotonic() < deadline:
-            account = simulator.account(token)
-            if account.get("conversations_deleted"):
-                break
-            time.sleep(0.2)
-        assert account.get("conversations_deleted"), "the stalled answer's conversation stayed"
+        account = wait_until(
+            lambda: (a := simulator.account(token)).get("conversations_deleted") and a,
+            60,
+            "the stalled answer's conversation to be deleted",
+        )
         assert account.get("conversations_alive") == []
         data, closed = read_all(sock)
     finally:

@@ -13,7 +13,12 @@ import requests
 
 from tests.conftest import ProxyServer
 
-HEALTHZ_BOUND = 1.0  # seconds; the stalls fixed in tests/e2e/test_hostile_*.py were 2.5 s to 75 s
+# The one wall-clock bound the suite keeps, on purpose: the hostile-caller requirement is that
+# /healthz keeps answering (within 200 ms) whatever one caller sends, and a stall is what these
+# tests exist to catch. 1 s is five times the requirement, room for a busy shared machine; the
+# stalls fixed in tests/e2e/test_hostile_*.py were 2.5 s to 75 s. The figures themselves are
+# printed by tests/bench/bench_hostile_stalls.py.
+HEALTHZ_BOUND = 1.0  # seconds
 
 
 def worker_pid(master: int) -> int:

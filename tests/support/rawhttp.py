@@ -23,6 +23,7 @@ class RawResponse:
     body: bytes
     elapsed: float  # seconds from the first byte sent to the whole response read
     closed: bool  # the server closed the connection right after the response
+    sent: int = 0  # pieces sent whole before the server stopped taking them
 
     def json(self) -> dict:
         return orjson.loads(self.body)
@@ -76,14 +77,16 @@ def exchange(
     parts = urlsplit(base)
     sock = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
     started = time.monotonic()
+    sent = 0
     try:
         for index, piece in enumerate([pieces] if isinstance(pieces, bytes) else pieces):
             if index and pause:
-                time.sleep(pause)
+                time.sleep(pause)  # the scenario: a client that sends slowly
             try:
                 sock.sendall(piece)
             except OSError:
                 break  # the server answered and closed early; read what it said
+            sent += 1
         head, body, extra = _read_response(sock, b"")
         elapsed = time.monotonic() - started
         sock.settimeout(close_wait)
@@ -100,7 +103,7 @@ def exchange(
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.decode("latin-1").partition(":")
         headers[name.strip().lower()] = value.strip()
-    return RawResponse(int(status_line.split()[1]), headers, body, elapsed, closed)
+    return RawResponse(int(status_line.split()[1]), headers, body, elapsed, closed, sent)
 
 
 def request_bytes(

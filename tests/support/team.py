@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -78,16 +76,6 @@ def stream_entries(sim: Simulator, marker: str) -> list[dict]:
         if marker in str(stream.get("content")):
             found.append(entry)
     return sorted(found, key=lambda e: e["time"])
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, message: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s: {message}")
 
 
 def kill_hard(proxy: ProxyServer) -> None:
