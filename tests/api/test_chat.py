@@ -207,7 +207,7 @@ def test_conversation_continuation(client, simulator, token):
         c["item"]["text"] for c in request["stream"]["content"] if c["item"].get("type") == "text"
     ]
     assert texts == ["two"]
-    time.sleep(0.5)
+    time.sleep(0.5)  # the scenario: a while after the answer, the conversation is still kept
     assert conversation_id in simulator.account(token)["conversations_alive"]
 
 

@@ -2,6 +2,7 @@
 
 The cross-process behaviour (one deletion across three workers) is covered
 in ``test_redis_cluster``; here a stub upstream records what would be deleted.
+The sleeps are the scenario: each lets a conversation become idle (past ``idle``) on purpose.
 """
 
 from __future__ import annotations

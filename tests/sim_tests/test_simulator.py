@@ -118,7 +118,7 @@ def test_refresh_rotation_maps_to_original_account(sim: Sim, config: Any) -> Non
 def test_access_token_expiry_and_unknown(sim: Sim, config: Any) -> None:
     config(access_ttl=0.5)
     access = sim.access(new_token())
-    time.sleep(0.7)
+    time.sleep(0.7)  # the scenario: past the access token's TTL on purpose
     expired = sim.stream(access, "hi")
     assert expired.status_code == 401
     assert expired.json() == {"code": 401, "status": 401, "message": "unauthorized"}
