@@ -111,7 +111,7 @@ def _freeze_startup_objects() -> None:
     doing. Allowing one only after a hundred removed the worker's pauses over
     50 ms in the 1,000-slow-stream benchmark (from three per run, up to
     137 ms). A finished stream's objects are freed by reference counting (no
-    cycles: tests/test_no_cycles.py), so the rarer full collections leave no
+    cycles: tests/structure/test_no_cycles.py), so the rarer full collections leave no
     garbage piling up.
     """
     import gc

@@ -2,7 +2,7 @@
 
 ``AccountPool.lease`` is the loop that asks the store and waits; the decisions
 around it are here, as plain functions of their inputs so a table of cases
-tests them (``tests/test_pool_scheduling.py``):
+tests them (``tests/pool/test_pool_scheduling.py``):
 
 - ``plan_lease``: the candidate set. Conversation affinity (``require``) pins
   one account and ignores exclusions (there is nowhere else to go); otherwise

@@ -2,7 +2,7 @@
 
 ``AnswerJob`` asks ``on_failure`` what to do after an attempt failed and acts
 on the answer (sleep and lease again, or raise); the rules live here, in one
-place, tested from a table (``tests/test_retry_policy.py``) like the
+place, tested from a table (``tests/services/test_retry_policy.py``) like the
 translator's transitions:
 
 * once anything of the answer reached the client (``committed``), nothing is

@@ -18,7 +18,7 @@ hang-up, deadline) costs nobody anything: only grants move a pass.
 
 The rules are plain functions over the line's tables here (the memory store
 runs them under its mutex); ``store.leasing`` holds the same rules in Lua for
-Redis, and ``tests/test_store_fairness.py`` runs one table of cases on both.
+Redis, and ``tests/store/test_store_fairness.py`` runs one table of cases on both.
 Strides are integers, so both implementations compute the same order exactly.
 
 This module imports nothing from the project, so the store and its callers may import it.

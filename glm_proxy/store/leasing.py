@@ -1,6 +1,6 @@
 """The lease-or-queue step, once in Python (memory store) and once in Lua (Redis).
 
-Both versions follow the same rules, and ``tests/test_store.py`` runs the
+Both versions follow the same rules, and ``tests/store/test_store.py`` runs the
 same table of cases against each:
 
 1. Queue tickets whose waiter stopped polling (its ``alive`` time passed) are

@@ -40,7 +40,7 @@ from tests.conftest import (  # noqa: E402
     stop_proxy,
     stop_simulator,
 )
-from tests.redis_fixture import spawn_redis  # noqa: E402
+from tests.support.redis_fixture import spawn_redis  # noqa: E402
 
 ANSWER = "[[sim:long n=10 delay=0.05]]"  # about half a second of streaming
 

@@ -28,7 +28,7 @@ import orjson
 import requests
 
 from tests.conftest import ROOT, Simulator, free_port, start_proxy, stop_proxy, wait_http
-from tests.fileserver import start_file_server
+from tests.support.fileserver import start_file_server
 
 ENV = {
     "MAX_MESSAGES": "200000",

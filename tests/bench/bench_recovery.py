@@ -38,7 +38,7 @@ from tests.conftest import (  # noqa: E402
     stop_proxy,
     stop_simulator,
 )
-from tests.redis_fixture import spawn_redis  # noqa: E402
+from tests.support.redis_fixture import spawn_redis  # noqa: E402
 
 KEY = "sk-bench-recovery"
 

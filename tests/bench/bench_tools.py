@@ -42,7 +42,7 @@ from tests.conftest import (  # noqa: E402
     stop_proxy,
     stop_simulator,
 )
-from tests.tool_support import CODE, call_block, invoke  # noqa: E402
+from tests.support.tools import CODE, call_block, invoke  # noqa: E402
 
 
 def make_tools(n: int) -> list[dict]:

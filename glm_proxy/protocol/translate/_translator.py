@@ -194,7 +194,7 @@ class Translator:
         (the route, found by ``_arm`` after a full feed), a full feed would find that
         one item's value changed and nothing else: the item takes the new value and
         is re-rendered alone. Same deltas and same state as ``feed(event)``
-        (``tests/test_translate_growth.py`` runs both over the same streams).
+        (``tests/protocol/test_translate_growth.py`` runs both over the same streams).
 
         ``event`` may be a function that builds it (``SnapshotParser.current``):
         only a full feed needs the event itself.
