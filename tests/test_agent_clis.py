@@ -1,0 +1,79 @@
+"""Claude Code and Codex, as shipped at their pinned versions, do a full agent turn through the
+server: the model asks the CLI to read a file, the CLI runs its own tool and sends the result
+back, the model quotes it, the CLI prints the answer and exits 0.
+
+Nothing is turned off: each CLI sends its whole default request (Claude Code's mid-conversation
+system messages and two dozen tools, Codex's namespace and web_search tools), as a user's first
+run would. The file holds a random word that appears in no prompt the test writes: it reaches the
+model only inside the tool result the CLI sends back, and the scripted second answer quotes it
+(``echo``), so the word in the CLI's output proves the round trip.
+
+Skipped only without node/npm; the pinned CLIs are installed on first use (``.ci/run`` does it
+before the tests). docs/agent-cli-tests.md says how to bump the pins.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import pytest
+
+from tests import agent_clis
+from tests.tool_support import call_block, invoke, script, stream_requests
+
+pytestmark = pytest.mark.skipif(bool(agent_clis.node_tools_missing()),
+                                reason=agent_clis.node_tools_missing() or "node and npm found")
+
+WORD = r"(glmword-[0-9a-f]{12})"
+QUOTE = {"text": "The secret word in the file is {echo}.", "echo": WORD}
+
+
+@pytest.fixture(scope="module")
+def clis() -> None:
+    agent_clis.install()  # a no-op when the pinned versions are cached
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> tuple[Path, str]:
+    """A project folder with one file holding a fresh random word."""
+    work = tmp_path / "project"
+    work.mkdir()
+    word = f"glmword-{secrets.token_hex(6)}"
+    (work / "note.txt").write_text(f"The secret word is {word}.\n")
+    return work, word
+
+
+def report(result, proxy) -> str:
+    """What to look at when a run fails: the CLI's own output and the server's log."""
+    logs = proxy.logs().splitlines()[-40:]
+    return (f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n"
+            f"{result.stderr[-3000:]}\n--- server log (tail)\n" + "\n".join(logs))
+
+
+def assert_round_trip(result, word: str, proxy, simulator, token: str) -> None:
+    asked = stream_requests(simulator, token)
+    assert result.returncode == 0, report(result, proxy)
+    assert word in result.stdout, report(result, proxy)
+    assert len(asked) >= 2, f"one model turn only: {report(result, proxy)}"
+
+
+def test_claude_code_reads_a_file_and_quotes_it(clis, proxy, simulator, token, workdir, tmp_path):
+    work, word = workdir
+    read = call_block(invoke("Read", file_path=str(work / "note.txt")))
+    script(simulator, token, read, QUOTE)
+    env = agent_clis.claude_env(tmp_path / "home", proxy.base, token)
+    prompt = "What is the secret word in note.txt? Read the file to find out."
+    result = agent_clis.run(agent_clis.claude_command(prompt), work, env)
+    assert_round_trip(result, word, proxy, simulator, token)
+
+
+def test_codex_runs_a_shell_command_and_quotes_it(clis, proxy, simulator, token, workdir,
+                                                  tmp_path):
+    work, word = workdir
+    shell = call_block(invoke("exec_command", cmd="cat note.txt"))
+    script(simulator, token, shell, QUOTE)
+    env = agent_clis.codex_env(tmp_path / "home", proxy.base, token)
+    prompt = "What is the secret word in note.txt? Run a shell command to read it."
+    result = agent_clis.run(agent_clis.codex_command(prompt), work, env)
+    assert_round_trip(result, word, proxy, simulator, token)

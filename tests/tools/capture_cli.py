@@ -1,0 +1,214 @@
+"""Record exactly what an agent CLI sends, to see what a new version added.
+
+Agent CLIs (Claude Code, Codex) change their requests weekly: new fields, beta headers, tool
+types, side calls such as ``HEAD /``. This script is a tiny HTTP server on 127.0.0.1 that saves
+every request it receives (method, path, headers with secrets masked, JSON body) as one file
+per request, and answers each with the smallest valid reply of its API (a one-word text answer,
+streamed when asked), so the CLI finishes its turn and shows its whole sequence of calls.
+
+With ``--forward URL`` it relays each request to a running server instead (e.g. the proxy
+against the simulator) and saves the answer's status too, to see which request fails and why.
+
+Usage::
+
+    python -m tests.tools.capture_cli --port 8765 --out /tmp/captures --prefix claude-code
+    ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=x claude -p "hi"
+
+    python -m tests.tools.capture_cli --port 8766 --out /tmp/captures --prefix codex
+    # CODEX_HOME/config.toml: a model provider with base_url = "http://127.0.0.1:8766/v1"
+
+``tests/agent_clis.py`` holds the isolated environment and config each CLI needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+SECRET_HEADERS = {"authorization", "x-api-key", "cookie", "proxy-authorization"}
+HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
+
+
+def masked(headers: Any) -> dict[str, str]:
+    """Headers as a dict, secrets replaced: captures are committed as fixtures."""
+    return {
+        k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()
+    }
+
+
+def sse(events: list[tuple[str | None, dict]]) -> bytes:
+    out = []
+    for name, data in events:
+        head = f"event: {name}\n" if name else ""
+        out.append(f"{head}data: {json.dumps(data)}\n\n")
+    return "".join(out).encode()
+
+
+def anthropic_answer(body: dict, text: str) -> tuple[str, bytes]:
+    """A one-text-block Messages answer, as SSE when the request streams."""
+    model = body.get("model", "model")
+    usage = {"input_tokens": 1, "output_tokens": 1}
+    message = {
+        "id": "msg_capture", "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
+    }
+    if not body.get("stream"):
+        done = {**message, "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
+        return "application/json", json.dumps(done).encode()
+    return "text/event-stream", sse([
+        ("message_start", {"type": "message_start", "message": message}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "text_delta", "text": text}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 1},
+                           "delta": {"stop_reason": "end_turn", "stop_sequence": None}}),
+        ("message_stop", {"type": "message_stop"}),
+    ])
+
+
+def responses_answer(body: dict, text: str) -> tuple[str, bytes]:
+    """A one-message Responses answer, as SSE when the request streams."""
+    item = {"id": "msg_capture", "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
+             "input_tokens_details": {"cached_tokens": 0},
+             "output_tokens_details": {"reasoning_tokens": 0}}
+    response = {"id": "resp_capture", "object": "response", "created_at": int(time.time()),
+                "status": "completed", "model": body.get("model", "model"),
+                "output": [item], "usage": usage}
+    if not body.get("stream"):
+        return "application/json", json.dumps(response).encode()
+    opened = {**response, "status": "in_progress", "output": [], "usage": None}
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events: list[tuple[str | None, dict]] = [
+        ("response.created", {"type": "response.created", "response": opened}),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                        "item": {**item, "status": "in_progress", "content": []}}),
+        ("response.content_part.added", {"type": "response.content_part.added",
+                                         "item_id": item["id"], "output_index": 0,
+                                         "content_index": 0, "part": part}),
+        ("response.output_text.delta", {"type": "response.output_text.delta",
+                                        "item_id": item["id"], "output_index": 0,
+                                        "content_index": 0, "delta": text}),
+        ("response.output_text.done", {"type": "response.output_text.done",
+                                       "item_id": item["id"], "output_index": 0,
+                                       "content_index": 0, "text": text}),
+        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
+                                       "item": item}),
+        ("response.completed", {"type": "response.completed", "response": response}),
+    ]
+    for number, (_, data) in enumerate(events):
+        data["sequence_number"] = number
+    return "text/event-stream", sse(events)
+
+
+class Recorder:
+    """Numbers and writes the captures; one file per request, in arrival order."""
+
+    def __init__(self, out: Path, prefix: str, forward: str | None, text: str) -> None:
+        self.out, self.prefix, self.forward, self.text = out, prefix, forward, text
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def save(self, record: dict) -> Path:
+        with self.lock:
+            path = self.out / f"{self.prefix}-{next(self.counter)}.json"
+        path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
+        return path
+
+
+def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+            print(f"{self.command} {self.path} -> " + (format % args), flush=True)
+
+        def _handle(self) -> None:
+            size = int(self.headers.get("content-length") or 0)
+            raw = self.rfile.read(size) if size else b""
+            try:
+                body: Any = json.loads(raw) if raw else None
+            except ValueError:
+                body = {"_raw": raw.decode(errors="replace")[:2000]}
+            record = {"method": self.command, "path": self.path,
+                      "headers": masked(self.headers), "body": body}
+            status, ctype, payload = self._answer(raw, body if isinstance(body, dict) else {})
+            record["answer_status"] = status
+            if recorder.forward:
+                record["answer_excerpt"] = payload[:2000].decode(errors="replace")
+            recorder.save(record)
+            self.send_response(status)
+            self.send_header("content-type", ctype)
+            self.send_header("content-length", str(len(payload)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(payload)
+
+        def _answer(self, raw: bytes, body: dict) -> tuple[int, str, bytes]:
+            if recorder.forward:
+                return self._relay(raw)
+            path = self.path.split("?", 1)[0].rstrip("/")
+            if self.command == "POST" and path.endswith("/messages/count_tokens"):
+                return 200, "application/json", b'{"input_tokens": 1}'
+            if self.command == "POST" and path.endswith("/messages"):
+                return (200, *anthropic_answer(body, recorder.text))
+            if self.command == "POST" and path.endswith("/responses"):
+                return (200, *responses_answer(body, recorder.text))
+            if path in ("", "/") and self.command in ("GET", "HEAD"):
+                return 200, "application/json", b'{"status": "ok"}'
+            return 404, "application/json", b'{"error": {"message": "not captured"}}'
+
+        def _relay(self, raw: bytes) -> tuple[int, str, bytes]:
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+            req = urllib.request.Request(
+                recorder.forward.rstrip("/") + self.path, data=raw or None,
+                headers=headers, method=self.command,
+            )
+            try:
+                with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310 - local
+                    return resp.status, resp.headers.get("content-type", ""), resp.read()
+            except urllib.error.HTTPError as err:
+                return err.code, err.headers.get("content-type", ""), err.read()
+
+        do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _handle
+
+    return Handler
+
+
+def serve(port: int, recorder: Recorder) -> ThreadingHTTPServer:
+    """A started capture server (its thread is a daemon); ``shutdown()`` stops it."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler_for(recorder))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--out", type=Path, default=Path("captures"))
+    parser.add_argument("--prefix", default="capture", help="file names: <prefix>-<n>.json")
+    parser.add_argument("--forward", help="relay to this server instead of answering")
+    parser.add_argument("--text", default="ok", help="the canned answer's text")
+    args = parser.parse_args()
+    server = serve(args.port, Recorder(args.out, args.prefix, args.forward, args.text))
+    print(f"capturing on http://127.0.0.1:{args.port} into {args.out}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.shutdown()
+
+
+if __name__ == "__main__":
+    main()
