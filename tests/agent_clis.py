@@ -6,10 +6,12 @@ The pins live here and nowhere else: ``.ci/run`` installs them through
 version is editing ``PINS`` (see docs/agent-cli-tests.md for what to check then).
 
 Isolation: each run gets its own HOME and config folder (no user settings, no login, no
-history), every update check, telemetry and feedback channel the CLI has turned off by its own
-settings, and HTTP(S) proxies pointed at a closed local port with 127.0.0.1 exempt, so what is
-left of background traffic (plugin catalogues, update checks) fails at once, locally, instead
-of reaching the internet. None of this changes the model requests the CLI sends.
+history) and every update check, telemetry and feedback channel the CLI has turned off by its
+own settings. Claude Code then connects to nothing but the server (checked with strace). Codex
+still tries to sync its plugin catalogue (git, github.com, chatgpt.com): its HTTP(S) proxies
+point at a closed local port with 127.0.0.1 exempt, so that fails at once, locally. (Not for
+Claude Code: its ``HEAD /`` warm-up ignores NO_PROXY and would never reach the server.) None of
+this changes the model requests the CLIs send.
 """
 
 from __future__ import annotations
@@ -82,10 +84,15 @@ def base_env(home: Path) -> dict[str, str]:
         NO_COLOR="1",
         CI="1",
     )
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def dead_proxies(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with every proxy variable at a closed local port, 127.0.0.1 exempt."""
     for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         env[key] = env[key.lower()] = DEAD_PROXY
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
     return env
 
 
@@ -142,7 +149,7 @@ def codex_env(home: Path, server: str, api_key: str, model: str = CODEX_MODEL) -
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=model, server=server))
-    env = base_env(home)
+    env = dead_proxies(base_env(home))
     env.update(CODEX_HOME=str(codex_home), GLM_PROXY_API_KEY=api_key)
     return env
 

@@ -6,18 +6,21 @@ every request it receives (method, path, headers with secrets masked, JSON body)
 per request, and answers each with the smallest valid reply of its API (a one-word text answer,
 streamed when asked), so the CLI finishes its turn and shows its whole sequence of calls.
 
+With ``--tool NAME --args JSON`` the first model request is answered with a call of that tool
+instead, so the CLI runs it and the second request shows how the CLI sends a tool result back.
+
 With ``--forward URL`` it relays each request to a running server instead (e.g. the proxy
 against the simulator) and saves the answer's status too, to see which request fails and why.
 
-Usage::
+Usage, the pinned CLIs (``tests/agent_clis.py``) run in an isolated home for one turn::
 
-    python -m tests.tools.capture_cli --port 8765 --out /tmp/captures --prefix claude-code
-    ANTHROPIC_BASE_URL=http://127.0.0.1:8765 ANTHROPIC_API_KEY=x claude -p "hi"
+    python -m tests.tools.capture_cli --run claude --out /tmp/captures \
+        --tool Read --args '{"file_path": "note.txt"}'
+    python -m tests.tools.capture_cli --run codex --out /tmp/captures \
+        --tool exec_command --args '{"cmd": "cat note.txt"}'
 
-    python -m tests.tools.capture_cli --port 8766 --out /tmp/captures --prefix codex
-    # CODEX_HOME/config.toml: a model provider with base_url = "http://127.0.0.1:8766/v1"
-
-``tests/agent_clis.py`` holds the isolated environment and config each CLI needs.
+or as a server for any client (``--port 8765``, then point the client at
+``http://127.0.0.1:8765``; Codex's provider ``base_url`` takes ``/v1``).
 """
 
 from __future__ import annotations
@@ -52,32 +55,42 @@ def sse(events: list[tuple[str | None, dict]]) -> bytes:
     return "".join(out).encode()
 
 
-def anthropic_answer(body: dict, text: str) -> tuple[str, bytes]:
-    """A one-text-block Messages answer, as SSE when the request streams."""
+def anthropic_answer(body: dict, text: str, call: dict | None = None) -> tuple[str, bytes]:
+    """A one-block Messages answer (text, or ``call``'s tool_use), as SSE when streamed."""
     model = body.get("model", "model")
     usage = {"input_tokens": 1, "output_tokens": 1}
     message = {
         "id": "msg_capture", "type": "message", "role": "assistant", "model": model,
         "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
     }
+    stop = "tool_use" if call else "end_turn"
+    if call:
+        block = {"type": "tool_use", "id": "toolu_capture", "name": call["name"], "input": {}}
+        delta = {"type": "input_json_delta", "partial_json": json.dumps(call["arguments"])}
+        full = {**block, "input": call["arguments"]}
+    else:
+        block = {"type": "text", "text": ""}
+        delta = {"type": "text_delta", "text": text}
+        full = {"type": "text", "text": text}
     if not body.get("stream"):
-        done = {**message, "content": [{"type": "text", "text": text}], "stop_reason": "end_turn"}
+        done = {**message, "content": [full], "stop_reason": stop}
         return "application/json", json.dumps(done).encode()
     return "text/event-stream", sse([
         ("message_start", {"type": "message_start", "message": message}),
         ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": {"type": "text", "text": ""}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": text}}),
+                                 "content_block": block}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
         ("content_block_stop", {"type": "content_block_stop", "index": 0}),
         ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 1},
-                           "delta": {"stop_reason": "end_turn", "stop_sequence": None}}),
+                           "delta": {"stop_reason": stop, "stop_sequence": None}}),
         ("message_stop", {"type": "message_stop"}),
     ])
 
 
-def responses_answer(body: dict, text: str) -> tuple[str, bytes]:
-    """A one-message Responses answer, as SSE when the request streams."""
+def responses_answer(body: dict, text: str, call: dict | None = None) -> tuple[str, bytes]:
+    """A one-item Responses answer (a message, or ``call``'s function_call), SSE when streamed."""
+    if call:
+        return responses_call(body, call)
     item = {"id": "msg_capture", "type": "message", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": []}]}
     usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
@@ -112,11 +125,43 @@ def responses_answer(body: dict, text: str) -> tuple[str, bytes]:
     return "text/event-stream", sse(events)
 
 
+def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
+    item = {"id": "fc_capture", "type": "function_call", "status": "completed",
+            "call_id": "call_capture", "name": call["name"],
+            "arguments": json.dumps(call["arguments"])}
+    response = {"id": "resp_capture", "object": "response", "created_at": int(time.time()),
+                "status": "completed", "model": body.get("model", "model"), "output": [item],
+                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
+    if not body.get("stream"):
+        return "application/json", json.dumps(response).encode()
+    events: list[tuple[str | None, dict]] = [
+        ("response.created", {"type": "response.created",
+                              "response": {**response, "status": "in_progress", "output": []}}),
+        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
+                                        "item": {**item, "status": "in_progress",
+                                                 "arguments": ""}}),
+        ("response.function_call_arguments.delta", {
+            "type": "response.function_call_arguments.delta", "item_id": item["id"],
+            "output_index": 0, "delta": item["arguments"]}),
+        ("response.function_call_arguments.done", {
+            "type": "response.function_call_arguments.done", "item_id": item["id"],
+            "output_index": 0, "arguments": item["arguments"]}),
+        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
+                                       "item": item}),
+        ("response.completed", {"type": "response.completed", "response": response}),
+    ]
+    for number, (_, data) in enumerate(events):
+        data["sequence_number"] = number
+    return "text/event-stream", sse(events)
+
+
 class Recorder:
     """Numbers and writes the captures; one file per request, in arrival order."""
 
-    def __init__(self, out: Path, prefix: str, forward: str | None, text: str) -> None:
+    def __init__(self, out: Path, prefix: str, forward: str | None, text: str,
+                 call: dict | None = None) -> None:
         self.out, self.prefix, self.forward, self.text = out, prefix, forward, text
+        self.call = call  # answered once, to the first model request
         self.counter = itertools.count(1)
         self.lock = threading.Lock()
         out.mkdir(parents=True, exist_ok=True)
@@ -126,6 +171,11 @@ class Recorder:
             path = self.out / f"{self.prefix}-{next(self.counter)}.json"
         path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
         return path
+
+    def take_call(self) -> dict | None:
+        with self.lock:
+            call, self.call = self.call, None
+        return call
 
 
 def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
@@ -163,9 +213,9 @@ def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
             if self.command == "POST" and path.endswith("/messages/count_tokens"):
                 return 200, "application/json", b'{"input_tokens": 1}'
             if self.command == "POST" and path.endswith("/messages"):
-                return (200, *anthropic_answer(body, recorder.text))
+                return (200, *anthropic_answer(body, recorder.text, recorder.take_call()))
             if self.command == "POST" and path.endswith("/responses"):
-                return (200, *responses_answer(body, recorder.text))
+                return (200, *responses_answer(body, recorder.text, recorder.take_call()))
             if path in ("", "/") and self.command in ("GET", "HEAD"):
                 return 200, "application/json", b'{"status": "ok"}'
             return 404, "application/json", b'{"error": {"message": "not captured"}}'
@@ -194,6 +244,26 @@ def serve(port: int, recorder: Recorder) -> ThreadingHTTPServer:
     return server
 
 
+def run_cli(name: str, port: int, prompt: str) -> int:
+    """Run one pinned CLI turn against the capture server, in a throwaway home and project."""
+    import tempfile
+
+    from tests import agent_clis
+
+    with tempfile.TemporaryDirectory(prefix="capture-") as scratch:
+        home, work = Path(scratch) / "home", Path(scratch) / "project"
+        work.mkdir()
+        (work / "note.txt").write_text("The secret word is glmword-000000000000.\n")
+        server, key = f"http://127.0.0.1:{port}", "sk-capture"
+        if name == "claude":
+            env, cmd = agent_clis.claude_env(home, server, key), agent_clis.claude_command(prompt)
+        else:
+            env, cmd = agent_clis.codex_env(home, server, key), agent_clis.codex_command(prompt)
+        result = agent_clis.run(cmd, work, env)
+    print(f"{name} exited {result.returncode}\n{result.stdout}{result.stderr}", flush=True)
+    return result.returncode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8765)
@@ -201,9 +271,19 @@ def main() -> None:
     parser.add_argument("--prefix", default="capture", help="file names: <prefix>-<n>.json")
     parser.add_argument("--forward", help="relay to this server instead of answering")
     parser.add_argument("--text", default="ok", help="the canned answer's text")
+    parser.add_argument("--tool", help="answer the first model request with a call of this tool")
+    parser.add_argument("--args", default="{}", help="the tool call's arguments (JSON object)")
+    parser.add_argument("--run", choices=("claude", "codex"), help="run this pinned CLI once")
+    parser.add_argument("--prompt", default="What is the secret word in note.txt?")
     args = parser.parse_args()
-    server = serve(args.port, Recorder(args.out, args.prefix, args.forward, args.text))
+    call = {"name": args.tool, "arguments": json.loads(args.args)} if args.tool else None
+    prefix = args.prefix if args.prefix != "capture" or not args.run else args.run
+    server = serve(args.port, Recorder(args.out, prefix, args.forward, args.text, call))
     print(f"capturing on http://127.0.0.1:{args.port} into {args.out}", flush=True)
+    if args.run:
+        code = run_cli(args.run, args.port, args.prompt)
+        server.shutdown()
+        raise SystemExit(code)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
