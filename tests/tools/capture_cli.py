@@ -129,6 +129,8 @@ def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
     item = {"id": "fc_capture", "type": "function_call", "status": "completed",
             "call_id": "call_capture", "name": call["name"],
             "arguments": json.dumps(call["arguments"])}
+    if call.get("namespace"):
+        item["namespace"] = call["namespace"]  # a member of a `namespace` tool
     response = {"id": "resp_capture", "object": "response", "created_at": int(time.time()),
                 "status": "completed", "model": body.get("model", "model"), "output": [item],
                 "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
@@ -273,10 +275,13 @@ def main() -> None:
     parser.add_argument("--text", default="ok", help="the canned answer's text")
     parser.add_argument("--tool", help="answer the first model request with a call of this tool")
     parser.add_argument("--args", default="{}", help="the tool call's arguments (JSON object)")
+    parser.add_argument("--namespace", help="Responses only: the called tool's namespace")
     parser.add_argument("--run", choices=("claude", "codex"), help="run this pinned CLI once")
     parser.add_argument("--prompt", default="What is the secret word in note.txt?")
     args = parser.parse_args()
-    call = {"name": args.tool, "arguments": json.loads(args.args)} if args.tool else None
+    call = None
+    if args.tool:
+        call = {"name": args.tool, "arguments": json.loads(args.args), "namespace": args.namespace}
     prefix = args.prefix if args.prefix != "capture" or not args.run else args.run
     server = serve(args.port, Recorder(args.out, prefix, args.forward, args.text, call))
     print(f"capturing on http://127.0.0.1:{args.port} into {args.out}", flush=True)
