@@ -158,8 +158,8 @@ def claude_command(prompt: str) -> list[str]:
     return [binary("claude"), "-p", prompt]
 
 
-def codex_command(prompt: str) -> list[str]:
-    return [binary("codex"), "exec", "--skip-git-repo-check", prompt]
+def codex_command(prompt: str, *options: str) -> list[str]:
+    return [binary("codex"), "exec", "--skip-git-repo-check", *options, prompt]
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 150) -> (

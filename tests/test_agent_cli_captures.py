@@ -79,18 +79,36 @@ def test_the_captures_are_there():
     assert {"claude-code-2.1.197-messages.json", "codex-0.171.0-responses.json"} <= names
 
 
+def scripted_answer(body: dict) -> tuple[dict, str]:
+    """The model's answer to script for a captured request, and the text it must come back as.
+
+    After a tool result the answer quotes the word the tool returned; a request with a JSON
+    schema (Codex's ``--output-schema``) gets its answer as that JSON.
+    """
+    has_tool_result = "glmword-" in json.dumps(body)
+    structured = ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema"
+    word = "glmword-000000000000" if has_tool_result else "none"
+    if structured:
+        text, expected = '{"word": "%s"}', f'{{"word": "{word}"}}'
+    else:
+        text, expected = "The word is %s.", f"The word is {word}."
+    answer = {"text": text % "{echo}", "echo": WORD} if has_tool_result else {"text": text % word}
+    return answer, expected
+
+
 @pytest.mark.parametrize("path", POSTS, ids=[p.stem for p in POSTS])
 def test_a_captured_request_is_answered(proxy, simulator, token, path):
     capture = load(path)
-    has_tool_result = "glmword-" in json.dumps(capture["body"])
-    script(simulator, token, {"text": "The word is {echo}.", "echo": WORD} if has_tool_result
-           else "Done.")
+    answer, expected = scripted_answer(capture["body"])
+    script(simulator, token, answer)
     resp = replay(proxy, capture, token)
     assert resp.status_code == 200, f"{path.name}: {resp.status_code} {resp.text[:600]}"
     assert finished(capture, resp), f"{path.name}: the answer did not end: {resp.text[-600:]}"
     text = answer_text(capture, resp)
-    expected = "The word is glmword-000000000000." if has_tool_result else "Done."
-    assert text == expected, f"{path.name}: {text!r}"
+    if expected.startswith("{"):
+        assert json.loads(text) == json.loads(expected), f"{path.name}: {text!r}"
+    else:
+        assert text == expected, f"{path.name}: {text!r}"
 
 
 def test_the_warm_up_probe_is_answered(proxy):

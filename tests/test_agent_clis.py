@@ -14,6 +14,7 @@ before the tests). docs/agent-cli-tests.md says how to bump the pins.
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
 
@@ -77,3 +78,20 @@ def test_codex_runs_a_shell_command_and_quotes_it(clis, proxy, simulator, token,
     prompt = "What is the secret word in note.txt? Run a shell command to read it."
     result = agent_clis.run(agent_clis.codex_command(prompt), work, env)
     assert_round_trip(result, word, proxy, simulator, token)
+
+
+def test_codex_output_schema_answers_after_a_tool_call(clis, proxy, simulator, token, workdir,
+                                                       tmp_path):
+    """``codex exec --output-schema``: the schema is for the final answer, not the tool turn."""
+    work, word = workdir
+    schema = {"type": "object", "properties": {"word": {"type": "string"}},
+              "required": ["word"], "additionalProperties": False}
+    (tmp_path / "schema.json").write_text(json.dumps(schema))
+    shell = call_block(invoke("exec_command", cmd="cat note.txt"))
+    script(simulator, token, shell, {"text": '{"word": "{echo}"}', "echo": WORD})
+    env = agent_clis.codex_env(tmp_path / "home", proxy.base, token)
+    prompt = "What is the secret word in note.txt? Run a shell command to read it."
+    cmd = agent_clis.codex_command(prompt, "--output-schema", str(tmp_path / "schema.json"))
+    result = agent_clis.run(cmd, work, env)
+    assert_round_trip(result, word, proxy, simulator, token)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"word": word}
