@@ -83,17 +83,20 @@ def scripted_answer(body: dict) -> tuple[dict, str]:
     """The model's answer to script for a captured request, and the text it must come back as.
 
     After a tool result the answer quotes the word the tool returned; a request with a JSON
-    schema (Codex's ``--output-schema``) gets its answer as that JSON.
+    schema gets its answer as JSON with the schema's first required key.
     """
     has_tool_result = "glmword-" in json.dumps(body)
-    structured = ((body.get("text") or {}).get("format") or {}).get("type") == "json_schema"
+    wanted = (body.get("text") or body.get("output_config") or {}).get("format") or {}
     word = "glmword-000000000000" if has_tool_result else "none"
-    if structured:
-        text, expected = '{"word": "%s"}', f'{{"word": "{word}"}}'
+    if wanted.get("type") == "json_schema":  # Codex's --output-schema, Claude Code's titles
+        key = wanted["schema"]["required"][0]
+        def say(value: str) -> str:
+            return json.dumps({key: value})
     else:
-        text, expected = "The word is %s.", f"The word is {word}."
-    answer = {"text": text % "{echo}", "echo": WORD} if has_tool_result else {"text": text % word}
-    return answer, expected
+        def say(value: str) -> str:
+            return f"The word is {value}."
+    answer = {"text": say("{echo}"), "echo": WORD} if has_tool_result else {"text": say(word)}
+    return answer, say(word)
 
 
 @pytest.mark.parametrize("path", POSTS, ids=[p.stem for p in POSTS])
