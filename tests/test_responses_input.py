@@ -133,8 +133,9 @@ def test_tools_custom_and_web_search():
         },
         {"type": "web_search"},
     ]
-    chat, custom, web_search = map_tools(tools)
-    assert custom == frozenset({"apply_patch"}) and web_search
+    offer = map_tools(tools)
+    chat = offer.chat
+    assert offer.custom == frozenset({"apply_patch"}) and offer.web_search
     assert chat[0] == {
         "type": "function",
         "function": {"name": "f", "description": "d", "parameters": {"type": "object"}},
@@ -166,11 +167,92 @@ def test_tools_custom_and_web_search():
     ],
 )
 def test_tool_choice(choice, expected, names):
-    chat, _, _ = map_tools([{"type": "function", "name": "f"}, {"type": "custom", "name": "g"}])
-    mapped, kept = map_tool_choice(choice, chat)
+    offer = map_tools([{"type": "function", "name": "f"}, {"type": "custom", "name": "g"}])
+    mapped, kept = map_tool_choice(choice, offer.chat)
     assert mapped == expected
     if names is not None:
         assert [t["function"]["name"] for t in kept] == names
+
+
+MULTI_AGENT = {
+    "type": "namespace",
+    "name": "multi_agent_v1",
+    "description": "Spawn and steer sub-agents.",
+    "tools": [
+        {
+            "type": "function",
+            "name": "spawn_agent",
+            "description": "Start a sub-agent.",
+            "strict": False,
+            "parameters": {
+                "type": "object",
+                "properties": {"message": {"type": "string"}},
+                "required": ["message"],
+            },
+        },
+        {"type": "custom", "name": "notes", "description": "Free text."},
+        {"type": "hologram", "name": "h"},
+    ],
+}
+
+
+def test_namespace_members_are_offered_under_flat_names():
+    offer = map_tools([{"type": "function", "name": "shell"}, MULTI_AGENT])
+    names = [t["function"]["name"] for t in offer.chat]
+    assert names == ["shell", "multi_agent_v1__spawn_agent", "multi_agent_v1__notes"]
+    assert offer.namespaced == {
+        "multi_agent_v1__spawn_agent": ("multi_agent_v1", "spawn_agent"),
+        "multi_agent_v1__notes": ("multi_agent_v1", "notes"),
+    }
+    assert offer.custom == frozenset({"multi_agent_v1__notes"})
+    spawn = offer.chat[1]["function"]
+    assert spawn["description"] == "Start a sub-agent."
+    assert spawn["parameters"]["required"] == ["message"]
+
+
+def test_a_namespaced_call_in_the_history_keeps_its_flat_name():
+    messages = to_messages(
+        [
+            {
+                "type": "function_call",
+                "call_id": "c1",
+                "name": "spawn_agent",
+                "namespace": "multi_agent_v1",
+                "arguments": '{"message": "hi"}',
+            },
+            {"type": "function_call_output", "call_id": "c1", "output": "agent-7"},
+        ]
+    )
+    assert messages[0]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
+
+
+@pytest.mark.parametrize(
+    ("tool", "live"),
+    [
+        ({"type": "web_search"}, True),
+        ({"type": "web_search", "external_web_access": True}, True),
+        ({"type": "web_search", "external_web_access": False, "search_context_size": "low"}, False),
+    ],
+)
+def test_web_search_goes_live_unless_the_client_asks_for_cached_only(tool, live):
+    assert map_tools([tool]).web_search is live
+
+
+def test_unknown_tool_types_are_left_out_and_a_choice_of_one_is_400():
+    offer = map_tools(
+        [{"type": "file_search", "vector_store_ids": ["v"]}, {"type": "function", "name": "f"}]
+    )
+    assert [t["function"]["name"] for t in offer.chat] == ["f"]
+    with pytest.raises(InvalidRequest) as info:
+        map_tool_choice({"type": "function", "name": "file_search"}, offer.chat)
+    assert info.value.param == "tool_choice.name"
+
+
+def test_a_namespaced_tool_choice_names_the_member():
+    offer = map_tools([MULTI_AGENT])
+    choice = {"type": "function", "name": "spawn_agent", "namespace": "multi_agent_v1"}
+    mapped, _ = map_tool_choice(choice, offer.chat)
+    assert mapped == {"type": "function", "function": {"name": "multi_agent_v1__spawn_agent"}}
 
 
 def test_tool_choice_naming_an_unknown_tool_is_400():

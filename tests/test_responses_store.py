@@ -89,9 +89,18 @@ def test_cancel_a_streaming_response(client, simulator, token):
     [
         ({"model": "glm-4"}, "input"),
         ({"model": "glm-4", "input": 3}, "input"),
-        ({"model": "glm-4", "input": [{"type": "bogus"}]}, "input[0].type"),
+        ({"model": "glm-4", "input": [{"type": "bogus"}]}, "input"),  # left out: nothing left
+        ({"model": "glm-4", "input": [{"content": "x"}]}, "input[0].type"),
         ({"model": "glm-4", "input": [{"role": "tool", "content": "x"}]}, "input[0].role"),
-        ({"model": "glm-4", "input": "x", "tools": [{"type": "file_search"}]}, "tools[0].type"),
+        (
+            {
+                "model": "glm-4",
+                "input": "x",
+                "tools": [{"type": "file_search"}],
+                "tool_choice": {"type": "function", "name": "file_search"},
+            },
+            "tool_choice.name",
+        ),
         ({"model": "glm-4", "input": "x", "background": True}, "background"),
         ({"model": "glm-4", "input": "x", "reasoning": {"effort": "max"}}, "reasoning.effort"),
         (

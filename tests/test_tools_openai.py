@@ -248,7 +248,17 @@ def test_flattened_history_carries_calls_and_results(client, simulator, token):
             {"tools": [{"type": "function", "function": {"name": "bad name"}}]},
             "tools[0].function.name",
         ),
-        ({"tools": [{"type": "custom", "custom": {"name": "x"}}]}, "tools[0].type"),
+        (  # a tool left out of the offer (unknown type) cannot be forced
+            {
+                "tools": [{"type": "custom", "custom": {"name": "x"}}, WEATHER],
+                "tool_choice": {"type": "function", "function": {"name": "x"}},
+            },
+            "tool_choice.function.name",
+        ),
+        (  # the index named is the one the client sent, past a left-out tool
+            {"tools": [{"type": "custom", "custom": {"name": "x"}}, {"type": "function"}]},
+            "tools[1].function",
+        ),
         (
             {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
             "tool_choice.function.name",

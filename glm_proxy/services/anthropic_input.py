@@ -18,8 +18,11 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import InvalidRequest
+from glm_proxy.observability.additions import note_ignored
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+# Blocks of the model's own turns that are not sent back upstream (not counted as unknown).
+MODEL_BLOCKS = ("thinking", "redacted_thinking", "server_tool_use", "web_search_tool_result")
 
 
 def _source_url(source: dict[str, Any]) -> str | None:
@@ -73,7 +76,9 @@ def _block_to_parts(block: Any, path: str) -> list[dict[str, Any]]:
             name = block.get("title") or "document"
             return [{"type": "file", "file": {"file_data": url, "filename": name}}]
         return [{"type": "file", "file_url": {"url": url}}]
-    return []  # thinking, redacted_thinking and unknown blocks are not sent upstream
+    if kind not in MODEL_BLOCKS:
+        note_ignored("content_type", kind, path)  # a block type newer than this server
+    return []  # the model's own thinking blocks are not sent upstream
 
 
 def to_chat_body(body: dict[str, Any]) -> dict[str, Any]:

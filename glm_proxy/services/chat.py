@@ -90,7 +90,7 @@ def plan_chat(body: dict[str, Any], settings, models) -> ChatPlan:
         tools=tools,
         tool_prompt=load_template(settings.tool_prompt_file),
     )
-    prompt = with_instruction(prompt, controls)
+    prompt = with_instruction(prompt, controls, tools=tools is not None)
     options = TranslateOptions(
         include_reasoning=not spec.silent,
         include_sources=not spec.silent,

@@ -151,16 +151,25 @@ def chain_factories(*factories: FilterFactory | None) -> FilterFactory | None:
     return build
 
 
-def with_instruction(prompt: Prompt, controls: Controls) -> Prompt:
+TOOL_TURNS = (
+    "You may still call a tool with the tool-call block described above. Only your "
+    "final answer, when you call no tool, must follow this rule: "
+)
+
+
+def with_instruction(prompt: Prompt, controls: Controls, *, tools: bool = False) -> Prompt:
     """The prompt with the structured-output instruction, placed where the model reads it last.
 
     A flattened multi-turn prompt ends with the assistant marker: the
     instruction goes in a system turn just before it; a single message gets it
-    appended after a blank line.
+    appended after a blank line. With ``tools`` offered, the instruction says
+    it binds the final answer only: a turn may still be a tool call.
     """
     if controls.json is None:
         return prompt
     text = instruction(controls.json)
+    if tools:
+        text = TOOL_TURNS + text
     if prompt.text.endswith(ASSISTANT_MARKER):
         head = prompt.text[: -len(ASSISTANT_MARKER)]
         return Prompt(f"{head}<|system|>\n{text}\n{ASSISTANT_MARKER}", prompt.attachments)

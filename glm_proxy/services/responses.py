@@ -106,6 +106,7 @@ class Turn:
             skeleton(self.body, self.response_id, self.created_at),
             prompt_text=self.plan.prompt.text,
             custom_tools=self.request.custom_tools,
+            namespaced=self.request.namespaced,
             new_id=new_id,
             include_reasoning=include and settings.reasoning_output != "hidden",
         )

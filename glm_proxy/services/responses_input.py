@@ -3,9 +3,8 @@
 A Responses request is a third front door to the same answer: its input items
 become the chat messages ``plan_chat`` takes (``function_call`` -> an
 assistant message with ``tool_calls``, ``function_call_output`` -> a ``tool``
-message, ``reasoning`` items dropped), its tools become chat tools (a
-``custom`` tool is offered as a function with one free-text parameter,
-``input``; the built-in ``web_search`` turns the upstream's own search on),
+message, ``reasoning`` items dropped), its tools become chat tools
+(``services.responses_tools``: custom, namespace and web_search tools too),
 and ``reasoning.effort``, ``text.format`` and ``max_output_tokens`` become
 ``reasoning_effort``, ``response_format`` and ``max_tokens``.
 
@@ -21,11 +20,31 @@ from typing import Any
 import orjson
 
 from glm_proxy.errors import InvalidRequest
+from glm_proxy.observability.additions import note_ignored
 from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
+from glm_proxy.services.responses_tools import (
+    WEB_SEARCH_TOOLS,
+    ToolOffer,
+    flat_name,
+    map_tool_choice,
+    map_tools,
+)
 
-WEB_SEARCH_TOOLS = ("web_search", "web_search_preview", "web_search_2025_08_26")
+__all__ = [
+    "WEB_SEARCH_TOOLS",
+    "ResponsesRequest",
+    "input_item",
+    "map_tool_choice",
+    "map_tools",
+    "output_items",
+    "to_chat_body",
+    "to_messages",
+]
+
 MESSAGE_ROLES = ("user", "system", "developer", "assistant")
-DROPPED_ITEMS = ("reasoning", "web_search_call", "compaction")
+# Items of the model's own turns (or the client's bookkeeping) not sent back upstream.
+DROPPED_ITEMS = ("reasoning", "web_search_call", "compaction", "compaction_summary")
+REFUSED_PARTS = ("input_audio", "audio", "input_video")
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
 
 
@@ -37,6 +56,7 @@ class ResponsesRequest:
     items: list[dict[str, Any]]  # this request's input items (for the stored history)
     custom_tools: frozenset[str] = frozenset()
     history: list[dict[str, Any]] = field(default_factory=list)  # earlier turns' items
+    namespaced: dict[str, tuple[str, str]] = field(default_factory=dict)  # flat -> (ns, name)
 
 
 # -- input items -> chat messages ---------------------------------------------------------
@@ -53,8 +73,8 @@ def _bad(path: str, text: str) -> InvalidRequest:
     return InvalidRequest(f"Invalid value for '{path}': {text}", param=path)
 
 
-def _content_part(part: Any, path: str) -> dict[str, Any]:
-    """One Responses content part -> a chat content part."""
+def _content_part(part: Any, path: str) -> dict[str, Any] | None:
+    """One Responses content part -> a chat content part (None: a type left out)."""
     if isinstance(part, str):
         return {"type": "text", "text": part}
     if not isinstance(part, dict):
@@ -86,7 +106,10 @@ def _content_part(part: Any, path: str) -> dict[str, Any]:
             "`file_id` files are not supported (there is no Files API here); "
             "send `file_data` (base64 or a data: URL) or `file_url`.",
         )
-    raise _bad(path, f"unsupported content part type {kind!r}.")
+    if kind in REFUSED_PARTS:  # the question itself may be in it: never answer without it
+        raise _bad(path, f"{kind!r} content is not supported by this server.")
+    note_ignored("content_type", kind, path)  # a part type newer than this server
+    return None
 
 
 def _content(content: Any, path: str) -> str | list[dict[str, Any]]:
@@ -94,7 +117,8 @@ def _content(content: Any, path: str) -> str | list[dict[str, Any]]:
         return content or ""
     if not isinstance(content, list):
         raise _bad(path, "must be a string or an array of content parts.")
-    return [_content_part(part, f"{path}[{i}]") for i, part in enumerate(content)]
+    parts = (_content_part(part, f"{path}[{i}]") for i, part in enumerate(content))
+    return [part for part in parts if part is not None]
 
 
 def _output_text(output: Any, path: str) -> str | list[dict[str, Any]]:
@@ -119,6 +143,9 @@ def _tool_call(item: dict[str, Any], path: str) -> dict[str, Any]:
     name = item.get("name")
     if not isinstance(name, str) or not name:
         raise _bad(f"{path}.name", "a tool call item needs a `name`.")
+    namespace = item.get("namespace")
+    if isinstance(namespace, str) and namespace:
+        name = flat_name(namespace, name)  # the name the member was offered under
     if item.get("type") == "custom_tool_call":
         arguments = orjson.dumps({CUSTOM_INPUT: str(item.get("input") or "")}).decode()
     else:
@@ -171,98 +198,11 @@ def to_messages(items: list[dict[str, Any]], path: str = "input") -> list[dict[s
             continue  # the model's earlier reasoning is not sent back upstream
         elif kind == "item_reference":
             raise _bad(where, "`item_reference` is not supported; send the item itself.")
+        elif isinstance(kind, str) and kind:
+            note_ignored("input_item", kind, where)  # an item type newer than this server
         else:
-            raise _bad(f"{where}.type", f"unsupported input item type {kind!r}.")
+            raise _bad(f"{where}.type", "an input item needs a `type`.")
     return messages
-
-
-# -- tools ---------------------------------------------------------------------------------
-
-
-def _custom_function(tool: dict[str, Any]) -> dict[str, Any]:
-    """A custom (free-text) tool as a function with one string parameter."""
-    description = str(tool.get("description") or "")
-    fmt = tool.get("format") or {}
-    if isinstance(fmt, dict) and fmt.get("type") == "grammar" and fmt.get("definition"):
-        description += (
-            f"\n\nThe `{CUSTOM_INPUT}` text must follow this {fmt.get('syntax') or ''} grammar:\n"
-            f"{fmt['definition']}"
-        )
-    return {
-        "type": "function",
-        "function": {
-            "name": tool["name"],
-            "description": description.strip(),
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    CUSTOM_INPUT: {
-                        "type": "string",
-                        "description": "The raw free-text input of the tool.",
-                    }
-                },
-                "required": [CUSTOM_INPUT],
-                "additionalProperties": False,
-            },
-        },
-    }
-
-
-def map_tools(tools: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], frozenset[str], bool]:
-    """Responses tools -> (chat tools, names of the custom tools, web search asked for)."""
-    chat: list[dict[str, Any]] = []
-    custom: set[str] = set()
-    web_search = False
-    for index, tool in enumerate(tools):
-        where = f"tools[{index}]"
-        kind = tool["type"]
-        if kind in WEB_SEARCH_TOOLS:
-            web_search = True
-            continue
-        if kind not in ("function", "custom"):
-            raise _bad(
-                f"{where}.type",
-                f"tool type {kind!r} is not supported (supported: function, custom, web_search).",
-            )
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise _bad(f"{where}.name", "a tool needs a non-empty `name`.")
-        if kind == "custom":
-            custom.add(name)
-            chat.append(_custom_function(tool))
-            continue
-        function: dict[str, Any] = {
-            "name": name,
-            "parameters": tool.get("parameters") or {"type": "object", "properties": {}},
-        }
-        if tool.get("description"):
-            function["description"] = tool["description"]
-        if tool.get("strict") is not None:
-            function["strict"] = bool(tool["strict"])
-        chat.append({"type": "function", "function": function})
-    return chat, frozenset(custom), web_search
-
-
-def map_tool_choice(choice: Any, chat_tools: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
-    """Responses ``tool_choice`` -> (chat ``tool_choice``, the tools still offered)."""
-    if choice is None or choice in ("auto", "none", "required"):
-        return choice, chat_tools
-    if not isinstance(choice, dict):
-        raise _bad("tool_choice", "must be auto, none, required or an object.")
-    kind = choice.get("type")
-    if kind in ("function", "custom"):
-        name = choice.get("name")
-        if not any(t["function"]["name"] == name for t in chat_tools):
-            raise _bad("tool_choice.name", f"no tool named {name!r} in `tools`.")
-        return {"type": "function", "function": {"name": name}}, chat_tools
-    if kind == "allowed_tools":
-        allowed = {t.get("name") for t in choice.get("tools") or [] if isinstance(t, dict)}
-        kept = [t for t in chat_tools if t["function"]["name"] in allowed]
-        mode = choice.get("mode") or "auto"
-        return ("required" if mode == "required" else "auto"), kept
-    if kind in WEB_SEARCH_TOOLS:
-        return "auto", chat_tools
-    raise _bad("tool_choice.type", f"unsupported tool_choice type {kind!r}.")
 
 
 def _response_format(fmt: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -299,8 +239,8 @@ def to_chat_body(
     messages.extend(to_messages(items))
     if not any(m.get("content") or m.get("tool_calls") for m in messages):
         raise _bad("input", "at least one input item must have content.")
-    chat_tools, custom, web_search = map_tools(body.get("tools") or [])
-    tool_choice, chat_tools = map_tool_choice(body.get("tool_choice"), chat_tools)
+    offer: ToolOffer = map_tools(body.get("tools") or [])
+    tool_choice, chat_tools = map_tool_choice(body.get("tool_choice"), offer.chat)
     chat: dict[str, Any] = {
         "model": body["model"],
         "messages": messages,
@@ -314,7 +254,7 @@ def to_chat_body(
         chat["tool_choice"] = tool_choice
     if body.get("parallel_tool_calls") is not None:
         chat["parallel_tool_calls"] = bool(body["parallel_tool_calls"])
-    if web_search:
+    if offer.web_search:
         chat["web_search"] = True
     effort = (body.get("reasoning") or {}).get("effort")
     if effort:
@@ -331,7 +271,7 @@ def to_chat_body(
             chat["top_logprobs"] = body["top_logprobs"]
     if body.get("user"):
         chat["user"] = body["user"]
-    return ResponsesRequest(chat, items, custom, list(history or []))
+    return ResponsesRequest(chat, items, offer.custom, list(history or []), offer.namespaced)
 
 
 ITEM_ID_PREFIX = {

@@ -12,11 +12,14 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from glm_proxy.api.schemas.base import Lenient, nest_error
 from glm_proxy.api.schemas.chat import ContentField, StopField
-from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, anthropic_specs
+from glm_proxy.observability.additions import note_ignored
+from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, anthropic_specs, offered
 
 
 class AnthropicMessageSchema(Lenient):
-    role = fields.Str(required=True, validate=validate.OneOf(("user", "assistant")))
+    # ``system`` inside ``messages``: Claude Code sends its agent and skill lists that way
+    # (beta ``mid-conversation-system``); kept in the prompt at its place, as system text.
+    role = fields.Str(required=True, validate=validate.OneOf(("user", "assistant", "system")))
     content = ContentField(required=True)
 
 
@@ -54,14 +57,25 @@ class OutputConfigSchema(Lenient):
 
 
 class AnthropicToolsField(fields.Field):
-    """Client tools (``name``, ``description``, ``input_schema``); server tools are refused."""
+    """Client tools (``name``, ``description``, ``input_schema``).
+
+    Server tools (``web_search_20250305``, ``bash_20250124`` ...) and any other
+    type the server does not emulate are left out of the offer and counted
+    (docs/clients.md): the model calling fewer tools is still a valid answer.
+    """
 
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        kept, left_out = offered(value, (None, "custom"))
+        for index, kind in left_out:
+            note_ignored("tool_type", kind, f"tools[{index}]")
         try:
-            anthropic_specs(value)
+            anthropic_specs(kept)
         except ToolDefinitionError as exc:
-            raise ValidationError(nest_error(exc.path, str(exc))) from None
-        return value
+            path = exc.path
+            if path and isinstance(path[0], int) and isinstance(value, list):
+                path = (value.index(kept[path[0]]), *path[1:])  # the index the client sent
+            raise ValidationError(nest_error(path, str(exc))) from None
+        return kept
 
 
 class ToolChoiceSchema(Lenient):

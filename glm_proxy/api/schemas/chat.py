@@ -14,7 +14,13 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from glm_proxy.api.schemas.base import Lenient, nest_error
-from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, check_tool_choice, check_tools
+from glm_proxy.observability.additions import note_ignored
+from glm_proxy.protocol.parsers.tool_defs import (
+    ToolDefinitionError,
+    check_tool_choice,
+    check_tools,
+    offered,
+)
 from glm_proxy.request_guard import tick
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
@@ -88,14 +94,25 @@ class ResponseFormatField(fields.Field):
 
 
 class ToolsField(fields.Field):
-    """``tools``: function tools with a name and a valid JSON Schema (checked, not trusted)."""
+    """``tools``: function tools with a name and a valid JSON Schema (checked, not trusted).
+
+    A tool of a type the server does not emulate (``custom``, built-in tools of
+    newer API versions) is left out of the offer and counted (docs/clients.md):
+    the model calling fewer tools is still a valid answer.
+    """
 
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
+        kept, left_out = offered(value, ("function",))
+        for index, kind in left_out:
+            note_ignored("tool_type", kind, f"tools[{index}]")
         try:
-            check_tools(value)
+            check_tools(kept)
         except ToolDefinitionError as exc:
-            raise ValidationError(nest_error(exc.path, str(exc))) from None
-        return value
+            path = exc.path
+            if path and isinstance(path[0], int) and isinstance(value, list):
+                path = (value.index(kept[path[0]]), *path[1:])  # the index the client sent
+            raise ValidationError(nest_error(path, str(exc))) from None
+        return kept
 
 
 class ToolCallsField(fields.Field):

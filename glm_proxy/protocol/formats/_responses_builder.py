@@ -47,10 +47,12 @@ class ResponseBuilder:
         custom_tools: frozenset[str] = frozenset(),
         new_id: Callable[[str], str] | None = None,
         include_reasoning: bool = True,
+        namespaced: dict[str, tuple[str, str]] | None = None,
     ) -> None:
         self.skeleton = skeleton
         self.prompt_text = prompt_text
         self.custom_tools = custom_tools
+        self.namespaced = namespaced or {}  # flat tool name -> (namespace, member name)
         self.new_id = new_id or counter_ids()
         self.include_reasoning = include_reasoning
         self.items: list[Item] = []
@@ -238,7 +240,7 @@ class ResponseBuilder:
         kind = "custom_tool_call" if delta.name in self.custom_tools else "function_call"
         item, events = self._open(kind)
         item.call_id = delta.call_id
-        item.name = delta.name
+        item.namespace, item.name = self.namespaced.get(delta.name, (None, delta.name))
         self.calls[delta.index] = item
         events.append(self._added(item))
         return events

@@ -77,6 +77,7 @@ class Item:
         self.text = ""  # message text, reasoning summary, or tool arguments
         self.call_id = ""
         self.name = ""
+        self.namespace: str | None = None  # a namespace tool's member: its group's name
         self.annotations: list[dict[str, Any]] = []
         self.status = "in_progress"
 
@@ -97,7 +98,7 @@ class Item:
             return {"id": self.id, "type": "reasoning", "summary": summary, "status": self.status}
         if self.kind == "function_call":
             arguments = "" if self.status == "in_progress" else self.text
-            return {
+            call = {
                 "id": self.id,
                 "type": "function_call",
                 "status": self.status,
@@ -105,14 +106,18 @@ class Item:
                 "name": self.name,
                 "arguments": arguments,
             }
-        return {
-            "id": self.id,
-            "type": "custom_tool_call",
-            "status": self.status,
-            "call_id": self.call_id,
-            "name": self.name,
-            "input": "" if self.status == "in_progress" else self.custom_input(),
-        }
+        else:
+            call = {
+                "id": self.id,
+                "type": "custom_tool_call",
+                "status": self.status,
+                "call_id": self.call_id,
+                "name": self.name,
+                "input": "" if self.status == "in_progress" else self.custom_input(),
+            }
+        if self.namespace is not None:
+            call["namespace"] = self.namespace
+        return call
 
     def part(self) -> dict[str, Any]:
         return {

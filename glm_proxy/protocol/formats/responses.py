@@ -22,7 +22,8 @@ Output items:
   the translator wrote into the text;
 * a tool call -> a ``function_call`` item, or a ``custom_tool_call`` item when
   the name is one of the request's custom tools (offered to the model as a
-  function whose one parameter, ``input``, is the free text).
+  function whose one parameter, ``input``, is the free text); a member of a
+  ``namespace`` tool is named as the member, with the group in ``namespace``.
 
 No clock, no random: ids come from an injected ``new_id``.
 

@@ -16,6 +16,11 @@ validation message, so pipelines fail loudly instead of getting ``None``.
 Everything is held during the first try (reasoning too), so nothing has reached
 the client when a re-ask is needed; on the final try reasoning, citations and
 images stream live and only the answer text is held.
+
+A turn that ends in a tool call (the tool-call filter runs before this one)
+is a tool turn, not the final answer: the schema applies only to the final
+text answer, so such a turn passes through as it is (text before the call,
+the call, ``finish_reason`` ``tool_calls``), never re-asked nor refused.
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from jsonschema.exceptions import best_match
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from glm_proxy.errors import InvalidRequest, UpstreamError
-from glm_proxy.protocol.events import ConversationStarted, Delta, Finished, TextDelta
+from glm_proxy.protocol.events import (
+    ConversationStarted,
+    Delta,
+    Finished,
+    TextDelta,
+    ToolCallArguments,
+    ToolCallStart,
+)
 from glm_proxy.protocol.parsers import Reask
 
 __all__ = [
@@ -183,19 +195,35 @@ class StructuredFilter:
         self._held: list[Delta] = []
         self._finished: Finished | None = None
         self.done = False
+        self.tool_turn = False  # a tool call came: the schema does not apply to this turn
 
     def feed(self, delta: Delta) -> list[Delta]:
         if self.done:
             return []
         if isinstance(delta, ConversationStarted):
             return [delta]
+        if isinstance(delta, ToolCallStart | ToolCallArguments) and not self.tool_turn:
+            # The text so far is the words before the call, in order before it.
+            self.tool_turn = True
+            text, self._text = "".join(self._text), []
+            before = [TextDelta(text), delta] if text else [delta]
+            if self.final:
+                return before
+            self._held.extend(before)
+            return []
         if isinstance(delta, TextDelta):
+            if self.tool_turn:
+                return self._pass(delta)
             self._text.append(delta.text)
             return []
         if isinstance(delta, Finished):
             self._finished = delta
             self.done = True
             return []
+        return self._pass(delta)
+
+    def _pass(self, delta: Delta) -> list[Delta]:
+        """Live on the final try; held on the first (a re-ask must find nothing sent)."""
         if self.final:
             return [delta]
         self._held.append(delta)
@@ -204,6 +232,8 @@ class StructuredFilter:
     def finish(self) -> list[Delta | Reask]:
         text = "".join(self._text)
         finished = self._finished or Finished("stop")
+        if self.tool_turn:
+            return [*self._held, finished]
         if finished.reason == "content_filter":
             # The upstream refused; that is the answer, not a schema failure.
             return [*self._held, TextDelta(text), finished] if text else [*self._held, finished]

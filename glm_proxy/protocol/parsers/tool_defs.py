@@ -28,6 +28,7 @@ __all__ = [
     "anthropic_specs",
     "check_tool_choice",
     "check_tools",
+    "offered",
     "tool_config",
 ]
 
@@ -74,6 +75,26 @@ def _checked_schema(text: str) -> str:
         where = "/".join(str(p) for p in exc.absolute_path)
         return f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}"[:300]
     return ""
+
+
+def offered(tools: Any, known: tuple[str | None, ...]) -> tuple[Any, list[tuple[int, str]]]:
+    """The tools whose ``type`` is one of ``known``, and (index, type) of the others.
+
+    Only a tool with a ``type`` string the server does not know is left out; a
+    malformed entry (not an object, no ``type``) stays, for the check to refuse.
+    Anything but a list is returned as is.
+    """
+    if not isinstance(tools, list):
+        return tools, []
+    kept: list[Any] = []
+    left_out: list[tuple[int, str]] = []
+    for index, tool in enumerate(tools):
+        kind = tool.get("type") if isinstance(tool, dict) else None
+        if isinstance(kind, str) and kind and kind not in known:
+            left_out.append((index, kind))
+        else:
+            kept.append(tool)
+    return kept, left_out
 
 
 def check_tools(tools: Any) -> tuple[ToolSpec, ...]:
