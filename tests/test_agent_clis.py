@@ -95,3 +95,19 @@ def test_codex_output_schema_answers_after_a_tool_call(clis, proxy, simulator, t
     result = agent_clis.run(cmd, work, env)
     assert_round_trip(result, word, proxy, simulator, token)
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"word": word}
+
+
+def test_codex_runs_a_call_of_a_namespaced_tool(clis, proxy, simulator, token, workdir, tmp_path):
+    """A member of Codex's ``multi_agent_v1`` namespace tool, called by the model, reaches
+    Codex as a call it runs: the tool's own error for an unknown agent id comes back, not
+    Codex's "unsupported call" for a call it cannot route."""
+    work, _ = workdir
+    close = call_block(invoke("multi_agent_v1__close_agent", target="no-such-agent"))
+    outcome = r"(invalid agent id|unsupported call|agent not found|not found)"
+    script(simulator, token, close, {"text": "Codex said: {echo}.", "echo": outcome})
+    env = agent_clis.codex_env(tmp_path / "home", proxy.base, token)
+    result = agent_clis.run(agent_clis.codex_command("Close the agent no-such-agent."), work, env)
+    assert result.returncode == 0, report(result, proxy)
+    assert "Codex said: " in result.stdout, report(result, proxy)
+    assert "unsupported call" not in result.stdout, report(result, proxy)
+    assert "(no match" not in result.stdout, report(result, proxy)
