@@ -118,37 +118,25 @@ def claude_env(home: Path, server: str, api_key: str) -> dict[str, str]:
     return env
 
 
-CODEX_CONFIG = """\
-model = "{model}"
-model_provider = "glm-proxy"
-check_for_update_on_startup = false
-
-[model_providers.glm-proxy]
-name = "glm-proxy"
-base_url = "{server}/v1"
-env_key = "GLM_PROXY_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-
-[otel]
-exporter = "none"
-metrics_exporter = "none"
-trace_exporter = "none"
-"""
+def codex_config(model: str, server: str, quiet: bool = True) -> str:
+    """The README's ``config.toml`` for glm-proxy; ``quiet`` adds the isolation settings (no
+    update check, analytics, feedback or OpenTelemetry export; no retries to wait through)."""
+    top = f'model = "{model}"\nmodel_provider = "glm-proxy"\n'
+    provider = (f'[model_providers.glm-proxy]\nname = "glm-proxy"\nbase_url = "{server}/v1"\n'
+                'env_key = "GLM_PROXY_API_KEY"\nwire_api = "responses"\n')
+    if not quiet:
+        return f"{top}\n{provider}"
+    return (f"{top}check_for_update_on_startup = false\n\n{provider}"
+            "request_max_retries = 0\nstream_max_retries = 0\n\n"
+            "[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n"
+            '[otel]\nexporter = "none"\nmetrics_exporter = "none"\ntrace_exporter = "none"\n')
 
 
 def codex_env(home: Path, server: str, api_key: str, model: str = CODEX_MODEL) -> dict[str, str]:
     """Codex with the README's ``config.toml`` in a fresh CODEX_HOME (plus quiet settings)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(CODEX_CONFIG.format(model=model, server=server))
+    (codex_home / "config.toml").write_text(codex_config(model, server))
     env = dead_proxies(base_env(home))
     env.update(CODEX_HOME=str(codex_home), GLM_PROXY_API_KEY=api_key)
     return env

@@ -246,8 +246,13 @@ def serve(port: int, recorder: Recorder) -> ThreadingHTTPServer:
     return server
 
 
-def run_cli(name: str, port: int, prompt: str) -> int:
-    """Run one pinned CLI turn against the capture server, in a throwaway home and project."""
+def run_cli(name: str, port: int, prompt: str, plain: bool = False) -> int:
+    """Run one pinned CLI turn against the capture server, in a throwaway home and project.
+
+    ``plain``: only what a user sets (base URL, key, the README's Codex config), none of the
+    quiet settings, to see everything the CLI does by default. It then tries to reach the
+    internet too: use it only where nothing can leave (``unshare -n``, see the docs).
+    """
     import tempfile
 
     from tests import agent_clis
@@ -259,8 +264,16 @@ def run_cli(name: str, port: int, prompt: str) -> int:
         server, key = f"http://127.0.0.1:{port}", "sk-capture"
         if name == "claude":
             env, cmd = agent_clis.claude_env(home, server, key), agent_clis.claude_command(prompt)
+            if plain:
+                env = {**agent_clis.base_env(home), "ANTHROPIC_BASE_URL": server,
+                       "ANTHROPIC_API_KEY": key}
         else:
             env, cmd = agent_clis.codex_env(home, server, key), agent_clis.codex_command(prompt)
+            if plain:
+                (home / ".codex" / "config.toml").write_text(
+                    agent_clis.codex_config(agent_clis.CODEX_MODEL, server, quiet=False))
+                env = {**agent_clis.base_env(home), "CODEX_HOME": str(home / ".codex"),
+                       "GLM_PROXY_API_KEY": key}
         result = agent_clis.run(cmd, work, env)
     print(f"{name} exited {result.returncode}\n{result.stdout}{result.stderr}", flush=True)
     return result.returncode
@@ -278,6 +291,8 @@ def main() -> None:
     parser.add_argument("--namespace", help="Responses only: the called tool's namespace")
     parser.add_argument("--run", choices=("claude", "codex"), help="run this pinned CLI once")
     parser.add_argument("--prompt", default="What is the secret word in note.txt?")
+    parser.add_argument("--plain", action="store_true",
+                        help="with --run: a user's bare setup (only inside `unshare -n`)")
     args = parser.parse_args()
     call = None
     if args.tool:
@@ -286,7 +301,7 @@ def main() -> None:
     server = serve(args.port, Recorder(args.out, prefix, args.forward, args.text, call))
     print(f"capturing on http://127.0.0.1:{args.port} into {args.out}", flush=True)
     if args.run:
-        code = run_cli(args.run, args.port, args.prompt)
+        code = run_cli(args.run, args.port, args.prompt, args.plain)
         server.shutdown()
         raise SystemExit(code)
     try:
