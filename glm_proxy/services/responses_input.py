@@ -23,6 +23,7 @@ from glm_proxy.errors import InvalidRequest
 from glm_proxy.observability.additions import note_ignored
 from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
 from glm_proxy.services.responses_tools import (
+    ADDITIONAL_TOOLS,
     WEB_SEARCH_TOOLS,
     ToolOffer,
     flat_name,
@@ -194,8 +195,8 @@ def to_messages(items: list[dict[str, Any]], path: str = "input") -> list[dict[s
                     "content": _output_text(item.get("output"), f"{where}.output"),
                 }
             )
-        elif kind in DROPPED_ITEMS:
-            continue  # the model's earlier reasoning is not sent back upstream
+        elif kind in DROPPED_ITEMS or kind == ADDITIONAL_TOOLS:
+            continue  # earlier reasoning is not sent back; tools go in the tool section
         elif kind == "item_reference":
             raise _bad(where, "`item_reference` is not supported; send the item itself.")
         elif isinstance(kind, str) and kind:
@@ -239,7 +240,7 @@ def to_chat_body(
     messages.extend(to_messages(items))
     if not any(m.get("content") or m.get("tool_calls") for m in messages):
         raise _bad("input", "at least one input item must have content.")
-    offer: ToolOffer = map_tools(body.get("tools") or [])
+    offer: ToolOffer = map_tools(body.get("tools") or [], items)
     tool_choice, chat_tools = map_tool_choice(body.get("tool_choice"), offer.chat)
     chat: dict[str, Any] = {
         "model": body["model"],

@@ -13,6 +13,9 @@
 * any other type is left out of the offer and counted
   (``observability.additions``): the model calling fewer tools is still a
   valid answer. A ``tool_choice`` naming a tool that is not offered stays a 400.
+
+Tools may also arrive as an ``additional_tools`` input item (Codex's "lite"
+requests); its tools are offered the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
 from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, check_tools
 
 __all__ = [
+    "ADDITIONAL_TOOLS",
     "WEB_SEARCH_TOOLS",
     "ToolOffer",
     "flat_name",
@@ -35,6 +39,10 @@ __all__ = [
 
 WEB_SEARCH_TOOLS = ("web_search", "web_search_preview", "web_search_2025_08_26")
 NAMESPACE_DELIMITER = "__"
+# Codex's "lite" requests group its plain tools in a namespace of this name: its
+# members keep their plain names, and their calls come back without a namespace.
+PLAIN_NAMESPACE = "functions"
+ADDITIONAL_TOOLS = "additional_tools"  # an input item that carries tools
 
 
 @dataclass(frozen=True)
@@ -145,10 +153,11 @@ class _Offer:
                 raise _bad(f"{where}.name", "a namespace needs a non-empty `name`.")
             if not isinstance(members, list):
                 raise _bad(f"{where}.tools", "must be an array of tools.")
+            plain = namespace == PLAIN_NAMESPACE
             for index, member in enumerate(members):
                 if not isinstance(member, dict):
                     raise _bad(f"{where}.tools[{index}]", "each tool must be an object.")
-                self.member(member, f"{where}.tools[{index}]", namespace)
+                self.member(member, f"{where}.tools[{index}]", None if plain else namespace)
         else:
             self.member(tool, where, None)
 
@@ -162,11 +171,23 @@ class _Offer:
         return ToolOffer(self.chat, frozenset(self.custom), self.namespaced, self.web_search)
 
 
-def map_tools(tools: list[dict[str, Any]]) -> ToolOffer:
-    """Responses ``tools`` -> the chat tools offered, and how their calls go back."""
+def map_tools(tools: list[dict[str, Any]], items: list[dict[str, Any]] | tuple = ()) -> ToolOffer:
+    """Responses ``tools`` -> the chat tools offered, and how their calls go back.
+
+    ``items`` are the input items: an ``additional_tools`` item (Codex's "lite"
+    requests send their tools that way, as a developer item) adds its tools.
+    """
     offer = _Offer()
     for index, tool in enumerate(tools):
         offer.add(tool, f"tools[{index}]")
+    for i_index, item in enumerate(items):
+        if item.get("type") != ADDITIONAL_TOOLS or not isinstance(item.get("tools"), list):
+            continue
+        for index, tool in enumerate(item["tools"]):
+            where = f"input[{i_index}].tools[{index}]"
+            if not isinstance(tool, dict) or not isinstance(tool.get("type"), str):
+                raise _bad(where, "each tool must be an object with a `type`.")
+            offer.add(tool, where)
     return offer.offer()
 
 
