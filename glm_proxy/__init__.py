@@ -41,7 +41,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         pool=app.extensions["glm_pool"],
         operations=app.extensions["glm_pool_operations"],
         janitor=Janitor(upstream_client),
-        models=ModelTable.load(settings.models_file),
+        models=ModelTable.load(
+            settings.models_file, aliases="" if settings.strict_models else settings.model_aliases
+        ),
         auth=app.extensions["glm_auth"],
         limits=app.extensions["glm_limits"],
         attachments=app.extensions["glm_attachments"],

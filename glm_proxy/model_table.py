@@ -15,24 +15,37 @@ Names not in the table follow the web app's conventions: a 24-hex name is an
 agent id; a known base name plus suffixes (``-thinking``/``-think``/``-zero``,
 ``-deep``, ``-deepresearch``, ``-fast``, ``-silent``, ``-nosearch``) combines
 them; ``think``/``zero``/``deepresearch``/``silent`` anywhere in a name keep
-their old meaning. Anything else is *unknown*: the default model answers (the
-caller logs it), or, with ``STRICT_MODELS``, it is a 400. Operators add entries
-with ``MODELS_FILE`` (JSON object name -> entry).
+their old meaning. The names agent clients send (``claude-*``, ``gpt-*``,
+``o3``, ``codex-*``) are *aliases* (``MODEL_ALIASES``, shell-style patterns,
+first match wins) for a model of the table: Claude Code and Codex work with
+their default names. Anything else is *unknown*: the default model answers (the
+caller logs it), or, with ``STRICT_MODELS`` (which also turns the aliases off),
+it is a 400. Operators add entries with ``MODELS_FILE`` (JSON object name ->
+entry).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import orjson
 
-from glm_proxy.profiles import pairs_table
+from glm_proxy.profiles import pairs_table, parse_pairs
 
 AGENT_ID = re.compile(r"^[a-f0-9]{24}$")
 MODEL_CREATED = 1735689600  # 2025-01-01: a stable `created` for listed models
 MODES = ("fast", "thinking", "deep", "research")
+# The names agent clients send by default, and the GLM model each one means here: the
+# small/fast names get the flash model, o-series reasoning names think, the rest the
+# main model with the mode the request asks for (Claude Code's `thinking`, Codex's effort).
+DEFAULT_ALIASES = (
+    "claude-*haiku*=glm-5.3-flash,claude-*=glm-5.3,"
+    "gpt-*mini*=glm-5.3-flash,gpt-*nano*=glm-5.3-flash,gpt-*=glm-5.3,chatgpt-*=glm-5.3,"
+    "o[0-9]*=glm-5.3-thinking,codex-*=glm-5.3"
+)
 LEGACY_CHAT_MODES = {"zero": "thinking", "deep_research": "research"}  # MODELS_FILE compat
 SUFFIXES = {
     "-thinking": ("mode", "thinking"),
@@ -134,11 +147,12 @@ def resolve_reasoning(mode: str | None, effort: str | None, effort_map: str) -> 
 
 
 class ModelTable:
-    def __init__(self, specs: tuple[ModelSpec, ...] | list[ModelSpec]) -> None:
+    def __init__(self, specs: tuple[ModelSpec, ...] | list[ModelSpec], aliases: str = "") -> None:
         self._specs = {spec.name: spec for spec in specs}
+        self._aliases = tuple(parse_pairs(aliases).items())  # (lowercase pattern, model)
 
     @classmethod
-    def load(cls, models_file: str = "") -> ModelTable:
+    def load(cls, models_file: str = "", aliases: str = "") -> ModelTable:
         specs = list(BUILTIN_MODELS)
         if models_file:
             data = orjson.loads(Path(models_file).read_bytes())
@@ -168,7 +182,7 @@ class ModelTable:
                 if entry.get("mode") not in (None, *MODES):
                     raise ValueError(f"MODELS_FILE entry {name!r}: mode must be one of {MODES}")
                 specs.append(replace(ModelSpec(name), **entry))
-        return cls(specs)
+        return cls(specs, aliases)
 
     def listed(self) -> list[ModelSpec]:
         return [spec for spec in self._specs.values() if spec.listed]
@@ -181,7 +195,18 @@ class ModelTable:
         self._specs.setdefault(spec.name, spec)
 
     def resolve(self, name: str) -> ModelSpec:
-        """The table entry; a known base with suffixes; else the conventions."""
+        """The table entry; a known base with suffixes; the conventions; else an alias."""
+        spec = self._resolve(name)
+        if spec.known:
+            return spec
+        lowered = name.lower()
+        for pattern, target in self._aliases:
+            if fnmatchcase(lowered, pattern):
+                found = self._resolve(target)
+                return replace(found, name=name, listed=False, known=found.known)
+        return spec
+
+    def _resolve(self, name: str) -> ModelSpec:
         spec = self._specs.get(name)
         if spec is not None:
             return spec
@@ -200,10 +225,16 @@ class ModelTable:
         return spec_from_name(name)
 
     @staticmethod
-    def to_openai(spec: ModelSpec) -> dict:
-        return {
+    def to_openai(spec: ModelSpec, context_window: int | None = None) -> dict:
+        """The OpenAI model object; chat models also say their context window and
+        that they reason (fields agent clients and model pickers read)."""
+        entry: dict = {
             "id": spec.name,
             "object": "model",
             "created": MODEL_CREATED,
             "owned_by": spec.owned_by,
         }
+        if spec.kind == "chat" and context_window:
+            entry["context_window"] = context_window
+            entry["supports_reasoning"] = spec.mode != "fast"
+        return entry

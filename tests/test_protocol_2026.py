@@ -42,7 +42,8 @@ def meta_of(simulator, token: str) -> dict:
         ("glm-5.3", "xhigh", ("glm-5.3", "deep_thinking", "max")),
         ("glm-5.3-thinking", "low", ("glm-5.3", "", "low")),
         ("glm-4", None, ("glm-5.3-flash", "", "low")),  # an old name: the default model
-        ("gpt-4o", None, ("glm-5.3-flash", "", "low")),  # unknown: default model (logged)
+        ("llama-3", None, ("glm-5.3-flash", "", "low")),  # unknown: default model (logged)
+        ("gpt-4o", None, ("glm-5.3", "", "low")),  # an agent client's name: MODEL_ALIASES
     ],
 )
 def test_model_and_reasoning_reach_the_upstream(client, simulator, token, model, effort, expected):

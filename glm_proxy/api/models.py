@@ -16,7 +16,7 @@ import orjson
 from flask import Blueprint, Response, request
 
 from glm_proxy.errors import GLMProxyError, NotFound
-from glm_proxy.model_table import AGENT_ID, ModelSpec, ModelTable
+from glm_proxy.model_table import ModelSpec, ModelTable
 from glm_proxy.services import Services, services
 from glm_proxy.store import keys
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
@@ -86,19 +86,23 @@ def list_models() -> Response:
     table: ModelTable = svc.models
     web = _learn(table, upstream_models(svc))
     seen = {spec.name for spec in web}
-    data = [ModelTable.to_openai(spec) for spec in web]
-    data += [ModelTable.to_openai(s) for s in table.listed() if s.name not in seen]
+    window = svc.settings.model_context_window
+    data = [ModelTable.to_openai(spec, window) for spec in web]
+    data += [ModelTable.to_openai(s, window) for s in table.listed() if s.name not in seen]
     return json_response({"object": "list", "data": data})
 
 
 @bp.get("/<path:model_id>")
 def get_model(model_id: str) -> Response:
-    table: ModelTable = services().models
+    svc = services()
+    table: ModelTable = svc.models
     spec = table.get(model_id)
-    if spec is None and AGENT_ID.match(model_id.lower()):
-        spec = table.resolve(model_id)
+    if spec is None:
+        # An agent id, a name with mode suffixes, or a client's name an alias maps.
+        resolved = table.resolve(model_id)
+        spec = resolved if resolved.known else None
     if spec is None:
         raise NotFound(
             f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
         )
-    return json_response(ModelTable.to_openai(spec))
+    return json_response(ModelTable.to_openai(spec, svc.settings.model_context_window))

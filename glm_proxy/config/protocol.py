@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glm_proxy.config.parsing import FROM_PROFILE, one_of, parse_bool, parse_csv, setting
+from glm_proxy.model_table import DEFAULT_ALIASES
 from glm_proxy.profiles import PROTOCOLS
 
 
@@ -116,7 +117,21 @@ class ProtocolSettings:
         "STRICT_MODELS",
         False,
         parse_bool,
-        "Unknown model names are a 400 (otherwise the default model answers, with a log line).",
+        "Unknown model names are a 400 `model_not_found` (otherwise the default model answers, "
+        "with a log line); `MODEL_ALIASES` are not applied then.",
+    )
+    model_aliases: str = setting(
+        "MODEL_ALIASES",
+        DEFAULT_ALIASES,
+        str,
+        "Model names agent clients send -> a model of the table: `pattern=model` items, "
+        "shell-style patterns, first match wins (see docs/clients.md).",
+    )
+    model_context_window: int = setting(
+        "MODEL_CONTEXT_WINDOW",
+        128000,
+        int,
+        "Context window in tokens that `/v1/models` reports for each model.",
     )
     glm_model_catalogue: bool = setting(
         "GLM_MODEL_CATALOGUE",

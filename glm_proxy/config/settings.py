@@ -50,8 +50,11 @@ class Settings(
             parse_mode_map(self.glm_mode_map)
             parse_pairs(self.glm_effort_map)
             parse_pairs(self.glm_upload_fields)
+            parse_pairs(self.model_aliases)
         except ValueError as exc:
-            raise ConfigError(f"GLM_MODE_MAP/GLM_EFFORT_MAP/GLM_UPLOAD_FIELDS: {exc}") from None
+            raise ConfigError(
+                f"GLM_MODE_MAP/GLM_EFFORT_MAP/GLM_UPLOAD_FIELDS/MODEL_ALIASES: {exc}"
+            ) from None
         unknown = set(self.glm_delete_methods) - {"bulk", "mainchat", "legacy"}
         if unknown:
             raise ConfigError(f"GLM_DELETE_METHODS: unknown {sorted(unknown)}")
