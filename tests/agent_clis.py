@@ -27,7 +27,7 @@ CLI_DIR = ROOT / ".cache" / "clis"  # git-ignored; CI keeps it between runs when
 PINS = {"@anthropic-ai/claude-code": "2.1.197", "@openai/codex": "0.171.0"}
 BINARIES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex"}
 DEAD_PROXY = "http://127.0.0.1:9"  # discard port: nothing listens, connections fail at once
-CODEX_MODEL = "glm-4-think"  # the model the README's Codex config names
+CODEX_MODEL = "glm-5.3"  # the model docs/clients.md's Codex config names
 
 
 def node_tools_missing() -> str:
@@ -119,9 +119,9 @@ def claude_env(home: Path, server: str, api_key: str) -> dict[str, str]:
 
 
 def codex_config(model: str, server: str, quiet: bool = True) -> str:
-    """The README's ``config.toml`` for glm-proxy; ``quiet`` adds the isolation settings (no
-    update check, analytics, feedback or OpenTelemetry export; no retries to wait through)."""
-    top = f'model = "{model}"\nmodel_provider = "glm-proxy"\n'
+    """docs/clients.md's ``config.toml`` for glm-proxy; ``quiet`` adds the isolation settings
+    (no update check, analytics, feedback or OpenTelemetry export; no retries to wait through)."""
+    top = f'model = "{model}"\nmodel_provider = "glm-proxy"\nmodel_context_window = 128000\n'
     provider = (f'[model_providers.glm-proxy]\nname = "glm-proxy"\nbase_url = "{server}/v1"\n'
                 'env_key = "GLM_PROXY_API_KEY"\nwire_api = "responses"\n')
     if not quiet:
@@ -133,7 +133,7 @@ def codex_config(model: str, server: str, quiet: bool = True) -> str:
 
 
 def codex_env(home: Path, server: str, api_key: str, model: str = CODEX_MODEL) -> dict[str, str]:
-    """Codex with the README's ``config.toml`` in a fresh CODEX_HOME (plus quiet settings)."""
+    """Codex with docs/clients.md's ``config.toml`` in a fresh CODEX_HOME (plus quiet settings)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(codex_config(model, server))

@@ -249,9 +249,9 @@ def serve(port: int, recorder: Recorder) -> ThreadingHTTPServer:
 def run_cli(name: str, port: int, prompt: str, plain: bool = False) -> int:
     """Run one pinned CLI turn against the capture server, in a throwaway home and project.
 
-    ``plain``: only what a user sets (base URL, key, the README's Codex config), none of the
-    quiet settings, to see everything the CLI does by default. It then tries to reach the
-    internet too: use it only where nothing can leave (``unshare -n``, see the docs).
+    ``plain``: only what a user sets (base URL, key, the Codex config of docs/clients.md), none
+    of the quiet settings, to see everything the CLI does by default. It then tries to reach
+    the internet too: use it only where nothing can leave (``unshare -n``, see the docs).
     """
     import tempfile
 
