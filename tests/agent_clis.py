@@ -118,10 +118,11 @@ def claude_env(home: Path, server: str, api_key: str) -> dict[str, str]:
     return env
 
 
-def codex_config(model: str, server: str, quiet: bool = True) -> str:
+def codex_config(model: str | None, server: str, quiet: bool = True) -> str:
     """docs/clients.md's ``config.toml`` for glm-proxy; ``quiet`` adds the isolation settings
     (no update check, analytics, feedback or OpenTelemetry export; no retries to wait through)."""
-    top = f'model = "{model}"\nmodel_provider = "glm-proxy"\nmodel_context_window = 128000\n'
+    top = f'model = "{model}"\n' if model else ""  # none: Codex's own default model
+    top += 'model_provider = "glm-proxy"\nmodel_context_window = 128000\n'
     provider = (f'[model_providers.glm-proxy]\nname = "glm-proxy"\nbase_url = "{server}/v1"\n'
                 'env_key = "GLM_PROXY_API_KEY"\nwire_api = "responses"\n')
     if not quiet:
@@ -132,7 +133,9 @@ def codex_config(model: str, server: str, quiet: bool = True) -> str:
             '[otel]\nexporter = "none"\nmetrics_exporter = "none"\ntrace_exporter = "none"\n')
 
 
-def codex_env(home: Path, server: str, api_key: str, model: str = CODEX_MODEL) -> dict[str, str]:
+def codex_env(home: Path, server: str, api_key: str, model: str | None = CODEX_MODEL) -> (
+    dict[str, str]
+):
     """Codex with docs/clients.md's ``config.toml`` in a fresh CODEX_HOME (plus quiet settings)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)

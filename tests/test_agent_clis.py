@@ -111,3 +111,19 @@ def test_codex_runs_a_call_of_a_namespaced_tool(clis, proxy, simulator, token, w
     assert "Codex said: " in result.stdout, report(result, proxy)
     assert "unsupported call" not in result.stdout, report(result, proxy)
     assert "(no match" not in result.stdout, report(result, proxy)
+
+
+def test_codex_with_its_own_default_model_runs_code(clis, proxy, simulator, token, tmp_path):
+    """No ``model`` in config.toml: Codex picks its own (a ``gpt-*`` name the server maps) and
+    sends its tools as an ``additional_tools`` input item, its only tool for work a free-text
+    ``exec`` tool that runs JavaScript. The script builds the word at run time, so only the
+    tool's output, not the call, holds it."""
+    work = tmp_path / "project"
+    work.mkdir()
+    hexpart = secrets.token_hex(6)
+    code = f'text(["glmword", "{hexpart}"].join("-"));'
+    script(simulator, token, call_block(invoke("exec", input=code)), QUOTE)
+    env = agent_clis.codex_env(tmp_path / "home", proxy.base, token, model=None)
+    result = agent_clis.run(agent_clis.codex_command("Run a script that prints the word."), work,
+                            env)
+    assert_round_trip(result, f"glmword-{hexpart}", proxy, simulator, token)
