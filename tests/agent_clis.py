@@ -145,8 +145,8 @@ def codex_env(home: Path, server: str, api_key: str, model: str | None = CODEX_M
     return env
 
 
-def claude_command(prompt: str) -> list[str]:
-    return [binary("claude"), "-p", prompt]
+def claude_command(prompt: str, *options: str) -> list[str]:
+    return [binary("claude"), "-p", *options, prompt]
 
 
 def codex_command(prompt: str, *options: str) -> list[str]:

@@ -127,3 +127,21 @@ def test_codex_with_its_own_default_model_runs_code(clis, proxy, simulator, toke
     result = agent_clis.run(agent_clis.codex_command("Run a script that prints the word."), work,
                             env)
     assert_round_trip(result, f"glmword-{hexpart}", proxy, simulator, token)
+
+
+def test_claude_code_json_schema_after_a_tool_call(clis, proxy, simulator, token, workdir,
+                                                   tmp_path):
+    """``claude -p --json-schema``: Claude Code offers a StructuredOutput tool for the answer."""
+    work, word = workdir
+    schema = {"type": "object", "properties": {"word": {"type": "string"}},
+              "required": ["word"], "additionalProperties": False}
+    read = call_block(invoke("Read", file_path=str(work / "note.txt")))
+    structured = call_block(invoke("StructuredOutput", word="{echo}"))
+    script(simulator, token, read, {"text": structured, "echo": WORD}, "Done.")
+    env = agent_clis.claude_env(tmp_path / "home", proxy.base, token)
+    prompt = "What is the secret word in note.txt? Read the file to find out."
+    cmd = agent_clis.claude_command(prompt, "--output-format", "json", "--json-schema",
+                                    json.dumps(schema))
+    result = agent_clis.run(cmd, work, env)
+    assert_round_trip(result, word, proxy, simulator, token)
+    assert json.loads(result.stdout)["structured_output"] == {"word": word}, report(result, proxy)
