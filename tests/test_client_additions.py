@@ -248,3 +248,28 @@ def test_the_base_url_answers_with_what_the_server_is(proxy, method):
         about = resp.json()
         assert about["name"] == "glm-proxy" and about["version"] != "unknown"
         assert about["links"] == {"models": "/v1/models", "health": "/healthz"}
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_developer_text_mid_conversation_stays_at_its_place(client, simulator, token, api):
+    script(simulator, token, "ok")
+    turns = [
+        {"role": "user", "content": "first question"},
+        {"role": "assistant", "content": "first answer"},
+        {"role": "developer", "content": "From now on, answer in French."},
+        {"role": "user", "content": "second question"},
+    ]
+    if api == "chat":
+        client.chat.completions.create(model="glm-4", messages=turns)
+    else:
+        client.responses.create(model="glm-4", input=turns, store=False)
+    sent = prompt_text(stream_requests(simulator, token)[-1])
+    order = [
+        sent.index(s)
+        for s in (
+            "first answer",
+            "<|system|>\nFrom now on, answer in French.",
+            "<|user|>\nsecond question",
+        )
+    ]
+    assert order == sorted(order)
