@@ -89,6 +89,15 @@ ADDITIONS = [
     ("messages", {"tools": [{"type": "tool_search_tool_regex_20251119", "name": "ts"}]}, {}),
     ("messages", {"mcp_servers": [{"type": "url", "url": "http://x", "name": "m"}]}, {}),
     (
+        "count_tokens",
+        {
+            "messages": [*USER, {"role": "system", "content": "Skills: none."}],
+            "tools": [{"type": "web_search_20250305", "name": "web_search"}],
+            "context_management": {"edits": []},
+        },
+        {"anthropic-beta": "token-counting-2024-11-01,a-beta-from-2027"},
+    ),
+    (
         "messages",
         {
             "messages": [
@@ -107,19 +116,27 @@ ADDITIONS = [
         {},
     ),
 ]
-PATHS = {"chat": "/chat/completions", "responses": "/responses", "messages": "/messages"}
-BASES = {"chat": CHAT, "responses": RESPONSES, "messages": MESSAGES}
+PATHS = {
+    "chat": "/chat/completions",
+    "responses": "/responses",
+    "messages": "/messages",
+    "count_tokens": "/messages/count_tokens",
+}
+BASES = {"chat": CHAT, "responses": RESPONSES, "messages": MESSAGES, "count_tokens": MESSAGES}
 
 
 @pytest.mark.parametrize(("api", "extra", "headers"), ADDITIONS)
 def test_an_addition_does_not_fail_the_request(proxy, token, api, extra, headers):
     body = {**copy.deepcopy(BASES[api]), **extra}
     sent = {"Authorization": f"Bearer {token}", **headers}
-    if api == "messages":
+    if api in ("messages", "count_tokens"):
         sent["anthropic-version"] = "2023-06-01"
     resp = requests.post(f"{proxy.v1}{PATHS[api]}", json=body, headers=sent, timeout=60)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
+    if api == "count_tokens":
+        assert answer["input_tokens"] > 0
+        return
     text = {
         "chat": lambda: answer["choices"][0]["message"]["content"],
         "responses": lambda: answer["output"][-1]["content"][0]["text"],
@@ -273,3 +290,23 @@ def test_developer_text_mid_conversation_stays_at_its_place(client, simulator, t
         )
     ]
     assert order == sorted(order)
+
+
+def test_left_out_names_are_logged_once_and_bounded(caplog):
+    from prometheus_client import REGISTRY
+
+    from glm_proxy.observability.additions import MOST_NAMES, note_ignored
+
+    def count(name: str) -> float:
+        labels = {"kind": "test_kind", "name": name}
+        return REGISTRY.get_sample_value("glm_proxy_ignored_additions_total", labels) or 0
+
+    with caplog.at_level("WARNING"):
+        note_ignored("test_kind", "alpha", "tools[0]")
+        note_ignored("test_kind", "alpha", "tools[3]")
+    assert count("alpha") == 2
+    assert sum("'alpha'" in r.message for r in caplog.records) == 1
+    for index in range(MOST_NAMES + 5):
+        note_ignored("test_kind", f"t{index} \n<script>")
+    assert count("other") == 6  # past the cap, names share one label
+    assert count("t0___script_") == 1  # cut to a safe alphabet

@@ -107,3 +107,18 @@ def test_strict_models_refuses_client_names_clearly(strict_proxy, token):
         timeout=10,
     )
     assert models.status_code == 404
+
+
+def test_anthropic_callers_get_the_anthropic_models_shape(proxy, token):
+    claude = anthropic.Anthropic(base_url=proxy.base, api_key=token, max_retries=0, timeout=30)
+    page = claude.models.list()
+    ids = [m.id for m in page.data]
+    assert "glm-5.3" in ids and all(m.type == "model" for m in page.data)
+    assert page.data[0].created_at.year == 2025
+    model = claude.models.retrieve("claude-opus-4-8")
+    assert (model.id, model.type, model.display_name) == (
+        "claude-opus-4-8",
+        "model",
+        "claude-opus-4-8",
+    )
+    assert model.model_extra["context_window"] == 128000

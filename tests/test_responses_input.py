@@ -328,3 +328,28 @@ def test_codex_shaped_request_maps():
     assert "tool" in roles and roles[-1] == "user"
     assert json.dumps(request).count('"type": "reasoning"') >= 1  # present, and dropped:
     assert all("encrypted" not in json.dumps(m) for m in chat["messages"])
+
+
+def test_additional_tools_items_are_offered_and_functions_members_stay_plain():
+    item = {
+        "type": "additional_tools",
+        "role": "developer",
+        "tools": [
+            {
+                "type": "namespace",
+                "name": "functions",
+                "tools": [{"type": "custom", "name": "exec", "description": "Run code."}],
+            },
+            {
+                "type": "namespace",
+                "name": "clock",
+                "tools": [{"type": "function", "name": "sleep", "parameters": {"type": "object"}}],
+            },
+        ],
+    }
+    mapped = to_chat_body(body(input=[item, {"role": "user", "content": "hi"}]))
+    names = [t["function"]["name"] for t in mapped.chat_body["tools"]]
+    assert names == ["exec", "clock__sleep"]
+    assert mapped.custom_tools == frozenset({"exec"})
+    assert mapped.namespaced == {"clock__sleep": ("clock", "sleep")}
+    assert [m["role"] for m in mapped.chat_body["messages"]] == ["user"]

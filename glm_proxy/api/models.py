@@ -6,11 +6,17 @@ fetched once per ``GLM_CATALOGUE_TTL`` (cached in the store, so every worker
 shares it) and each upstream model is listed with its modes (``<model>``,
 ``<model>-thinking``, ``<model>-deep``); otherwise ``GLM_STATIC_MODELS`` is
 listed the same way. Either way the names become known to the model table.
+
+A caller that sends ``anthropic-version`` (the Anthropic SDK, Claude Code) gets
+the Anthropic Models API's shape (``type: model``, ``display_name``,
+``created_at``, ``has_more``); everyone else OpenAI's. Chat models carry their
+context window either way (``MODEL_CONTEXT_WINDOW``).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 from flask import Blueprint, Response, request
@@ -89,7 +95,30 @@ def list_models() -> Response:
     window = svc.settings.model_context_window
     data = [ModelTable.to_openai(spec, window) for spec in web]
     data += [ModelTable.to_openai(s, window) for s in table.listed() if s.name not in seen]
+    if _anthropic_caller():
+        models = [_anthropic(entry) for entry in data]
+        return json_response(
+            {
+                "data": models,
+                "has_more": False,
+                "first_id": models[0]["id"] if models else None,
+                "last_id": models[-1]["id"] if models else None,
+            }
+        )
     return json_response({"object": "list", "data": data})
+
+
+def _anthropic_caller() -> bool:
+    return "anthropic-version" in request.headers
+
+
+def _anthropic(entry: dict) -> dict:
+    """An OpenAI model object in the Anthropic Models API's shape."""
+    created = datetime.fromtimestamp(entry["created"], UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    model = {"type": "model", "id": entry["id"], "display_name": entry["id"], "created_at": created}
+    if "context_window" in entry:
+        model["context_window"] = entry["context_window"]
+    return model
 
 
 @bp.get("/<path:model_id>")
@@ -105,4 +134,5 @@ def get_model(model_id: str) -> Response:
         raise NotFound(
             f"The model '{model_id}' does not exist.", param="model", code="model_not_found"
         )
-    return json_response(ModelTable.to_openai(spec, svc.settings.model_context_window))
+    entry = ModelTable.to_openai(spec, svc.settings.model_context_window)
+    return json_response(_anthropic(entry) if _anthropic_caller() else entry)

@@ -65,15 +65,15 @@ class AnthropicToolsField(fields.Field):
     """
 
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
-        kept, left_out = offered(value, (None, "custom"))
+        kept, kept_at, left_out = offered(value, (None, "custom"))
         for index, kind in left_out:
             note_ignored("tool_type", kind, f"tools[{index}]")
         try:
             anthropic_specs(kept)
         except ToolDefinitionError as exc:
             path = exc.path
-            if path and isinstance(path[0], int) and isinstance(value, list):
-                path = (value.index(kept[path[0]]), *path[1:])  # the index the client sent
+            if path and isinstance(path[0], int) and path[0] < len(kept_at):
+                path = (kept_at[path[0]], *path[1:])  # the index the client sent
             raise ValidationError(nest_error(path, str(exc))) from None
         return kept
 

@@ -102,15 +102,15 @@ class ToolsField(fields.Field):
     """
 
     def _deserialize(self, value: Any, attr, data, **kwargs) -> Any:
-        kept, left_out = offered(value, ("function",))
+        kept, kept_at, left_out = offered(value, ("function",))
         for index, kind in left_out:
             note_ignored("tool_type", kind, f"tools[{index}]")
         try:
             check_tools(kept)
         except ToolDefinitionError as exc:
             path = exc.path
-            if path and isinstance(path[0], int) and isinstance(value, list):
-                path = (value.index(kept[path[0]]), *path[1:])  # the index the client sent
+            if path and isinstance(path[0], int) and path[0] < len(kept_at):
+                path = (kept_at[path[0]], *path[1:])  # the index the client sent
             raise ValidationError(nest_error(path, str(exc))) from None
         return kept
 

@@ -77,16 +77,19 @@ def _checked_schema(text: str) -> str:
     return ""
 
 
-def offered(tools: Any, known: tuple[str | None, ...]) -> tuple[Any, list[tuple[int, str]]]:
-    """The tools whose ``type`` is one of ``known``, and (index, type) of the others.
+def offered(
+    tools: Any, known: tuple[str | None, ...]
+) -> tuple[Any, list[int], list[tuple[int, str]]]:
+    """The tools whose ``type`` is one of ``known``, their indexes, and (index, type) of the others.
 
     Only a tool with a ``type`` string the server does not know is left out; a
     malformed entry (not an object, no ``type``) stays, for the check to refuse.
     Anything but a list is returned as is.
     """
     if not isinstance(tools, list):
-        return tools, []
+        return tools, [], []
     kept: list[Any] = []
+    kept_at: list[int] = []
     left_out: list[tuple[int, str]] = []
     for index, tool in enumerate(tools):
         kind = tool.get("type") if isinstance(tool, dict) else None
@@ -94,7 +97,8 @@ def offered(tools: Any, known: tuple[str | None, ...]) -> tuple[Any, list[tuple[
             left_out.append((index, kind))
         else:
             kept.append(tool)
-    return kept, left_out
+            kept_at.append(index)
+    return kept, kept_at, left_out
 
 
 def check_tools(tools: Any) -> tuple[ToolSpec, ...]:
