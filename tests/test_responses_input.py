@@ -224,6 +224,10 @@ def test_a_namespaced_call_in_the_history_keeps_its_flat_name():
         ]
     )
     assert messages[0]["tool_calls"][0]["function"]["name"] == "multi_agent_v1__spawn_agent"
+    plain = to_messages(
+        [{"type": "function_call", "call_id": "c2", "name": "exec", "namespace": "functions"}]
+    )
+    assert plain[0]["tool_calls"][0]["function"]["name"] == "exec"  # Codex's default namespace
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from glm_proxy.observability.additions import note_ignored
 from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
 from glm_proxy.services.responses_tools import (
     ADDITIONAL_TOOLS,
+    PLAIN_NAMESPACE,
     WEB_SEARCH_TOOLS,
     ToolOffer,
     flat_name,
@@ -145,7 +146,7 @@ def _tool_call(item: dict[str, Any], path: str) -> dict[str, Any]:
     if not isinstance(name, str) or not name:
         raise _bad(f"{path}.name", "a tool call item needs a `name`.")
     namespace = item.get("namespace")
-    if isinstance(namespace, str) and namespace:
+    if isinstance(namespace, str) and namespace and namespace != PLAIN_NAMESPACE:
         name = flat_name(namespace, name)  # the name the member was offered under
     if item.get("type") == "custom_tool_call":
         arguments = orjson.dumps({CUSTOM_INPUT: str(item.get("input") or "")}).decode()

@@ -30,6 +30,7 @@ from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, check_tool
 
 __all__ = [
     "ADDITIONAL_TOOLS",
+    "PLAIN_NAMESPACE",
     "WEB_SEARCH_TOOLS",
     "ToolOffer",
     "flat_name",
