@@ -43,3 +43,16 @@ def test_script_queue_is_per_account_and_validated(simulator, token):
     assert requests.post(base, json={"answers": [{"text": "x"}]}, timeout=5).status_code == 400
     resp = requests.post(base, json={"token": token, "answers": [{"text": "x"}]}, timeout=5)
     assert resp.json()["pending"][token] == 1
+
+
+def test_echo_answers_with_what_the_prompt_holds(client, simulator, token):
+    echo = {"text": "the word is {echo}.", "echo": r"word-(\w+)"}
+    script(simulator, token, echo, echo)
+    said = [{"role": "user", "content": "old word-one, then word-two"}]
+    first = client.chat.completions.create(model="glm-4", messages=said)
+    assert first.choices[0].message.content == "the word is two."  # the last match, group 1
+    silent = [{"role": "user", "content": "nothing to quote"}]
+    second = client.chat.completions.create(model="glm-4", messages=silent)
+    assert "no match" in second.choices[0].message.content
+    bad = {"token": token, "answers": [{"text": "x", "echo": "("}]}
+    assert requests.post(f"{simulator.base}/_sim/script", json=bad, timeout=5).status_code == 400

@@ -12,7 +12,12 @@ An answer::
      "cuts": [3, 10],          # snapshot ends: the text grows as text[:3], text[:10], text
      "steps": 4,               # or: N even snapshots (default 1 = all at once)
      "shape": "delta",         # optional all | current | delta
-     "chunk": 0, "delay": 0}   # optional bytes per write / seconds between events
+     "chunk": 0, "delay": 0,   # optional bytes per write / seconds between events
+     "echo": "word-\\w+"}      # optional: "{echo}" in text becomes this regex's last match
+                               # in the prompt (group 1 if it has one)
+
+``echo`` lets a test answer with what only the client knows, e.g. the output of a tool the
+client ran: the second answer of a tool round trip quotes the tool result it was sent.
 
 ``cuts`` puts the upstream event boundaries exactly where a test wants them,
 e.g. at every character of a tool-call block.
@@ -20,6 +25,7 @@ e.g. at every character of a tool-call block.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from typing import Any
@@ -48,7 +54,22 @@ def _check(answer: Any) -> str:
         return "'cuts' must be a list of positive integers"
     if answer.get("shape") not in (None, *SHAPES):
         return f"'shape' must be one of {SHAPES}"
+    echo = answer.get("echo")
+    if echo is not None:
+        try:
+            re.compile(echo)
+        except (TypeError, re.error):
+            return "'echo' must be a regular expression"
     return ""
+
+
+def _echoed(text: str, pattern: str, prompt: str) -> str:
+    """``text`` with "{echo}" replaced by the pattern's last match in the prompt."""
+    matches = list(re.finditer(pattern, prompt))
+    if not matches:
+        return text.replace("{echo}", f"(no match for {pattern!r} in the prompt)")
+    last = matches[-1]
+    return text.replace("{echo}", last.group(1) if last.re.groups else last.group(0))
 
 
 @bp.post("/script")
@@ -86,7 +107,7 @@ def _snapshots(text: str, answer: dict[str, Any]) -> list[str]:
     return prefixes(text, int(answer.get("steps") or 1)) if text else [text]
 
 
-def take(refresh_token: str) -> Script | None:
+def take(refresh_token: str, prompt: str = "") -> Script | None:
     """The next queued answer for this account (or for any), as a simulator script."""
     with _lock:
         queues = _queues()
@@ -98,6 +119,8 @@ def take(refresh_token: str) -> Script | None:
         else:
             return None
     text = answer["text"]
+    if answer.get("echo") is not None:
+        text = _echoed(text, answer["echo"], prompt)
     segments: list[Segment] = []
     if answer.get("think"):
         segments.append(growing("think", answer["think"], 2))

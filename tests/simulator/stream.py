@@ -260,7 +260,7 @@ def _plan(
     else:
         default = "text"
     message_id = hex24()
-    script = scripted.take(lease.acc.refresh_token) or build_script(
+    script = scripted.take(lease.acc.refresh_token, prompt) or build_script(
         prompt, conv.turns, message_id, base_url(), default
     )
     is_e3 = e3.is_e3()
