@@ -2,8 +2,8 @@
 them, and the isolated environment each needs to talk only to a server on 127.0.0.1.
 
 The pins live here and nowhere else: ``.ci/run`` installs them through
-``python3 -m tests.agent_cli.install_clis`` and ``tests/clients/test_agent_clis.py`` runs them. Bumping a
-version is editing ``PINS`` (see docs/agent-cli-tests.md for what to check then).
+``python3 -m tests.agent_cli.install_clis`` and ``tests/clients/test_agent_clis.py`` runs
+them. Bumping a version is editing ``PINS`` (see docs/agent-cli-tests.md for what to check then).
 
 Isolation: each run gets its own HOME and config folder (no user settings, no login, no
 history) and every update check, telemetry and feedback channel the CLI has turned off by its
