@@ -12,7 +12,6 @@ import logging
 from flask import Blueprint, Response, request
 from werkzeug.exceptions import HTTPException
 
-from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.errors import GLMProxyError
@@ -21,6 +20,7 @@ from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
+from glm_proxy.streaming.pump import respond
 from glm_proxy.web import _http_error, anthropic_error_response, read_json, request_record
 
 log = logging.getLogger(__name__)
