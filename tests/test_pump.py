@@ -1,24 +1,32 @@
-"""The streaming pump (``glm_proxy.api._streaming.pump``) with a hand-fed job queue.
+"""The streaming pump (``glm_proxy.streaming.pump.respond``) with a hand-fed job queue.
 
 The job is a real ``AnswerJob`` whose producer never runs: the test puts the
-items in its queue, so batching, keep-alives, the error path and the cleanup
-in ``finally`` are seen exactly as the pump does them.
+items in its queue and iterates the WSGI body of the response ``respond()``
+returns, as a server does, so batching, keep-alives, the error path and the
+cleanup are seen exactly as the pump does them.
 """
 
 from __future__ import annotations
 
+import socket
+import time
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
 import gevent
 import gevent.event
 import orjson
+from flask import Flask, Response, request
 
-from glm_proxy.api._streaming import pump
 from glm_proxy.errors import UpstreamError
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
 from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
-from glm_proxy.services.job_queue import Failure, JobDone
+from glm_proxy.streaming.pump import respond
+from glm_proxy.streaming.queue import Failure, JobDone
 
 
 class HandFedJob(AnswerJob):
@@ -26,9 +34,44 @@ class HandFedJob(AnswerJob):
         super().__init__(services=None, candidates=(), request=None)
         self.cancels = 0
         self.conversation_id = "conv1"
+        self._leased.set()  # never in line for an account
 
     def cancel(self) -> None:
         self.cancels += 1
+
+
+APP = Flask(__name__)
+
+
+def pump(
+    job: Any,
+    wire: Any,
+    keepalive_interval: float,
+    record: RequestRecord,
+    *,
+    stall_timeout: float = 0,
+    client: socket.socket | None = None,
+    header_wait: float = 0.01,
+) -> Iterator[bytes]:
+    """The body of ``respond()``'s streamed response, iterated as a WSGI server does."""
+    settings = SimpleNamespace(
+        keepalive_interval=keepalive_interval,
+        stream_stall_timeout=stall_timeout,
+        stream_header_wait=header_wait,
+        stream_send_buffer=0,
+    )
+    overrides = {"gunicorn.socket": client} if client is not None else {}
+    with APP.test_request_context("/", method="POST", environ_overrides=overrides):
+        response = respond(
+            job,
+            wire,
+            stream=True,
+            settings=settings,  # type: ignore[arg-type]
+            record=record,
+            error_response=lambda error: Response(str(error), status=error.status),
+        )
+        environ = request.environ
+    return response(environ, lambda status, headers, exc_info=None: None)
 
 
 def wire() -> ChatWire:
@@ -62,9 +105,11 @@ def test_silence_sends_keepalives_in_the_wire_format() -> None:
 
 def test_failure_is_one_error_event_and_the_end() -> None:
     job = HandFedJob()
-    job.queue.put(Failure(UpstreamError("boom")))
     fields = RequestRecord()
-    out = list(pump(job, wire(), 5, fields))
+    body = pump(job, wire(), 5, fields)
+    # after the opening committed to the stream (a failure before it keeps its status)
+    gevent.spawn_later(0.1, job.queue.put, Failure(UpstreamError("boom")))
+    out = list(body)
     assert out == [b"data: " + orjson.dumps(UpstreamError("boom").to_dict()) + b"\n\n"]
     assert len(out) == 1 and b"[DONE]" not in out[0] and b"chat.completion.chunk" not in out[0]
     assert fields.error and job.cancels == 1
@@ -98,8 +143,6 @@ def test_a_slow_producer_is_not_waited_for_between_batches() -> None:
 
 
 def test_a_write_pending_past_the_stall_timeout_aborts_the_job_and_hangs_up() -> None:
-    import socket
-
     class Recording(HandFedJob):
         aborted_with: list = []
 
@@ -112,7 +155,9 @@ def test_a_write_pending_past_the_stall_timeout_aborts_the_job_and_hangs_up() ->
     try:
         gen = pump(job, wire(), 5, RequestRecord(), stall_timeout=0.2, client=server)
         next(gen)  # the server now "writes" this and never comes back for more
-        gevent.sleep(0.6)
+        deadline = time.monotonic() + 5
+        while not job.aborted_with and time.monotonic() < deadline:
+            gevent.sleep(0.05)
         assert [e.code for e in job.aborted_with] == ["client_stalled"]
         client.settimeout(2)
         assert client.recv(10) == b""  # the connection was shut down
@@ -139,8 +184,6 @@ def test_a_write_that_returns_in_time_is_not_a_stall() -> None:
 
 def test_the_opening_decision_is_made_once() -> None:
     """A view that asked first and then ``respond()`` must not wait the header time twice."""
-    import time
-
     job = HandFedJob()
     job.wait_leased = lambda timeout=None: True  # type: ignore[method-assign]
     started = time.monotonic()
