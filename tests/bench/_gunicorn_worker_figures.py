@@ -32,9 +32,8 @@ _SLEEP = 0.010
 def post_worker_init(worker):  # noqa: F811
     _post_worker_init(worker)
     import gevent
-    from gunicorn.workers import base_async
-
     from gunicorn.http import wsgi
+    from gunicorn.workers import base_async
 
     from glm_proxy.services import answer
 
