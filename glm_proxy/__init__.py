@@ -13,7 +13,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from glm_proxy import attachments, console, pool, store, upstream, web
     from glm_proxy.access import auth, limits
     from glm_proxy.api import register_blueprints
-    from glm_proxy.api._chunked import RememberStartResponse
     from glm_proxy.config import Settings
     from glm_proxy.model_table import ModelTable
     from glm_proxy.observability import logs
@@ -52,7 +51,4 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     register_blueprints(app)
     console.init_app(app)
-    # The pump sends gunicorn's head with the first chunk (glm_proxy.api._chunked).
-    # Flask's documented way to wrap its WSGI app; mypy sees a method replaced.
-    app.wsgi_app = RememberStartResponse(app.wsgi_app)  # type: ignore[method-assign]
     return app

@@ -225,7 +225,7 @@ def init_app(app: Flask) -> None:
 
         def write_log() -> None:
             elapsed = time.perf_counter() - record.started
-            # A stream's status is decided after this hook (glm_proxy.api._opening).
+            # A stream's status is decided after this hook (glm_proxy.streaming.opening).
             status = record.status or hooked_status
             if streaming:
                 metrics.ACTIVE_STREAMS.dec()

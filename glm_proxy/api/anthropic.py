@@ -11,7 +11,6 @@ from __future__ import annotations
 from flask import Blueprint, Response
 
 from glm_proxy.access.auth import Caller
-from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
 from glm_proxy.ids import uuid4_hex
@@ -19,6 +18,7 @@ from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
 from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
+from glm_proxy.streaming.pump import respond
 from glm_proxy.web import admitted, anthropic_error_response, read_json, request_record
 
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")

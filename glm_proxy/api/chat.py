@@ -1,6 +1,6 @@
 """``POST /v1/chat/completions``: thin view over the chat service.
 
-The answer goes out through the streaming pump (``glm_proxy.api._streaming``)
+The answer goes out through the streaming pump (``glm_proxy.streaming.pump``)
 in the Chat Completions wire format (``glm_proxy.protocol.formats.openai.ChatWire``):
 errors before any output keep their real HTTP status, a later failure is one
 final ``data: {"error": ...}`` event, and the lease and the upstream
@@ -14,8 +14,7 @@ import time
 from flask import Blueprint, Response
 
 from glm_proxy.access.auth import Caller
-from glm_proxy.api._multi import respond_choices
-from glm_proxy.api._streaming import respond
+from glm_proxy.api.choices import respond_choices
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.ids import uuid4_hex
@@ -23,6 +22,7 @@ from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.services.controls import reasoning_style
+from glm_proxy.streaming.pump import respond
 from glm_proxy.web import admitted, error_response, read_json, request_record
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from flask import Blueprint, Response, request
 
 from glm_proxy.access.auth import Caller
-from glm_proxy.api._streaming import respond
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
@@ -24,6 +23,7 @@ from glm_proxy.services import Services, services
 from glm_proxy.services import responses as turns
 from glm_proxy.services.answer import AnswerJob
 from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
+from glm_proxy.streaming.pump import respond
 from glm_proxy.web import admitted, error_response, json_response, read_json, request_record
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")

@@ -91,14 +91,16 @@ def generate(caller: Caller) -> Response:
         kind, value = worker.value
         return json_response(_success(value)) if kind == "ok" else error_response(value)
     return Response(
-        _wait(worker, svc.settings.keepalive_interval, record),
+        _body_when_ready(worker, svc.settings.keepalive_interval, record),
         status=200,
         mimetype="application/json",
         headers=WAIT_HEADERS,
     )
 
 
-def _wait(worker: gevent.Greenlet, interval: float, record: RequestRecord) -> Iterator[bytes]:
+def _body_when_ready(
+    worker: gevent.Greenlet, interval: float, record: RequestRecord
+) -> Iterator[bytes]:
     """Whitespace every ``interval`` until the video is ready, then the JSON body."""
     try:
         while not worker.ready():

@@ -66,7 +66,7 @@ class ServingSettings:
 class StreamingSettings:
     """Streaming core: a client that stops reading, and the drain on shutdown.
 
-    The pump (``api/_streaming.py``) enforces these once for every wire format.
+    The pump (``glm_proxy.streaming``) enforces these once for every wire format.
     """
 
     stream_queue_items: int = setting(

@@ -150,7 +150,6 @@ class HealthBook:
         return health
 
 
-
 def describe_error(error: GLMProxyError) -> str:
     """A short, secret-free description for the admin API."""
     upstream = getattr(error, "upstream_code", None)

@@ -322,7 +322,7 @@ class AccountPool(HealthBook):
         except Exception as exc:  # noqa: BLE001 - tickets and leases expire on their own
             log.warning("could not leave the account queue: %s", type(exc).__name__)
 
-    def all_dead(self, accounts: Iterable[Account], error: RefreshTokenExpired) -> GLMProxyError:
+    def all_dead(self, accounts: Iterable[Account], error: GLMProxyError) -> GLMProxyError:
         """The error for a request whose every candidate just turned out dead (40102).
 
         A pass-through caller sent those refresh tokens: ``error`` (401, log in

@@ -23,10 +23,10 @@ class ClientStalled(GLMProxyError):
 
 
 class ClientGone(GLMProxyError):
-    """Writing the answer to the client failed (it hung up): nobody is left to tell.
+    """The client hung up before its answer began: nobody is left to tell.
 
-    Raised in the producer when it wrote to the client itself (the pump's sink);
-    the pump then ends the response as a failed write would.
+    Raised into the producer of a job still waiting in line for an account
+    when its client's connection closes (``glm_proxy.streaming.line_watch``).
     """
 
     status = 400

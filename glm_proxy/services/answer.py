@@ -22,14 +22,10 @@ arrives here as ``cancel()`` stopping the producer):
 One attempt (lease, request, translate, filter, hand over, clean up) is an
 ``Attempt`` (``services.producer``); the job drives attempts and the queue.
 
-Direct delivery: while a streaming pump waits on an empty queue it may lend
-the job a ``sink``, a function that writes deltas to the client itself. The
-producer then hands each upstream read's deltas to the sink in one call
-(``flush``) instead of queueing them one by one for the pump to wake up for;
-the last item (``JobDone``/``Failure``) always goes through the queue, and
-so do the deltas of the read that ended the upstream answer, just before it:
-the pump writes them with the answer's end in one write. Order is kept:
-deltas go to the sink only when nothing is queued before them.
+The producer only produces: it puts each delta in the job's bounded queue
+(``put``) and waits while it is full; the streaming pump
+(``glm_proxy.streaming``) is the queue's one reader and the only code that
+writes to the client.
 """
 
 from __future__ import annotations
@@ -50,11 +46,11 @@ from glm_proxy.protocol.events import Delta
 from glm_proxy.protocol.parsers import FilterFactory
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.aborts import ClientStalled
-from glm_proxy.services.job_queue import Failure, JobDone, QueuedItems, item_bytes
 from glm_proxy.services.memory_trim import trim_when_idle
 from glm_proxy.services.producer import Attempt
-from glm_proxy.services.retry import Raise, on_failure
+from glm_proxy.services.retry import Raise, Retry, on_failure
 from glm_proxy.store.fairness import FairShare
+from glm_proxy.streaming.queue import Failure, JobDone, QueuedItems, item_bytes
 
 if TYPE_CHECKING:
     from glm_proxy.services import Services
@@ -104,8 +100,6 @@ class AnswerRequest:
 
 
 class AnswerJob(QueuedItems):
-    direct_delivery = True
-
     def __init__(
         self, services: Services, candidates: tuple[Account, ...], request: AnswerRequest
     ) -> None:
@@ -129,9 +123,6 @@ class AnswerJob(QueuedItems):
         self.attempts = 0
         self._greenlet: gevent.Greenlet | None = None
         self._peeked: Any = None
-        # The pump's direct writer while it waits on an empty queue (see the docstring).
-        self.sink: Callable[[list[Any]], None] | None = None
-        self._unsent: list[Any] = []  # deltas of the current upstream read, for flush()
         self._leased = Event()  # set once an account is leased (or the job ended)
         self._attempt: Attempt | None = None  # the attempt in progress, if any
         # The client went away (``cancel()``): the producer stops at the next step. A plain
@@ -228,41 +219,14 @@ class AnswerJob(QueuedItems):
     # -- producer side -------------------------------------------------------
 
     def put(self, item: Any) -> None:
-        """Queue an item for the client; waits while the queue is full (backpressure).
+        """Queue an item for the client; waits while the queue is full in items or in bytes.
 
-        With a sink lent and nothing queued, the item is kept for ``flush()``
-        instead (it is written with the rest of the same upstream read).
-
-        Raises ``ClientStalled`` when nothing was taken for twice
-        ``STREAM_STALL_TIMEOUT`` (the pump's watch acts first, after one).
+        That wait is the backpressure: a client that stops reading stops the
+        producer, which stops reading the upstream. One item always fits in
+        an empty queue, however large. Raises ``ClientStalled`` when nothing
+        was taken for twice ``STREAM_STALL_TIMEOUT`` (the pump's watch acts
+        first, after one).
         """
-        if self._unsent or (self.sink is not None and not self.queue.qsize()):
-            self._unsent.append(item)
-            return
-        self._enqueue(item)
-
-    def flush(self) -> None:
-        """Deliver the kept deltas: to the sink if it is still lent, else to the queue.
-
-        The producer calls it after each upstream read, before it waits again
-        (not after the read that ended the upstream answer: ``_put_final``
-        queues those deltas with the end). A sink's write may block (a slow
-        client: backpressure) or raise ``ClientGone``; either way the deltas
-        are no longer kept.
-        """
-        unsent = self._unsent
-        if not unsent:
-            return
-        self._unsent = []
-        sink = self.sink
-        if sink is not None and not self.queue.qsize():
-            sink(unsent)
-            return
-        for item in unsent:
-            self._enqueue(item)
-
-    def _enqueue(self, item: Any) -> None:
-        """Queue ``item``; waits while the queue is full in items or in bytes."""
         if self.byte_limit:
             size = item_bytes(item)
             # One item always fits in an empty queue, however large.
@@ -277,20 +241,12 @@ class AnswerJob(QueuedItems):
             raise ClientStalled("the client stopped reading the answer") from None
 
     def _put_final(self, item: Any) -> None:
-        """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it.
-
-        Deltas still kept (the upstream's last read: it was not flushed, the
-        answer ended with it) are queued before it, so that the pump writes
-        them, the answer's end and the body's last chunk in one write.
-        """
-        unsent, self._unsent = self._unsent, []
+        """The last item (``JobDone``/``Failure``); dropped if a stalled client never takes it."""
         try:
-            for delta in unsent:
-                self._enqueue(delta)
             if self.byte_limit:
                 self.queued_bytes += item_bytes(item)
             self.queue.put(item, timeout=self.stall_timeout)
-        except (Full, ClientStalled):
+        except Full:
             log.info("client gone or stalled: final %s dropped", type(item).__name__)
 
     def _run(self) -> None:
@@ -358,7 +314,7 @@ class AnswerJob(QueuedItems):
                 failure = self.aborted or exc
                 self._report(account, failure)
                 tried.add(account.fingerprint)
-                decision = on_failure(
+                decision: Retry | Raise | None = on_failure(
                     failure,
                     committed=attempt.committed,
                     attempts=self.attempts,
@@ -406,7 +362,7 @@ class AnswerJob(QueuedItems):
             self.services.pool.report_dead(account, exc)
             self.services.upstream.invalidate(account)
         elif isinstance(exc, UpstreamRetryable) and (
-            not isinstance(exc, UpstreamBusy) or getattr(exc, "reason", "")
+            not isinstance(exc, UpstreamBusy) or bool(getattr(exc, "reason", ""))
         ):
             self.services.pool.report_failure(account, exc)
 

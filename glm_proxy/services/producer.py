@@ -52,8 +52,6 @@ class Job(Protocol):
 
     def put(self, item: Any) -> None: ...
 
-    def flush(self) -> None: ...
-
 
 class Attempt:
     """One try: request, translate, filter, hand over; then ``finish()`` cleans up."""
@@ -98,9 +96,6 @@ class Attempt:
         self.completed = True
         if not self.committed:
             self._commit()  # a buffered (or fully held) answer, complete: hand it over
-        if self.answered:
-            self.job.flush()  # the upstream answer is stopped next (a request): deliver first
-        # Otherwise what the last read brought goes out with the answer's end (``JobDone``).
 
     def _reask(self, reask: Reask) -> None:
         """Prompt once more in the same conversation; the first try never reached the client."""
@@ -120,7 +115,7 @@ class Attempt:
         self.started = None
         if self.response is not None:
             self.response.close()
-        payload = request.build_followup(self.account, conversation_id, reask.text)  # type: ignore[misc]
+        payload = request.build_followup(self.account, conversation_id, reask.text)
         if self._read(payload, final=True) is not None:
             raise UpstreamError("the model's answer could not be used even after a correction")
 
@@ -143,7 +138,6 @@ class Attempt:
                 self._feed(translator, event)
             if self.answered:
                 break  # a filter ended the answer (stop string, length): read no further
-            job.flush()  # this read's deltas go out together, before the next wait
         else:
             for event in decoder.finish():
                 self._feed(translator, event)
@@ -167,30 +161,22 @@ class Attempt:
             return
         self.events += 1
         snapshots = self.snapshots
+        assert snapshots is not None, "set by _read before any event"
         try:
-            parsed = snapshots.feed(raw)  # type: ignore[union-attr] - set by _read
+            parsed = snapshots.feed(raw)
         except orjson.JSONDecodeError:
             parsed = decode_json(event)  # the lenient parse, or the protocol error
         growth = snapshots.growth  # the last event with one string grown: a cheaper feed
         if growth is None:
             deltas = translator.feed(parsed)
         else:  # the event itself is built only if the translator needs it
-            deltas = translator.feed_grown(snapshots.current, growth)  # type: ignore[union-attr]
+            deltas = translator.feed_grown(snapshots.current, growth)
             # The previous text is a whole copy of the answer: a producer that waits
             # below for a client that stopped reading must not keep it alive.
             snapshots.growth = growth = None
-        job = self.job
-        if self.committed and self.filter is None:
-            # what _hand_over and _deliver do with such a delta, without their two calls
-            for delta in deltas:
-                if type(delta) is ConversationStarted:
-                    self._hand_over(delta)
-                else:
-                    job.put(delta)
-        else:
-            for delta in deltas:
-                self._hand_over(delta)
-        if job.cancelled:
+        for delta in deltas:
+            self._hand_over(delta)
+        if self.job.cancelled:
             # cancel() let us read on only to learn the conversation id (see AnswerJob.cancel)
             raise gevent.GreenletExit
 

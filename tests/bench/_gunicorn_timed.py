@@ -4,7 +4,8 @@ Each streamed chat request appends one line to ``GLM_PROXY_TIMELINE``: the
 ``perf_counter_ns`` (one clock for every process on the machine) at which the
 worker's handler got the request, read the body, sent the upstream request,
 had the upstream's head, handed the first delta to the job and wrote the first
-chunk. The wrappers cost a few microseconds each.
+chunk (gunicorn's first write of body bytes). The wrappers cost a few
+microseconds each.
 """
 
 import os
@@ -31,12 +32,24 @@ def _mark_around(owner, name: str, label: str, *, after: bool = False) -> None:
     setattr(owner, name, timed)
 
 
+def _mark_first_body_write(response_class) -> None:
+    original = response_class.write
+
+    def write(self, arg):
+        result = original(self, arg)
+        if arg:
+            _marks.append(("first chunk written", time.perf_counter_ns()))
+        return result
+
+    response_class.write = write
+
+
 def post_worker_init(worker):  # noqa: F811
     _post_worker_init(worker)
+    from gunicorn.http import wsgi
     from gunicorn.workers import base_async
 
     import glm_proxy.api.chat as chat
-    from glm_proxy.api import _stream_state
     from glm_proxy.services import answer
     from glm_proxy.upstream import client
 
@@ -44,7 +57,7 @@ def post_worker_init(worker):  # noqa: F811
     _mark_around(client.UpstreamClient, "_send", "upstream request")
     _mark_around(client.UpstreamClient, "_send", "upstream head", after=True)
     _mark_around(answer.AnswerJob, "put", "first delta")
-    _mark_around(_stream_state.StreamState, "write", "first chunk written", after=True)
+    _mark_first_body_write(wsgi.Response)
     out = open(os.environ["GLM_PROXY_TIMELINE"], "a")  # noqa: SIM115 - open for the worker's life
     handle = base_async.AsyncWorker.handle_request
 

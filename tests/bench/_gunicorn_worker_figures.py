@@ -32,9 +32,9 @@ _SLEEP = 0.010
 def post_worker_init(worker):  # noqa: F811
     _post_worker_init(worker)
     import gevent
+    from gunicorn.http import wsgi
     from gunicorn.workers import base_async
 
-    from glm_proxy.api import _stream_state
     from glm_proxy.services import answer
 
     out = open(os.environ["GLM_BENCH_WORKER_FIGURES"], "a")  # noqa: SIM115 - the worker's life
@@ -52,6 +52,7 @@ def post_worker_init(worker):  # noqa: F811
 
     def timed_start(job, *args, **kwargs):
         result = start(job, *args, **kwargs)
+        gevent.getcurrent().bench_job = job  # the request's greenlet writes its body
         arrived = getattr(gevent.getcurrent(), "bench_arrived", None)
         if arrived is not None:
             note("request", time.perf_counter() - arrived)
@@ -64,12 +65,12 @@ def post_worker_init(worker):  # noqa: F811
             job.bench_put = time.perf_counter()
         return put(job, item)
 
-    write = _stream_state.StreamState.write
+    write = wsgi.Response.write
 
-    def timed_write(state, data, *args, **kwargs):
-        result = write(state, data, *args, **kwargs)
-        job = state.job
-        put_at = job.__dict__.get("bench_put")
+    def timed_write(response, data):
+        result = write(response, data)
+        job = getattr(gevent.getcurrent(), "bench_job", None)
+        put_at = job.__dict__.get("bench_put") if job is not None else None
         if data and put_at is not None and not job.__dict__.get("bench_written"):
             job.bench_written = True
             note("deliver", time.perf_counter() - put_at)
@@ -91,6 +92,6 @@ def post_worker_init(worker):  # noqa: F811
     base_async.AsyncWorker.handle_request = handle_request
     answer.AnswerJob.start = timed_start
     answer.AnswerJob.put = timed_put
-    _stream_state.StreamState.write = timed_write
+    wsgi.Response.write = timed_write
     gevent.spawn(watch_stalls)
     gevent.spawn(flush)

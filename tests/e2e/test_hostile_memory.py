@@ -23,8 +23,8 @@ from glm_proxy.config import Settings
 from glm_proxy.pool.core import AccountPool
 from glm_proxy.protocol.events import TextDelta
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
-from glm_proxy.services.job_queue import item_bytes
 from glm_proxy.store import MemoryStore, keys
+from glm_proxy.streaming.queue import item_bytes
 from tests.conftest import start_proxy, stop_proxy
 
 # -- an answer's queue is bounded in bytes ------------------------------------------------

@@ -1,4 +1,4 @@
-"""``n`` > 1 (``glm_proxy.api._multi``): n hand-fed answer jobs through the real pump.
+"""``n`` > 1 (``glm_proxy.streaming.choice_jobs``): n hand-fed answer jobs through the real pump.
 
 The jobs are real ``AnswerJob`` objects whose producers never run; each test
 puts items in their queues, so what the pump writes for interleaved choices,
@@ -12,14 +12,16 @@ import gevent
 import orjson
 import pytest
 
-from glm_proxy.api._multi import Choice, ChoiceJobs, ChoicesWire
-from glm_proxy.api._streaming import collect, pump
 from glm_proxy.errors import UpstreamError
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.protocol.events import Finished, ReasoningDelta, TextDelta
 from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.protocol.usage import estimate_tokens
-from glm_proxy.services.job_queue import Failure, JobDone
+from glm_proxy.streaming.choice_jobs import Choice, ChoiceJobs
+from glm_proxy.streaming.choices_wire import ChoicesWire
+from glm_proxy.streaming.pump import collect
+from glm_proxy.streaming.queue import Failure, JobDone
+from tests.support.pump import pump
 
 
 class HandFedJob:

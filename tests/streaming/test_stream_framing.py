@@ -1,9 +1,7 @@
-"""The streamed body on the wire: chunk framing written by the pump, and what the server keeps.
+"""The streamed body on the wire: the chunk framing, and what the connection keeps.
 
-Behind gunicorn on HTTP/1.1 the pump frames the chunks itself, sends the
-server's head with the first one and the body's last chunk with the answer's
-end (``tests/streaming/test_stream_end.py`` has the write-by-write view). These tests
-read the raw bytes, so a frame
+The pump yields its bytes and gunicorn frames them (chunked on HTTP/1.1,
+close-delimited on HTTP/1.0). These tests read the raw bytes, so a frame
 with a wrong size, a missing last chunk or bytes left over after the body
 (which would break the next request on a kept-alive connection) fails them.
 """
@@ -14,10 +12,7 @@ import socket
 from urllib.parse import urlsplit
 
 import orjson
-import pytest
-from flask import Flask
 
-from glm_proxy.api._chunked import chunk_sender, send_chunk, server_frames_chunks
 from tests.support.rawhttp import _read_response
 
 PROMPT = "frames [[sim:long n=6 chars=120 delay=0.01]]"
@@ -83,12 +78,16 @@ def test_streamed_body_is_well_framed_and_the_connection_serves_the_next_request
         sock.close()
 
 
-def test_the_head_arrives_with_the_first_event(proxy, token):
-    """One write for the head and the first event: the client reads both at once."""
+def test_the_head_keeps_the_apps_headers_and_the_first_event_follows(proxy, token):
+    """The status and the app's headers (CORS) go out once the answer began, then its events."""
     sock = connect(proxy.base)
     try:
         sock.sendall(chat_request(token))
-        first = sock.recv(65536)  # one send on loopback arrives whole
+        first = b""
+        while b"data: " not in first:
+            data = sock.recv(65536)
+            assert data, first[:300]
+            first += data
         head, _, body = first.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
         assert b"access-control-allow-origin" in head.lower()  # the app's headers kept
@@ -109,106 +108,3 @@ def test_http_1_0_stream_is_close_delimited_without_chunk_frames(proxy, token):
     assert head.startswith(b"HTTP/1.")
     assert b"transfer-encoding" not in head.lower()
     assert len(sse_text(body)) >= 120
-
-
-@pytest.mark.parametrize(
-    ("environ", "direct"),
-    [
-        ({"SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": "gunicorn/27.0.1"}, True),
-        ({"SERVER_PROTOCOL": "HTTP/1.0", "SERVER_SOFTWARE": "gunicorn/27.0.1"}, False),
-        ({"SERVER_PROTOCOL": "HTTP/2", "SERVER_SOFTWARE": "gunicorn/27.0.1"}, False),
-        ({"SERVER_PROTOCOL": "HTTP/1.1", "SERVER_SOFTWARE": "Werkzeug/3.1"}, False),
-        (
-            {
-                "SERVER_PROTOCOL": "HTTP/1.1",
-                "SERVER_SOFTWARE": "gunicorn/27.0.1",
-                "REQUEST_METHOD": "HEAD",
-            },
-            False,
-        ),
-    ],
-)
-def test_the_pump_frames_chunks_itself_only_where_gunicorn_chunks(environ, direct):
-    app = Flask(__name__)
-    method = environ.get("REQUEST_METHOD", "POST")
-    overrides = {k: v for k, v in environ.items() if k != "REQUEST_METHOD"}
-    with app.test_request_context(
-        "/v1/chat/completions", method=method, environ_overrides=overrides
-    ):
-        assert server_frames_chunks() is direct
-    assert server_frames_chunks() is False  # no request at all
-
-
-def test_send_chunk_frames_and_finishes_a_partial_send():
-    class Partial:
-        """A socket whose first send takes only 3 bytes."""
-
-        def __init__(self) -> None:
-            self.data = b""
-            self.first = True
-
-        def send(self, data: bytes) -> int:
-            taken = data[:3] if self.first else data
-            self.first = False
-            self.data += bytes(taken)
-            return len(taken)
-
-        def sendall(self, data) -> None:
-            self.data += bytes(data)
-
-    sock = Partial()
-    send_chunk(sock, b"data: x\n\n")  # type: ignore[arg-type]
-    send_chunk(sock, b"")  # never the last chunk by accident
-    assert sock.data == b"9\r\ndata: x\n\n\r\n"
-
-
-def test_chunk_sender_frames_what_a_full_send_buffer_holds_back():
-    """The raw send under gevent's socket: a full kernel buffer waits, nothing is lost."""
-    import gevent
-    import gevent.socket
-
-    writer, reader = gevent.socket.socketpair()
-    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    filled = bytearray()
-    while True:  # the kernel's buffers full before the first write: its send refuses at once
-        try:
-            filled += b"f" * writer._sock.send(b"f" * 65536)
-        except BlockingIOError:
-            break
-    payload = bytes(range(256)) * 4096  # 1 MiB: far more than the buffers hold
-    expected = bytes(filled) + b"%X\r\n%b\r\n9\r\ndata: x\n\n\r\n" % (len(payload), payload)
-    got = bytearray()
-
-    def read_slowly() -> None:
-        while len(got) < len(expected):
-            gevent.sleep(0.001)
-            data = reader.recv(65536)
-            if not data:
-                return
-            got.extend(data)
-
-    drain = gevent.spawn(read_slowly)
-    send_data = chunk_sender(writer)
-    send_data(payload)
-    send_data(b"data: x\n\n")
-    drain.join(timeout=10)
-    assert bytes(got) == expected
-    writer.close()
-    reader.close()
-
-
-def test_chunk_sender_without_gevent_uses_the_sockets_own_send():
-    class Plain:
-        def __init__(self) -> None:
-            self.data = b""
-
-        def send(self, data: bytes) -> int:
-            self.data += data[:2]
-            return 2
-
-        def sendall(self, data) -> None:
-            self.data += bytes(data)
-
-    sock = Plain()
-    chunk_sender(sock)(b"data: x\n\n")  # type: ignore[arg-type]
-    assert sock.data == b"9\r\ndata: x\n\n\r\n"

@@ -13,21 +13,18 @@ import gc
 import time
 import weakref
 
-import gevent
 import orjson
 import pytest
 from flask import request
-from gevent import socket
 from werkzeug.test import EnvironBuilder
 
 from glm_proxy import create_app
-from glm_proxy.api._streaming import respond
 from glm_proxy.errors import RateLimited
 from glm_proxy.observability import metrics
 from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
 from glm_proxy.services import services
-from glm_proxy.services.aborts import ClientGone
-from glm_proxy.services.job_queue import Failure, JobDone
+from glm_proxy.streaming.pump import respond
+from glm_proxy.streaming.queue import Failure, JobDone
 from glm_proxy.web import error_response, request_record
 from tests.support.pump import HandFedJob, wire
 
@@ -194,124 +191,3 @@ def test_a_bug_while_waiting_for_the_first_event_is_a_500_error_object(served) -
     assert headers["Content-Type"] == "application/json"
     assert error["error"]["message"] == "The server had an error while processing your request."
     assert job.cancels >= 1
-
-
-class ServerResponse:
-    """The parts of gunicorn's response object the opening and ``take_head`` use."""
-
-    def __init__(self) -> None:
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
-        self.chunked = False
-        self.headers_sent = False
-        self.calls = 0
-
-    def start_response(self, status, headers, exc_info=None):
-        self.calls += 1
-        self.status, self.headers, self.chunked = status, list(headers), True
-        return lambda data: None
-
-    def default_headers(self) -> list[str]:
-        return [f"HTTP/1.1 {self.status}\r\n", "Transfer-Encoding: chunked\r\n"]
-
-
-def call_behind_gunicorn(app, sock, response: ServerResponse):
-    """The app called the way gunicorn calls it on HTTP/1.1 (the pump writes frames itself)."""
-    environ = EnvironBuilder(
-        path=ROUTE, method="POST", json={}, headers={"Authorization": "Bearer sk-opening"}
-    ).get_environ()
-    environ.update(
-        {
-            "SERVER_SOFTWARE": "gunicorn/27.0.1",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-            "gunicorn.socket": sock,
-        }
-    )
-    return app(environ, response.start_response)
-
-
-def test_the_producer_writes_the_head_with_the_first_deltas_itself(served) -> None:
-    """No wake-up of the waiting greenlet between the first deltas and their write."""
-    app, job = served
-    server, client = socket.socketpair()
-    response = ServerResponse()
-    try:
-        body = call_behind_gunicorn(app, server, response)
-        opener = gevent.spawn(next, body)  # the server starts the body: the opening wait
-        gevent.sleep(0.01)
-        assert response.calls == 0 and job.sink is not None  # undecided; the sink is lent
-        job.put(ConversationStarted("conv1", "m"))
-        job.put(TextDelta("hello"))
-        job.flush()  # the producer's end of one upstream read: no switch since
-        client.setblocking(False)
-        sent = client.recv(65536)  # already on the wire, in one write
-        head, _, chunk = sent.partition(b"\r\n\r\n")
-        assert head.startswith(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n")
-        assert b'"role":"assistant"' in chunk and b'"content":"hello"' in chunk
-        assert response.calls == 1 and response.headers_sent  # gunicorn sends no second head
-        assert not opener.ready()
-        assert opener.get(timeout=5) == b""  # the opener has nothing left to send
-        assert response.calls == 1  # nobody started the response twice
-        job.put(Finished("stop"))
-        job._put_final(JobDone())
-        assert b"".join(body) == b""  # every frame went out on the connection itself
-        client.setblocking(True)
-        client.settimeout(5)
-        rest = b""
-        while b"[DONE]" not in rest:
-            rest += client.recv(65536)
-        assert b'"finish_reason":"stop"' in rest and not rest.startswith(b"HTTP/")
-        body.close()
-        assert job.cancels == 1
-    finally:
-        server.close()
-        client.close()
-
-
-def test_a_failed_opening_write_ends_the_answer_as_a_failed_write(served) -> None:
-    app, job = served
-    server, client = socket.socketpair()
-    response = ServerResponse()
-    try:
-        body = call_behind_gunicorn(app, server, response)
-        opener = gevent.spawn(next, body)
-        gevent.sleep(0.01)
-        client.close()  # the client left
-        job.put(TextDelta("hello"))
-        with pytest.raises(ClientGone):
-            job.flush()  # the producer learns it at once: cleanup stops the upstream
-        job._put_final(Failure(ClientGone("the client closed the connection")))
-        assert opener.get(timeout=5) == b""
-        with pytest.raises(OSError):
-            next(body)  # as for any failed write: the server drops the connection
-        body.close()
-        assert job.cancels == 1
-    finally:
-        server.close()
-
-
-def test_deltas_wait_for_the_pump_when_the_server_keeps_its_head(served) -> None:
-    """A response whose head this server sends itself (no chunked body here): nothing is lost."""
-    app, job = served
-    server, client = socket.socketpair()
-    response = ServerResponse()
-    response.default_headers = None  # type: ignore[assignment] - take_head cannot build it
-    try:
-        body = call_behind_gunicorn(app, server, response)
-        opener = gevent.spawn(next, body)
-        gevent.sleep(0.01)
-        job.put(TextDelta("hello"))
-        job.flush()
-        assert response.calls == 1 and not response.headers_sent
-        assert opener.get(timeout=5) == b""  # the server's write of nothing: its head
-        job._put_final(JobDone())
-        assert b"".join(body) == b""
-        client.settimeout(5)
-        sent = b""
-        while b"[DONE]" not in sent:
-            sent += client.recv(65536)
-        assert sent.count(b'"content":"hello"') == 1 and not sent.startswith(b"HTTP/")
-        body.close()
-    finally:
-        server.close()
-        client.close()

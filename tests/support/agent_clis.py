@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 CLI_DIR = ROOT / ".cache" / "clis"  # git-ignored; CI keeps it between runs when it can
 PINS = {"@anthropic-ai/claude-code": "2.1.197", "@openai/codex": "0.171.0"}
 BINARIES = {"claude": "@anthropic-ai/claude-code", "codex": "@openai/codex"}

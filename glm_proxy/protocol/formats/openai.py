@@ -21,7 +21,7 @@ then chunks carrying ``function.arguments`` pieces; non-stream they become
 ``message.tool_calls`` (``content`` keeps any prose before the call, ``null``
 when there is none).
 
-``ChatWire`` is this format's side of the streaming pump (``glm_proxy.api._streaming``):
+``ChatWire`` is this format's side of the streaming pump (``glm_proxy.streaming.pump``):
 chunk bytes for each delta, and ``collect()`` for the non-stream answer.
 """
 

@@ -12,10 +12,6 @@ own response. WSGI allows that: an application may call ``start_response``
 until its body yields its first bytes (PEP 3333), and servers (gunicorn,
 Werkzeug's) send nothing before then.
 
-Behind gunicorn the first deltas do not wait for this step to wake up:
-while it waits, it lends the job a sink (``_Body._write_opening``), and the
-producer starts the response and writes the head with them itself.
-
 Code that looks at the status after the view (the request log, the metrics,
 a key's error counter) reads it when the response is closed, from the
 request's record (``RequestRecord.status``): a failure sets it before its
@@ -30,16 +26,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from flask import Response, g, has_request_context
-from flask.globals import request_ctx
+from flask import Response, copy_current_request_context, g, has_request_context
 
-from glm_proxy.api._chunked import take_head
 from glm_proxy.errors import GLMProxyError
 
 if TYPE_CHECKING:
-    from glm_proxy.api._stream_state import StreamState
     from glm_proxy.observability.record import RequestRecord
-    from glm_proxy.services.answer import AnswerJob
+    from glm_proxy.streaming.queue import QueuedItems
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +49,28 @@ class OpeningStream(Response):
         self,
         body: Iterable[bytes],
         *,
-        job: AnswerJob,
+        job: QueuedItems,
         header_wait: float,
         record: RequestRecord,
         error_response: Callable[[GLMProxyError], Response],
         headers: dict[str, str],
-        pump_state: StreamState | None = None,
     ) -> None:
         super().__init__(body, mimetype="text/event-stream", headers=headers)
-        self.job = job
-        # The pump's state when the producer may write the first deltas itself (below).
-        self.pump_state = pump_state
+        self.job: Any = job
         self.header_wait = header_wait
         self.record = record
+        # The failure's response may need the request (its error shape); the request's
+        # own context has ended by the time the body runs, so a copy of it is kept.
         self.error_response = error_response
-        # The failure's response may need the request (its error shape): kept to copy then.
-        self.request_context = request_ctx._get_current_object() if has_request_context() else None
+        if has_request_context():
+            self.error_response = copy_current_request_context(_in_request(record, error_response))
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> _Body:
         return _Body(self, environ, start_response)
 
     def failed(self, error: GLMProxyError) -> Response:
         """The response a failure before the first event gets, with this one's other headers."""
-        context = self.request_context
-        if context is not None:
-            with context.copy():  # the request's own context ended when the view returned
-                g.request_record = self.record  # the copy has a fresh ``g``: same request, same id
-                answer = self.error_response(error)
-        else:
-            answer = self.error_response(error)
+        answer = self.error_response(error)
         for name, value in self.headers.items():
             if name.lower() not in _STREAM_ONLY and name not in answer.headers:
                 answer.headers.add(name, value)  # CORS and the like, set by after-request hooks
@@ -92,19 +78,20 @@ class OpeningStream(Response):
         return answer
 
 
+def _in_request(
+    record: RequestRecord, error_response: Callable[[GLMProxyError], Response]
+) -> Callable[[GLMProxyError], Response]:
+    def answer(error: GLMProxyError) -> Response:
+        g.request_record = record  # the copy has a fresh ``g``: same request, same id
+        return error_response(error)
+
+    return answer
+
+
 class _Body:
     """The WSGI body: the first ``next()`` decides the status and calls ``start_response``."""
 
-    __slots__ = (
-        "_response",
-        "_environ",
-        "_start_response",
-        "_stream",
-        "_head",
-        "_body",
-        "_started",
-        "_waiting",
-    )
+    __slots__ = ("_response", "_environ", "_start_response", "_stream", "_head", "_body")
 
     def __init__(
         self, response: OpeningStream, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -117,8 +104,6 @@ class _Body:
         self._stream: Any = stream  # closing it runs the response's close callbacks
         self._head = (status, headers)
         self._body: Iterator[bytes] | None = None
-        self._started = False  # start_response was called (here or by the producer)
-        self._waiting = False  # the opening wait is on
 
     def __iter__(self) -> _Body:
         return self
@@ -132,56 +117,20 @@ class _Body:
     def _open(self) -> Iterator[bytes]:
         response = self._response
         job = response.job
-        lend = response.pump_state is not None and not job.opening_decided
-        if lend:
-            job.sink = self._write_opening
-        self._waiting = True
         try:
             error = job.opening_failure(response.header_wait)
         except Exception:  # noqa: BLE001 - a bug: still an error object, not the server's page
             log.exception("waiting for the answer's first event failed")
             job.cancel()
             error = GLMProxyError("The server had an error while processing your request.")
-        finally:
-            self._waiting = False
-            if lend and job.sink == self._write_opening:
-                job.sink = None
-        if self._started:  # the producer opened the stream: what follows is the pump's
-            return self._stream
         if error is None:
             self._start_response(*self._head)
             return self._stream  # Werkzeug's closing iterator over the pump
-        response.record.note_account(response.job.account)
+        response.record.note_account(job.account)
         answer = response.failed(error)
         stream, status, headers = answer.get_wsgi_response(self._environ)
         self._start_response(status, headers)
         return iter(stream)
-
-    def _write_opening(self, deltas: list[Any]) -> None:
-        """The job's sink during the opening wait; runs in the producer, at the first deltas.
-
-        The answer has begun, so the status is 200: the producer starts the
-        response and writes its head with these deltas in one write, as the
-        pump would, without first waking the greenlet that waits here (that
-        wake-up and the pump's start were on the first token's path). Then it
-        ends the wait; the pump goes on from there.
-        """
-        response = self._response
-        job, state = response.job, response.pump_state
-        job.sink = None  # once: later deltas go through the pump
-        self._started = True
-        self._start_response(*self._head)
-        head = take_head(self._start_response)
-        try:
-            if head is not None:
-                state.head = head  # type: ignore[union-attr] - lent only with a pump state
-                state.write_deltas(deltas)  # type: ignore[union-attr]
-        finally:
-            if self._waiting:
-                job.wake_opening()
-        if head is None:  # not a head this server lets us send: the pump sends it all
-            for delta in deltas:
-                job.put(delta)
 
     def close(self) -> None:
         body, self._body = self._body, None

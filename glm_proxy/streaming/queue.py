@@ -2,8 +2,9 @@
 
 A job's producer puts typed deltas into a bounded queue and ends it with one
 ``JobDone`` (a complete answer) or ``Failure``; the pump and the non-stream
-collector read it through ``QueuedItems``. ``AnswerJob`` (``services.answer``)
-and the ``n``-choice job (``api/_multi.py``) share this side.
+collector are its only readers, through ``QueuedItems``. ``AnswerJob``
+(``services.answer``) and the ``n``-choice job (``streaming.choice_jobs``)
+share this side.
 """
 
 from __future__ import annotations
@@ -18,14 +19,10 @@ from gevent.queue import Empty, Queue
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError
 
-__all__ = ["OPENED", "QUIET", "Failure", "JobDone", "QueuedItems", "item_bytes"]
+__all__ = ["QUIET", "Failure", "JobDone", "QueuedItems", "item_bytes"]
 
 QUIET = object()
 """Returned by ``next_item`` when nothing arrived in time: the pump writes its wire's keep-alive."""
-
-OPENED = object()
-"""Queued by a sink that opened the stream itself (``glm_proxy.api._opening``): it ends
-the opening wait, which takes it out again; nothing else ever reads it."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +54,7 @@ def item_bytes(item: Any) -> int:
 class QueuedItems:
     """The consumer side the pump reads: a queue with keep-alive timeouts and one look-ahead.
 
-    Shared by ``AnswerJob`` and the ``n``-choice job (``api/_multi.py``); the
+    Shared by ``AnswerJob`` and the ``n``-choice job (``streaming.choice_jobs``); the
     subclass sets ``queue`` and ``_peeked = None``.
 
     The queue is bounded in items by ``Queue(maxsize)`` and, when the producer
@@ -81,9 +78,6 @@ class QueuedItems:
                 self._room.set()
         return item
 
-    # The producer writes through a sink the pump lends while it waits (AnswerJob).
-    direct_delivery = False
-    sink: Any = None
     _committed_to_stream = False  # opening_failure() said: stream (see there)
 
     def next_item(self, timeout: float | None = None) -> Any:
@@ -120,6 +114,10 @@ class QueuedItems:
             self._peeked = item
         return self._peeked
 
+    def abort(self, error: GLMProxyError) -> None:
+        """End the answer with ``error`` (the client hung up while in line); subclasses."""
+        raise NotImplementedError
+
     def wait_leased(self, timeout: float | None = None) -> bool:
         raise NotImplementedError
 
@@ -143,21 +141,8 @@ class QueuedItems:
         if isinstance(first, Failure):
             self.cancel()
             return first.error
-        if first is OPENED:
-            self._peeked = None  # the stream is open already (see OPENED)
         self._committed_to_stream = True
         return None
-
-    @property
-    def opening_decided(self) -> bool:
-        """``opening_failure()`` has committed to the stream."""
-        return self._committed_to_stream
-
-    def wake_opening(self) -> None:
-        """A sink opened the stream during the opening wait: end that wait (``OPENED``)."""
-        if self.byte_limit:
-            self.queued_bytes += item_bytes(OPENED)
-        self.queue.put_nowait(OPENED)
 
     def items(self) -> Iterator[Any]:
         """Every item until the end (no keep-alives): the non-stream path."""

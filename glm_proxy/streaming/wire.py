@@ -1,7 +1,9 @@
-"""What a wire format is to the streaming pump (``glm_proxy.api._streaming``).
+"""What a wire format is to the streaming pump (``glm_proxy.streaming.pump``).
 
-Its own module so that the pump's per-stream state (``_stream_state``) and the
-opening step can name it without importing the pump.
+A wire turns an answer's deltas into the bytes of one API's format. It is
+pure: it never sees the job, the connection or Flask, so each format is
+tested on its own (``tests/test_wire_formats.py``) and the pump is written
+once for all of them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Any, Protocol
 
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.protocol.events import Delta
-from glm_proxy.services.job_queue import JobDone
+from glm_proxy.streaming.queue import JobDone
 
 __all__ = ["Wire"]
 

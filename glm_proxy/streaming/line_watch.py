@@ -18,7 +18,7 @@ it is a pipelined next request, not a hang-up: the watch just stops.
 from __future__ import annotations
 
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import gevent
 from gevent.socket import wait_read
@@ -26,18 +26,26 @@ from gevent.socket import wait_read
 from glm_proxy.services.aborts import ClientGone
 
 if TYPE_CHECKING:
-    from glm_proxy.services.answer import AnswerJob
+    from glm_proxy.errors import GLMProxyError
+
+
+class InLine(Protocol):
+    """What the watch needs of a job (``AnswerJob``, or ``ChoiceJobs`` for n > 1)."""
+
+    def wait_leased(self, timeout: float | None = None) -> bool: ...
+
+    def abort(self, error: GLMProxyError) -> None: ...
 
 POLL = 0.5  # seconds between looks at whether the job got its account meanwhile
 
 
-def watch_line(job: AnswerJob, client: socket.socket | None) -> None:
+def watch_line(job: InLine, client: socket.socket | None) -> None:
     """Abort ``job`` if ``client`` hangs up before the job leases an account."""
     if client is not None and not job.wait_leased(0):
         gevent.spawn(_watch, job, client)
 
 
-def _watch(job: AnswerJob, client: socket.socket) -> None:
+def _watch(job: InLine, client: socket.socket) -> None:
     try:
         fileno = client.fileno()
     except OSError:
