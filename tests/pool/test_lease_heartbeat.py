@@ -42,7 +42,8 @@ def test_holding_many_leases_costs_no_greenlet(monkeypatch) -> None:
         store.slot_acquire("slots:many", f"m{n}", 1000, 30.0)
         slots.append(Slot(store, "slots:many", f"m{n}", 30.0).start_heartbeat())
     gevent.sleep(0.01)
-    assert started == []
+    ours = [args for args in started if getattr(args[0], "__self__", None) in slots]
+    assert ours == []  # (another test's lease may renew meanwhile: not ours to count)
     for slot in slots:
         slot.release()
     assert store.slot_count("slots:many") == 0
