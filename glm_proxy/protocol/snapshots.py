@@ -13,8 +13,13 @@ How:
   (the one that grew since the last event; else the longest) in the raw bytes,
   and proves where it ends: the same bytes with one character inserted before
   its closing quote must parse to the same object with that string one
-  character longer. The event is kept
-  as ``head`` (up to that quote) and ``tail`` (from it on).
+  character longer. The event is kept as ``head`` (up to that quote) and
+  ``tail`` (from it on); ``head`` not as bytes but as its length, its CRC-32
+  and its first and last ``EDGE`` bytes: it is most of the answer, again with
+  every event, and a stream whose client stopped reading would keep it (the
+  CRC is extended by the new bytes of each grown event, and a next event's
+  prefix is checked against it: edges first, so most other events are refused
+  without reading them).
 - A next event that starts with ``head``, ends with ``tail``, and holds between
   them bytes that parse as the inside of one JSON string (no bare quote,
   complete escapes, valid UTF-8: checked by parsing them, quoted, with orjson)
@@ -30,6 +35,7 @@ How:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -45,9 +51,13 @@ class SnapshotParser:
 
     MIN_EVENT = 1024  # bytes: a smaller event is parsed in full (the shortcut would not pay)
     MISSES = 3
+    EDGE = 64  # bytes of head kept at each end: a quick refusal before the CRC is computed
 
     __slots__ = (
         "_head",
+        "_head_crc",
+        "_head_first",
+        "_head_last",
         "_tail",
         "_obj",
         "_current",
@@ -60,7 +70,12 @@ class SnapshotParser:
     )
 
     def __init__(self) -> None:
-        self._head: bytes | None = None  # the last event, up to the growing string's end
+        # the last event, up to the growing string's end: its length (None: no shortcut
+        # ready), CRC-32 and first and last EDGE bytes (see the module docstring)
+        self._head: int | None = None
+        self._head_crc = 0
+        self._head_first = b""
+        self._head_last = b""
         self._tail = b""  # the last event, from the growing string's closing quote on
         self._obj: Any = None  # the event the shortcut was found in, parsed
         self._current: Any = None  # the last event, built from _obj (``current()``)
@@ -91,16 +106,19 @@ class SnapshotParser:
         if head is not None:
             tail = self._tail
             end = len(raw) - len(tail)
-            if end > len(head) and raw.startswith(head) and raw.endswith(tail):
+            if end > head and raw.endswith(tail) and self._starts_with_head(raw, head):
                 try:
-                    text = orjson.loads(b'"' + raw[len(head) : end] + b'"')
+                    text = orjson.loads(b'"' + raw[head:end] + b'"')
                 except orjson.JSONDecodeError:
                     text = None
                 if type(text) is str:
                     before = self._value
                     value = before + text
                     self.growth = (self._path, before, value)
-                    self._head, self._value = raw[:end], value
+                    view = memoryview(raw)
+                    self._head_crc = zlib.crc32(view[head:end], self._head_crc)
+                    self._head_last = raw[max(0, end - self.EDGE) : end]
+                    self._head, self._value = end, value
                     self._misses = 0
                     self.shortcuts += 1
                     return None
@@ -126,6 +144,15 @@ class SnapshotParser:
             self._current = _replaced(self._obj, self._path, self._value)
         return self._current
 
+    def _starts_with_head(self, raw: bytes, head: int) -> bool:
+        """``raw`` starts with the head kept as length, edges and CRC-32."""
+        edge = self.EDGE
+        return (
+            raw.startswith(self._head_first)
+            and raw.startswith(self._head_last, max(0, head - edge))
+            and zlib.crc32(memoryview(raw)[:head]) == self._head_crc
+        )
+
     def _locate(self, raw: bytes, obj: Any) -> None:
         """Remember where ``obj``'s growing string ends in ``raw``, once that is proven."""
         found = self._growing(obj)
@@ -146,8 +173,14 @@ class SnapshotParser:
         if probed != _replaced(obj, path, value + _PROBE):
             self._misses += 1
             return
-        self._head, self._tail = raw[:end], raw[end:]
-        self._obj, self._path, self._value = obj, path, value
+        edge = self.EDGE
+        self._head, self._tail = end, raw[end:]
+        self._head_crc = zlib.crc32(memoryview(raw)[:end])
+        self._head_first, self._head_last = raw[: min(edge, end)], raw[max(0, end - edge) : end]
+        # the growing string in obj is never read again (current() puts _value there): not
+        # kept, it would be one more copy of the answer so far
+        self._obj, self._path, self._value = _replaced(obj, path, ""), path, value
+        self._last = None  # read only by the next full parse, which sets it first
 
     def _growing(self, obj: Any) -> tuple[tuple[Any, ...], str] | None:
         """The string that grew since the last event (the longest one that did).

@@ -179,6 +179,9 @@ class Attempt:
             # The previous text is a whole copy of the answer: a producer that waits
             # below for a client that stopped reading must not keep it alive.
             snapshots.growth = growth = None
+        # Nor the event (a whole snapshot, in bytes and parsed): only its deltas wait.
+        event.raw = raw = b""
+        parsed = None
         job = self.job
         if self.committed and self.filter is None:
             # what _hand_over and _deliver do with such a delta, without their two calls
