@@ -99,3 +99,22 @@ def test_an_edit_deep_inside_the_kept_prefix_is_seen():
     for raw in (edited, second):
         parser = check_stream([first, raw])
         assert parser.shortcuts == (1 if raw is second else 0)
+
+
+def test_after_a_full_parse_only_a_sketch_is_kept():
+    """A status change (the part's finish frame, the answer's end) is parsed in full; what
+    the parser keeps of it to compare the next event with holds no copy of the text."""
+    raws = [frame[7:-2] for frame in long_answer(events=20)]
+    text = orjson.loads(raws[-1])["parts"][0]["content"][0]["text"]
+    raws += [orjson.dumps(event(text, "finish")), orjson.dumps(event(text, "finish", {"x": 1}))]
+    tracemalloc.start()
+    try:
+        before = _traced()
+        parser = SnapshotParser()
+        for raw in raws:
+            parser.feed(raw)
+        held = _traced() - before
+    finally:
+        tracemalloc.stop()
+    assert parser.growth is None  # the last two were full parses
+    assert held < BOUNDED, f"the parser keeps {held} bytes after a full parse"

@@ -123,14 +123,18 @@ class SnapshotParser:
                     self.shortcuts += 1
                     return None
             self._head = self._obj = None
+            self._value = ""  # the translator's now: set again where a shortcut is found
             self._misses += 1
-            obj = self._last = orjson.loads(raw)  # often a one-off: look again next time
+            obj = orjson.loads(raw)  # often a one-off: look again next time
+            self._last = _sketch(obj, 0) if self._misses < self.MISSES else None
             return obj
         obj = orjson.loads(raw)
-        if len(raw) >= self.MIN_EVENT and self._misses < self.MISSES:
+        if len(raw) < self.MIN_EVENT:
+            self._last = obj  # small: kept as it is
+        elif self._misses < self.MISSES:
             self._locate(raw, obj)
         else:
-            self._last = obj
+            self._last = None  # never looked at again: no shortcut is looked for any more
         return obj
 
     def current(self) -> Any:
@@ -154,25 +158,32 @@ class SnapshotParser:
         )
 
     def _locate(self, raw: bytes, obj: Any) -> None:
-        """Remember where ``obj``'s growing string ends in ``raw``, once that is proven."""
+        """Remember where ``obj``'s growing string ends in ``raw``, once that is proven.
+
+        Otherwise ``obj`` is kept for the next full parse to compare with, as a
+        sketch (``_sketch``): which string grew only decides where a shortcut is
+        looked for, and that place is then proven, so a sketch is enough.
+        """
+        if not self._prove(raw, obj):
+            self._misses += 1
+            self._last = _sketch(obj, 0)
+
+    def _prove(self, raw: bytes, obj: Any) -> bool:
         found = self._growing(obj)
         if found is None:
-            self._misses += 1
-            return
+            return False
         path, value = found
         encoded = orjson.dumps(value)  # as the upstream writes it, usually; else no shortcut
         start = raw.find(encoded)
         if start < 0 or raw.find(encoded, start + 1) >= 0:
-            self._misses += 1
-            return
+            return False
         end = start + len(encoded) - 1  # the closing quote
         try:
             probed = orjson.loads(raw[:end] + _PROBE_BYTES + raw[end:])
         except orjson.JSONDecodeError:
             probed = None
         if probed != _replaced(obj, path, value + _PROBE):
-            self._misses += 1
-            return
+            return False
         edge = self.EDGE
         self._head, self._tail = end, raw[end:]
         self._head_crc = zlib.crc32(memoryview(raw)[:end])
@@ -180,7 +191,8 @@ class SnapshotParser:
         # the growing string in obj is never read again (current() puts _value there): not
         # kept, it would be one more copy of the answer so far
         self._obj, self._path, self._value = _replaced(obj, path, ""), path, value
-        self._last = None  # read only by the next full parse, which sets it first
+        self._last = None  # read only by a full parse after a miss, which sets it first
+        return True
 
     def _growing(self, obj: Any) -> tuple[tuple[Any, ...], str] | None:
         """The string that grew since the last event (the longest one that did).
@@ -190,21 +202,66 @@ class SnapshotParser:
         string. A reasoning part stops growing when the answer part starts,
         so the growing string is looked for, not assumed.
         """
-        last, self._last = self._last, obj
-        path = self._path
+        last, path = self._last, self._path
         if last is None or not path:
             return _longest_string(obj, 0)
         now, before = _at(obj, path), _at(last, path)
-        if type(now) is str and type(before) is str and _extends(now, before):
+        if type(now) is str and _extends(now, before):
             return path, now  # still growing where it grew
         grown = _grown_string(obj, last, 0)
-        if grown is not None or (now is not None and now == before):
+        if grown is not None or (now is not None and _same(now, before)):
             return grown
         return _longest_string(obj, 0)
 
 
-def _extends(now: str, before: str) -> bool:
-    return len(now) > len(before) and now.startswith(before)
+class _Seen:
+    """A long string of an event kept for comparison: its length and both ends."""
+
+    __slots__ = ("length", "first", "last")
+    EDGE = 32  # characters kept at each end
+
+    def __init__(self, value: str) -> None:
+        self.length = len(value)
+        self.first, self.last = value[: self.EDGE], value[-self.EDGE :]
+
+
+def _sketch(obj: Any, depth: int) -> Any:
+    """``obj`` with every string longer than ``2 * _Seen.EDGE`` replaced by a ``_Seen``.
+
+    What a full parse keeps of an event until the next: not a copy of the answer.
+    """
+    if depth > 32:
+        return None
+    if isinstance(obj, dict):
+        return {key: _sketch(child, depth + 1) for key, child in obj.items()}
+    if isinstance(obj, list):
+        return [_sketch(child, depth + 1) for child in obj]
+    if isinstance(obj, str) and len(obj) > 2 * _Seen.EDGE:
+        return _Seen(obj)
+    return obj
+
+
+def _same(now: Any, before: Any) -> bool:
+    """``now == before``, where ``before`` may be sketched (then by length and ends)."""
+    if type(before) is _Seen:
+        return (
+            type(now) is str
+            and len(now) == before.length
+            and now.startswith(before.first)
+            and now.endswith(before.last)
+        )
+    return now == before
+
+
+def _extends(now: str, before: Any) -> bool:
+    """``now`` is ``before`` (a string or its sketch) with more characters after it."""
+    if type(before) is _Seen:
+        return (
+            len(now) > before.length
+            and now.startswith(before.first)
+            and now.startswith(before.last, before.length - len(before.last))
+        )
+    return type(before) is str and len(now) > len(before) and now.startswith(before)
 
 
 def _grown_string(obj: Any, last: Any, depth: int) -> tuple[tuple[Any, ...], str] | None:
@@ -220,7 +277,7 @@ def _grown_string(obj: Any, last: Any, depth: int) -> tuple[tuple[Any, ...], str
     best: tuple[tuple[Any, ...], str] | None = None
     for key, child, before in children:
         if isinstance(child, str):
-            grew = isinstance(before, str) and _extends(child, before)
+            grew = _extends(child, before)
             if grew and (best is None or len(child) > len(best[1])):
                 best = ((key,), child)
         elif isinstance(child, dict | list):
