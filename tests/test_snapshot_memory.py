@@ -92,10 +92,11 @@ def test_a_stream_keeps_one_copy_of_the_answer():
 
 def test_an_edit_deep_inside_the_kept_prefix_is_seen():
     """The prefix is checked in full (by CRC), not only at its edges."""
-    text = "".join(SENTENCE.format(i=i) for i in range(400))
+    text = "".join(SENTENCE.format(i=i) for i in range(3000))
     first, second = orjson.dumps(event(text)), orjson.dumps(event(text + "更多"))
-    middle = second.index("第200句".encode())
-    edited = second[:middle] + "第201句".encode() + second[middle + len("第200句".encode()) :]
+    assert len(first) > 2 * SnapshotParser.EXACT_HEAD  # a head kept as CRC, not as bytes
+    middle = second.index("第1500句".encode())
+    edited = second[:middle] + "第1501句".encode() + second[middle + len("第1500句".encode()) :]
     for raw in (edited, second):
         parser = check_stream([first, raw])
         assert parser.shortcuts == (1 if raw is second else 0)

@@ -14,12 +14,13 @@ How:
   and proves where it ends: the same bytes with one character inserted before
   its closing quote must parse to the same object with that string one
   character longer. The event is kept as ``head`` (up to that quote) and
-  ``tail`` (from it on); ``head`` not as bytes but as its length, its CRC-32
-  and its first and last ``EDGE`` bytes: it is most of the answer, again with
-  every event, and a stream whose client stopped reading would keep it (the
-  CRC is extended by the new bytes of each grown event, and a next event's
-  prefix is checked against it: edges first, so most other events are refused
-  without reading them).
+  ``tail`` (from it on). A ``head`` longer than ``EXACT_HEAD`` is kept not as
+  bytes but as its length, its CRC-32 and its first and last ``EDGE`` bytes:
+  it is most of the answer, again with every event, and a stream whose client
+  stopped reading would keep it (the CRC is extended by the new bytes of each
+  grown event, and a next event's prefix is checked against it: edges first,
+  so most other events are refused without reading them). A shorter one is
+  kept and compared as bytes, which costs less than the CRC.
 - A next event that starts with ``head``, ends with ``tail``, and holds between
   them bytes that parse as the inside of one JSON string (no bare quote,
   complete escapes, valid UTF-8: checked by parsing them, quoted, with orjson)
@@ -52,9 +53,11 @@ class SnapshotParser:
     MIN_EVENT = 1024  # bytes: a smaller event is parsed in full (the shortcut would not pay)
     MISSES = 3
     EDGE = 64  # bytes of head kept at each end: a quick refusal before the CRC is computed
+    EXACT_HEAD = 32 * 1024  # bytes: a head up to this long is kept as it is (no CRC to compute)
 
     __slots__ = (
         "_head",
+        "_head_bytes",
         "_head_crc",
         "_head_first",
         "_head_last",
@@ -73,6 +76,7 @@ class SnapshotParser:
         # the last event, up to the growing string's end: its length (None: no shortcut
         # ready), CRC-32 and first and last EDGE bytes (see the module docstring)
         self._head: int | None = None
+        self._head_bytes: bytes | None = None  # the head itself, while it is short
         self._head_crc = 0
         self._head_first = b""
         self._head_last = b""
@@ -106,7 +110,12 @@ class SnapshotParser:
         if head is not None:
             tail = self._tail
             end = len(raw) - len(tail)
-            if end > head and raw.endswith(tail) and self._starts_with_head(raw, head):
+            kept = self._head_bytes
+            if (
+                end > head
+                and raw.endswith(tail)
+                and (raw.startswith(kept) if kept is not None else self._has_long_head(raw, head))
+            ):
                 try:
                     text = orjson.loads(b'"' + raw[head:end] + b'"')
                 except orjson.JSONDecodeError:
@@ -115,14 +124,15 @@ class SnapshotParser:
                     before = self._value
                     value = before + text
                     self.growth = (self._path, before, value)
-                    view = memoryview(raw)
-                    self._head_crc = zlib.crc32(view[head:end], self._head_crc)
-                    self._head_last = raw[max(0, end - self.EDGE) : end]
+                    if end <= self.EXACT_HEAD:
+                        self._head_bytes = raw[:end]
+                    else:
+                        self._keep_long_head(raw, head, end)
                     self._head, self._value = end, value
                     self._misses = 0
                     self.shortcuts += 1
                     return None
-            self._head = self._obj = None
+            self._head = self._head_bytes = self._obj = None
             self._value = ""  # the translator's now: set again where a shortcut is found
             self._misses += 1
             obj = orjson.loads(raw)  # often a one-off: look again next time
@@ -148,7 +158,7 @@ class SnapshotParser:
             self._current = _replaced(self._obj, self._path, self._value)
         return self._current
 
-    def _starts_with_head(self, raw: bytes, head: int) -> bool:
+    def _has_long_head(self, raw: bytes, head: int) -> bool:
         """``raw`` starts with the head kept as length, edges and CRC-32."""
         edge = self.EDGE
         return (
@@ -184,15 +194,30 @@ class SnapshotParser:
             probed = None
         if probed != _replaced(obj, path, value + _PROBE):
             return False
-        edge = self.EDGE
-        self._head, self._tail = end, raw[end:]
-        self._head_crc = zlib.crc32(memoryview(raw)[:end])
-        self._head_first, self._head_last = raw[: min(edge, end)], raw[max(0, end - edge) : end]
+        self._head, self._tail, self._head_bytes = end, raw[end:], None
+        if end <= self.EXACT_HEAD:
+            self._head_bytes = raw[:end]
+        else:
+            self._keep_long_head(raw, 0, end)
         # the growing string in obj is never read again (current() puts _value there): not
         # kept, it would be one more copy of the answer so far
         self._obj, self._path, self._value = _replaced(obj, path, ""), path, value
         self._last = None  # read only by a full parse after a miss, which sets it first
         return True
+
+    def _keep_long_head(self, raw: bytes, head: int, end: int) -> None:
+        """``raw[:end]`` is the head now, too long to keep: its CRC-32 and edges are.
+
+        ``raw[:head]`` was the head before (0: none); a CRC of it is extended.
+        """
+        view = memoryview(raw)
+        if head and self._head_bytes is None:
+            self._head_crc = zlib.crc32(view[head:end], self._head_crc)
+        else:  # the head was kept as bytes (or there was none): its CRC was not needed
+            self._head_crc = zlib.crc32(view[:end])
+            self._head_first = raw[: self.EDGE]
+        self._head_bytes = None
+        self._head_last = raw[end - self.EDGE : end]
 
     def _growing(self, obj: Any) -> tuple[tuple[Any, ...], str] | None:
         """The string that grew since the last event (the longest one that did).
