@@ -13,8 +13,14 @@ How:
   (the one that grew since the last event; else the longest) in the raw bytes,
   and proves where it ends: the same bytes with one character inserted before
   its closing quote must parse to the same object with that string one
-  character longer. The event is kept
-  as ``head`` (up to that quote) and ``tail`` (from it on).
+  character longer. The event is kept as ``head`` (up to that quote) and
+  ``tail`` (from it on). A ``head`` longer than ``EXACT_HEAD`` is kept not as
+  bytes but as its length, its CRC-32 and its first and last ``EDGE`` bytes:
+  it is most of the answer, again with every event, and a stream whose client
+  stopped reading would keep it (the CRC is extended by the new bytes of each
+  grown event, and a next event's prefix is checked against it: edges first,
+  so most other events are refused without reading them). A shorter one is
+  kept and compared as bytes, which costs less than the CRC.
 - A next event that starts with ``head``, ends with ``tail``, and holds between
   them bytes that parse as the inside of one JSON string (no bare quote,
   complete escapes, valid UTF-8: checked by parsing them, quoted, with orjson)
@@ -30,6 +36,7 @@ How:
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -45,9 +52,15 @@ class SnapshotParser:
 
     MIN_EVENT = 1024  # bytes: a smaller event is parsed in full (the shortcut would not pay)
     MISSES = 3
+    EDGE = 64  # bytes of head kept at each end: a quick refusal before the CRC is computed
+    EXACT_HEAD = 32 * 1024  # bytes: a head up to this long is kept as it is (no CRC to compute)
 
     __slots__ = (
         "_head",
+        "_head_bytes",
+        "_head_crc",
+        "_head_first",
+        "_head_last",
         "_tail",
         "_obj",
         "_current",
@@ -60,7 +73,13 @@ class SnapshotParser:
     )
 
     def __init__(self) -> None:
-        self._head: bytes | None = None  # the last event, up to the growing string's end
+        # the last event, up to the growing string's end: its length (None: no shortcut
+        # ready), CRC-32 and first and last EDGE bytes (see the module docstring)
+        self._head: int | None = None
+        self._head_bytes: bytes | None = None  # the head itself, while it is short
+        self._head_crc = 0
+        self._head_first = b""
+        self._head_last = b""
         self._tail = b""  # the last event, from the growing string's closing quote on
         self._obj: Any = None  # the event the shortcut was found in, parsed
         self._current: Any = None  # the last event, built from _obj (``current()``)
@@ -91,28 +110,41 @@ class SnapshotParser:
         if head is not None:
             tail = self._tail
             end = len(raw) - len(tail)
-            if end > len(head) and raw.startswith(head) and raw.endswith(tail):
+            kept = self._head_bytes
+            if (
+                end > head
+                and raw.endswith(tail)
+                and (raw.startswith(kept) if kept is not None else self._has_long_head(raw, head))
+            ):
                 try:
-                    text = orjson.loads(b'"' + raw[len(head) : end] + b'"')
+                    text = orjson.loads(b'"' + raw[head:end] + b'"')
                 except orjson.JSONDecodeError:
                     text = None
                 if type(text) is str:
                     before = self._value
                     value = before + text
                     self.growth = (self._path, before, value)
-                    self._head, self._value = raw[:end], value
+                    if end <= self.EXACT_HEAD:
+                        self._head_bytes = raw[:end]
+                    else:
+                        self._keep_long_head(raw, head, end)
+                    self._head, self._value = end, value
                     self._misses = 0
                     self.shortcuts += 1
                     return None
-            self._head = self._obj = None
+            self._head = self._head_bytes = self._obj = None
+            self._value = ""  # the translator's now: set again where a shortcut is found
             self._misses += 1
-            obj = self._last = orjson.loads(raw)  # often a one-off: look again next time
+            obj = orjson.loads(raw)  # often a one-off: look again next time
+            self._last = _sketch(obj, 0) if self._misses < self.MISSES else None
             return obj
         obj = orjson.loads(raw)
-        if len(raw) >= self.MIN_EVENT and self._misses < self.MISSES:
+        if len(raw) < self.MIN_EVENT:
+            self._last = obj  # small: kept as it is
+        elif self._misses < self.MISSES:
             self._locate(raw, obj)
         else:
-            self._last = obj
+            self._last = None  # never looked at again: no shortcut is looked for any more
         return obj
 
     def current(self) -> Any:
@@ -126,28 +158,66 @@ class SnapshotParser:
             self._current = _replaced(self._obj, self._path, self._value)
         return self._current
 
+    def _has_long_head(self, raw: bytes, head: int) -> bool:
+        """``raw`` starts with the head kept as length, edges and CRC-32."""
+        edge = self.EDGE
+        return (
+            raw.startswith(self._head_first)
+            and raw.startswith(self._head_last, max(0, head - edge))
+            and zlib.crc32(memoryview(raw)[:head]) == self._head_crc
+        )
+
     def _locate(self, raw: bytes, obj: Any) -> None:
-        """Remember where ``obj``'s growing string ends in ``raw``, once that is proven."""
+        """Remember where ``obj``'s growing string ends in ``raw``, once that is proven.
+
+        Otherwise ``obj`` is kept for the next full parse to compare with, as a
+        sketch (``_sketch``): which string grew only decides where a shortcut is
+        looked for, and that place is then proven, so a sketch is enough.
+        """
+        if not self._prove(raw, obj):
+            self._misses += 1
+            self._last = _sketch(obj, 0)
+
+    def _prove(self, raw: bytes, obj: Any) -> bool:
         found = self._growing(obj)
         if found is None:
-            self._misses += 1
-            return
+            return False
         path, value = found
         encoded = orjson.dumps(value)  # as the upstream writes it, usually; else no shortcut
         start = raw.find(encoded)
         if start < 0 or raw.find(encoded, start + 1) >= 0:
-            self._misses += 1
-            return
+            return False
         end = start + len(encoded) - 1  # the closing quote
         try:
             probed = orjson.loads(raw[:end] + _PROBE_BYTES + raw[end:])
         except orjson.JSONDecodeError:
             probed = None
         if probed != _replaced(obj, path, value + _PROBE):
-            self._misses += 1
-            return
-        self._head, self._tail = raw[:end], raw[end:]
-        self._obj, self._path, self._value = obj, path, value
+            return False
+        self._head, self._tail, self._head_bytes = end, raw[end:], None
+        if end <= self.EXACT_HEAD:
+            self._head_bytes = raw[:end]
+        else:
+            self._keep_long_head(raw, 0, end)
+        # the growing string in obj is never read again (current() puts _value there): not
+        # kept, it would be one more copy of the answer so far
+        self._obj, self._path, self._value = _replaced(obj, path, ""), path, value
+        self._last = None  # read only by a full parse after a miss, which sets it first
+        return True
+
+    def _keep_long_head(self, raw: bytes, head: int, end: int) -> None:
+        """``raw[:end]`` is the head now, too long to keep: its CRC-32 and edges are.
+
+        ``raw[:head]`` was the head before (0: none); a CRC of it is extended.
+        """
+        view = memoryview(raw)
+        if head and self._head_bytes is None:
+            self._head_crc = zlib.crc32(view[head:end], self._head_crc)
+        else:  # the head was kept as bytes (or there was none): its CRC was not needed
+            self._head_crc = zlib.crc32(view[:end])
+            self._head_first = raw[: self.EDGE]
+        self._head_bytes = None
+        self._head_last = raw[end - self.EDGE : end]
 
     def _growing(self, obj: Any) -> tuple[tuple[Any, ...], str] | None:
         """The string that grew since the last event (the longest one that did).
@@ -157,21 +227,66 @@ class SnapshotParser:
         string. A reasoning part stops growing when the answer part starts,
         so the growing string is looked for, not assumed.
         """
-        last, self._last = self._last, obj
-        path = self._path
+        last, path = self._last, self._path
         if last is None or not path:
             return _longest_string(obj, 0)
         now, before = _at(obj, path), _at(last, path)
-        if type(now) is str and type(before) is str and _extends(now, before):
+        if type(now) is str and _extends(now, before):
             return path, now  # still growing where it grew
         grown = _grown_string(obj, last, 0)
-        if grown is not None or (now is not None and now == before):
+        if grown is not None or (now is not None and _same(now, before)):
             return grown
         return _longest_string(obj, 0)
 
 
-def _extends(now: str, before: str) -> bool:
-    return len(now) > len(before) and now.startswith(before)
+class _Seen:
+    """A long string of an event kept for comparison: its length and both ends."""
+
+    __slots__ = ("length", "first", "last")
+    EDGE = 32  # characters kept at each end
+
+    def __init__(self, value: str) -> None:
+        self.length = len(value)
+        self.first, self.last = value[: self.EDGE], value[-self.EDGE :]
+
+
+def _sketch(obj: Any, depth: int) -> Any:
+    """``obj`` with every string longer than ``2 * _Seen.EDGE`` replaced by a ``_Seen``.
+
+    What a full parse keeps of an event until the next: not a copy of the answer.
+    """
+    if depth > 32:
+        return None
+    if isinstance(obj, dict):
+        return {key: _sketch(child, depth + 1) for key, child in obj.items()}
+    if isinstance(obj, list):
+        return [_sketch(child, depth + 1) for child in obj]
+    if isinstance(obj, str) and len(obj) > 2 * _Seen.EDGE:
+        return _Seen(obj)
+    return obj
+
+
+def _same(now: Any, before: Any) -> bool:
+    """``now == before``, where ``before`` may be sketched (then by length and ends)."""
+    if type(before) is _Seen:
+        return (
+            type(now) is str
+            and len(now) == before.length
+            and now.startswith(before.first)
+            and now.endswith(before.last)
+        )
+    return now == before
+
+
+def _extends(now: str, before: Any) -> bool:
+    """``now`` is ``before`` (a string or its sketch) with more characters after it."""
+    if type(before) is _Seen:
+        return (
+            len(now) > before.length
+            and now.startswith(before.first)
+            and now.startswith(before.last, before.length - len(before.last))
+        )
+    return type(before) is str and len(now) > len(before) and now.startswith(before)
 
 
 def _grown_string(obj: Any, last: Any, depth: int) -> tuple[tuple[Any, ...], str] | None:
@@ -187,7 +302,7 @@ def _grown_string(obj: Any, last: Any, depth: int) -> tuple[tuple[Any, ...], str
     best: tuple[tuple[Any, ...], str] | None = None
     for key, child, before in children:
         if isinstance(child, str):
-            grew = isinstance(before, str) and _extends(child, before)
+            grew = _extends(child, before)
             if grew and (best is None or len(child) > len(best[1])):
                 best = ((key,), child)
         elif isinstance(child, dict | list):

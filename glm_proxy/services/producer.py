@@ -174,6 +174,9 @@ class Attempt:
             # The previous text is a whole copy of the answer: a producer that waits
             # below for a client that stopped reading must not keep it alive.
             snapshots.growth = growth = None
+        # Nor the event (a whole snapshot, in bytes and parsed): only its deltas wait.
+        event.raw = raw = b""
+        parsed = None
         for delta in deltas:
             self._hand_over(delta)
         if self.job.cancelled:
