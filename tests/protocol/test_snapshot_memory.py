@@ -19,11 +19,11 @@ import sys
 import tracemalloc
 
 import orjson
-from tests.test_snapshots import check_stream, event
 
 from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.protocol.sse import SSEDecoder
 from glm_proxy.protocol.translate import Translator
+from tests.support.snapshots import check_stream, event
 
 SENTENCE = "第{i}句：模拟长回答 🚀。"
 BOUNDED = 64 * 1024  # bytes: far below one copy of the answer (over 1 MB)

@@ -18,7 +18,12 @@ import pytest
 
 from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.protocol.sse import SSEDecoder, decode_json
-from tests.support.snapshots import simulator_answer_reads  # noqa: F401 - a fixture
+from tests.support.snapshots import (  # noqa: F401 - simulator_answer_reads: a fixture
+    check_stream,
+    event,
+    outcome,
+    simulator_answer_reads,
+)
 
 PIECES = [
     "plain words ",
@@ -34,46 +39,6 @@ PIECES = [
     "/",
     "\x7f",
 ]
-
-
-def outcome(parse, raw: bytes):
-    try:
-        return ("ok", parse(raw))
-    except orjson.JSONDecodeError:
-        return ("error",)
-
-
-def check_stream(raws: list[bytes], parser: SnapshotParser | None = None) -> SnapshotParser:
-    parser = parser or SnapshotParser()
-    seen = []
-    for raw in raws:
-        got = outcome(parser.parse, raw)
-        assert got == outcome(orjson.loads, raw), raw[-120:]
-        seen.append((raw, got))
-    for raw, got in seen:  # nothing returned earlier was changed since
-        assert got == outcome(orjson.loads, raw)
-    return parser
-
-
-def event(text: str, status: str = "init", extra: dict | None = None) -> dict:
-    part = {
-        "id": "p1",
-        "logic_id": "l1",
-        "role": "assistant",
-        "content": [{"tool_calls": {}, "type": "text", "text": text, "status": status}],
-        "model": "glm",
-        "meta_data": {"auto_glm_data": {}},
-        "status": status,
-    }
-    return {
-        "id": "m1",
-        "conversation_id": "c1",
-        "parts": [part],
-        "meta_data": {},
-        "status": status,
-        "last_error": {},
-        **(extra or {}),
-    }
 
 
 def snapshots(pieces: list[str], encode=orjson.dumps) -> list[bytes]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 import uuid
 
+import orjson
 import pytest
 import requests
 
+from glm_proxy.protocol.snapshots import SnapshotParser
 from glm_proxy.upstream.signing import signature_headers
 
 SECRET = "8a1317a7468aa3ad86e997d08f3f31cb"  # the simulator's signing secret (as the proxy's)
@@ -60,3 +62,42 @@ def simulator_answer_reads(simulator) -> list[list[bytes]]:
     assert sum(len(reads) for reads in recorded) > 100
     return recorded
 
+
+def outcome(parse, raw: bytes):
+    try:
+        return ("ok", parse(raw))
+    except orjson.JSONDecodeError:
+        return ("error",)
+
+
+def check_stream(raws: list[bytes], parser: SnapshotParser | None = None) -> SnapshotParser:
+    parser = parser or SnapshotParser()
+    seen = []
+    for raw in raws:
+        got = outcome(parser.parse, raw)
+        assert got == outcome(orjson.loads, raw), raw[-120:]
+        seen.append((raw, got))
+    for raw, got in seen:  # nothing returned earlier was changed since
+        assert got == outcome(orjson.loads, raw)
+    return parser
+
+
+def event(text: str, status: str = "init", extra: dict | None = None) -> dict:
+    part = {
+        "id": "p1",
+        "logic_id": "l1",
+        "role": "assistant",
+        "content": [{"tool_calls": {}, "type": "text", "text": text, "status": status}],
+        "model": "glm",
+        "meta_data": {"auto_glm_data": {}},
+        "status": status,
+    }
+    return {
+        "id": "m1",
+        "conversation_id": "c1",
+        "parts": [part],
+        "meta_data": {},
+        "status": status,
+        "last_error": {},
+        **(extra or {}),
+    }
