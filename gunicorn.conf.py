@@ -38,14 +38,14 @@ preload_app = False
 # MAX_HEADER_SIZE), so an oversize head reaches the app and is refused there
 # with an error object in the route's shape. What gunicorn still refuses itself
 # (past these, or framing it cannot parse) gets a JSON page too: see
-# glm_proxy/wire_errors.py and the README's "Limits".
+# glm_proxy/http/wire_errors.py and the README's "Limits".
 limit_request_line = 8190  # gunicorn's largest finite request line (0 would mean unlimited)
 limit_request_fields = _settings.max_headers + 28
 limit_request_field_size = _settings.max_header_size + 1024
 
 
 def _json_error_pages() -> None:
-    from glm_proxy import wire_errors
+    from glm_proxy.http import wire_errors
 
     wire_errors.install()
 
@@ -70,7 +70,7 @@ def post_worker_init(worker):
     """On SIGTERM, end open answers cleanly before ``graceful_timeout`` runs out.
 
     gunicorn's own handler stops accepting; ours also starts
-    ``glm_proxy.services.shutdown`` (queued requests get 503 + Retry-After,
+    ``glm_proxy.background.shutdown`` (queued requests get 503 + Retry-After,
     streams end with a retry-able error event and their conversations are
     deleted, ``SHUTDOWN_MARGIN`` seconds before the worker would be killed).
     """
@@ -78,7 +78,7 @@ def post_worker_init(worker):
 
     import gevent
 
-    from glm_proxy.services import shutdown
+    from glm_proxy.background import shutdown
 
     extensions = getattr(worker.wsgi, "extensions", {})
     settings = extensions.get("glm_settings")

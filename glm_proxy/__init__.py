@@ -10,14 +10,16 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app. ``config`` maps setting names (as environment variables) to values."""
-    from glm_proxy import attachments, console, pool, store, upstream, web
+    from glm_proxy import attachments, console, pool, store, upstream
     from glm_proxy.access import auth, limits
     from glm_proxy.api import register_blueprints
+    from glm_proxy.background import recovery, sweeper
+    from glm_proxy.background.janitor import Janitor
     from glm_proxy.config import Settings
-    from glm_proxy.model_table import ModelTable
+    from glm_proxy.http import plumbing as web
     from glm_proxy.observability import logs
-    from glm_proxy.services import Services, recovery, sweeper
-    from glm_proxy.services.janitor import Janitor
+    from glm_proxy.protocol.model_table import ModelTable
+    from glm_proxy.services import Services
 
     settings = Settings.from_env(config)
     logs.configure(settings.log_level)

@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(USAGE, file=sys.stderr)
             return 2
-        from glm_proxy.doctor import main as doctor
+        from glm_proxy.upstream.doctor import main as doctor
 
         return doctor()
     print(USAGE, file=sys.stderr)

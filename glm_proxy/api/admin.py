@@ -36,15 +36,15 @@ from flask import Blueprint, Response, request
 from glm_proxy.access.auth import require_admin_key
 from glm_proxy.access.limits import PASSTHROUGH, WINDOWS
 from glm_proxy.accounts import Account, mask
-from glm_proxy.doctor import run_checks
 from glm_proxy.errors import InvalidRequest, NotFound
+from glm_proxy.http.plumbing import json_response
 from glm_proxy.pool import AccountPool, Health, PoolOperations
 from glm_proxy.pool.report import account_entry, pool_report
 from glm_proxy.services import services
 from glm_proxy.store import keys
 from glm_proxy.upstream.client import UpstreamClient
+from glm_proxy.upstream.doctor import run_checks
 from glm_proxy.upstream.identity import describe_cookies, parse_cookies
-from glm_proxy.web import json_response
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

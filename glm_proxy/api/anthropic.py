@@ -2,7 +2,7 @@
 
 Lets the Anthropic SDK and Anthropic-speaking tools use the proxy. Errors on
 this blueprint use the Anthropic error shape (``{"type": "error", "error":
-{...}}``: the app's error handlers in ``glm_proxy.web`` choose it by path);
+{...}}``: the app's error handlers in ``glm_proxy.http.plumbing`` choose it by path);
 streams use named events and ``ping`` keep-alives.
 """
 
@@ -13,13 +13,13 @@ from flask import Blueprint, Response
 from glm_proxy.access.auth import Caller
 from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
 from glm_proxy.api.schemas.base import load
+from glm_proxy.http.plumbing import admitted, anthropic_error_response, read_json, request_record
 from glm_proxy.ids import uuid4_hex
+from glm_proxy.inputs.anthropic import to_chat_body
 from glm_proxy.protocol.formats.anthropic import MessagesWire
 from glm_proxy.services import services
-from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.streaming.pump import respond
-from glm_proxy.web import admitted, anthropic_error_response, read_json, request_record
 
 bp = Blueprint("anthropic", __name__, url_prefix="/v1")
 

@@ -15,11 +15,11 @@ from flask import Blueprint, Response
 from glm_proxy.access.auth import Caller
 from glm_proxy.api.schemas.anthropic import CountTokensSchema
 from glm_proxy.api.schemas.base import load
+from glm_proxy.http.plumbing import admitted, json_response, read_json
+from glm_proxy.inputs.anthropic import to_chat_body
 from glm_proxy.protocol.usage import estimate_tokens
 from glm_proxy.services import services
-from glm_proxy.services.anthropic_input import to_chat_body
 from glm_proxy.services.chat import plan_chat
-from glm_proxy.web import admitted, json_response, read_json
 
 bp = Blueprint("anthropic_tokens", __name__, url_prefix="/v1")
 

@@ -17,13 +17,13 @@ from glm_proxy.access.auth import Caller
 from glm_proxy.api.choices import respond_choices
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
+from glm_proxy.http.plumbing import admitted, error_response, read_json, request_record
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.protocol.formats.openai import ChatWire
 from glm_proxy.services import services
 from glm_proxy.services.chat import plan_chat, start_chat
 from glm_proxy.services.controls import reasoning_style
 from glm_proxy.streaming.pump import respond
-from glm_proxy.web import admitted, error_response, read_json, request_record
 
 bp = Blueprint("chat", __name__, url_prefix="/v1")
 

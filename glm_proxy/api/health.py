@@ -13,8 +13,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response
 
+from glm_proxy.http.plumbing import json_response
 from glm_proxy.services import services
-from glm_proxy.web import json_response
 
 bp = Blueprint("health", __name__)
 

@@ -7,9 +7,9 @@ from flask import Blueprint, Response
 from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import ImageGenerationSchema
+from glm_proxy.http.plumbing import admitted, json_response, read_json, request_record
 from glm_proxy.services import services
 from glm_proxy.services.images import generate_images, plan_images
-from glm_proxy.web import admitted, json_response, read_json, request_record
 
 bp = Blueprint("images", __name__, url_prefix="/v1")
 

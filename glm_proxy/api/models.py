@@ -22,11 +22,11 @@ import orjson
 from flask import Blueprint, Response, request
 
 from glm_proxy.errors import GLMProxyError, NotFound
-from glm_proxy.model_table import ModelSpec, ModelTable
+from glm_proxy.http.plumbing import json_response
+from glm_proxy.protocol.model_table import ModelSpec, ModelTable
 from glm_proxy.services import Services, services
 from glm_proxy.store import keys
 from glm_proxy.upstream.control import catalogue_models, fetch_catalogue
-from glm_proxy.web import json_response
 
 log = logging.getLogger(__name__)
 

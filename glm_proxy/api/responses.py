@@ -17,14 +17,20 @@ from glm_proxy.access.auth import Caller
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import GLMProxyError, InvalidRequest
+from glm_proxy.http.plumbing import (
+    admitted,
+    error_response,
+    json_response,
+    read_json,
+    request_record,
+)
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.protocol.formats.responses import ResponseBuilder, ResponseCancelled, ResponsesWire
 from glm_proxy.services import Services, services
 from glm_proxy.services import responses as turns
 from glm_proxy.services.answer import AnswerJob
-from glm_proxy.services.response_store import CANCEL_CHANNEL, ResponseStore
+from glm_proxy.store.responses import CANCEL_CHANNEL, ResponseStore
 from glm_proxy.streaming.pump import respond
-from glm_proxy.web import admitted, error_response, json_response, read_json, request_record
 
 bp = Blueprint("responses", __name__, url_prefix="/v1")
 

@@ -13,8 +13,8 @@ from flask import Blueprint, Response, request
 from glm_proxy.access.auth import check_token_text
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.tokens import TokenCheckSchema
+from glm_proxy.http.plumbing import json_response, read_json, request_record
 from glm_proxy.services import services
-from glm_proxy.web import json_response, read_json, request_record
 
 bp = Blueprint("tokens", __name__)
 TOKEN_CHECK_SCHEMA = TokenCheckSchema()

@@ -9,7 +9,7 @@ connection. Errors before that point get their real status; an error after it
 arrives as an ``{"error": ...}`` body with status 200 (documented).
 
 ``POST /v1/videos`` + ``GET /v1/videos/{id}`` (asynchronous, shaped like
-OpenAI's video jobs) never hold a request open; see ``services.video_jobs``.
+OpenAI's video jobs) never hold a request open; see ``background.video_jobs``.
 Both accept JSON or ``multipart/form-data`` (the OpenAI SDK's
 ``videos.create`` sends the first frame as the file ``input_reference``).
 """
@@ -29,12 +29,18 @@ from werkzeug.wrappers import Response as BaseResponse
 from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.media import VideoGenerationSchema
+from glm_proxy.background.video_jobs import VideoJobs
 from glm_proxy.errors import GLMProxyError, InvalidRequest, NotFound
+from glm_proxy.http.plumbing import (
+    admitted,
+    error_response,
+    json_response,
+    read_json,
+    request_record,
+)
 from glm_proxy.observability.record import RequestRecord
 from glm_proxy.services import Services, services
-from glm_proxy.services.video_jobs import VideoJobs
 from glm_proxy.services.videos import VideoPlan, generate_video, plan_video
-from glm_proxy.web import admitted, error_response, json_response, read_json, request_record
 
 bp = Blueprint("videos", __name__, url_prefix="/v1")
 log = logging.getLogger(__name__)

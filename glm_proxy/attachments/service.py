@@ -28,7 +28,7 @@ from glm_proxy.attachments.fetch import FetchLimits, fetch
 from glm_proxy.attachments.guard import AllowList, FetchGuard, Resolver, system_resolver
 from glm_proxy.attachments.sniff import sniff
 from glm_proxy.errors import GLMProxyError, InvalidRequest, PayloadTooLarge, UpstreamError
-from glm_proxy.prompt import AttachmentRef
+from glm_proxy.inputs.prompt import AttachmentRef
 from glm_proxy.store import keys
 from glm_proxy.upstream.media import upload_file
 

@@ -15,7 +15,7 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 
-from glm_proxy.protocol.parsers.tool_prompt import check_template
+from glm_proxy.tools.prompt import check_template
 
 FROM_PROFILE = None  # default of a setting whose value comes from the GLM_PROTOCOL profile
 

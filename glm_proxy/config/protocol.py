@@ -1,7 +1,7 @@
 """Protocol settings: the 2025/2026 upstream profile, models, deletes, identity and the WAF.
 
 A field whose default is ``FROM_PROFILE`` takes its value from the ``GLM_PROTOCOL``
-profile (``glm_proxy/profiles.py``) unless set explicitly; ``Settings`` fills it in.
+profile (``glm_proxy/protocol/profiles.py``) unless set explicitly; ``Settings`` fills it in.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from glm_proxy.config.parsing import FROM_PROFILE, one_of, parse_bool, parse_csv, setting
-from glm_proxy.model_table import DEFAULT_ALIASES
-from glm_proxy.profiles import PROTOCOLS
+from glm_proxy.protocol.model_table import DEFAULT_ALIASES
+from glm_proxy.protocol.profiles import PROTOCOLS
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from glm_proxy.config.protocol import ProtocolSettings
 from glm_proxy.config.quotas import QuotaSettings
 from glm_proxy.config.serving import ServingSettings, StreamingSettings
 from glm_proxy.config.upstream import UpstreamSettings
-from glm_proxy.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse_pairs
+from glm_proxy.protocol.profiles import PROFILE_SETTINGS, PROFILES, parse_mode_map, parse_pairs
 
 
 # A dataclass collects fields from its last base first, so the sections are listed

@@ -12,7 +12,7 @@ from typing import Any
 
 from glm_proxy.config.parsing import FROM_PROFILE
 from glm_proxy.config.settings import Settings
-from glm_proxy.profiles import PROFILES, PROTOCOLS
+from glm_proxy.protocol.profiles import PROFILES, PROTOCOLS
 
 SIZES = {
     "MAX_REQUEST_BODY",

@@ -36,7 +36,7 @@ def init_app(app: Flask) -> None:
     from glm_proxy.console.session import Sessions
     from glm_proxy.console.state import Console
     from glm_proxy.console.usage import record_request
-    from glm_proxy.web import request_record
+    from glm_proxy.http.plumbing import request_record
 
     store, pool = app.extensions["glm_store"], app.extensions["glm_pool"]
     data = open_data(settings, store)

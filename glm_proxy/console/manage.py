@@ -26,9 +26,9 @@ from glm_proxy.console.pool_view import pool_accounts
 from glm_proxy.console.registry import SECRET_PREFIX
 from glm_proxy.console.state import console, done, page
 from glm_proxy.console.views import bp
-from glm_proxy.doctor import run_checks
 from glm_proxy.errors import GLMProxyError
 from glm_proxy.services import services
+from glm_proxy.upstream.doctor import run_checks
 from glm_proxy.upstream.identity import parse_cookies
 
 

@@ -2,7 +2,7 @@
 and the per-key usage counters.
 
 One typed object per request instead of a string-keyed dict: the app's
-before-request step makes it (``glm_proxy.web.request_record``), the views say
+before-request step makes it (``glm_proxy.http.plumbing.request_record``), the views say
 what was asked (model, stream, caller), the streaming pump adds how it ended
 (account, usage, error), and the response's close callbacks read it: the
 per-key limits (``glm_proxy.access.limits``) count usage and errors, the
@@ -23,7 +23,7 @@ from typing import Any
 
 __all__ = ["CURRENT_REQUEST_ID", "RequestRecord", "request_id_for"]
 
-# The id of the request this code runs for: set on arrival (``glm_proxy.web``) and
+# The id of the request this code runs for: set on arrival (``glm_proxy.http.plumbing``) and
 # carried into the greenlets an answer spawns (``AnswerJob.start``), so that every
 # log line written for the request names it (``glm_proxy.observability.logs``).
 CURRENT_REQUEST_ID: ContextVar[str | None] = ContextVar("glm_proxy_request_id", default=None)

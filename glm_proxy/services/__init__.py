@@ -11,11 +11,11 @@ if TYPE_CHECKING:
     from glm_proxy.access.auth import Authenticator
     from glm_proxy.access.limits import KeyLimits
     from glm_proxy.attachments.service import AttachmentService
+    from glm_proxy.background.janitor import Janitor
     from glm_proxy.config import Settings
-    from glm_proxy.model_table import ModelTable
     from glm_proxy.pool.core import AccountPool
     from glm_proxy.pool.operations import PoolOperations
-    from glm_proxy.services.janitor import Janitor
+    from glm_proxy.protocol.model_table import ModelTable
     from glm_proxy.store.base import Store
     from glm_proxy.store.journal import Journal
     from glm_proxy.upstream.client import UpstreamClient

@@ -16,15 +16,11 @@ from glm_proxy.access.auth import Caller, check_model
 from glm_proxy.accounts import Account
 from glm_proxy.errors import InvalidRequest, NotFound
 from glm_proxy.ids import uuid4_hex
-from glm_proxy.model_table import ModelSpec, resolve_reasoning
+from glm_proxy.inputs.prompt import Prompt, build_prompt
 from glm_proxy.pool.conversations import owner_id
-from glm_proxy.profiles import mode_table
-from glm_proxy.prompt import Prompt, build_prompt
+from glm_proxy.protocol.model_table import ModelSpec, resolve_reasoning
 from glm_proxy.protocol.parsers import DeltaFilter, FilterChain
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig, tool_config
-from glm_proxy.protocol.parsers.tool_filter import ToolCallFilter
-from glm_proxy.protocol.parsers.tool_prompt import load_template
-from glm_proxy.protocol.parsers.tool_schema import Toolbox
+from glm_proxy.protocol.profiles import mode_table
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 from glm_proxy.services.controls import (
@@ -34,6 +30,10 @@ from glm_proxy.services.controls import (
     plan_controls,
     with_instruction,
 )
+from glm_proxy.tools.definitions import ToolConfig, tool_config
+from glm_proxy.tools.filter import ToolCallFilter
+from glm_proxy.tools.prompt import load_template
+from glm_proxy.tools.schema import Toolbox
 
 if TYPE_CHECKING:
     from glm_proxy.services import Services
@@ -55,7 +55,7 @@ class ChatPlan:
     include_usage: bool = False
     stream: bool = False
     controls: Controls = field(default_factory=Controls)
-    mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.model_table)
+    mode: str = "fast"  # fast | thinking | deep | research (see glm_proxy.protocol.model_table)
     selected_model: str = ""
     reasoning_effort: str = ""  # the wire value of meta_data.reasoning_effort
     send_selected_model: bool = True  # 2026 body fields (GLM_SEND_SELECTED_MODEL)

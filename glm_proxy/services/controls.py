@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.prompt import Prompt
+from glm_proxy.inputs.prompt import Prompt
 from glm_proxy.protocol.formats.openai import ReasoningStyle
 from glm_proxy.protocol.parsers import DeltaFilter, FilterChain, FilterFactory
 from glm_proxy.protocol.parsers.length import LengthFilter

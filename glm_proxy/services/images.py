@@ -22,8 +22,8 @@ from typing import Any
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.errors import ContentFiltered, GLMProxyError, InvalidRequest, UpstreamError
-from glm_proxy.model_table import AGENT_ID
 from glm_proxy.protocol.events import Finished, ImageGenerated, TextDelta
+from glm_proxy.protocol.model_table import AGENT_ID
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.answer import AnswerJob, AnswerRequest
 

@@ -21,20 +21,20 @@ import orjson
 from glm_proxy.access.auth import Caller
 from glm_proxy.errors import GLMProxyError, InvalidRequest
 from glm_proxy.ids import uuid4_hex
-from glm_proxy.protocol.formats.responses import ResponseBuilder
-from glm_proxy.services.answer import AnswerJob
-from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
-from glm_proxy.services.response_store import (
-    ResponseStore,
-    StoredResponse,
-    owner_label,
-    owner_of,
-)
-from glm_proxy.services.responses_input import (
+from glm_proxy.inputs.responses import (
     ResponsesRequest,
     input_item,
     output_items,
     to_chat_body,
+)
+from glm_proxy.protocol.formats.responses import ResponseBuilder
+from glm_proxy.services.answer import AnswerJob
+from glm_proxy.services.chat import ChatPlan, plan_chat, start_chat
+from glm_proxy.store.responses import (
+    ResponseStore,
+    StoredResponse,
+    owner_label,
+    owner_of,
 )
 
 __all__ = ["Turn", "new_response_id", "prepare"]

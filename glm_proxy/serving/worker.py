@@ -30,7 +30,7 @@ from typing import Any
 import gevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from glm_proxy.wire_errors import error_page
+from glm_proxy.http.wire_errors import error_page
 
 __all__ = ["HeadTimeoutWorker"]
 

@@ -6,7 +6,7 @@ account, the creation time and the lease of the answer that owns it. The entry
 is removed when its delete is confirmed, or when the conversation becomes a
 kept one (which has its own record, ``pool.conversations``). What a dead
 worker or replica leaves behind is found by the recovery sweep
-(``services.recovery``): an entry whose owner can no longer be working on it.
+(``background.recovery``): an entry whose owner can no longer be working on it.
 
 Two homes, one interface:
 

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, has_request_context, request
 
 from glm_proxy.errors import GLMProxyError
+from glm_proxy.http.plumbing import json_response
 from glm_proxy.streaming.connection import limit_send_buffer
 from glm_proxy.streaming.line_watch import watch_line
 from glm_proxy.streaming.opening import OpeningStream
 from glm_proxy.streaming.queue import QUIET, QueuedItems
 from glm_proxy.streaming.state import WATCH, StreamState
 from glm_proxy.streaming.wire import Wire
-from glm_proxy.web import json_response
 
 if TYPE_CHECKING:
     from glm_proxy.config import Settings

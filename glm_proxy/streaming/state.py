@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 
 from gevent.queue import Full
 
-from glm_proxy.periodic import PeriodicWatch
 from glm_proxy.services.aborts import ClientStalled
 from glm_proxy.streaming.connection import hang_up
+from glm_proxy.streaming.periodic import PeriodicWatch
 from glm_proxy.streaming.queue import QUIET, Failure, JobDone, QueuedItems
 from glm_proxy.streaming.wire import Wire
 

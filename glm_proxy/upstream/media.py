@@ -18,7 +18,7 @@ from typing import IO, Any
 from glm_proxy.accounts import Account
 from glm_proxy.errors import UpstreamProtocolError
 from glm_proxy.ids import uuid4_hex
-from glm_proxy.profiles import parse_pairs
+from glm_proxy.protocol.profiles import parse_pairs
 from glm_proxy.upstream.envelope import unwrap
 
 UPLOAD_CHUNK = 64 * 1024

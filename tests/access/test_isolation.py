@@ -15,7 +15,7 @@ import openai
 import pytest
 import requests
 
-from glm_proxy.prompt import build_prompt
+from glm_proxy.inputs.prompt import build_prompt
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.fileserver import file_server_fixture, media_proxy_fixture  # noqa: F401
 from tests.support.team import ask, jwt_token, new_key, new_tokens, stream_entries

@@ -15,7 +15,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Request
 
-from glm_proxy.request_guard import HeadersTooLarge, check_head
+from glm_proxy.http.request_guard import HeadersTooLarge, check_head
 
 
 def reference(request, settings) -> None:

@@ -267,7 +267,7 @@ def test_n_with_a_kept_conversation_is_a_400(client):
 def test_anthropic_limit_counts_thinking_only_when_thinking_is_on(thinking, field, effort):
     from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
     from glm_proxy.api.schemas.base import load
-    from glm_proxy.services.anthropic_input import to_chat_body
+    from glm_proxy.inputs.anthropic import to_chat_body
 
     body = {"model": "glm-4", "max_tokens": 77, "messages": user("x"), "stop_sequences": ["Z"]}
     if thinking:
@@ -283,7 +283,7 @@ def test_anthropic_limit_counts_thinking_only_when_thinking_is_on(thinking, fiel
 def test_anthropic_output_config_maps_to_response_format_and_effort():
     from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema
     from glm_proxy.api.schemas.base import load
-    from glm_proxy.services.anthropic_input import to_chat_body
+    from glm_proxy.inputs.anthropic import to_chat_body
 
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     body = {

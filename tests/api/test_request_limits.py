@@ -175,7 +175,7 @@ def test_content_length_over_the_cap_is_413_without_reading(tight, token):
 
 
 def json_error_page(resp) -> dict:
-    """What gunicorn answers itself (see glm_proxy/wire_errors.py): JSON, never HTML."""
+    """What gunicorn answers itself (see glm_proxy/http/wire_errors.py): JSON, never HTML."""
     assert resp.headers["content-type"] == "application/json", resp.body
     body = resp.json()
     assert body["type"] == "error"

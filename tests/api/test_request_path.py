@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from glm_proxy.ids import uuid4_hex
 from glm_proxy.observability import metrics
-from glm_proxy.profiles import mode_table, pairs_table, parse_mode_map, parse_pairs
+from glm_proxy.protocol.profiles import mode_table, pairs_table, parse_mode_map, parse_pairs
 
 
 def test_uuid4_hex_is_a_uuid4_without_dashes() -> None:
@@ -74,7 +74,7 @@ def test_setting_maps_are_parsed_per_text() -> None:
 
 def test_plan_chat_follows_each_apps_mode_map() -> None:
     from glm_proxy.config import Settings
-    from glm_proxy.model_table import ModelTable
+    from glm_proxy.protocol.model_table import ModelTable
     from glm_proxy.services.chat import plan_chat
 
     body = {"model": "glm-4", "messages": [{"role": "user", "content": "hi"}]}

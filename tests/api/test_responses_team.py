@@ -7,7 +7,7 @@ import pytest
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account, fingerprint
-from glm_proxy.services.response_store import owned_by, owner_of
+from glm_proxy.store.responses import owned_by, owner_of
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.team import admin, assert_no_secrets, new_key, new_tokens, stream_entries
 from tests.support.waiting import wait_until

@@ -15,7 +15,7 @@ from glm_proxy.attachments.blob import decode_data_url, spool
 from glm_proxy.attachments.frames import frame_geometry, prepare_frame
 from glm_proxy.attachments.guard import Unresolvable
 from glm_proxy.errors import InvalidRequest, PayloadTooLarge
-from glm_proxy.prompt import build_prompt
+from glm_proxy.inputs.prompt import build_prompt
 from glm_proxy.upstream.media import MultipartFile
 from tests.support.fileserver import image_bytes, pdf_bytes
 

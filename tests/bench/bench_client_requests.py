@@ -27,8 +27,9 @@ from glm_proxy.api.schemas.anthropic import AnthropicMessagesSchema  # noqa: E40
 from glm_proxy.api.schemas.base import load  # noqa: E402
 from glm_proxy.api.schemas.responses import ResponsesSchema  # noqa: E402
 from glm_proxy.config import Settings  # noqa: E402
-from glm_proxy.model_table import ModelTable  # noqa: E402
-from glm_proxy.services import anthropic_input, responses_input  # noqa: E402
+from glm_proxy.inputs import anthropic as anthropic_input  # noqa: E402
+from glm_proxy.inputs import responses as responses_input  # noqa: E402
+from glm_proxy.protocol.model_table import ModelTable  # noqa: E402
 from glm_proxy.services.chat import plan_chat  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "clients"

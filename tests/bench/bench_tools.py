@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from glm_proxy.protocol.events import Finished, TextDelta  # noqa: E402
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig, check_tools  # noqa: E402
-from glm_proxy.protocol.parsers.tool_filter import ToolCallFilter  # noqa: E402
+from glm_proxy.tools.definitions import ToolConfig, check_tools  # noqa: E402
+from glm_proxy.tools.filter import ToolCallFilter  # noqa: E402
 from tests.conftest import (  # noqa: E402
     Simulator,
     launch_simulator,

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from glm_proxy.config import ConfigError, Settings
-from glm_proxy.model_table import DEFAULT_ALIASES, ModelTable
+from glm_proxy.protocol.model_table import DEFAULT_ALIASES, ModelTable
 from tests.conftest import start_proxy, stop_proxy
 from tests.support.tools import script
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from glm_proxy.inputs.anthropic import to_chat_body
 from glm_proxy.protocol.events import Finished, ReasoningDelta, TextDelta
 from glm_proxy.protocol.formats.anthropic import MessageStreamFormatter, build_message
-from glm_proxy.services.anthropic_input import to_chat_body
 
 
 def test_request_becomes_a_chat_body():

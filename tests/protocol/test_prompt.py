@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from glm_proxy.prompt import build_prompt
+from glm_proxy.inputs.prompt import build_prompt
 
 
 def test_single_message_is_sent_as_is():

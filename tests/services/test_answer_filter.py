@@ -18,7 +18,7 @@ import pytest
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import UpstreamError
-from glm_proxy.prompt import Prompt
+from glm_proxy.inputs.prompt import Prompt
 from glm_proxy.protocol.events import Delta, Finished, TextDelta
 from glm_proxy.protocol.parsers import Reask
 from glm_proxy.services.answer import AnswerJob, AnswerRequest

@@ -10,10 +10,10 @@ from __future__ import annotations
 import time
 
 from glm_proxy.accounts import Account
+from glm_proxy.background.sweeper import MAX_ATTEMPTS, Sweeper
 from glm_proxy.config import Settings
 from glm_proxy.errors import UpstreamRetryable
 from glm_proxy.pool import AccountPool, PoolEntry
-from glm_proxy.services.sweeper import MAX_ATTEMPTS, Sweeper
 from glm_proxy.store.memory import MemoryStore
 
 POOLED = Account.from_token("rt-sweep-pooled")

@@ -12,7 +12,7 @@ import pytest
 from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.responses import ResponsesSchema
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.services.responses_input import (
+from glm_proxy.inputs.responses import (
     map_tool_choice,
     map_tools,
     output_items,

@@ -13,9 +13,9 @@ import gevent
 
 from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import Account
+from glm_proxy.background import video_jobs
+from glm_proxy.background.video_jobs import PREFIX, VideoJobs, owner_of
 from glm_proxy.errors import ServiceUnavailable
-from glm_proxy.services import video_jobs
-from glm_proxy.services.video_jobs import PREFIX, VideoJobs, owner_of
 from glm_proxy.store.memory import MemoryStore
 
 CALLER = Caller(accounts=(Account.from_token("rt-jobs"),))

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from glm_proxy.accounts import Account
+from glm_proxy.background.recovery import Recovery, backoff
 from glm_proxy.errors import UpstreamError
-from glm_proxy.services.recovery import Recovery, backoff
 from glm_proxy.store import keys
 from glm_proxy.store.journal import Entry, FileJournal, StoreJournal, open_file
 from glm_proxy.store.memory import MemoryStore
@@ -146,9 +146,9 @@ def test_an_entry_whose_account_is_gone_is_kept_with_the_reason(journal):
 
 
 def test_a_kept_conversation_the_idle_sweeper_gives_up_on_goes_to_the_journal() -> None:
+    from glm_proxy.background.sweeper import MAX_ATTEMPTS, Sweeper
     from glm_proxy.config import Settings
     from glm_proxy.pool import AccountPool, PoolEntry
-    from glm_proxy.services.sweeper import MAX_ATTEMPTS, Sweeper
 
     account = Account.from_token("rt-journal-kept")
     settings = Settings.from_mapping({"CONVERSATION_IDLE_TTL": "0.01", "SWEEP_INTERVAL": "60"})
@@ -169,7 +169,7 @@ def test_the_janitor_holds_what_it_deletes_and_renews_the_hold_until_done() -> N
     import gevent
     from gevent.event import Event
 
-    from glm_proxy.services.janitor import Janitor
+    from glm_proxy.background.janitor import Janitor
 
     release = Event()
 
@@ -195,7 +195,7 @@ def test_the_janitor_holds_what_it_deletes_and_renews_the_hold_until_done() -> N
 
 
 def test_a_kept_conversation_let_go_is_journalled_until_its_delete_is_confirmed() -> None:
-    from glm_proxy.services.janitor import Janitor
+    from glm_proxy.background.janitor import Janitor
 
     settings = SimpleNamespace(lease_ttl=30.0, glm_delete_batch_window=0.0)
     journal = StoreJournal(MemoryStore(), 30.0)

@@ -20,12 +20,12 @@ from werkzeug.test import EnvironBuilder
 
 from glm_proxy import create_app
 from glm_proxy.errors import RateLimited
+from glm_proxy.http.plumbing import error_response, request_record
 from glm_proxy.observability import metrics
 from glm_proxy.protocol.events import ConversationStarted, Finished, TextDelta
 from glm_proxy.services import services
 from glm_proxy.streaming.pump import respond
 from glm_proxy.streaming.queue import Failure, JobDone
-from glm_proxy.web import error_response, request_record
 from tests.support.pump import HandFedJob, wire
 
 ROUTE = "/v1/test-opening"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from glm_proxy.protocol.parsers.tool_defs import check_tools
-from glm_proxy.protocol.parsers.toolcalls import Block, CallScanner, Text
+from glm_proxy.tools.calls import Block, CallScanner, Text
+from glm_proxy.tools.definitions import check_tools
 
 WEATHER = {
     "type": "function",

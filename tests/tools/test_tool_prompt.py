@@ -9,17 +9,17 @@ from glm_proxy.api.schemas.base import load
 from glm_proxy.api.schemas.chat import ChatCompletionSchema
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest
-from glm_proxy.prompt import build_prompt
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig, check_tools, tool_config
-from glm_proxy.protocol.parsers.tool_prompt import (
+from glm_proxy.inputs.anthropic import to_chat_body
+from glm_proxy.inputs.prompt import build_prompt
+from glm_proxy.protocol.usage import estimate_tokens
+from glm_proxy.tools.calls import CallScanner, parse_block
+from glm_proxy.tools.definitions import ToolConfig, check_tools, tool_config
+from glm_proxy.tools.prompt import (
     DEFAULT_TEMPLATE,
     check_template,
     render_tool_section,
 )
-from glm_proxy.protocol.parsers.tool_schema import Toolbox
-from glm_proxy.protocol.parsers.toolcalls import CallScanner, parse_block
-from glm_proxy.protocol.usage import estimate_tokens
-from glm_proxy.services.anthropic_input import to_chat_body
+from glm_proxy.tools.schema import Toolbox
 
 WEATHER = {
     "type": "function",
@@ -285,7 +285,7 @@ def test_template_file_setting(tmp_path):
 
 def test_tools_are_checked_once_per_request(monkeypatch):
     """Schema load -> (Anthropic: chat body) -> ``tool_config``: each tool is checked once."""
-    from glm_proxy.protocol.parsers import tool_defs
+    from glm_proxy.tools import definitions as tool_defs
 
     checked: list[str] = []
     real = tool_defs._spec

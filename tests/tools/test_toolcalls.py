@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import pytest
 
-from glm_proxy.protocol.parsers.tool_defs import (
+from glm_proxy.tools.calls import Block, CallScanner, RawCall, Text, parse_block
+from glm_proxy.tools.definitions import (
     ToolDefinitionError,
     anthropic_specs,
     check_tool_choice,
     check_tools,
     tool_config,
 )
-from glm_proxy.protocol.parsers.tool_schema import Toolbox
-from glm_proxy.protocol.parsers.toolcalls import Block, CallScanner, RawCall, Text, parse_block
+from glm_proxy.tools.schema import Toolbox
 from tests.support.tool_samples import CALL, TOOLS, WEATHER, cuts, scan
 
 

@@ -22,12 +22,12 @@ from glm_proxy.protocol.events import (
     ToolCallStart,
 )
 from glm_proxy.protocol.parsers import FilterChain, Reask
-from glm_proxy.protocol.parsers.tool_defs import (
+from glm_proxy.tools.calls import Text, parse_block
+from glm_proxy.tools.definitions import (
     ToolConfig,
 )
-from glm_proxy.protocol.parsers.tool_filter import ToolCallFilter
-from glm_proxy.protocol.parsers.tool_schema import Toolbox
-from glm_proxy.protocol.parsers.toolcalls import Text, parse_block
+from glm_proxy.tools.filter import ToolCallFilter
+from glm_proxy.tools.schema import Toolbox
 from tests.support.tool_samples import CALL, TOOLS, cuts, scan
 
 # -- the filter ----------------------------------------------------------------

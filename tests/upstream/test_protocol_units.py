@@ -12,12 +12,12 @@ import requests
 from requests.adapters import BaseAdapter
 
 from glm_proxy.accounts import Account
+from glm_proxy.background.janitor import Janitor
 from glm_proxy.config import ConfigError, Settings
 from glm_proxy.errors import InvalidRequest, UpstreamBusy, UpstreamError, UpstreamRetryable
-from glm_proxy.model_table import ModelTable, resolve_reasoning
-from glm_proxy.profiles import EFFORT_MAP_2026
+from glm_proxy.protocol.model_table import ModelTable, resolve_reasoning
+from glm_proxy.protocol.profiles import EFFORT_MAP_2026
 from glm_proxy.services.chat import build_upstream_payload, plan_chat
-from glm_proxy.services.janitor import Janitor
 from glm_proxy.store.memory import MemoryStore
 from glm_proxy.upstream import control
 from glm_proxy.upstream.client import UpstreamClient

@@ -1,7 +1,7 @@
 """The Anthropic Messages request (``POST /v1/messages`` and ``count_tokens``): schema.
 
 Validation only; turning the request into the chat request ``plan_chat`` takes
-is ``glm_proxy.services.anthropic_input``.
+is ``glm_proxy.inputs.anthropic``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 from glm_proxy.api.schemas.base import Lenient, nest_error
 from glm_proxy.api.schemas.chat import ContentField, StopField
 from glm_proxy.observability.additions import note_ignored
-from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, anthropic_specs, offered
+from glm_proxy.tools.definitions import ToolDefinitionError, anthropic_specs, offered
 
 
 class AnthropicMessageSchema(Lenient):

@@ -14,14 +14,14 @@ from typing import Any
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from glm_proxy.api.schemas.base import Lenient, nest_error
+from glm_proxy.http.request_guard import tick
 from glm_proxy.observability.additions import note_ignored
-from glm_proxy.protocol.parsers.tool_defs import (
+from glm_proxy.tools.definitions import (
     ToolDefinitionError,
     check_tool_choice,
     check_tools,
     offered,
 )
-from glm_proxy.request_guard import tick
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")

@@ -14,7 +14,7 @@ into a few. The calls and their fallbacks are ``upstream.control.delete_conversa
 Journal: each conversation is in the crash-safe journal (``store.journal``)
 until its delete is confirmed; the janitor removes it then. A delete the
 janitor could not confirm stays there, and the recovery sweep
-(``services.recovery``) tries again with a backoff; a delete no call confirmed
+(``background.recovery``) tries again with a backoff; a delete no call confirmed
 while some answered as a missing path counts as ``unconfirmed``, not deleted.
 
 Stopping: when the client left before the answer finished, the upstream is

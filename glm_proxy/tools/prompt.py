@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from glm_proxy.protocol.parsers.schema_walk import json_depth
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig, ToolSpec
-from glm_proxy.protocol.parsers.toolcalls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
+from glm_proxy.tools.calls import CALLS_CLOSE, CALLS_OPEN, CDATA_CLOSE, CDATA_OPEN
+from glm_proxy.tools.definitions import ToolConfig, ToolSpec
 
 __all__ = [
     "DEFAULT_TEMPLATE",

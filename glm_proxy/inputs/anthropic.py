@@ -5,7 +5,7 @@ validated request (``glm_proxy.api.schemas.anthropic``) becomes the
 OpenAI-shaped body ``plan_chat`` takes: system prompt first, content blocks
 mapped to text/image/file parts, ``tool_use``/``tool_result`` blocks to
 ``tool_calls`` and ``tool`` messages, ``thinking``/``output_config`` to the
-chat controls. It lives here, next to ``responses_input`` (the Responses
+chat controls. It lives here, next to ``inputs.responses`` (the Responses
 API's front door), because it is the service's input, not a wire format:
 ``formats/`` renders answers outward, ``prompt`` flattens chat messages for
 the upstream, and both run after this. Pure: no I/O, no Flask.
@@ -19,7 +19,7 @@ import orjson
 
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.observability.additions import note_ignored
-from glm_proxy.protocol.parsers.tool_defs import ToolSpec
+from glm_proxy.tools.definitions import ToolSpec
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 # Blocks of the model's own turns that are not sent back upstream (not counted as unknown).

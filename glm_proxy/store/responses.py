@@ -35,8 +35,8 @@ import orjson
 from glm_proxy.access.auth import Caller
 from glm_proxy.accounts import fingerprint
 from glm_proxy.errors import NotFound
-from glm_proxy.services.response_quota import ResponseQuota
 from glm_proxy.store import keys
+from glm_proxy.store.response_quota import ResponseQuota
 
 CANCEL_CHANNEL = keys.RESPONSE_CANCEL_CHANNEL
 LIVE_TTL = 3600.0

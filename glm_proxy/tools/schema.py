@@ -24,8 +24,8 @@ from jsonschema import exceptions as schema_errors
 
 from glm_proxy.protocol.parsers import caller_schema
 from glm_proxy.protocol.parsers.schema_walk import json_depth
-from glm_proxy.protocol.parsers.tool_defs import ToolSpec
-from glm_proxy.protocol.parsers.toolcalls import RawCall
+from glm_proxy.tools.calls import RawCall
+from glm_proxy.tools.definitions import ToolSpec
 
 __all__ = ["Toolbox", "loads_lenient"]
 

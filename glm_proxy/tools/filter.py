@@ -37,9 +37,9 @@ from glm_proxy.protocol.events import (
     ToolCallStart,
 )
 from glm_proxy.protocol.parsers import Reask
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig
-from glm_proxy.protocol.parsers.tool_schema import Toolbox
-from glm_proxy.protocol.parsers.toolcalls import CALLS_OPEN, Block, CallScanner, Text, parse_block
+from glm_proxy.tools.calls import CALLS_OPEN, Block, CallScanner, Text, parse_block
+from glm_proxy.tools.definitions import ToolConfig
+from glm_proxy.tools.schema import Toolbox
 
 __all__ = ["ToolCallFilter"]
 

@@ -8,7 +8,7 @@ one key could fill the worker's memory (or Redis) with history. Three bounds:
   setting, until its responses expire or it deletes some;
 - ``RESPONSES_MAX_BYTES``: over it, the oldest stored responses of anybody are
   evicted first;
-- a turn is stored by reference to its parent (``response_store``), so a long
+- a turn is stored by reference to its parent (``store.responses``), so a long
   conversation costs its own text once, not once per turn.
 
 Accounting lives in the store so every worker and replica agrees:

@@ -26,7 +26,7 @@ from typing import Any
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.observability.additions import note_ignored
 from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
-from glm_proxy.protocol.parsers.tool_defs import ToolDefinitionError, check_tools
+from glm_proxy.tools.definitions import ToolDefinitionError, check_tools
 
 __all__ = [
     "ADDITIONAL_TOOLS",

@@ -19,11 +19,7 @@ from glm_proxy.errors import (
     MethodNotAllowed,
     NotFound,
 )
-from glm_proxy.observability import metrics
-from glm_proxy.observability.logs import log_request
-from glm_proxy.observability.record import CURRENT_REQUEST_ID, RequestRecord, request_id_for
-from glm_proxy.protocol.formats.anthropic import anthropic_error
-from glm_proxy.request_guard import (
+from glm_proxy.http.request_guard import (
     abandon_body,
     body_too_large,
     check_head,
@@ -32,6 +28,10 @@ from glm_proxy.request_guard import (
     read_body,
     settle_body,
 )
+from glm_proxy.observability import metrics
+from glm_proxy.observability.logs import log_request
+from glm_proxy.observability.record import CURRENT_REQUEST_ID, RequestRecord, request_id_for
+from glm_proxy.protocol.formats.anthropic import anthropic_error
 from glm_proxy.services import services
 
 if TYPE_CHECKING:

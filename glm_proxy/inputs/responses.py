@@ -4,7 +4,7 @@ A Responses request is a third front door to the same answer: its input items
 become the chat messages ``plan_chat`` takes (``function_call`` -> an
 assistant message with ``tool_calls``, ``function_call_output`` -> a ``tool``
 message, ``reasoning`` items dropped), its tools become chat tools
-(``services.responses_tools``: custom, namespace and web_search tools too),
+(``tools.responses``: custom, namespace and web_search tools too),
 and ``reasoning.effort``, ``text.format`` and ``max_output_tokens`` become
 ``reasoning_effort``, ``response_format`` and ``max_tokens``.
 
@@ -22,7 +22,7 @@ import orjson
 from glm_proxy.errors import InvalidRequest
 from glm_proxy.observability.additions import note_ignored
 from glm_proxy.protocol.formats.responses import CUSTOM_INPUT
-from glm_proxy.services.responses_tools import (
+from glm_proxy.tools.responses import (
     ADDITIONAL_TOOLS,
     PLAIN_NAMESPACE,
     WEB_SEARCH_TOOLS,

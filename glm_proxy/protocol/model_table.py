@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from glm_proxy.profiles import pairs_table, parse_pairs
+from glm_proxy.protocol.profiles import pairs_table, parse_pairs
 
 AGENT_ID = re.compile(r"^[a-f0-9]{24}$")
 MODEL_CREATED = 1735689600  # 2025-01-01: a stable `created` for listed models

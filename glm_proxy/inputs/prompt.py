@@ -14,14 +14,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_proxy.protocol.parsers.tool_defs import ToolConfig
-from glm_proxy.protocol.parsers.tool_prompt import (
+from glm_proxy.http.request_guard import tick
+from glm_proxy.tools.definitions import ToolConfig
+from glm_proxy.tools.prompt import (
     DEFAULT_TEMPLATE,
     render_calls,
     render_result,
     render_tool_section,
 )
-from glm_proxy.request_guard import tick
 
 MARKDOWN_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
 SANDBOX_PATH = re.compile(r"/mnt/data/[^\s)\]\"'`]*")
@@ -220,7 +220,7 @@ def build_prompt(
     turn is rendered as ``<|role|>\\ntext`` and the text ends with
     ``<|assistant|>`` so the model answers the last turn.
 
-    With ``tools``, the tool section (see ``parsers.tool_prompt``) is the last
+    With ``tools``, the tool section (see ``tools.prompt``) is the last
     turn before the answer, where the model weighs it most, after any system
     prompt of the client's. Assistant tool calls and tool results go back in
     the tool syntax; continuing a conversation sends only what came after the

@@ -1,6 +1,6 @@
 """The tool-call syntax the model is asked to write, and a sans-IO scanner for it.
 
-The web model has no tool interface, so it is asked (see ``tool_prompt``) to
+The web model has no tool interface, so it is asked (see ``tools.prompt``) to
 write its calls as one XML-like block::
 
     <glm_tool_calls>
@@ -22,7 +22,7 @@ text verbatim, newlines and ``</parameter>`` included. Values of other types
 holds back a possible prefix of the start marker, treats markers inside fenced
 code blocks as text, and is CDATA-aware inside a block. ``parse_block`` turns
 a block body into raw calls (name + parameter texts); typing and validation
-against the tool's schema is ``tool_schema``'s job.
+against the tool's schema is ``tools.schema``'s job.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ class Sweeper:
         self.upstream = upstream
         self.deleted = 0
         self.failed = 0
-        self.journal = None  # set by services.recovery: where a delete given up on goes
+        self.journal = None  # set by background.recovery: where a delete given up on goes
         self._greenlet: gevent.Greenlet | None = None
 
     @property

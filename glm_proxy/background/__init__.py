@@ -1,0 +1,1 @@
+"""Work beside the requests: conversation deletion, sweeps, recovery, shutdown, video jobs."""

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every blueprint: error handlers, request limits, gunicorn's refusals."""

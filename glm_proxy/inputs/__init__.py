@@ -1,0 +1,1 @@
+"""The three front doors' requests -> the one chat request and the upstream's single message."""
