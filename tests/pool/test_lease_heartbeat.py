@@ -51,9 +51,11 @@ def test_holding_many_leases_costs_no_greenlet(monkeypatch) -> None:
 
 def test_a_long_lease_is_renewed_by_the_timer() -> None:
     store = MemoryStore()
-    store.slot_acquire("slots:long", "m", 10, 0.3)
-    slot = Slot(store, "slots:long", "m", 0.3).start_heartbeat()
-    gevent.sleep(1.0)  # three TTLs: only the renewals keep it
+    # TTL 1.5 s, renewed every 0.5 s: only a loop stalled for a whole TTL (not merely slow
+    # under a loaded machine) could let it lapse.
+    store.slot_acquire("slots:long", "m", 10, 1.5)
+    slot = Slot(store, "slots:long", "m", 1.5).start_heartbeat()
+    gevent.sleep(4.5)  # three TTLs: only the renewals keep it
     assert store.slot_count("slots:long") == 1
     slot.release()
     assert store.slot_count("slots:long") == 0
