@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +42,6 @@ from gevent.queue import Full, Queue
 
 from glm_proxy.accounts import Account
 from glm_proxy.errors import GLMProxyError, RefreshTokenExpired, UpstreamBusy, UpstreamRetryable
-from glm_proxy.protocol.events import Delta
 from glm_proxy.protocol.parsers import FilterFactory
 from glm_proxy.protocol.translate import TranslateOptions
 from glm_proxy.services.aborts import ClientStalled
@@ -171,18 +170,6 @@ class AnswerJob(QueuedItems):
     def wait_leased(self, timeout: float | None = None) -> bool:
         """Block while the job waits in the account queue (so a 429 keeps its status)."""
         return self._leased.wait(timeout)
-
-    def deltas(self) -> Iterator[Delta]:
-        """The answer's deltas until ``JobDone``; a ``Failure`` is raised. The one drain.
-
-        Does not cancel the job: the caller does, in its ``finally``.
-        """
-        for item in self.items():
-            if isinstance(item, Failure):
-                raise item.error
-            if isinstance(item, JobDone):
-                return
-            yield item
 
     def cancel(self) -> None:
         """Stop the producer (client went away); its ``finally`` blocks clean up.

@@ -15,7 +15,7 @@ a client that asked for ``n`` answers gets ``n`` or an error, never fewer.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,14 +121,6 @@ class ChoiceJobs(QueuedItems):
     def wait_leased(self, timeout: float | None = None) -> bool:
         """The first choice's account wait decides the status (a 429 keeps its status)."""
         return self.jobs[0].wait_leased(timeout)
-
-    def deltas(self) -> Iterator[Choice]:
-        for item in self.items():
-            if isinstance(item, Failure):
-                raise item.error
-            if isinstance(item, JobDone):
-                return
-            yield item
 
     def abort(self, error: GLMProxyError) -> None:
         """JobDone every choice now with ``error`` (a stalled client, a restart)."""

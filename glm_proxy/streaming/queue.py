@@ -151,3 +151,15 @@ class QueuedItems:
             yield item
             if isinstance(item, JobDone | Failure):
                 return
+
+    def deltas(self) -> Iterator[Any]:
+        """The answer's items until ``JobDone``; a ``Failure`` is raised. The one drain.
+
+        Does not cancel the job: the caller does, in its ``finally``.
+        """
+        for item in self.items():
+            if isinstance(item, Failure):
+                raise item.error
+            if isinstance(item, JobDone):
+                return
+            yield item

@@ -10,18 +10,11 @@ runs in place.
 
 from __future__ import annotations
 
-import gc
-
 import gevent
 import gevent.event
-import greenlet
 
 from glm_proxy.pool.lease import Slot
 from glm_proxy.store.memory import MemoryStore
-
-
-def live_greenlets() -> int:
-    return sum(1 for o in gc.get_objects() if isinstance(o, greenlet.greenlet) and not o.dead)
 
 
 def test_holding_many_leases_costs_no_greenlet(monkeypatch) -> None:
