@@ -158,7 +158,13 @@ class Simulator:
         return resp.json()
 
     def requests_log(self, path_suffix: str = "") -> list[dict]:
+        """The last few hundred calls (a capped log): for what a call carried, never to count."""
         return [r for r in self.state()["requests"] if r["path"].endswith(path_suffix)]
+
+    def request_count(self, path_suffix: str = "") -> int:
+        """Every call ever made to paths ending in `path_suffix` (uncapped, unlike the log)."""
+        counts = self.state()["request_counts"]
+        return sum(n for path, n in counts.items() if path.endswith(path_suffix))
 
     def wait_deleted(self, token: str, timeout: float = 10.0) -> dict:
         """Wait until the account has no live conversation left; return its state."""

@@ -19,7 +19,7 @@ REFRESH = "/user/refresh"
 
 
 def refreshes(simulator) -> int:
-    return len(simulator.requests_log(REFRESH))
+    return simulator.request_count(REFRESH)
 
 
 def chat_body() -> bytes:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import requests
 
 from tests.support.tools import script, stream_requests
@@ -56,3 +58,17 @@ def test_echo_answers_with_what_the_prompt_holds(client, simulator, token):
     assert "no match" in second.choices[0].message.content
     bad = {"token": token, "answers": [{"text": "x", "echo": "("}]}
     assert requests.post(f"{simulator.base}/_sim/script", json=bad, timeout=5).status_code == 400
+
+
+def test_request_count_keeps_counting_once_the_log_is_full(simulator):
+    """The log holds the last few hundred calls; counting its length misses every call made
+    once it is full, which made "no new login" asserts pass vacuously and "one login" fail."""
+    from tests.simulator.state import MAX_LOGGED_REQUESTS
+
+    path = f"/_probe/{uuid.uuid4().hex}"
+    for _ in range(MAX_LOGGED_REQUESTS + 5):
+        requests.get(f"{simulator.base}{path}", timeout=5)
+    before = simulator.request_count(path)
+    requests.get(f"{simulator.base}{path}", timeout=5)
+    assert len(simulator.requests_log(path)) <= MAX_LOGGED_REQUESTS  # the log dropped some
+    assert simulator.request_count(path) == before + 1 == MAX_LOGGED_REQUESTS + 6

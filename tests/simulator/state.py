@@ -12,7 +12,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -152,6 +152,9 @@ class SimState:
             self.video_uploads: dict[str, dict[str, Any]] = {}  # source_id -> record
             self.video_tasks: dict[str, dict[str, Any]] = {}
             self.requests: deque[dict[str, Any]] = deque(maxlen=MAX_LOGGED_REQUESTS)
+            # The log above keeps the last few hundred calls; this count never drops one, so a
+            # test can tell "no new call" from "the log was full before and after".
+            self.request_counts: Counter[str] = Counter()
             self.running: dict[str, str] = {}  # history id of a running answer -> account key
             self.stop_requests: set[str] = set()  # history ids asked to stop
             self.stops: list[dict[str, Any]] = []  # every stop_stream call (introspection)
@@ -326,6 +329,7 @@ class SimState:
     def log_request(self, entry: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.requests.append(entry)
+            self.request_counts[entry["path"]] += 1
         return entry
 
     def snapshot(self) -> dict[str, Any]:
@@ -345,5 +349,6 @@ class SimState:
                 "stops": list(self.stops),
                 "care": {k: {**r, "answers": len(r["answers"])} for k, r in self.care.items()},
                 "requests": [dict(r) for r in self.requests],
+                "request_counts": dict(self.request_counts),
                 "config": dict(self.config),
             }
