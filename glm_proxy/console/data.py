@@ -6,17 +6,27 @@ instance: durable across restarts, nothing to install) and Redis (with
 environment and files are not kept here; they stay where the operator wrote them.
 
 A console account holds its refresh token and cookies (secrets, like the Redis
-``rot:`` entries); a console key only its SHA-256 digest.
+``rot:`` entries); a console key only its SHA-256 digest. With ``STORE_SECRET_KEY``
+set, an account's record is sealed (Fernet) in both backends, exactly as the
+store seals its own secret-bearing values; records written before the key was set
+are still read, and sealed on their next write.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from glm_proxy.access.keys import ApiKey
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+log = logging.getLogger(__name__)
 
 USAGE_FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens")
 USAGE_DAYS = 35  # hourly usage buckets are kept this long
@@ -83,6 +93,37 @@ class ConsoleAccount:
     def from_dict(cls, data: dict[str, Any]) -> ConsoleAccount:
         given: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**given)
+
+
+class AccountCodec:
+    """An account record as a backend stores it: JSON, sealed when a cipher is given."""
+
+    def __init__(self, cipher: MultiFernet | None = None) -> None:
+        self.cipher = cipher
+
+    def encode(self, account: ConsoleAccount) -> str:
+        body = json.dumps(account.to_dict())
+        if self.cipher is None:
+            return body
+        return self.cipher.encrypt(body.encode("utf-8")).decode("ascii")
+
+    def decode(self, body: str) -> ConsoleAccount | None:
+        """The account, or None for a sealed record no configured key opens."""
+        if not body.startswith("{"):  # sealed (a Fernet token never starts with "{")
+            if self.cipher is None:
+                log.warning("a sealed console account is skipped: STORE_SECRET_KEY is not set")
+                return None
+            from cryptography.fernet import InvalidToken
+
+            try:
+                body = self.cipher.decrypt(body.encode("ascii")).decode("utf-8")
+            except InvalidToken:
+                log.warning("a sealed console account could not be opened (key changed?)")
+                return None
+        return ConsoleAccount.from_dict(json.loads(body))
+
+    def decode_all(self, bodies: list[str]) -> list[ConsoleAccount]:
+        return [a for a in map(self.decode, bodies) if a is not None]
 
 
 @dataclass
@@ -174,10 +215,20 @@ class ConsoleData(ABC):
 
 def open_data(settings, store) -> ConsoleData:
     """Redis when the store is Redis (shared by every process), else SQLite in ``DATA_DIR``."""
+    codec = AccountCodec(_cipher(settings))
     if store.shares_across_processes:
         from glm_proxy.console.redis_data import RedisData
 
-        return RedisData(store.client, store.prefix)
+        return RedisData(store.client, store.prefix, codec)
     from glm_proxy.console.sqlite_data import SqliteData
 
-    return SqliteData(settings.data_dir)
+    return SqliteData(settings.data_dir, codec)
+
+
+def _cipher(settings) -> MultiFernet | None:
+    secret = getattr(settings, "store_secret_key", "")
+    if not secret:
+        return None
+    from glm_proxy.store.secrets import make_cipher
+
+    return make_cipher(secret)  # already validated when the store was made

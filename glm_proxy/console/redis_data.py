@@ -17,6 +17,7 @@ from glm_proxy.console.data import (
     ACTIVITY_SIZE,
     USAGE_DAYS,
     USAGE_FIELDS,
+    AccountCodec,
     Activity,
     ConsoleAccount,
     ConsoleData,
@@ -44,9 +45,10 @@ def hour_key(hour: int) -> str:
 class RedisData(ConsoleData):
     backend = "redis"
 
-    def __init__(self, client, prefix: str) -> None:
+    def __init__(self, client, prefix: str, codec: AccountCodec | None = None) -> None:
         self.client = client
         self.prefix = prefix
+        self.codec = codec or AccountCodec()
 
     def k(self, key: str) -> str:
         return self.prefix + key
@@ -82,11 +84,11 @@ class RedisData(ConsoleData):
 
     def list_accounts(self) -> list[ConsoleAccount]:
         found = self.client.hgetall(self.k(ACCOUNTS))
-        accounts = [ConsoleAccount.from_dict(json.loads(body)) for body in found.values()]
+        accounts = self.codec.decode_all(list(found.values()))
         return sorted(accounts, key=lambda account: account.created_at)
 
     def put_account(self, account: ConsoleAccount) -> None:
-        self._put(ACCOUNTS, account.fingerprint, json.dumps(account.to_dict()))
+        self._put(ACCOUNTS, account.fingerprint, self.codec.encode(account))
 
     def delete_account(self, fp: str) -> bool:
         return self._delete(ACCOUNTS, fp)

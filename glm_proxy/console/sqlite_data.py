@@ -21,6 +21,7 @@ from glm_proxy.console.data import (
     ACTIVITY_SIZE,
     USAGE_DAYS,
     USAGE_FIELDS,
+    AccountCodec,
     Activity,
     ConsoleAccount,
     ConsoleData,
@@ -48,7 +49,8 @@ TRIM_EVERY = 100  # inserts between trims of the activity ring and old usage
 class SqliteData(ConsoleData):
     backend = "sqlite"
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, codec: AccountCodec | None = None) -> None:
+        self.codec = codec or AccountCodec()
         # An empty DATA_DIR keeps the data in memory only: gone at the next restart.
         self.path = Path(directory) / FILE_NAME if directory else None
         self._lock = threading.Lock()
@@ -115,10 +117,10 @@ class SqliteData(ConsoleData):
 
     def list_accounts(self) -> list[ConsoleAccount]:
         rows = self._run("SELECT body FROM accounts ORDER BY rowid")
-        return [ConsoleAccount.from_dict(json.loads(body)) for (body,) in rows]
+        return self.codec.decode_all([body for (body,) in rows])
 
     def put_account(self, account: ConsoleAccount) -> None:
-        body = json.dumps(account.to_dict())
+        body = self.codec.encode(account)
         sql = "INSERT INTO accounts (fp, body) VALUES (?, ?) ON CONFLICT(fp) DO UPDATE SET body=?"
         self._write([(sql, (account.fingerprint, body, body)), self._BUMP])
 

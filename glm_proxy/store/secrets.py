@@ -9,6 +9,8 @@ the Redis (a shared instance, a backup, a replica) could use them. With
 Fernet (AES-128-CBC and HMAC-SHA256, from ``cryptography``) on the way in and
 decrypts them on the way out; every other key and every other operation goes
 to the store unchanged, so both stores, memory and Redis, get it the same way.
+The console's account records (``console:accounts``, or ``DATA_DIR``) are sealed
+with the same cipher by ``glm_proxy.console.data.AccountCodec``.
 
 Several comma-separated keys rotate: the first encrypts, all decrypt. A value
 written before encryption was turned on is read as it is (and sealed on its

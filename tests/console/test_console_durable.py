@@ -8,7 +8,11 @@ and even the signed-in session.
 
 from __future__ import annotations
 
+import sqlite3
+
+import pytest
 import requests
+from cryptography.fernet import Fernet
 
 from glm_proxy.accounts import fingerprint
 from tests.conftest import start_proxy, stop_proxy
@@ -139,3 +143,44 @@ def test_a_console_account_follows_token_rotation_across_restarts(simulator, tmp
     assert simulator.account(original)["refresh_count"] == 3
     assert original in simulator.state()["dead_refresh_tokens"]
     assert_no_secrets("".join(logs), [original, key, admin_key])
+
+
+def _stored_account_bodies(redis, data_dir) -> list[str]:
+    if redis is not None:
+        return list(redis.client().hgetall(redis.prefix + "console:accounts").values())
+    with sqlite3.connect(data_dir / "console.sqlite3") as db:
+        return [body for (body,) in db.execute("SELECT body FROM accounts")]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_console_accounts_are_sealed_with_store_secret_key(
+    backend, simulator, tmp_path, request
+) -> None:
+    """The console's account records hold refresh tokens and cookies: with STORE_SECRET_KEY they
+    are sealed at rest like the store's own secrets, in Redis and in DATA_DIR alike."""
+    admin_key, data_dir = new_key("admin"), tmp_path / "d"
+    redis = request.getfixturevalue("redis_url") if backend == "redis" else None
+    env = {
+        "ADMIN_KEY": admin_key,
+        "STORE_SECRET_KEY": Fernet.generate_key().decode(),
+        "DATA_DIR": "" if redis else str(data_dir),
+        **(redis.env() if redis else {}),
+    }
+    token = new_tokens(1)[0]
+    first = start_proxy(simulator, tmp_path, **env)
+    try:
+        user = ConsoleUser(first, admin_key)
+        user.signin()
+        user.add_account(token, name="sealed")
+        secret = user.create_key("sealed-key")
+        assert ask(first, secret, "hello")
+    finally:
+        stop_proxy(first)
+    (body,) = _stored_account_bodies(redis, data_dir)
+    assert body.startswith("gAAAAA") and token not in body and "sealed" not in body
+    second = start_proxy(simulator, tmp_path, **env)  # read back after a restart
+    try:
+        assert _pool(second, admin_key)[fingerprint(token)]["source"] == "console"
+        assert ask(second, secret, "hello again")
+    finally:
+        stop_proxy(second)
