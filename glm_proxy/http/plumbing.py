@@ -169,10 +169,8 @@ def _allow_headers() -> str:
     return ", ".join([BASE_ALLOWED_HEADERS, *extra]) if extra else BASE_ALLOWED_HEADERS
 
 
-def init_app(app: Flask) -> None:
-    settings = app.extensions["glm_settings"]
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body
-    origins = settings.cors_allow_origins
+def _cors(origins: tuple[str, ...]) -> Callable[[Response, Request], None]:
+    """What adds the CORS headers of ``CORS_ALLOW_ORIGINS`` to a response."""
     any_origin = "*" in origins
 
     def cors_headers(response: Response, req: Request) -> None:
@@ -191,6 +189,34 @@ def init_app(app: Flask) -> None:
             headers["Access-Control-Max-Age"] = "86400"
         else:
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+
+    return cors_headers
+
+
+def _register_error_handlers(app: Flask) -> None:
+    """Every error, ours, werkzeug's or unexpected, answered as an error object (never HTML)."""
+
+    @app.errorhandler(GLMProxyError)
+    def _proxy_error(exc: GLMProxyError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    def _werkzeug_error(exc: HTTPException) -> Response:
+        return error_response(_http_error(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            GLMProxyError("The server had an error while processing your request.")
+        )
+
+
+def init_app(app: Flask) -> None:
+    settings = app.extensions["glm_settings"]
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body
+    cors_headers = _cors(settings.cors_allow_origins)
+    _register_error_handlers(app)
 
     # The hooks below bind the request once: each use of Flask's ``request`` proxy
     # is a context lookup of its own.
@@ -240,18 +266,3 @@ def init_app(app: Flask) -> None:
 
         response.call_on_close(write_log)
         return response
-
-    @app.errorhandler(GLMProxyError)
-    def _proxy_error(exc: GLMProxyError) -> Response:
-        return error_response(exc)
-
-    @app.errorhandler(HTTPException)
-    def _werkzeug_error(exc: HTTPException) -> Response:
-        return error_response(_http_error(exc))
-
-    @app.errorhandler(Exception)
-    def _unexpected(exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(
-            GLMProxyError("The server had an error while processing your request.")
-        )

@@ -5,6 +5,7 @@ translator's and the simulator's tests were (their scripts and harness are modul
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,3 +31,17 @@ def test_the_tree_is_read_at_all() -> None:
 def test_no_module_is_over_the_limit() -> None:
     over = {name: lines for name, lines in sizes().items() if lines > LIMIT}
     assert over == {}, f"split these by what they hold: {over}"
+
+
+FUNCTION_LIMIT = 85  # "about 80": a function a reader takes in at once
+
+
+def test_no_function_is_over_the_limit() -> None:
+    over = {}
+    for path in (ROOT / "glm_proxy").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > FUNCTION_LIMIT:
+                    over[f"{path.relative_to(ROOT)}:{node.name}"] = lines
+    assert over == {}, f"split these by what they do: {over}"
