@@ -56,7 +56,7 @@ def _outcome(call, *args):  # noqa: ANN001, ANN202
 
 
 def _state(t: Translator) -> tuple:
-    return (t.sent_text, t.sent_reasoning, t.phase, t.finished, t.history_id, t.conversation_id)
+    return (t.sent_chars, t.sent_reasoning_chars, t.phase, t.finished, t.history_id, t.conversation_id)
 
 
 def run_both(raws: list[bytes], options: TranslateOptions | None = None) -> int:
