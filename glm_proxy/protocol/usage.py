@@ -131,7 +131,9 @@ class TokenCounter:
 def usage_dict(prompt_text: str, completion_text: str, reasoning_text: str = "") -> dict[str, Any]:
     """OpenAI ``usage`` object; completion tokens include the reasoning tokens, as OpenAI's do."""
     return usage_counts(
-        estimate_tokens(prompt_text), estimate_tokens(completion_text), estimate_tokens(reasoning_text)
+        estimate_tokens(prompt_text),
+        estimate_tokens(completion_text),
+        estimate_tokens(reasoning_text),
     )
 
 

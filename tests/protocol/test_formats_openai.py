@@ -26,9 +26,9 @@ from glm_proxy.protocol.formats.openai import (
     ChatStreamFormatter,
     ChatWire,
     CompletionAccumulator,
-    chat_usage,
     ReasoningStyle,
     build_completion,
+    chat_usage,
 )
 from glm_proxy.protocol.sse import SSEDecoder, decode_json, encode_event
 from glm_proxy.protocol.translate import translate_all

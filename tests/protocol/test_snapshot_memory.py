@@ -73,7 +73,9 @@ def shaped_answer(shape: str, events: int = 60) -> Iterator[bytes]:
             end = len(value) * k // events
             piece = value[cut:end] if shape == "delta" else value[:end]
             cut = end
-            yield _frame([*done, _part(key, kind, piece)] if shape == "all" else [_part(key, kind, piece)])
+            yield _frame(
+                [*done, _part(key, kind, piece)] if shape == "all" else [_part(key, kind, piece)]
+            )
         finished = _part(key, kind, value, "finish")
         yield _frame([*done, finished] if shape == "all" else [finished])
         if shape == "all":

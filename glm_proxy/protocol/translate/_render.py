@@ -40,8 +40,10 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from glm_proxy.protocol.events import Citation
+from glm_proxy.protocol.translate._citations import SOURCES_HEADING, CitationBook, md_url
 from glm_proxy.protocol.translate._segments import REASONING_KINDS, Item, Segment, Source
+
+__all__ = ["SOURCES_HEADING", "Renderer", "Rendering", "render_marked"]
 
 _MARKED_KINDS = REASONING_KINDS | {"text"}  # rendered by _cached_marked
 
@@ -55,63 +57,6 @@ _OPEN_TAIL = re.compile(rf"(?:【(?:\d+(?:†[^】\n]{{0,16}})?|{_TURN_PREFIX})?
 _TRUNCATED_TAIL = re.compile(r"【(?:\d+†[^】\n]{0,16}|turn\d+[a-zA-Z]+\d*)\Z")
 _TAIL_WINDOW = 48  # longer than any marker we hold back
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-
-SOURCES_HEADING = "\n\n**Sources**\n"
-
-
-def md_url(url: str) -> str:
-    """Make a URL safe inside a markdown link destination ``(...)``."""
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-
-
-def md_text(text: str) -> str:
-    """Make text safe inside a markdown link label ``[...]``."""
-    return " ".join(text.replace("[", "\\[").replace("]", "\\]").split())
-
-
-class CitationBook:
-    """Sources the answer has cited, numbered in order of first citation (from 1)."""
-
-    def __init__(self) -> None:
-        self.cited: dict[str, Citation] = {}  # url -> citation
-        self.consulted: dict[str, Source] = {}  # url -> every source the upstream found
-        self.new: list[Citation] = []  # cited since the last take_new(); read per event
-
-    def consult(self, source: Source | None) -> None:
-        if source is not None and source.url not in self.consulted:
-            self.consulted[source.url] = source
-
-    def cite(self, source: Source) -> Citation:
-        citation = self.cited.get(source.url)
-        if citation is None:
-            citation = Citation(len(self.cited) + 1, source.title, source.url)
-            self.cited[source.url] = citation
-            self.new.append(citation)
-        return citation
-
-    def take_new(self) -> list[Citation]:
-        """Citations made since the last call (each is announced once)."""
-        new, self.new = self.new, []
-        return new
-
-    def sources_list(self, include_uncited: bool = False) -> str:
-        """``"\\n\\n**Sources**\\n1. [title](url)\\n2. ..."``, or "" when there is none.
-
-        Cited sources first, numbered as in the text; with ``include_uncited`` the
-        other pages the upstream consulted follow, numbered on.
-        """
-        entries = [(c.title, c.url) for c in self.cited.values()]
-        if include_uncited:
-            entries += [
-                (s.title, s.url) for s in self.consulted.values() if s.url not in self.cited
-            ]
-        if not entries:
-            return ""
-        lines = (
-            f"{i}. [{md_text(title)}]({md_url(url)})" for i, (title, url) in enumerate(entries, 1)
-        )
-        return SOURCES_HEADING + "\n".join(lines)
-
 
 @dataclass(slots=True)
 class Rendering:
@@ -234,7 +179,9 @@ class Renderer:
                 return None
             seg = tail[0]
             block = _cached_marked(changed, seg.finished or changed.finished, self._drop_marker)
-            last.reasoning_base, last.reasoning = _append(self._reasoning_head, self.separator, block)
+            last.reasoning_base, last.reasoning = _append(
+                self._reasoning_head, self.separator, block
+            )
             return last
         tail = self._answer_tail
         if tail is None or tail[1] is not changed:
