@@ -207,9 +207,9 @@ class Renderer:
         if self._last is None:
             return  # no streaming render to continue from (or the answer is over)
         sep = len(self.separator)
-        for tail, head, sent in (
-            (self._answer_tail, self._answer_head, answer_sent),
-            (self._reasoning_tail, self._reasoning_head, reasoning_sent),
+        for answer, tail, head, sent in (
+            (True, self._answer_tail, self._answer_head, answer_sent),
+            (False, self._reasoning_tail, self._reasoning_head, reasoning_sent),
         ):
             if tail is None:
                 continue
@@ -220,8 +220,20 @@ class Renderer:
             start = before + sep if before else 0  # where the item's block begins
             cut = min(sent - start, item.out_base + len(item.done_out)) - Item.EDGE
             if cut - item.out_base >= Item.TRIM:
-                item.done_out = item.done_out[cut - item.out_base :]
-                item.out_base = cut
+                kept, item.done_out = item.done_out, item.done_out[cut - item.out_base :]
+                dropped, item.out_base = cut - item.out_base, cut
+                self._forget_sent(answer, kept, item.done_out, dropped)
+
+    def _forget_sent(self, answer: bool, kept: str, trimmed: str, dropped: int) -> None:
+        """The last rendering may hold the item's output untrimmed (when it is all of
+        the answer's, or the reasoning's, text): it takes the trimmed one."""
+        last = self._last
+        if last is None:
+            return
+        if answer and last.answer is kept:
+            last.answer, last.answer_base = trimmed, last.answer_base + dropped
+        elif not answer and last.reasoning is kept:
+            last.reasoning, last.reasoning_base = trimmed, last.reasoning_base + dropped
 
     def forget(self) -> None:
         """Segments changed without a report of what: the next render is a full one."""

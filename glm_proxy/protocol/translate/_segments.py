@@ -114,7 +114,7 @@ class Item:
     rendered_key: tuple[int, bool] | None = None
 
     EDGE: ClassVar[int] = 64  # characters kept before what is final (a window's margin)
-    TRIM: ClassVar[int] = 4096  # a window is trimmed when it can lose this many at once
+    TRIM: ClassVar[int] = 2048  # a window is trimmed when it can lose this many at once
 
     @property
     def length(self) -> int:
