@@ -26,9 +26,12 @@ How:
   complete escapes, valid UTF-8: checked by parsing them, quoted, with orjson)
   is the previous object with that string extended. The containers on the path
   to the string are copied; no object returned before changes.
-- After such an event, ``growth`` says what grew (the path, the string before and
-  after), so that the translator can skip what it knows did not change
-  (``Translator.feed_grown``).
+- After such an event, ``growth`` says what grew (the path, the string's length
+  before, the characters added), so that the translator can skip what it knows
+  did not change (``Translator.feed_grown``). The string itself is not kept:
+  it is the whole answer so far, and the translator keeps what it needs of it.
+  ``current()`` parses the event in full when it is needed after all (seldom);
+  ``release()`` drops the event's bytes kept for that.
 - Anything else (a status change, a new part, a small event, invalid JSON) is
   parsed in full, as before. After ``MISSES`` large events in a row that could
   not take the shortcut, a stream stops looking for one.
@@ -62,10 +65,10 @@ class SnapshotParser:
         "_head_first",
         "_head_last",
         "_tail",
-        "_obj",
         "_current",
         "_path",
-        "_value",
+        "_length",
+        "_raw",
         "_last",
         "_misses",
         "shortcuts",
@@ -81,16 +84,16 @@ class SnapshotParser:
         self._head_first = b""
         self._head_last = b""
         self._tail = b""  # the last event, from the growing string's closing quote on
-        self._obj: Any = None  # the event the shortcut was found in, parsed
-        self._current: Any = None  # the last event, built from _obj (``current()``)
+        self._current: Any = None  # the last event, parsed (``current()``)
         self._path: tuple[Any, ...] = ()  # where the growing string is in it
-        self._value = ""  # the growing string
+        self._length = 0  # the growing string's length
+        self._raw: bytes | None = None  # the last event, after a shortcut (``current()``)
         self._last: Any = None  # the last event parsed in full (what grew since?)
         self._misses = 0
         self.shortcuts = 0  # events parsed through the shortcut (tests, benchmarks)
-        # after a shortcut: (path, before, after), the last event with the string at path
-        # grown from before to after (``Translator.feed_grown``); else None
-        self.growth: tuple[tuple[Any, ...], str, str] | None = None
+        # after a shortcut: (path, length, added), the last event with the string at path,
+        # length characters long, grown by added (``Translator.feed_grown``); else None
+        self.growth: tuple[tuple[Any, ...], int, str] | None = None
 
     def parse(self, raw: bytes) -> Any:
         """The JSON value of ``raw``; raises ``orjson.JSONDecodeError`` as ``orjson.loads`` does."""
@@ -101,11 +104,10 @@ class SnapshotParser:
         """``parse(raw)``, except after a shortcut (``growth`` is set): then None, and
         ``current()`` builds the value when it is needed.
 
-        Building it copies every container on the grown string's path; the
-        translator's growth route (``Translator.feed_grown``) seldom needs it.
+        Building it parses the event in full; the translator's growth route
+        (``Translator.feed_grown``) seldom needs it.
         """
-        self.growth = None
-        self._current = None
+        self.release()
         head = self._head
         if head is not None:
             tail = self._tail
@@ -121,19 +123,18 @@ class SnapshotParser:
                 except orjson.JSONDecodeError:
                     text = None
                 if type(text) is str:
-                    before = self._value
-                    value = before + text
-                    self.growth = (self._path, before, value)
+                    self.growth = (self._path, self._length, text)
+                    self._raw = raw
                     if end <= self.EXACT_HEAD:
                         self._head_bytes = raw[:end]
                     else:
                         self._keep_long_head(raw, head, end)
-                    self._head, self._value = end, value
+                    self._head = end
+                    self._length += len(text)
                     self._misses = 0
                     self.shortcuts += 1
                     return None
-            self._head = self._head_bytes = self._obj = None
-            self._value = ""  # the translator's now: set again where a shortcut is found
+            self._head = self._head_bytes = None
             self._misses += 1
             obj = orjson.loads(raw)  # often a one-off: look again next time
             self._last = _sketch(obj, 0) if self._misses < self.MISSES else None
@@ -148,15 +149,20 @@ class SnapshotParser:
         return obj
 
     def current(self) -> Any:
-        """The value of the last event fed through the shortcut (``growth`` is set).
-
-        Only the string at the path differs from the event the shortcut was
-        found in: that event with the string replaced (new containers on the
-        path, the rest shared), built once per event.
-        """
+        """The value of the last event fed through the shortcut (``growth`` is set,
+        ``release()`` not called since): parsed in full, once per event."""
         if self._current is None:
-            self._current = _replaced(self._obj, self._path, self._value)
+            assert self._raw is not None, "only after a shortcut, before release()"
+            self._current = orjson.loads(self._raw)
         return self._current
+
+    def release(self) -> None:
+        """Forget the last event: ``growth``, and what ``current()`` would read.
+
+        A caller that waits before the next event (for a client that stopped
+        reading) calls it first: the event's bytes are the whole answer so far.
+        """
+        self.growth = self._raw = self._current = None
 
     def _has_long_head(self, raw: bytes, head: int) -> bool:
         """``raw`` starts with the head kept as length, edges and CRC-32."""
@@ -199,9 +205,8 @@ class SnapshotParser:
             self._head_bytes = raw[:end]
         else:
             self._keep_long_head(raw, 0, end)
-        # the growing string in obj is never read again (current() puts _value there): not
-        # kept, it would be one more copy of the answer so far
-        self._obj, self._path, self._value = _replaced(obj, path, ""), path, value
+        # the growing string is not kept: it would be one more copy of the answer so far
+        self._path, self._length = path, len(value)
         self._last = None  # read only by a full parse after a miss, which sets it first
         return True
 

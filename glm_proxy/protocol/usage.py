@@ -41,7 +41,7 @@ _LOW_FLAGS = bytes(
 )
 _ASTRAL_WIDE = re.compile("[\U00020000-\U0003134f]")
 
-__all__ = ["estimate_tokens", "usage_dict"]
+__all__ = ["TokenCounter", "estimate_tokens", "usage_dict"]
 
 
 def estimate_tokens(text: str) -> int:
@@ -66,11 +66,80 @@ def _count_wide(text: str) -> int:
     return wide
 
 
+class TokenCounter:
+    """Incremental :func:`estimate_tokens`: the same result on the concatenated text.
+
+    The estimate depends only on how many wide and other characters a text has,
+    and both add up over pieces: a streamed answer is counted as it passes,
+    without keeping it.
+    """
+
+    __slots__ = ("wide", "narrow")
+
+    def __init__(self, text: str = "") -> None:
+        self.wide = 0
+        self.narrow = 0
+        if text:
+            self.add(text)
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens(self.wide, self.narrow)
+
+    def add(self, text: str) -> None:
+        """Count ``text`` in (as if appended to what was counted)."""
+        wide = 0 if text.isascii() else _count_wide(text)
+        self.wide += wide
+        self.narrow += len(text) - wide
+
+    def plus(self, other: TokenCounter) -> TokenCounter:
+        """A counter of both texts, concatenated."""
+        both = TokenCounter()
+        both.wide, both.narrow = self.wide + other.wide, self.narrow + other.narrow
+        return both
+
+    @staticmethod
+    def _tokens(wide: int, narrow: int) -> int:
+        if wide == 0 and narrow == 0:
+            return 0
+        return max(1, wide + (narrow + 3) // 4)
+
+    def fit(self, text: str, budget: int) -> int:
+        """Add the longest prefix of ``text`` that keeps the count within ``budget``.
+
+        Returns that prefix's length (``len(text)`` when all of it fits).
+        """
+        whole_wide = len(_WIDE.findall(text))
+        if self._tokens(self.wide + whole_wide, self.narrow + len(text) - whole_wide) <= budget:
+            self.wide += whole_wide  # the usual case: all of it fits, no per-character walk
+            self.narrow += len(text) - whole_wide
+            return len(text)
+        wide, narrow = self.wide, self.narrow
+        for index, char in enumerate(text):
+            if _WIDE.match(char):
+                w, n = wide + 1, narrow
+            else:
+                w, n = wide, narrow + 1
+            if self._tokens(w, n) > budget:
+                self.wide, self.narrow = wide, narrow
+                return index
+            wide, narrow = w, n
+        self.wide, self.narrow = wide, narrow
+        return len(text)
+
+
 def usage_dict(prompt_text: str, completion_text: str, reasoning_text: str = "") -> dict[str, Any]:
     """OpenAI ``usage`` object; completion tokens include the reasoning tokens, as OpenAI's do."""
-    prompt = estimate_tokens(prompt_text)
-    reasoning = estimate_tokens(reasoning_text)
-    completion = estimate_tokens(completion_text) + reasoning
+    return usage_counts(
+        estimate_tokens(prompt_text),
+        estimate_tokens(completion_text),
+        estimate_tokens(reasoning_text),
+    )
+
+
+def usage_counts(prompt: int, visible: int, reasoning: int) -> dict[str, Any]:
+    """:func:`usage_dict` from token counts (visible completion, reasoning)."""
+    completion = visible + reasoning
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,

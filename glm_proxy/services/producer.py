@@ -171,9 +171,10 @@ class Attempt:
             deltas = translator.feed(parsed)
         else:  # the event itself is built only if the translator needs it
             deltas = translator.feed_grown(snapshots.current, growth)
-            # The previous text is a whole copy of the answer: a producer that waits
-            # below for a client that stopped reading must not keep it alive.
-            snapshots.growth = growth = None
+            # The event's bytes are a whole copy of the answer: a producer that waits
+            # below for a client that stopped reading must not keep them alive.
+            snapshots.release()
+            growth = None
         # Nor the event (a whole snapshot, in bytes and parsed): only its deltas wait.
         event.raw = raw = b""
         parsed = None

@@ -108,12 +108,16 @@ def collect(job: Any, wire: Wire, record: RequestRecord) -> dict[str, Any]:
     return body
 
 
+WRITE_BYTES = 64 * 1024  # the most one write batches (what a stalled client's write holds)
+
+
 def _pump(state: StreamState) -> Iterator[bytes]:
     """SSE bytes for one streamed answer, until ``JobDone`` or ``Failure``."""
     job, wire = state.job, state.wire
-    # One write takes at most about a queue's worth of bytes: what waits for a
-    # client that stopped reading is the queue plus one write, not more.
-    cap = job.byte_limit
+    # One write takes at most about a queue's worth of bytes, and no more than
+    # WRITE_BYTES: what waits for a client that stopped reading is the queue plus
+    # one write, not more (a hundred such clients: a hundred writes held).
+    cap = min(job.byte_limit, WRITE_BYTES) if job.byte_limit else 0
     state.started = time.monotonic()
     period = state.keepalive_interval / 2
     if state.stall_timeout:

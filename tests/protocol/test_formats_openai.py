@@ -28,6 +28,7 @@ from glm_proxy.protocol.formats.openai import (
     CompletionAccumulator,
     ReasoningStyle,
     build_completion,
+    chat_usage,
 )
 from glm_proxy.protocol.sse import SSEDecoder, decode_json, encode_event
 from glm_proxy.protocol.translate import translate_all
@@ -191,7 +192,8 @@ def test_chat_wire_bytes_are_the_formatter_chunks_encoded(name: str, style: Reas
     assert wire.open() == encode_event(f.first_chunk())
     for delta in deltas:
         assert wire.feed(delta) == b"".join(encode_event(c) for c in f.feed(delta))
-    assert wire.acc.text == CompletionAccumulator().feed_all(deltas).text
+    wire.finish()  # the streamed text was only counted: the same usage as the whole text
+    assert wire.usage == chat_usage("q", CompletionAccumulator().feed_all(deltas))
 
 
 # -- non-stream, and agreement with the stream -------------------------------------------

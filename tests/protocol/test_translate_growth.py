@@ -56,7 +56,14 @@ def _outcome(call, *args):  # noqa: ANN001, ANN202
 
 
 def _state(t: Translator) -> tuple:
-    return (t.sent_text, t.sent_reasoning, t.phase, t.finished, t.history_id, t.conversation_id)
+    return (
+        t.sent_chars,
+        t.sent_reasoning_chars,
+        t.phase,
+        t.finished,
+        t.history_id,
+        t.conversation_id,
+    )
 
 
 def run_both(raws: list[bytes], options: TranslateOptions | None = None) -> int:
@@ -213,7 +220,7 @@ def test_a_value_held_by_the_merge_rule_is_not_routed():
 
 
 def test_a_route_out_of_step_with_the_item_feeds_in_full():
-    """``before`` is what the item must hold; if it does not, the event is fed in full."""
+    """``length`` is what the item must hold; if it does not, the event is fed in full."""
     parser, translator, full = SnapshotParser(), _Counting(), Translator()
     raws = [_frame(LONG), _frame(LONG + "一"), _frame(LONG + "一二"), _frame(LONG + "一二三")]
     for raw in raws[:3]:
@@ -225,8 +232,8 @@ def test_a_route_out_of_step_with_the_item_feeds_in_full():
             translator.feed_grown(parsed, parser.growth)
     assert translator._route is not None and translator.full == 2  # the third took the route
     parsed = parser.parse(raws[3])
-    path, _, after = parser.growth
+    path, length, added = parser.growth
     fed = translator.full
-    got = translator.feed_grown(parsed, (path, LONG + "不是这个", after))
+    got = translator.feed_grown(parsed, (path, length + 1, added))
     assert translator.full == fed + 1
     assert got == full.feed(orjson.loads(raws[3]))

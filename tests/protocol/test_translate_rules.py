@@ -57,10 +57,10 @@ def test_parts_without_logic_id_fall_back_to_id_and_position() -> None:
     t = Translator()
     a = {"id": "p1", "content": [{"type": "text", "text": "一"}], "status": "finish"}
     b = {"id": "p1", "content": [{"type": "text", "text": "二"}], "status": "init"}
-    t.feed(_event([a, b]))
-    t.feed(_event([a, {**b, "content": [{"type": "text", "text": "二二"}]}]))
-    t.finish()
-    assert t.sent_text == "一\n\n二二"
+    deltas = t.feed(_event([a, b]))
+    deltas += t.feed(_event([a, {**b, "content": [{"type": "text", "text": "二二"}]}]))
+    deltas += t.finish()
+    assert "".join(d.text for d in deltas if isinstance(d, TextDelta)) == "一\n\n二二"
 
 
 # -- lifecycle, state machine, errors --------------------------------------------

@@ -80,7 +80,10 @@ def feed_both(
         if isinstance(outcome[0], tuple):
             return shortcuts
     assert fast.finish() == full.finish()
-    assert (fast.sent_text, fast.sent_reasoning) == (full.sent_text, full.sent_reasoning)
+    assert (fast.sent_chars, fast.sent_reasoning_chars) == (
+        full.sent_chars,
+        full.sent_reasoning_chars,
+    )
     return shortcuts
 
 

@@ -298,6 +298,7 @@ class MessagesWire:
         self._formatter: MessageStreamFormatter | None = None
 
     def open(self) -> bytes:
+        self.acc.keep_text = False  # streamed: the text is on the wire, only counted
         self._formatter = MessageStreamFormatter(self.response_id(), self.model, self.input_tokens)
         return _encode_all(self._formatter.start())
 
@@ -334,8 +335,8 @@ class MessagesWire:
     def _output_tokens(self) -> int:
         """Output tokens as the client sees them; also recorded, in OpenAI terms, as ``usage``."""
         acc = self.acc
-        visible = acc.text + acc.tool_arguments
-        output = estimate_tokens(visible + acc.reasoning) if visible else 0
+        visible = acc.visible_tokens()
+        output = visible.plus(acc.reasoning_tokens()).tokens if visible.tokens else 0
         self.usage = {
             "prompt_tokens": self.input_tokens,
             "completion_tokens": output,

@@ -47,7 +47,7 @@ from glm_proxy.protocol.events import (
     ToolCallStart,
 )
 from glm_proxy.protocol.sse import DONE, KEEPALIVE
-from glm_proxy.protocol.usage import usage_dict
+from glm_proxy.protocol.usage import TokenCounter, estimate_tokens, usage_counts
 
 __all__ = [
     "THINK_CLOSE",
@@ -182,6 +182,10 @@ class CompletionAccumulator:
 
     The answer text is kept as pieces and joined when read (usually once, at the
     end): appending each delta to one string would copy the whole answer per delta.
+    With ``keep_text`` False (a streamed answer: its text is on the wire already)
+    answer and reasoning text are only counted, for ``usage``: a stream whose
+    client stopped reading must not hold its answer here too. Tool calls are
+    always kept.
     """
 
     reasoning: str = ""
@@ -196,6 +200,9 @@ class CompletionAccumulator:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)  # OpenAI message.tool_calls
     _calls: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)  # by index
     _text: list[str] = field(default_factory=list, repr=False)  # non-empty pieces
+    keep_text: bool = True
+    _counted: TokenCounter = field(default_factory=TokenCounter, repr=False)  # keep_text False
+    _counted_reasoning: TokenCounter = field(default_factory=TokenCounter, repr=False)
 
     @property
     def text(self) -> str:
@@ -210,11 +217,27 @@ class CompletionAccumulator:
         """Every tool call's arguments, for the token estimate."""
         return "".join(call["function"]["arguments"] for call in self.tool_calls)
 
+    def visible_tokens(self) -> TokenCounter:
+        """The answer text and tool-call arguments, counted (as ``usage`` counts them)."""
+        if self.keep_text:
+            return TokenCounter(self.text + self.tool_arguments)
+        return self._counted.plus(TokenCounter(self.tool_arguments))
+
+    def reasoning_tokens(self) -> TokenCounter:
+        return TokenCounter(self.reasoning) if self.keep_text else self._counted_reasoning
+
     def feed(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
-            if delta.text:
+            if not delta.text:
+                pass
+            elif self.keep_text:
                 self._text.append(delta.text)
+            else:
+                self._counted.add(delta.text)
         elif isinstance(delta, ReasoningDelta):
+            if not self.keep_text:
+                self._counted_reasoning.add(delta.text)
+                return
             self.reasoning += delta.text
             if not self._text:
                 self.leading_reasoning += delta.text
@@ -283,7 +306,9 @@ def build_completion(
 
 def chat_usage(prompt_text: str, acc: CompletionAccumulator) -> dict[str, Any]:
     """``usage`` for an answer: tool-call arguments count as completion text."""
-    return usage_dict(prompt_text, acc.text + acc.tool_arguments, acc.reasoning)
+    return usage_counts(
+        estimate_tokens(prompt_text), acc.visible_tokens().tokens, acc.reasoning_tokens().tokens
+    )
 
 
 class ChatWire:
@@ -326,6 +351,7 @@ class ChatWire:
         choice = b',"choices":[{"index":%d,"delta":' % self.index
         self._head = b"data: " + orjson.dumps(f._base())[:-1] + choice
         self._content_head = self._head + b'{"content":'
+        self.acc.keep_text = False  # streamed: the text is on the wire, only counted
         return self._encode({"role": "assistant", "content": ""}, None)
 
     def feed(self, delta: Delta) -> bytes:

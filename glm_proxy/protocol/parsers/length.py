@@ -25,50 +25,9 @@ from __future__ import annotations
 
 from glm_proxy.protocol.events import Delta, Finished, ReasoningDelta, TextDelta
 from glm_proxy.protocol.parsers import Reask
-from glm_proxy.protocol.usage import _WIDE
+from glm_proxy.protocol.usage import TokenCounter
 
 __all__ = ["LengthFilter", "TokenCounter"]
-
-
-class TokenCounter:
-    """Incremental ``protocol.usage.estimate_tokens``: same result on the concatenated text."""
-
-    def __init__(self) -> None:
-        self.wide = 0
-        self.narrow = 0
-
-    @property
-    def tokens(self) -> int:
-        return self._tokens(self.wide, self.narrow)
-
-    @staticmethod
-    def _tokens(wide: int, narrow: int) -> int:
-        if wide == 0 and narrow == 0:
-            return 0
-        return max(1, wide + (narrow + 3) // 4)
-
-    def fit(self, text: str, budget: int) -> int:
-        """Add the longest prefix of ``text`` that keeps the count within ``budget``.
-
-        Returns that prefix's length (``len(text)`` when all of it fits).
-        """
-        whole_wide = len(_WIDE.findall(text))
-        if self._tokens(self.wide + whole_wide, self.narrow + len(text) - whole_wide) <= budget:
-            self.wide += whole_wide  # the usual case: all of it fits, no per-character walk
-            self.narrow += len(text) - whole_wide
-            return len(text)
-        wide, narrow = self.wide, self.narrow
-        for index, char in enumerate(text):
-            if _WIDE.match(char):
-                w, n = wide + 1, narrow
-            else:
-                w, n = wide, narrow + 1
-            if self._tokens(w, n) > budget:
-                self.wide, self.narrow = wide, narrow
-                return index
-            wide, narrow = w, n
-        self.wide, self.narrow = wide, narrow
-        return len(text)
 
 
 class LengthFilter:

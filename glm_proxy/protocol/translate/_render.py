@@ -40,8 +40,12 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from glm_proxy.protocol.events import Citation
+from glm_proxy.protocol.translate._citations import SOURCES_HEADING, CitationBook, md_url
 from glm_proxy.protocol.translate._segments import REASONING_KINDS, Item, Segment, Source
+
+__all__ = ["SOURCES_HEADING", "Renderer", "Rendering", "render_marked"]
+
+_MARKED_KINDS = REASONING_KINDS | {"text"}  # rendered by _cached_marked
 
 # bare form: the letters never run into a new "turn<digit>" (turn2turn0search1 is "turn2"
 # followed by the marker turn0search1)
@@ -54,68 +58,20 @@ _TRUNCATED_TAIL = re.compile(r"【(?:\d+†[^】\n]{0,16}|turn\d+[a-zA-Z]+\d*)\Z
 _TAIL_WINDOW = 48  # longer than any marker we hold back
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
-SOURCES_HEADING = "\n\n**Sources**\n"
-
-
-def md_url(url: str) -> str:
-    """Make a URL safe inside a markdown link destination ``(...)``."""
-    return url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-
-
-def md_text(text: str) -> str:
-    """Make text safe inside a markdown link label ``[...]``."""
-    return " ".join(text.replace("[", "\\[").replace("]", "\\]").split())
-
-
-class CitationBook:
-    """Sources the answer has cited, numbered in order of first citation (from 1)."""
-
-    def __init__(self) -> None:
-        self.cited: dict[str, Citation] = {}  # url -> citation
-        self.consulted: dict[str, Source] = {}  # url -> every source the upstream found
-        self.new: list[Citation] = []  # cited since the last take_new(); read per event
-
-    def consult(self, source: Source | None) -> None:
-        if source is not None and source.url not in self.consulted:
-            self.consulted[source.url] = source
-
-    def cite(self, source: Source) -> Citation:
-        citation = self.cited.get(source.url)
-        if citation is None:
-            citation = Citation(len(self.cited) + 1, source.title, source.url)
-            self.cited[source.url] = citation
-            self.new.append(citation)
-        return citation
-
-    def take_new(self) -> list[Citation]:
-        """Citations made since the last call (each is announced once)."""
-        new, self.new = self.new, []
-        return new
-
-    def sources_list(self, include_uncited: bool = False) -> str:
-        """``"\\n\\n**Sources**\\n1. [title](url)\\n2. ..."``, or "" when there is none.
-
-        Cited sources first, numbered as in the text; with ``include_uncited`` the
-        other pages the upstream consulted follow, numbered on.
-        """
-        entries = [(c.title, c.url) for c in self.cited.values()]
-        if include_uncited:
-            entries += [
-                (s.title, s.url) for s in self.consulted.values() if s.url not in self.cited
-            ]
-        if not entries:
-            return ""
-        lines = (
-            f"{i}. [{md_text(title)}]({md_url(url)})" for i, (title, url) in enumerate(entries, 1)
-        )
-        return SOURCES_HEADING + "\n".join(lines)
-
-
 @dataclass(slots=True)
 class Rendering:
+    """The rendered answer and reasoning, each as the part from its ``_base`` on.
+
+    The characters before ``answer_base`` (``reasoning_base``) were sent to the
+    client already and are no longer kept (:meth:`Renderer.release`); the lengths
+    count them (``answer_base + len(answer)`` is the whole answer's length).
+    """
+
     answer: str
     reasoning: str
     images: list[str]  # raw URLs rendered into the answer, in order
+    answer_base: int = 0
+    reasoning_base: int = 0
 
 
 class Renderer:
@@ -140,9 +96,9 @@ class Renderer:
         # what the last streaming (not closing) full render left for rerender():
         self._last: Rendering | None = None
         self._answer_tail: tuple[Segment, Item] | None = None  # the last answer item
-        self._answer_head = ""  # the answer's blocks before it, joined
+        self._answer_head: Block = _EMPTY  # the answer's blocks before it, joined
         self._reasoning_tail: tuple[Segment, Item] | None = None
-        self._reasoning_head = ""
+        self._reasoning_head: Block = _EMPTY
 
     def render(self, segments: Iterable[Segment], closing: bool) -> Rendering:
         """Render every block; ``closing``: the stream ended, so every block is closed.
@@ -171,39 +127,25 @@ class Renderer:
 
         images: list[str] = []
         seen_outputs: set[str] = set()
-        answer_blocks = []
+        answer_blocks: list[Block] = []
         last = len(answer_items) - 1
         for i, (seg, item) in enumerate(answer_items):
             closed = closing or seg.finished or item.finished or i < last
             if item.kind == "text":
-                block = _cached_marked(item, closed, self._link_marker)
-            elif item.kind == "code":
-                block = _code_block(item.value, closed)
-            elif not closed:
-                block = ""
-            elif item.kind == "execution_output":
-                output = item.value.rstrip("\n")
-                fresh = output.strip() and output not in seen_outputs
-                block = f"```\n{output}\n```" if fresh else ""
-                seen_outputs.add(output)
-            else:  # image
-                new = [url for url in item.urls if url not in images]
-                images.extend(new)
-                block = "\n".join(f"![image]({md_url(url)})" for url in new)
-            answer_blocks.append(block)
+                answer_blocks.append(_cached_marked(item, closed, self._link_marker))
+            else:
+                answer_blocks.append((0, _other_block(item, closed, images, seen_outputs)))
 
-        reasoning_blocks = []
+        reasoning_blocks: list[Block] = []
         if self.include_reasoning:
             last = len(reasoning_items) - 1
             for i, (seg, item) in enumerate(reasoning_items):
                 closed = closing or seg.finished or item.finished or i < last
                 reasoning_blocks.append(_cached_marked(item, closed, self._drop_marker))
         sep = self.separator
-        rendering = Rendering(
-            answer=_join(sep, answer_blocks),
-            reasoning=_join(sep, reasoning_blocks),
-            images=images,
-        )
+        answer_base, answer = _join(sep, answer_blocks)
+        reasoning_base, reasoning = _join(sep, reasoning_blocks)
+        rendering = Rendering(answer, reasoning, images, answer_base, reasoning_base)
         if closing:
             self._last = None  # the answer is over: nothing to continue from
         else:
@@ -237,8 +179,9 @@ class Renderer:
                 return None
             seg = tail[0]
             block = _cached_marked(changed, seg.finished or changed.finished, self._drop_marker)
-            head = self._reasoning_head
-            last.reasoning = _append(head, self.separator, block) if head else block
+            last.reasoning_base, last.reasoning = _append(
+                self._reasoning_head, self.separator, block
+            )
             return last
         tail = self._answer_tail
         if tail is None or tail[1] is not changed:
@@ -247,12 +190,50 @@ class Renderer:
         if kind == "text":
             block = _cached_marked(changed, seg.finished or changed.finished, self._link_marker)
         elif kind == "code":
-            block = _code_block(changed.value, seg.finished or changed.finished)
+            block = (0, _code_block(changed.value, seg.finished or changed.finished))
         else:
             return None  # output and images depend on the blocks before them
-        head = self._answer_head
-        last.answer = _append(head, self.separator, block) if head else block
+        last.answer_base, last.answer = _append(self._answer_head, self.separator, block)
         return last
+
+    def release(self, answer_sent: int, reasoning_sent: int) -> None:
+        """The client has the first ``answer_sent``/``reasoning_sent`` characters of the
+        last rendering: its last text (reasoning) item may drop that output.
+
+        Only the last item of each: it is the one that grows, while the blocks before
+        it keep their place. Each keeps ``Item.EDGE`` characters of output (the
+        renderer reads the last one) and drops ``Item.TRIM`` or more at once.
+        """
+        if self._last is None:
+            return  # no streaming render to continue from (or the answer is over)
+        sep = len(self.separator)
+        for answer, tail, head, sent in (
+            (True, self._answer_tail, self._answer_head, answer_sent),
+            (False, self._reasoning_tail, self._reasoning_head, reasoning_sent),
+        ):
+            if tail is None:
+                continue
+            item = tail[1]
+            if item.kind not in _MARKED_KINDS:
+                continue
+            before = head[0] + len(head[1])
+            start = before + sep if before else 0  # where the item's block begins
+            cut = min(sent - start, item.out_base + len(item.done_out)) - Item.EDGE
+            if cut - item.out_base >= Item.TRIM:
+                kept, item.done_out = item.done_out, item.done_out[cut - item.out_base :]
+                dropped, item.out_base = cut - item.out_base, cut
+                self._forget_sent(answer, kept, item.done_out, dropped)
+
+    def _forget_sent(self, answer: bool, kept: str, trimmed: str, dropped: int) -> None:
+        """The last rendering may hold the item's output untrimmed (when it is all of
+        the answer's, or the reasoning's, text): it takes the trimmed one."""
+        last = self._last
+        if last is None:
+            return
+        if answer and last.answer is kept:
+            last.answer, last.answer_base = trimmed, last.answer_base + dropped
+        elif not answer and last.reasoning is kept:
+            last.reasoning, last.reasoning_base = trimmed, last.reasoning_base + dropped
 
     def forget(self) -> None:
         """Segments changed without a report of what: the next render is a full one."""
@@ -277,16 +258,44 @@ class Renderer:
         return None if self._resolve(m) is None and _inside_word(m) else ""
 
 
-def _join(sep: str, blocks: list[str]) -> str:
-    """``sep.join`` of the non-empty blocks."""
-    return sep.join([b for b in blocks if b])
+# A rendered block or several joined: (base, text), the text from character base on.
+# Output the client has may be gone (base > 0); an empty block is (0, "").
+Block = tuple[int, str]
+_EMPTY: Block = (0, "")
 
 
-def _append(head: str, sep: str, block: str) -> str:
+def _join(sep: str, blocks: list[Block]) -> Block:
+    """``sep.join`` of the non-empty blocks, from the start of the last one with a base.
+
+    What comes before that block's kept text is gone with it: it counts in the
+    base, by length.
+    """
+    base, pieces, seen = 0, [], False
+    for start, text in blocks:
+        if not (start or text):
+            continue
+        if seen:
+            pieces.append(sep)
+        seen = True
+        if start:
+            base += sum(map(len, pieces)) + start
+            pieces = [text]
+        else:
+            pieces.append(text)
+    return base, "".join(pieces)
+
+
+def _append(head: Block, sep: str, block: Block) -> Block:
     """``_join(sep, [*blocks, block])`` where ``head`` is ``_join(sep, blocks)``."""
-    if not head:
+    head_base, head_text = head
+    if not (head_base or head_text):
         return block
-    return head + sep + block if block else head
+    start, text = block
+    if not (start or text):
+        return head
+    if start:
+        return head_base + len(head_text) + len(sep) + start, text
+    return head_base, head_text + sep + text
 
 
 Replace = Callable[[re.Match[str]], "str | None"]
@@ -335,23 +344,49 @@ def render_marked(
     return "".join(out), end
 
 
-def _cached_marked(item: Item, closed: bool, replace: Replace) -> str:
+def _cached_marked(item: Item, closed: bool, replace: Replace) -> Block:
+    """A text or reasoning item's block, rendered from where the last call stopped.
+
+    The item's window holds its string from ``item.base`` on, and the part up to
+    ``done_raw`` is rendered for good: only the rest is read. The window then drops
+    what it will not need again (``Item.trim``).
+    """
     key = (item.version, closed)
     if item.rendered_key != key:
-        raw, start = item.value, item.done_raw
+        raw, start = item.value, item.done_raw - item.base
         if raw.find("t", start) < 0 and raw.find("【", start) < 0:
             # every marker and every held tail starts with "【" or "t": all of it is final
             # (what render_marked returns too, without its searches)
-            item.done_out = raw if item.verbatim else item.done_out + raw[start:]
-            item.done_raw = len(raw)
+            out = raw[start:] if start else raw
+            item.done_raw = item.length
         else:
             out, end = render_marked(raw, closed, replace, start, item.done_out[-1:])
-            if item.verbatim and out != raw[start:end]:
-                item.verbatim = False
-            item.done_out += out
-            item.done_raw = end
+            item.done_raw = item.base + end
+        if out:
+            item.done_out = item.done_out + out if item.done_out else out
         item.rendered_key = key
-    return item.done_out
+        item.trim()
+    return item.out_base, item.done_out
+
+
+def _other_block(item: Item, closed: bool, images: list[str], seen_outputs: set[str]) -> str:
+    """The block of a code, execution output or image item (kept whole: seldom long).
+
+    ``images`` and ``seen_outputs`` are what the blocks before it rendered (each is
+    shown once); this block's are added.
+    """
+    if item.kind == "code":
+        return _code_block(item.value, closed)
+    if not closed:
+        return ""
+    if item.kind == "execution_output":
+        output = item.value.rstrip("\n")
+        fresh = output.strip() and output not in seen_outputs
+        seen_outputs.add(output)
+        return f"```\n{output}\n```" if fresh else ""
+    new = [url for url in item.urls if url not in images]  # image
+    images.extend(new)
+    return "\n".join(f"![image]({md_url(url)})" for url in new)
 
 
 def _code_block(code: str, closed: bool) -> str:

@@ -40,7 +40,7 @@ which is right for all three shapes; a ``metadata_list`` is positional (marker
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard
+from typing import Any, ClassVar, TypeGuard
 
 from glm_proxy.errors import UpstreamProtocolError
 
@@ -76,11 +76,29 @@ class Source:
 class Item:
     """One content item of a segment. ``version`` changes whenever the payload does.
 
-    ``done_raw``/``done_out`` belong to the renderer: ``value[:done_raw]`` renders to
-    ``done_out`` for good, so a growing text is rendered incrementally. They are
-    reset when the value changes other than by growing. ``verbatim``: ``done_out``
-    is ``value[:done_raw]`` unchanged (no marker so far), so a value that renders
-    unchanged to its end is its own rendering, without copying it.
+    A long text is not kept whole: ``value`` is the item's string from character
+    ``base`` on (its *window*; ``base`` = 0: all of it), ``head`` its first ``EDGE``
+    characters once the window no longer starts at 0, ``length`` the length of the
+    whole. Only the renderer trims the window (:meth:`trim`, text and reasoning items
+    only): it drops what it rendered for good, keeping ``EDGE`` characters before it.
+    A stream whose client stopped reading then waits with a window, not with the
+    answer: a hundred such streams would otherwise hold a hundred answers.
+
+    ``done_raw``/``done_out`` belong to the renderer: the whole string up to
+    ``done_raw`` renders for good to output of which ``done_out`` is the part from
+    character ``out_base`` on (the translator lets the renderer drop output the client
+    has, :meth:`Renderer.release`). They are reset when the value changes other than
+    by growing.
+
+    Comparing a string with a trimmed value (the merge rule, :meth:`merge`) compares
+    length, ``head`` and the window; a string that agrees on all three but differs
+    in between is taken to be the same. That is sound for the upstream: a string
+    is either this item's text again (a snapshot, equal or extended: it agrees
+    everywhere) or a delta (new characters, which would have to repeat both the
+    item's first and its latest ``EDGE`` characters, at the same distance, to pass:
+    natural text does not). A finish frame that rewrites characters deep inside a
+    long text while keeping its length and both ends would go unnoticed; its
+    rendering would be what the client was sent anyway.
     """
 
     kind: str
@@ -88,19 +106,90 @@ class Item:
     urls: list[str] = field(default_factory=list)
     finished: bool = False
     version: int = 0
+    base: int = 0
+    head: str = ""
     done_raw: int = 0
     done_out: str = ""
-    verbatim: bool = True
+    out_base: int = 0
     rendered_key: tuple[int, bool] | None = None
 
-    def set_value(self, value: str) -> bool:
-        """Store a merged value; True when it changed."""
-        if value == self.value:
+    EDGE: ClassVar[int] = 64  # characters kept before what is final (a window's margin)
+    TRIM: ClassVar[int] = 2048  # a window is trimmed when it can lose this many at once
+
+    @property
+    def length(self) -> int:
+        """The length of the whole string (``base`` + the window)."""
+        return self.base + len(self.value)
+
+    def merge(self, new: str, authoritative: bool, finished: bool = False) -> bool:
+        """Fold ``new``, the item's string in one frame, in by the module's merge rule.
+
+        ``finished``: the item (or its part) had already finished before this frame.
+        Returns True when the value changed.
+        """
+        base = self.base
+        if base == 0:  # the whole value is here: compare exactly
+            held = self.value
+            if new.startswith(held):  # rules 1 and 2
+                if len(new) == len(held):
+                    return False
+                self.value = new
+                return True
+        elif new.startswith(self.head) and new.startswith(self.value, base):
+            if len(new) == self.length:  # rules 1 and 2, by length, head and window
+                return False
+            self.value = new[base:]  # the new characters and the window: not the whole
+            return True
+        if authoritative and new:  # rule 3: a rewrite, rendered again from the start
+            self.value, self.base, self.head = new, 0, ""
+            self.done_raw, self.done_out, self.out_base = 0, "", 0
+            return True
+        if finished and self._starts_with(new):  # rule 4
             return False
-        if not value.startswith(self.value):
-            self.done_raw, self.done_out, self.verbatim = 0, "", True
-        self.value = value
-        return True
+        if new:
+            self.value += new  # rule 5
+        return bool(new)
+
+    def holds(self, value: str) -> bool:
+        """``value`` is the whole string (by length, ``head`` and window once trimmed)."""
+        if self.base == 0:
+            return value == self.value
+        return (
+            len(value) == self.length
+            and value.startswith(self.head)
+            and value.startswith(self.value, self.base)
+        )
+
+    def grow(self, added: str) -> None:
+        """The string grew by ``added`` (a snapshot extending it, ``Translator.feed_grown``)."""
+        self.value += added
+        self.version += 1
+
+    def trim(self) -> None:
+        """Drop the window's start up to ``EDGE`` characters before ``done_raw``.
+
+        Only when at least ``TRIM`` characters go at once, so a window is copied
+        once per ``TRIM`` characters, not once per event.
+        """
+        cut = self.done_raw - self.EDGE
+        if cut - self.base >= self.TRIM:
+            if self.base == 0:
+                self.head = self.value[: self.EDGE]
+            self.value = self.value[cut - self.base :]
+            self.base = cut
+
+    def _starts_with(self, new: str) -> bool:
+        """The whole string starts with ``new`` (by ``head`` and window once trimmed)."""
+        if self.base == 0:
+            return self.value.startswith(new)
+        if len(new) > self.length:
+            return False
+        head = self.head
+        if len(new) <= len(head):
+            return head.startswith(new)
+        if not new.startswith(head):
+            return False
+        return len(new) <= self.base or self.value.startswith(new[self.base :])
 
 
 @dataclass(slots=True)
@@ -149,15 +238,9 @@ class Segment:
                 changed = _union(item.urls, _image_urls(raw.get("image")))
             else:
                 value = raw.get(value_field)
-                if not isinstance(value, str) or value == item.value:
-                    changed = False
-                elif value.startswith(item.value):  # a cumulative snapshot (merge rule 2)
-                    item.value = value
-                    changed = True
-                else:
-                    changed = item.set_value(
-                        merge_value(item.value, value, authoritative, finished_before)
-                    )
+                changed = isinstance(value, str) and item.merge(
+                    value, authoritative, finished_before
+                )
             if changed:
                 item.version += 1
                 change = item if change is False or change is item else True
@@ -216,17 +299,14 @@ def _meta_and_tool(part: dict[str, Any]) -> tuple[dict[str, Any], bool]:
 
 
 def merge_value(held: str, new: str, authoritative: bool, finished: bool = False) -> str:
-    """The merge rule of this module's docstring; returns the value to hold.
+    """The merge rule of this module's docstring, on strings: the value to hold.
 
     ``finished``: the item (or its part) had already finished before this frame.
+    (:meth:`Item.merge` is the rule; this is it for a whole ``held``.)
     """
-    if new == held or new.startswith(held):
-        return new
-    if authoritative and new:
-        return new
-    if finished and held.startswith(new):
-        return held
-    return held + new
+    item = Item("text", held)
+    item.merge(new, authoritative, finished)
+    return item.value
 
 
 def segment_key(part: dict[str, Any], position: int) -> str:

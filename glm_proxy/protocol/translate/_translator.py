@@ -5,13 +5,23 @@ takes one event object and returns the new deltas, :meth:`Translator.finish`
 is called when the upstream stream closed. No sockets, clock or ids in here.
 
 Diffing rule (what reaches the client is never retracted or repeated): the
-translator keeps ``sent_text``/``sent_reasoning``. When the new rendering starts
-with what was sent, it emits the suffix. When the upstream rewrote something
-already sent (e.g. a part's finish frame differs from the text it streamed), the
-client keeps its copy of the first ``len(sent)`` characters and the translator
-continues at the same character position of the new rendering: it emits
-``rendered[len(sent):]`` if the rendering is longer, nothing otherwise. Example:
-sent ``"Hello wor"``, finish frame ``"Hello World!"`` -> emits ``"ld!"``.
+translator counts the characters sent (``sent_chars``/``sent_reasoning_chars``).
+When the new rendering starts with what was sent, it emits the suffix. When the
+upstream rewrote something already sent (e.g. a part's finish frame differs from
+the text it streamed), the client keeps its copy of the first ``sent`` characters
+and the translator continues at the same character position of the new
+rendering: it emits ``rendered[sent:]`` if the rendering is longer, nothing
+otherwise. Example: sent ``"Hello wor"``, finish frame ``"Hello World!"`` ->
+emits ``"ld!"``.
+
+Neither the translator nor the renderer keeps the text it sent: a long text
+item keeps a window of its string and of its output (``_segments.Item``), and
+the rendering starts where that output does (``Rendering.answer_base``). So a
+stream keeps what it has yet to send and a short margin, not the answer, however
+long the answer and however long its client stops reading. One consequence, for
+upstream streams that make no sense: when a block *before* a long, already sent
+text grows after that text was sent (the position to continue at moved back
+into text no longer kept), the translator continues after the text it has.
 
 Order of deltas within one call: ``ConversationStarted``, ``ReasoningDelta``,
 ``Citation``/``ImageGenerated`` announcements, ``TextDelta`` (whose text first
@@ -91,8 +101,8 @@ class Translator:
         self._segments: dict[str, Segment] = {}
         self._renderer = Renderer(self.options.segment_separator, self.options.include_reasoning)
         self._announced_images: set[str] = set()
-        self.sent_text = ""
-        self.sent_reasoning = ""
+        self.sent_chars = 0  # characters of answer text sent (the module's diffing rule)
+        self.sent_reasoning_chars = 0
         self.stop_requested = False  # set when we asked the upstream to stop (10024 is then ok)
         # feed_grown's route: (path, the item whose value is the string there), or None
         self._route: tuple[tuple[Any, ...], Item] | None = None
@@ -175,21 +185,21 @@ class Translator:
         text = last_error.get("intervene_text") if isinstance(last_error, dict) else None
         text = text if isinstance(text, str) else ""
         if text:
-            shown = INTERVENE_PREFIX + text if self.sent_text else text
-            self.sent_text += shown
+            shown = INTERVENE_PREFIX + text if self.sent_chars else text
+            self.sent_chars += len(shown)
             out.append(TextDelta(shown))
         return out + [Finished("content_filter", message=text)]
 
     def feed_grown(
         self,
         event: dict[str, Any] | Callable[[], dict[str, Any]],
-        growth: tuple[tuple[Any, ...], str, str],
+        growth: tuple[tuple[Any, ...], int, str],
     ) -> list[Delta]:
         """``feed(event)`` for an event that repeats the last one with one string grown.
 
-        ``growth`` is ``(path, before, after)`` (``SnapshotParser.growth``): ``event``
-        is the last event fed, with the string at ``path`` grown from ``before`` to
-        ``after``; nothing else in it changed. Most streamed events are such. When
+        ``growth`` is ``(path, length, added)`` (``SnapshotParser.growth``): ``event``
+        is the last event fed, with the string at ``path``, ``length`` characters
+        long, grown by ``added``; nothing else in it changed. Most streamed events are such. When
         that string is the value of an item that the last event left exactly as sent
         (the route, found by ``_arm`` after a full feed), a full feed would find that
         one item's value changed and nothing else: the item takes the new value and
@@ -200,12 +210,13 @@ class Translator:
         only a full feed needs the event itself.
         """
         route = self._route
-        path, before, after = growth
+        path, length, added = growth
         if route is not None and route[0] == path:
             item = route[1]
-            if item.value == before:
-                item.value = after
-                item.version += 1
+            # the route holds the item at the last event's string (``_arm``), and only
+            # this method changes it in between: the length is a check, not the proof
+            if item.length == length:
+                item.grow(added)
                 renderer = self._renderer
                 rendering = renderer.rerender(item)
                 if rendering is None:
@@ -250,7 +261,7 @@ class Translator:
                     continue  # its URLs are all known: feeding them again adds none
                 field = VALUE_FIELDS[item.kind]
                 value = raw.get(field)
-                if isinstance(value, str) and value != item.value:
+                if isinstance(value, str) and not item.holds(value):
                     return None  # held by a merge rule, not as sent
                 if position == path[1] and index == path[3] and field == path[4]:
                     found = item
@@ -268,23 +279,28 @@ class Translator:
 
     def _deltas(self, rendering: Rendering, final: bool, out: list[Delta]) -> list[Delta]:
         """Append to ``out`` what ``rendering`` adds to what was sent (the module docstring)."""
-        answer = rendering.answer
+        renderer = self._renderer
+        answer, base = rendering.answer, rendering.answer_base
         if final and self.options.include_sources:
-            answer += self._renderer.book.sources_list(self.options.include_uncited)
-        reasoning = rendering.reasoning
-        if len(reasoning) > len(self.sent_reasoning):
-            out.append(ReasoningDelta(reasoning[len(self.sent_reasoning) :]))
-            self.sent_reasoning = reasoning
-        book = self._renderer.book
+            answer += renderer.book.sources_list(self.options.include_uncited)
+        reasoning, reasoning_base = rendering.reasoning, rendering.reasoning_base
+        sent = self.sent_reasoning_chars
+        if reasoning_base + len(reasoning) > sent:
+            # (a start before the base: see the module docstring)
+            out.append(ReasoningDelta(reasoning[max(0, sent - reasoning_base) :]))
+            self.sent_reasoning_chars = reasoning_base + len(reasoning)
+        book = renderer.book
         if book.new:
             out.extend(book.take_new())
         for url in rendering.images:
             if url not in self._announced_images:
                 self._announced_images.add(url)
                 out.append(ImageGenerated(url))
-        if len(answer) > len(self.sent_text):
-            out.append(TextDelta(answer[len(self.sent_text) :]))
-            self.sent_text = answer
+        sent = self.sent_chars
+        if base + len(answer) > sent:
+            out.append(TextDelta(answer[max(0, sent - base) :]))
+            self.sent_chars = base + len(answer)
+        renderer.release(self.sent_chars, self.sent_reasoning_chars)
         return out
 
 
