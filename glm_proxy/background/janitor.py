@@ -67,14 +67,22 @@ class Janitor:
     def hold_ttl(self) -> float:
         return float(self._setting("lease_ttl", 30.0))
 
-    def _hold(self, conversation_id: str) -> None:
+    def _hold(self, conversation_id: str, due: float | None = None) -> None:
         """This process deletes the conversation: the recovery sweep leaves it alone.
 
         Like a lease, the hold lasts ``LEASE_TTL`` and is renewed every third of
         it until the delete ends, so a worker that dies meanwhile leaves it to
         the sweep within ``LEASE_TTL``, and a living one is never raced.
+
+        ``due``: the entry's due time, when the caller wrote it. One that lapses
+        within ``LEASE_TTL`` but not before two thirds of it is held as it stands:
+        the first renewal comes within a third, so nothing is written now (an
+        answer that ended soon after its conversation began, the usual case).
         """
-        self._journalled("hand_over", [conversation_id], time.time() + self.hold_ttl)
+        now = time.time()
+        ttl = self.hold_ttl
+        if due is None or not now + ttl * 2 / 3 <= due <= now + ttl:
+            self._journalled("hand_over", [conversation_id], now + ttl)
         self._held.add(conversation_id)
         if self._renewer is None or self._renewer.dead:
             self._renewer = gevent.spawn(self._renew_holds)
@@ -100,14 +108,16 @@ class Janitor:
         conversation_id: str,
         stop_history_id: str | None = None,
         journalled: bool = False,
+        journal_due: float | None = None,
     ) -> None:
         """Delete a conversation soon; stop its unfinished answer first when one is named.
 
         ``journalled``: the conversation is in the journal; it is held (see
         ``_hold``) from now until its delete is confirmed or given up.
+        ``journal_due``: the due time its entry was written with, if known.
         """
         if journalled:
-            self._hold(conversation_id)
+            self._hold(conversation_id, journal_due)
         if stop_history_id:
             self._pending.spawn(
                 self._stop_then_delete, account, assistant_id, conversation_id, stop_history_id
@@ -120,8 +130,10 @@ class Janitor:
     ) -> None:
         """Delete a kept conversation the client let go of, journalled until confirmed."""
         journalled = False
+        due = None
         if self.journal is not None:
             now = time.time()
+            due = now + self.hold_ttl
             try:
                 self.journal.record(
                     Entry(
@@ -129,14 +141,16 @@ class Janitor:
                         account=account.fingerprint,
                         assistant_id=assistant_id,
                         created=now,
-                        due=now + self.hold_ttl,
+                        due=due,
                         token="" if pooled else account.refresh_token,
                     )
                 )
                 journalled = True
             except Exception as exc:  # noqa: BLE001 - the delete still goes ahead
                 log.warning("conversation journal record failed: %s", type(exc).__name__)
-        self.delete_later(account, assistant_id, conversation_id, journalled=journalled)
+        self.delete_later(
+            account, assistant_id, conversation_id, journalled=journalled, journal_due=due
+        )
 
     def stop_later(self, account: Account, history_id: str) -> None:
         """Stop an unfinished answer whose conversation is kept."""

@@ -61,6 +61,7 @@ class Attempt:
         self.account = account
         self.lease = lease  # the owning lease, named in the conversation's journal entry
         self.journalled: str | None = None  # the conversation id written to the journal
+        self.journal_due: float | None = None  # the due time its entry was written with
         self.requested = False  # the stream request was sent (a conversation may exist)
         self.response: Any = None
         self.conversation_id: str | None = None
@@ -241,6 +242,7 @@ class Attempt:
         now = time.time()
         slot = getattr(self.lease, "slot", None)
         pool = services.pool
+        due = now + services.settings.lease_ttl
         try:
             journal.record(
                 Entry(
@@ -249,13 +251,13 @@ class Attempt:
                     assistant_id=self.job.request.assistant_id,
                     created=now,
                     lease=getattr(slot, "member", "") or "",
-                    due=now + services.settings.lease_ttl,
+                    due=due,
                     token=""
                     if pool.is_pooled(self.account.fingerprint)
                     else self.account.refresh_token,
                 )
             )
-            self.journalled = conversation_id
+            self.journalled, self.journal_due = conversation_id, due
         except Exception as exc:  # noqa: BLE001 - the answer goes on; cleanup still deletes
             log.warning(
                 "could not journal conversation %s: %s",
@@ -341,6 +343,7 @@ class Attempt:
             conversation_id,
             stop_history_id=stop_id,
             journalled=self.journalled == conversation_id,  # held until the delete ends
+            journal_due=self.journal_due,
         )
 
 

@@ -33,7 +33,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -65,7 +65,7 @@ class Entry:
     token: str = ""  # the refresh token, only for an account the server does not hold
 
     def to_json(self) -> str:
-        return orjson.dumps(asdict(self)).decode()
+        return orjson.dumps(self).decode()  # orjson writes a dataclass's fields in order
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Entry:
@@ -232,12 +232,14 @@ class FileJournal(Journal):
         )
 
     def hand_over(self, ids: Iterable[str], until: float) -> None:
-        for conversation_id in ids:
-            self._run("UPDATE journal SET due = ? WHERE id = ?", (until, conversation_id))
+        for part in _parts(ids):
+            marks = ",".join("?" * len(part))
+            self._run(f"UPDATE journal SET due = ? WHERE id IN ({marks})", (until, *part))
 
     def remove(self, *ids: str) -> None:
-        for conversation_id in ids:
-            self._run("DELETE FROM journal WHERE id = ?", (conversation_id,))
+        for part in _parts(ids):
+            marks = ",".join("?" * len(part))
+            self._run(f"DELETE FROM journal WHERE id IN ({marks})", tuple(part))
 
     def due(self, now: float, limit: int = 100) -> list[Entry]:
         rows = self._run(
@@ -266,6 +268,19 @@ class FileJournal(Journal):
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+def _parts(ids: Iterable[str], size: int = 500) -> Iterator[list[str]]:
+    """``ids`` in lists of at most ``size``: one statement (one transaction, one write to the
+    file) for a batch of ids, within SQLite's limit on parameters per statement."""
+    part: list[str] = []
+    for conversation_id in ids:
+        part.append(conversation_id)
+        if len(part) == size:
+            yield part
+            part = []
+    if part:
+        yield part
 
 
 def open_file(store: Store, lease_ttl: float, data_dir: str) -> FileJournal:

@@ -111,6 +111,8 @@ class UpstreamClient(RequestHeaders):
         self.clock_offset_ms = 0.0
         self.clock_synced_at: float | None = None
         self._jars: dict[str, dict[str, str]] = {}
+        self._prepared_urls: dict[str, tuple[str, bool]] = {}
+        self._checked_headers: set[tuple[str, str]] = set()
 
     # -- request building: see upstream/requesting.py -------------------------
 
@@ -137,7 +139,7 @@ class UpstreamClient(RequestHeaders):
         try:
             # Prepared on its own and sent: the session holds no headers, cookies or auth
             # to merge into it (a quarter of the CPU of ``Session.request`` per call).
-            prepared = requests.Request(method, url, **kwargs).prepare()
+            prepared = self.prepare(method, url, **kwargs)
             return self.session.send(
                 prepared, stream=stream, timeout=timeout, allow_redirects=False, proxies=proxies
             )

@@ -4,13 +4,22 @@ A mixin of ``UpstreamClient``: it uses the client's settings, store, clock,
 nonce source and device-id strategy, and the account's browser cookies, so the
 signature, ``X-Device-Id``, ``Cookie`` and client hints of one request always
 agree with each other (upstream-protocol.md §3, §15.2).
+
+``prepare`` turns them into the ``requests.PreparedRequest`` the session sends,
+doing once what ``Request.prepare()`` does for every call: the handful of URLs
+are parsed once each, and a header is checked once per distinct value (some
+thirty headers a request, nearly all of them the same on every call).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from requests.models import PreparedRequest
+from requests.structures import CaseInsensitiveDict
+from requests.utils import check_header_validity, get_auth_from_url
 
 from glm_proxy.accounts import Account
 from glm_proxy.ids import uuid4_hex
@@ -26,6 +35,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CHECKED_HEADERS_MAX = 4096  # distinct (name, value) pairs remembered as valid; then forgotten
+
 
 class RequestHeaders:
     """URL, referer and headers of upstream requests (see the module docstring)."""
@@ -38,9 +49,52 @@ class RequestHeaders:
     _clock: Callable[[], float]
     _nonce: Callable[[], str]
     _jars: dict[str, dict[str, str]]
+    _prepared_urls: dict[str, tuple[str, bool]]
+    _checked_headers: set[tuple[str, str]]
 
     def current_refresh_token(self, account: Account) -> str:  # pragma: no cover
         raise NotImplementedError
+
+    def prepare(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None = None,
+        data: Any = None,
+        files: Any = None,
+    ) -> PreparedRequest:
+        """What ``requests.Request(method, url, headers=..., data=..., files=...).prepare()``
+        returns, without its per-call work that cannot change the result.
+
+        The URL is parsed once per distinct URL (a few paths of one base); each header
+        is checked as ``requests`` checks it (``InvalidHeader`` on a value with a line
+        break or leading whitespace) once per distinct name and value; no cookie jar
+        is made (the session sends none; ``Cookie`` is an explicit header). The body,
+        its framing headers and credentials in the URL are prepared as ``prepare()`` does.
+        """
+        prepared = PreparedRequest()
+        prepared.prepare_method(method)
+        known = self._prepared_urls.get(url)
+        if known is None:
+            prepared.prepare_url(url, None)
+            known = (prepared.url or "", any(get_auth_from_url(prepared.url or "")))
+            if len(self._prepared_urls) > 256:
+                self._prepared_urls.clear()
+            self._prepared_urls[url] = known
+        prepared.url, url_auth = known
+        checked = self._checked_headers
+        pairs = headers.items() if headers else ()
+        for pair in pairs:
+            if pair not in checked:
+                check_header_validity(pair)
+                if len(checked) >= CHECKED_HEADERS_MAX:
+                    checked.clear()
+                checked.add(pair)
+        prepared.headers = CaseInsensitiveDict(pairs)
+        prepared.prepare_body(data, files)
+        if url_auth:
+            prepared.prepare_auth(None, url)
+        return prepared
 
     def url(self, path: str) -> str:
         return self.settings.glm_base_url.rstrip("/") + path

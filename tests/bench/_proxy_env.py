@@ -4,7 +4,10 @@ it (no gevent here: threaded benchmarks and tests import it too)."""
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
+import tempfile
 
 import requests
 
@@ -23,7 +26,14 @@ def add_era_option(parser: argparse.ArgumentParser) -> None:
 
 def proxy_env(proxy_port: int, sim_port: int, **settings: str) -> dict[str, str]:
     """The environment of a benchmark's gunicorn: this one, the proxy on 127.0.0.1 in front of
-    the simulator, quiet logs, no Redis, plus ``settings``."""
+    the simulator, quiet logs, no Redis, plus ``settings``.
+
+    ``DATA_DIR`` is a new empty directory (removed at exit): the conversation journal of an
+    earlier run's killed worker would otherwise be recovered during this one, and its
+    deletes counted as this run's work.
+    """
+    data_dir = tempfile.mkdtemp(prefix="glm-bench-data-")
+    atexit.register(shutil.rmtree, data_dir, True)
     return {
         **os.environ,
         "PORT": str(proxy_port),
@@ -31,6 +41,7 @@ def proxy_env(proxy_port: int, sim_port: int, **settings: str) -> dict[str, str]
         "LOG_LEVEL": "WARNING",
         "GLM_BASE_URL": f"http://127.0.0.1:{sim_port}/chatglm",
         "REDIS_URL": "",
+        "DATA_DIR": data_dir,
         **settings,
     }
 

@@ -220,3 +220,52 @@ def test_one_round_recovers_more_than_one_batch(journal):
     upstream = Upstream()
     assert recovery(journal, upstream).sweep(time.time()) == 250
     assert "other" not in upstream.calls and len(set(upstream.calls)) == 250
+
+
+def test_a_batch_larger_than_one_statement_takes_is_handed_over_and_removed(journal):
+    ids = [f"c{i}" for i in range(1203)]
+    for cid in ids:
+        journal.record(entry(cid, due=100.0))
+    journal.hand_over(ids[:1201], 500.0)
+    assert sorted(e.conversation_id for e in journal.due(100.0, 5000)) == ["c1201", "c1202"]
+    journal.remove(*ids[2:])
+    assert sorted(e.conversation_id for e in journal.entries(5000)) == ["c0", "c1"]
+
+
+def test_a_fresh_entry_is_held_as_it_stands_and_still_renewed() -> None:
+    import gevent
+    from gevent.event import Event
+
+    from glm_proxy.background.janitor import Janitor
+
+    release, writes = Event(), []
+
+    class SlowUpstream:
+        def delete_conversations(self, account, assistant_id, ids):
+            release.wait(10)
+            return "bulk"
+
+    class Counting(StoreJournal):
+        def hand_over(self, ids, until):
+            writes.append(list(ids))
+            super().hand_over(ids, until)
+
+    settings = SimpleNamespace(lease_ttl=0.6, glm_delete_batch_window=0.0, glm_delete_batch_max=50)
+    journal = Counting(MemoryStore(), 0.6)
+    janitor = Janitor(SlowUpstream(), settings, journal=journal)
+    account = Account.from_token("rt-fresh")
+    fresh = time.time() + 0.6  # as an answer writes it when its conversation begins
+    journal.record(entry("c-fresh", due=fresh))
+    janitor.delete_later(account, "assistant", "c-fresh", journalled=True, journal_due=fresh)
+    assert writes == [] and journal.entries()[0].due == fresh  # lapses within LEASE_TTL
+    stale = time.time() + 0.1  # the first renewal may come too late for it
+    journal.record(entry("c-stale", due=stale))
+    janitor.delete_later(account, "assistant", "c-stale", journalled=True, journal_due=stale)
+    assert writes == [["c-stale"]]
+    deadline = time.monotonic() + 10
+    while journal.entries()[0].due <= fresh and time.monotonic() < deadline:
+        gevent.sleep(0.05)  # the renewal moves both on while the deletes run
+    assert all(e.due > fresh for e in journal.entries())
+    release.set()
+    janitor.join(5)
+    assert journal.entries() == [] and not janitor._held
