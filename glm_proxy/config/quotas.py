@@ -41,7 +41,7 @@ class QuotaSettings:
     )
     stream_queue_bytes: int = setting(
         "STREAM_QUEUE_BYTES",
-        256 * 1024,
+        64 * 1024,
         parse_size,
         "Bytes of one answer queued for a client that is not reading; then the upstream is "
         "no longer read (backpressure, with `STREAM_QUEUE_ITEMS`).",
