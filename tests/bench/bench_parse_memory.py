@@ -9,8 +9,8 @@ In process, no server: the simulator's ``long`` answer (its 2026 frames, in the
 and ``Translator`` the way the producer drives them (8 KiB reads; the event let go
 once translated). After each event it prints nothing; at the end, per shape: the
 most ``tracemalloc`` saw held between two events (what a producer waiting for a
-client that stopped reading keeps, besides the queued deltas), that figure less
-one copy of the answer text, and the best of five timings of the whole answer.
+client that stopped reading keeps, besides the queued deltas), the size of one
+copy of the answer text for scale, and the best of five timings of the whole answer.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from glm_proxy.protocol.events import TextDelta  # noqa: E402
 from glm_proxy.protocol.snapshots import SnapshotParser  # noqa: E402
 from glm_proxy.protocol.sse import SSEDecoder  # noqa: E402
 from glm_proxy.protocol.translate import Translator  # noqa: E402
@@ -41,26 +42,36 @@ def reads(shape: str, chars: int, sentences: int) -> list[bytes]:
     return [stream[i : i + READ] for i in range(0, len(stream), READ)]
 
 
-def run(chunks: list[bytes], measure: bool) -> tuple[int, Translator]:
-    """Feed one answer; the most held between events (0 unless ``measure``)."""
+def run(chunks: list[bytes], measure: bool) -> tuple[int, str]:
+    """Feed one answer; the most held between events (0 unless ``measure``), and the
+    size in memory of one copy of the answer text it gave (its deltas are counted, not
+    kept: a str takes 1, 2 or 4 bytes a character, by its widest character)."""
     base = tracemalloc.get_traced_memory()[0] if measure else 0
     decoder, parser, translator = SSEDecoder(), SnapshotParser(), Translator()
-    worst = 0
+    worst = chars = 0
+    widest = "\0"
     for chunk in chunks:
         for event in decoder.feed(chunk):
             parsed = parser.feed(event.raw)
-            growth, parser.growth = parser.growth, None
+            growth = parser.growth
             if growth is None:
-                translator.feed(parsed)
-            else:
-                translator.feed_grown(parser.current, growth)
-            event.raw = b""
-            del parsed, growth
+                deltas = translator.feed(parsed)
+            else:  # as the producer does: the event built only if needed, then let go
+                deltas = translator.feed_grown(parser.current, growth)
+                parser.release()
             if measure:
+                for delta in deltas:
+                    if isinstance(delta, TextDelta) and delta.text:
+                        chars, widest = chars + len(delta.text), max(widest, max(delta.text))
+            event.raw = b""
+            del parsed, growth, deltas
+            if measure:  # after the deltas are gone: what waits is the queue's, not ours
                 gc.collect()
                 worst = max(worst, tracemalloc.get_traced_memory()[0] - base)
-    translator.finish()
-    return worst, translator
+    for delta in translator.finish():
+        if isinstance(delta, TextDelta) and delta.text:
+            chars, widest = chars + len(delta.text), max(widest, max(delta.text))
+    return worst, widest * chars
 
 
 def main() -> None:
@@ -71,14 +82,13 @@ def main() -> None:
     for shape in ("current", "delta"):
         chunks = reads(shape, args.chars, args.sentences)
         tracemalloc.start()
-        worst, translator = run(chunks, measure=True)
+        worst, copy = run(chunks, measure=True)
         tracemalloc.stop()
-        text = sys.getsizeof(translator.sent_text)
+        chars, text = len(copy), sys.getsizeof(copy)
         best = min(_timed(chunks) for _ in range(5))
         print(
             f"{shape:8s}: held at most {worst / 1024:7.0f} KiB between events "
-            f"({(worst - text) / 1024:+6.0f} KiB besides one copy of the "
-            f"{len(translator.sent_text)}-character answer, {text / 1024:.0f} KiB); "
+            f"(one copy of the {chars}-character answer is {text / 1024:.0f} KiB); "
             f"{best * 1000:6.1f} ms per answer"
         )
 

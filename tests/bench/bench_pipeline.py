@@ -27,7 +27,7 @@ import requests  # noqa: E402
 
 from glm_proxy.protocol.formats.openai import ChatWire  # noqa: E402
 from glm_proxy.protocol.snapshots import SnapshotParser  # noqa: E402
-from glm_proxy.protocol.sse import SSEDecoder, decode_json  # noqa: E402
+from glm_proxy.protocol.sse import SSEDecoder  # noqa: E402
 from glm_proxy.protocol.translate import TranslateOptions, Translator  # noqa: E402
 from tests.conftest import launch_simulator, stop_simulator  # noqa: E402
 
@@ -63,11 +63,15 @@ def replay(reads: list[bytes], stages: int) -> int:
         for event in decoder.feed(data):
             if stages < 2 or not event.raw:
                 continue
-            obj = decode_json(event, snapshots)
+            obj = snapshots.feed(event.raw)  # as the producer parses and feeds (Attempt._feed)
             if stages < 3:
                 continue
-            growth = snapshots.growth  # as the producer feeds it (Attempt._feed)
-            deltas = translator.feed(obj) if growth is None else translator.feed_grown(obj, growth)
+            growth = snapshots.growth
+            if growth is None:
+                deltas = translator.feed(obj)
+            else:  # the event is built only if the translator asks for it
+                deltas = translator.feed_grown(snapshots.current, growth)
+                snapshots.release()
             for delta in deltas:
                 if stages == 4:
                     produced += len(wire.feed(delta))
