@@ -66,21 +66,38 @@ def _count_wide(text: str) -> int:
     return wide
 
 
+COUNT_BATCH_CHARS = 4096  # characters a counter holds before it counts them and lets go
+
+
 class TokenCounter:
     """Incremental :func:`estimate_tokens`: the same result on the concatenated text.
 
     The estimate depends only on how many wide and other characters a text has,
     and both add up over pieces: a streamed answer is counted as it passes,
-    without keeping it.
+    without keeping it. Pieces are counted a few thousand characters at a time
+    (``COUNT_BATCH_CHARS``): one count of a joined text costs a fraction of one
+    per small delta, and what waits to be counted is short.
     """
 
-    __slots__ = ("wide", "narrow")
+    __slots__ = ("_wide", "_narrow", "_pending", "_pending_chars")
 
     def __init__(self, text: str = "") -> None:
-        self.wide = 0
-        self.narrow = 0
+        self._wide = 0
+        self._narrow = 0
+        self._pending: list[str] = []
+        self._pending_chars = 0
         if text:
             self.add(text)
+
+    @property
+    def wide(self) -> int:
+        self._count_pending()
+        return self._wide
+
+    @property
+    def narrow(self) -> int:
+        self._count_pending()
+        return self._narrow
 
     @property
     def tokens(self) -> int:
@@ -88,14 +105,27 @@ class TokenCounter:
 
     def add(self, text: str) -> None:
         """Count ``text`` in (as if appended to what was counted)."""
+        if text:
+            self._pending.append(text)
+            self._pending_chars += len(text)
+            if self._pending_chars >= COUNT_BATCH_CHARS:
+                self._count_pending()
+
+    def _count_pending(self) -> None:
+        pending = self._pending
+        if not pending:
+            return
+        text = pending[0] if len(pending) == 1 else "".join(pending)
+        pending.clear()
+        self._pending_chars = 0
         wide = 0 if text.isascii() else _count_wide(text)
-        self.wide += wide
-        self.narrow += len(text) - wide
+        self._wide += wide
+        self._narrow += len(text) - wide
 
     def plus(self, other: TokenCounter) -> TokenCounter:
         """A counter of both texts, concatenated."""
         both = TokenCounter()
-        both.wide, both.narrow = self.wide + other.wide, self.narrow + other.narrow
+        both._wide, both._narrow = self.wide + other.wide, self.narrow + other.narrow
         return both
 
     @staticmethod
@@ -109,22 +139,23 @@ class TokenCounter:
 
         Returns that prefix's length (``len(text)`` when all of it fits).
         """
+        self._count_pending()
         whole_wide = len(_WIDE.findall(text))
-        if self._tokens(self.wide + whole_wide, self.narrow + len(text) - whole_wide) <= budget:
-            self.wide += whole_wide  # the usual case: all of it fits, no per-character walk
-            self.narrow += len(text) - whole_wide
+        if self._tokens(self._wide + whole_wide, self._narrow + len(text) - whole_wide) <= budget:
+            self._wide += whole_wide  # the usual case: all of it fits, no per-character walk
+            self._narrow += len(text) - whole_wide
             return len(text)
-        wide, narrow = self.wide, self.narrow
+        wide, narrow = self._wide, self._narrow
         for index, char in enumerate(text):
             if _WIDE.match(char):
                 w, n = wide + 1, narrow
             else:
                 w, n = wide, narrow + 1
             if self._tokens(w, n) > budget:
-                self.wide, self.narrow = wide, narrow
+                self._wide, self._narrow = wide, narrow
                 return index
             wide, narrow = w, n
-        self.wide, self.narrow = wide, narrow
+        self._wide, self._narrow = wide, narrow
         return len(text)
 
 

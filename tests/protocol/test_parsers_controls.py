@@ -149,6 +149,24 @@ def test_token_counter_matches_the_usage_estimator(text: str) -> None:
     assert counter.tokens == estimate_tokens(text)
 
 
+def test_token_counter_counts_pieces_as_the_joined_text() -> None:
+    """Pieces are counted in batches: across a batch's edge, and with a ``fit`` between
+    two ``add``s, the count is the estimate of the whole text."""
+    rng = random.Random(7)
+    alphabet = "ab c,中文🚀é\n"
+    pieces = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 900))) for _ in range(40)]
+    counter = TokenCounter()
+    for index, piece in enumerate(pieces):
+        if index % 7 == 3:
+            assert counter.fit(piece, 10**9) == len(piece)
+        else:
+            counter.add(piece)
+        if index % 5 == 4:  # read now and then: pieces pile up in between
+            assert counter.tokens == estimate_tokens("".join(pieces[: index + 1]))
+    both = counter.plus(TokenCounter("xyz 中"))
+    assert both.tokens == estimate_tokens("".join(pieces) + "xyz 中")
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_length_cuts_at_the_budget(mode: str) -> None:
     answer = "This is a rather long answer that will not fit in five tokens at all."

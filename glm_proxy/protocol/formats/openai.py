@@ -176,9 +176,6 @@ class ChatStreamFormatter:
         return {**self._base(), "choices": [choice]}
 
 
-COUNT_BATCH_CHARS = 4096  # streamed answer text held before it is counted and let go
-
-
 @dataclass
 class CompletionAccumulator:
     """Folds deltas into a whole answer (non-stream responses, usage counting).
@@ -206,7 +203,6 @@ class CompletionAccumulator:
     keep_text: bool = True
     _counted: TokenCounter = field(default_factory=TokenCounter, repr=False)  # keep_text False
     _counted_reasoning: TokenCounter = field(default_factory=TokenCounter, repr=False)
-    _pending_chars: int = field(default=0, repr=False)  # streamed text held, not yet counted
 
     @property
     def text(self) -> str:
@@ -225,29 +221,19 @@ class CompletionAccumulator:
         """The answer text and tool-call arguments, counted (as ``usage`` counts them)."""
         if self.keep_text:
             return TokenCounter(self.text + self.tool_arguments)
-        self._count_pending()
         return self._counted.plus(TokenCounter(self.tool_arguments))
 
     def reasoning_tokens(self) -> TokenCounter:
         return TokenCounter(self.reasoning) if self.keep_text else self._counted_reasoning
 
-    def _count_pending(self) -> None:
-        """Count the streamed pieces held so far, and let them go."""
-        if self._text:
-            self._counted.add("".join(self._text))
-            self._text.clear()
-        self._pending_chars = 0
-
     def feed(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
-            if delta.text:
+            if not delta.text:
+                pass
+            elif self.keep_text:
                 self._text.append(delta.text)
-                if not self.keep_text:
-                    # Counted a few thousand characters at a time: one count of a joined
-                    # text costs a fraction of one per small delta, and holds little.
-                    self._pending_chars += len(delta.text)
-                    if self._pending_chars >= COUNT_BATCH_CHARS:
-                        self._count_pending()
+            else:
+                self._counted.add(delta.text)
         elif isinstance(delta, ReasoningDelta):
             if not self.keep_text:
                 self._counted_reasoning.add(delta.text)

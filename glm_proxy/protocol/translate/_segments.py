@@ -13,7 +13,7 @@ Keys:
   in the event); segment order = order of first appearance;
 * an item inside a segment is keyed by ``(type, ordinal among items of that type)``.
 
-Merge rule for a string item (``merge_value``), in this order (the rule of
+Merge rule for a string item (``Item.merge``), in this order (the rule of
 spec §6.4):
 
 1. new == held: no-op;
