@@ -150,6 +150,25 @@ def split_by_worker(proxy, streams: list[Stream]) -> dict[int, list[Stream]]:
     return by_pid
 
 
+def streams_on(proxy, worker: int, count: int) -> list[Stream]:
+    """Start ``count`` streams that ``worker`` serves, by pausing every other worker.
+
+    Workers share one listening socket and the kernel picks which of them accepts;
+    one worker can take every connection. A paused worker cannot accept, so the one
+    left running must. The pause lasts until the new streams' first chunks; callers
+    pause a worker with streams in flight only when that worker is about to die, so
+    a pause longer than ``LEASE_TTL`` on a slow machine cannot touch a survivor.
+    """
+    others = [pid for pid in workers(proxy) if pid != worker]
+    for pid in others:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        return start_streams(proxy.base, count)
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGCONT)
+
+
 def test_killing_one_of_two_workers_on_redis_deletes_its_conversations(
     sim,
     tmp_path,
@@ -159,17 +178,16 @@ def test_killing_one_of_two_workers_on_redis_deletes_its_conversations(
         sim, tmp_path, WEB_CONCURRENCY="2", ACCOUNTS=tokens(12), **redis_url.env(), **FAST
     )
     try:
-        wait_until(lambda: len(workers(proxy)) == 2, 20, "two workers")
-        streams = start_streams(proxy.base, 6)
+        survivor, victim = wait_until(
+            lambda: len(workers(proxy)) == 2 and workers(proxy), 20, "two workers"
+        )
+        doomed = streams_on(proxy, victim, 3)  # the survivor is paused, idle
+        survivors = streams_on(proxy, survivor, 3)  # the victim is paused mid-stream
+        streams = survivors + doomed
         by_pid = split_by_worker(proxy, streams)
-        while min(len(s) for s in by_pid.values()) == 0 and len(streams) < 12:
-            streams += start_streams(proxy.base, 1)  # until each worker serves one
-            by_pid = split_by_worker(proxy, streams)
-        victim = max(by_pid, key=lambda pid: len(by_pid[pid]))
-        survivors = [s for pid, group in by_pid.items() if pid != victim for s in group]
-        assert by_pid[victim] and survivors
+        assert by_pid == {survivor: survivors, victim: doomed}
         os.kill(victim, signal.SIGKILL)
-        orphans = {s.conversation_id for s in by_pid[victim]}
+        orphans = {s.conversation_id for s in doomed}
         wait_until(lambda: deleted(sim, orphans), LEASE_TTL + SWEEP + SLACK, "the orphans")
         assert_survivors_whole(survivors)
         everything = {s.conversation_id for s in streams}
