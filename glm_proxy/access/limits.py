@@ -154,7 +154,7 @@ class KeyLimits:
         if estimate <= limit:
             return
         self.store.incr(current_key, -1)  # a refused request does not use up the window
-        wait = rpm_wait(previous, current - 1, limit, into)
+        wait = rpm_delay(previous, current - 1, limit, into)
         seconds = max(1, math.ceil(wait))
         raise RateLimited(
             f"Rate limit reached for key '{name}': {limit} requests per minute. "
@@ -177,7 +177,7 @@ class KeyLimits:
         return [Slot(self.store, key, member, ttl).start_heartbeat()]
 
 
-def rpm_wait(previous: int, current: int, limit: int, into: float) -> float:
+def rpm_delay(previous: int, current: int, limit: int, into: float) -> float:
     """Seconds until one more request fits the sliding window, if no other arrives.
 
     The estimate is ``previous * (1 - t/60) + current``; it fades as the
