@@ -50,6 +50,7 @@ UNIT_MODULES = frozenset(
         "test_formats_anthropic",
         "test_formats_openai",
         "test_identity",
+        "test_json_budget",
         "test_lease_heartbeat",
         "test_multi_choices",
         "test_no_cycles",

@@ -53,6 +53,13 @@ class LimitSettings:
         "REQUEST_BODY_TIMEOUT", 60.0, float, "Seconds to receive a whole request body (408)."
     )
     max_messages: int = setting("MAX_MESSAGES", 5000, int, "Most messages per request (400).")
+    max_json_values: int = setting(
+        "MAX_JSON_VALUES",
+        1_000_000,
+        int,
+        "Most JSON values (objects, arrays, strings, numbers ...) in one request body (400): "
+        "parsing is one call no other request can interrupt, about 0.1 s per million values.",
+    )
     max_content_parts: int = setting(
         "MAX_CONTENT_PARTS", 10000, int, "Most content parts in all messages of a request (400)."
     )

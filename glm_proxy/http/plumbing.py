@@ -19,12 +19,14 @@ from glm_proxy.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from glm_proxy.http.json_budget import check_value_count
 from glm_proxy.http.request_guard import (
     abandon_body,
     body_too_large,
     check_head,
     check_shape,
     guard_body,
+    pause,
     read_body,
     settle_body,
 )
@@ -100,6 +102,7 @@ def read_json() -> Any:
     raw = read_body(request.environ, request.content_length, settings.max_request_body)
     if not raw.strip():
         raise InvalidRequest("The request body is empty; send a JSON object.")
+    check_value_count(raw, settings.max_json_values, settings.max_messages, pause)
     try:
         body = _parse(raw)
     except orjson.JSONDecodeError as exc:

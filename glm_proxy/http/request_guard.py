@@ -272,7 +272,12 @@ def tick() -> None:
     _ticks += 1
     if _ticks >= YIELD_EVERY:
         _ticks = 0
-        gevent.sleep(0.0001)
+        pause()
+
+
+def pause() -> None:
+    """Let the event loop serve other requests once (see ``tick``)."""
+    gevent.sleep(0.0001)
 
 
 def _check_schemas(body: dict[str, Any], settings) -> None:

@@ -70,10 +70,27 @@ def test_a_20mb_messages_array_is_refused_without_freezing_the_worker(proxy, tok
     error = resp.json()["error"]
     assert error["param"] == "messages"
     assert error["code"] == "too_many_messages"
-    assert "MAX_MESSAGES" in error["message"] and "600000" in error["message"]
-    # Parsing 20 MB of JSON is one C call (a few hundred ms on a quiet machine);
-    # validating and flattening 600k messages used to freeze every other request
-    # for 6-30 s (bench_hostile.py prints the slowest /healthz meanwhile).
+    assert "MAX_MESSAGES" in error["message"] and "5000" in error["message"]
+    # The items are counted before the body is parsed (parsing 20 MB of tiny objects is
+    # one C call of about 0.25 s); validating and flattening 600k messages used to
+    # freeze every other request for 6-30 s (bench_hostile.py prints the slowest
+    # /healthz meanwhile).
+
+
+def test_a_body_of_tiny_values_past_max_json_values_is_refused(proxy, token):
+    """A field nobody reads still costs its parse: 1.5 million values are refused unparsed."""
+    hello = [{"role": "user", "content": "hi"}]
+    raw = orjson.dumps({"model": "glm-4", "messages": hello, "extra": [0] * 1_500_000})
+    resp = with_healthz_probed(
+        proxy.base, lambda: post_raw(proxy.base, "/v1/chat/completions", token, raw)
+    )
+    assert resp.status_code == 400, resp.text[:300]
+    error = resp.json()["error"]
+    assert error["code"] == "too_many_values"
+    assert "MAX_JSON_VALUES" in error["message"]
+    resp = post_raw(proxy.base, "/v1/messages", token, raw)  # the Anthropic route, its shape
+    assert resp.status_code == 400
+    assert resp.json()["type"] == "error" and "MAX_JSON_VALUES" in resp.json()["error"]["message"]
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +161,7 @@ def roomy(simulator, tmp_path_factory):
         tmp_path_factory.mktemp("roomy"),
         MAX_MESSAGES="500000",
         MAX_CONTENT_PARTS="1000000",
+        MAX_JSON_VALUES="5000000",
     )
     yield server
     stop_proxy(server)

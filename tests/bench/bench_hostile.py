@@ -126,8 +126,13 @@ def main() -> int:
             fetch = orjson.dumps(
                 {"model": "glm-4", "messages": [{"role": "user", "content": [drip]}]}
             )
+            values = orjson.dumps(
+                {"model": "glm-4", "messages": [{"role": "user", "content": "hi"}]}
+                | {"extra": [{}] * 2_000_000}
+            )
             scenarios = [
                 (f"600k messages ({len(huge) / 1e6:.0f} MB)", lambda: post(proxy.base, huge)),
+                (f"2M objects ({len(values) / 1e6:.0f} MB)", lambda: post(proxy.base, values)),
                 (f"120k messages ({len(long) / 1e6:.0f} MB)", lambda: post(proxy.base, long)),
                 ("50 short bodies", lambda: short_bodies(proxy.base, 50)),
                 ("dripping URL (30 s)", lambda: post(proxy.base, fetch)),
