@@ -126,10 +126,8 @@ def main() -> int:
             fetch = orjson.dumps(
                 {"model": "glm-4", "messages": [{"role": "user", "content": [drip]}]}
             )
-            values = orjson.dumps(
-                {"model": "glm-4", "messages": [{"role": "user", "content": "hi"}]}
-                | {"extra": [{}] * 2_000_000}
-            )
+            hello = [{"role": "user", "content": "hi"}]
+            values = orjson.dumps({"model": "glm-4", "messages": hello, "extra": [{}] * 2_000_000})
             scenarios = [
                 (f"600k messages ({len(huge) / 1e6:.0f} MB)", lambda: post(proxy.base, huge)),
                 (f"2M objects ({len(values) / 1e6:.0f} MB)", lambda: post(proxy.base, values)),
