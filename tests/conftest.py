@@ -287,4 +287,4 @@ def client(proxy: ProxyServer, token: str):
     return openai.OpenAI(base_url=proxy.v1, api_key=token, max_retries=0, timeout=30)
 
 
-from tests.support.raw_upstream import refused_url, serve  # noqa: E402, F401 - fixtures for the transport tests
+from tests.support.raw_upstream import certificate, refused_url, serve  # noqa: E402, F401 - fixtures for the transport tests

@@ -144,6 +144,15 @@ class UpstreamSettings:
     glm_pool_maxsize: int = setting(
         "GLM_POOL_MAXSIZE", 512, int, "Kept-alive upstream connections."
     )
+    upstream_transport: str = setting(
+        "UPSTREAM_TRANSPORT",
+        "lean",
+        one_of("lean", "requests"),
+        "How the upstream session sends and reads: `lean` (pooled sockets, responses parsed "
+        "by httptools; proxies and anything unusual still go through requests' own adapter) "
+        "or `requests` (requests' own adapter for everything: a fallback if the lean path "
+        "ever misbehaves, at about a fifth more CPU per answer).",
+    )
     upstream_proxy: str = setting(
         "UPSTREAM_PROXY",
         "",

@@ -42,6 +42,7 @@ from glm_proxy.upstream.control import delete_conversations, ensure_clock, stop_
 from glm_proxy.upstream.envelope import RELOGIN_MESSAGE, classify_failure, unwrap
 from glm_proxy.upstream.headers import JSON_CT
 from glm_proxy.upstream.identity import DeviceIds, is_guest_token
+from glm_proxy.upstream.lean_adapter import LeanAdapter
 from glm_proxy.upstream.refusals import FIXES, Reason
 from glm_proxy.upstream.requesting import RequestHeaders
 from glm_proxy.upstream.tokens import RotationHook, TokenCache, TokenGrant
@@ -71,12 +72,17 @@ def _reason(exc: BaseException) -> str:
     return names[-1] if len(names) == 1 else f"{names[0]}: {names[-1]}"
 
 
-def _new_session(pool_maxsize: int) -> requests.Session:
+def _new_session(pool_maxsize: int, transport: str = "lean") -> requests.Session:
     """The one upstream session: pooled keep-alive connections, no cookie jar, and no
-    proxy from the environment (``UPSTREAM_PROXY`` and an account's ``proxy=`` are explicit)."""
+    proxy from the environment (``UPSTREAM_PROXY`` and an account's ``proxy=`` are explicit).
+
+    Its adapter is ``LeanAdapter`` (``UPSTREAM_TRANSPORT=lean``, the default), which hands
+    proxied and unusual requests to ``requests``' own; ``requests`` mounts that one alone.
+    """
     session = requests.Session()
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-    adapter = HTTPAdapter(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
+    kind = LeanAdapter if transport == "lean" else HTTPAdapter
+    adapter = kind(pool_connections=8, pool_maxsize=pool_maxsize, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.trust_env = False
@@ -97,7 +103,9 @@ class UpstreamClient(RequestHeaders):
     ) -> None:
         self.settings = settings
         self.store = store
-        self.session = session or _new_session(settings.glm_pool_maxsize)
+        self.session = session or _new_session(
+            settings.glm_pool_maxsize, settings.upstream_transport
+        )
         self._clock = clock
         self._nonce = nonce
         self._local_flight = threading.Lock()

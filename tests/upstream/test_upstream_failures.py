@@ -3,10 +3,8 @@ TLS, and outbound proxies (server: ``tests/support/raw_upstream.py``)."""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
@@ -27,11 +25,19 @@ from tests.support.raw_upstream import (  # the fixtures serve, refused_url: con
     ok,
 )
 
+TRANSPORT = {"name": "lean"}
+
+
+@pytest.fixture(autouse=True, params=["lean", "requests"])
+def transport(request) -> str:
+    """Every case twice: on the lean adapter, and on requests' own (UPSTREAM_TRANSPORT)."""
+    TRANSPORT["name"] = request.param
+    return request.param
+
 
 def client(**settings: str) -> UpstreamClient:
-    return UpstreamClient(
-        Settings.from_mapping({"GLM_TIME_SYNC": "false", **settings}), MemoryStore()
-    )
+    mapping = {"GLM_TIME_SYNC": "false", "UPSTREAM_TRANSPORT": TRANSPORT["name"], **settings}
+    return UpstreamClient(Settings.from_mapping(mapping), MemoryStore())
 
 
 # -- failures --------------------------------------------------------------------------
@@ -149,24 +155,6 @@ def test_a_streamed_answer_reuses_the_kept_alive_connection(serve) -> None:
 
 
 # -- TLS ---------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[str, str]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    tmp = tmp_path_factory.mktemp("tls")
-    cert, key = tmp / "cert.pem", tmp / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
-            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
 
 
 def test_tls_refuses_an_untrusted_certificate(serve, certificate) -> None:
