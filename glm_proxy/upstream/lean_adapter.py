@@ -28,6 +28,7 @@ import ipaddress
 import os
 import socket
 import ssl
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,7 +115,7 @@ class LeanAdapter(HTTPAdapter):
     def __init__(self, pool_connections: int = 10, pool_maxsize: int = 10, **kwargs: Any) -> None:
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize, **kwargs)
         self._idle_max = pool_maxsize
-        self._idle: dict[_Key, list[socket.socket]] = {}
+        self._idle: dict[tuple[_Key, Any], list[socket.socket]] = {}  # by (key, verify)
         self._targets: dict[str, tuple[_Key, str, str]] = {}
         self._contexts: dict[Any, ssl.SSLContext] = {}
 
@@ -166,7 +167,10 @@ class LeanAdapter(HTTPAdapter):
         for _attempt in range(2):
             sock, reused = self._connection(key, connect_timeout, read_timeout, verify, request)
             body = LeanBody(
-                sock, head_only=head_only, release=self._releaser(key), read_timeout=read_timeout
+                sock,
+                head_only=head_only,
+                release=partial(self._release, (key, verify)),
+                read_timeout=read_timeout,
             )
             try:
                 sock.sendall(payload)
@@ -223,8 +227,12 @@ class LeanAdapter(HTTPAdapter):
         verify: bool | str,
         request: requests.PreparedRequest,
     ) -> tuple[socket.socket, bool]:
-        """A kept-alive connection still open, else a new one (raises ``requests`` errors)."""
-        idle = self._idle.get(key)
+        """A kept-alive connection still open, else a new one (raises ``requests`` errors).
+
+        Kept connections are pooled by ``verify`` too: one made without checks never
+        carries a request that asked for them.
+        """
+        idle = self._idle.get((key, verify))
         while idle:
             sock = idle.pop()
             if _dropped(sock, key[0] == "https"):  # closed by the server (or sent junk) while idle
@@ -233,27 +241,23 @@ class LeanAdapter(HTTPAdapter):
             sock.settimeout(read_timeout)
             return sock, True
         scheme, host, port = key
+        conn: socket.socket | None = None
         try:
-            sock = _connect(host, port, connect_timeout)
-        except TimeoutError as exc:
-            raise requests.exceptions.ConnectTimeout(exc, request=request) from exc
-        except OSError as exc:
-            raise requests.exceptions.ConnectionError(exc, request=request) from exc
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _connect(host, port, connect_timeout)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if scheme == "https":
-                sock = self._context(verify).wrap_socket(sock, server_hostname=host)
-        except ssl.SSLError as exc:
-            sock.close()
-            raise requests.exceptions.SSLError(exc, request=request) from exc
-        except TimeoutError as exc:
-            sock.close()
-            raise requests.exceptions.ConnectTimeout(exc, request=request) from exc
-        except OSError as exc:
-            sock.close()
-            raise requests.exceptions.ConnectionError(exc, request=request) from exc
-        sock.settimeout(read_timeout)
-        return sock, False
+                conn = self._context(verify).wrap_socket(conn, server_hostname=host)
+        except OSError as exc:  # SSL errors and timeouts included
+            if conn is not None:
+                conn.close()
+            kind = requests.exceptions.ConnectionError
+            if isinstance(exc, ssl.SSLError):
+                kind = requests.exceptions.SSLError
+            elif isinstance(exc, TimeoutError):
+                kind = requests.exceptions.ConnectTimeout
+            raise kind(exc, request=request) from exc
+        conn.settimeout(read_timeout)
+        return conn, False
 
     def _context(self, verify: bool | str) -> ssl.SSLContext:
         """One TLS context per ``verify`` value: certifi's bundle, a CA path, or no checks."""
@@ -273,15 +277,13 @@ class LeanAdapter(HTTPAdapter):
             self._contexts[verify] = context
         return context
 
-    def _releaser(self, key: _Key) -> Any:
-        def release(sock: socket.socket) -> None:
-            idle = self._idle.setdefault(key, [])
-            if len(idle) < self._idle_max:
-                idle.append(sock)
-            else:
-                sock.close()
-
-        return release
+    def _release(self, pool: tuple[_Key, Any], sock: socket.socket) -> None:
+        """Keep a connection whose response was read to its end, up to ``pool_maxsize``."""
+        idle = self._idle.setdefault(pool, [])
+        if len(idle) < self._idle_max:
+            idle.append(sock)
+        else:
+            sock.close()
 
     def close(self) -> None:
         for idle in self._idle.values():

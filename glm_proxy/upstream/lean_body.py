@@ -2,7 +2,7 @@
 
 ``LeanBody`` is what ``LeanAdapter`` puts in ``requests.Response.raw``: it offers
 the part of urllib3's ``HTTPResponse`` that ``requests`` and this project use
-(``stream``, ``read``, ``close``, ``release_conn``) and fails the way urllib3
+(``stream``, ``close``, ``release_conn``) and fails the way urllib3
 fails (``ProtocolError``, ``ReadTimeoutError``, ``DecodeError``), so
 ``iter_content`` maps the errors as it always does.
 
@@ -74,7 +74,6 @@ class LeanBody:
         self.status = 0
         self.reason = ""
         self.header_pairs: list[tuple[str, str]] = []
-        self._name = b""
         self._head_bytes = 0
         self.head_done = False
         self._parts: list[bytes] = []
@@ -84,7 +83,6 @@ class LeanBody:
         self._keep_alive = False
         self._until_close = False
         self._decode: Any = None
-        self.decode_content = True
 
     # -- httptools callbacks ------------------------------------------------------------
 
@@ -138,7 +136,8 @@ class LeanBody:
         """Read until the status line and headers are parsed (raises ``HeadError``)."""
         got_any = False
         while not self.head_done:
-            data = self._recv_head()
+            assert self._conn is not None
+            data = self._conn.recv(READ_SIZE)
             if not data:
                 self.close()
                 raise HeadError("the connection closed before a response", closed=not got_any)
@@ -159,15 +158,9 @@ class LeanBody:
             self._conn.settimeout(None)
             self._watched = True
 
-    def _recv_head(self) -> bytes:
-        assert self._conn is not None
-        return self._conn.recv(READ_SIZE)
-
     def _feed(self, data: bytes) -> None:
         parser = self._parser
-        assert parser is not None
-        if self._head_only and self.head_done:
-            return
+        assert parser is not None  # cleared only when the response ends
         parser.feed_data(data)
 
     def _more(self) -> None:
@@ -217,12 +210,12 @@ class LeanBody:
         else:
             sock.close()
 
-    def _take(self) -> bytes:
+    def _take(self, decode_content: bool) -> bytes:
         parts = self._parts
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         parts.clear()
         decode = self._decode
-        if decode is None or not data:
+        if decode is None or not data or not decode_content:
             return data
         if isinstance(decode, str):
             raise DecodeError(
@@ -240,7 +233,7 @@ class LeanBody:
         """The body as it arrives, in pieces of at most ``amt`` bytes (urllib3's ``stream``)."""
         while True:
             if self._parts:
-                data = self._take() if decode_content is not False else self._take_raw()
+                data = self._take(decode_content is not False)
                 if amt and len(data) > amt:
                     for start in range(0, len(data), amt):
                         yield data[start : start + amt]
@@ -249,22 +242,6 @@ class LeanBody:
             if self.done:
                 return
             self._more()
-
-    def _take_raw(self) -> bytes:
-        data = b"".join(self._parts)
-        self._parts.clear()
-        return data
-
-    def read(self, amt: int | None = None, decode_content: bool | None = None, **_: Any) -> bytes:
-        """The rest of the body (``amt`` is read past: the caller gets at least that much)."""
-        out = []
-        size = 0
-        for piece in self.stream(None, decode_content):
-            out.append(piece)
-            size += len(piece)
-            if amt is not None and size >= amt:
-                break
-        return b"".join(out)
 
     def close(self) -> None:
         """Stop reading: a connection whose body was not read to its end is closed."""
@@ -275,10 +252,6 @@ class LeanBody:
 
     def release_conn(self) -> None:
         """Nothing to do: a body read to its end has already given its connection back."""
-
-    @property
-    def closed(self) -> bool:
-        return self._conn is None
 
 
 def _check_read(body: LeanBody, now: float) -> None:

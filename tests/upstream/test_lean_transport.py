@@ -188,7 +188,6 @@ def test_a_broken_body_is_urllib3s_protocol_error(pieces: list[bytes]) -> None:
 
 @pytest.mark.unit
 def test_stream_pieces_respect_the_size_asked_for() -> None:
-    _, _, _ = read_whole([ok(b"a" * 10)])
     sock = ScriptedSocket([ok(b"a" * 10)])
     body = LeanBody(sock)  # type: ignore[arg-type]
     body.read_head()
@@ -309,6 +308,19 @@ def test_tls_without_verification_when_asked(serve, certificate) -> None:
     context.load_cert_chain(*certificate)
     server = serve(ok(b"unchecked"), tls=context)
     assert session().get(server.url(), verify=False, timeout=TIMEOUT).content == b"unchecked"
+
+
+def test_a_connection_made_without_checks_never_carries_a_checked_request(
+    serve, certificate
+) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*certificate)
+    server = serve(ok(b"unchecked"), ok(b"must not be served"), tls=context)
+    s = session()
+    assert s.get(server.url(), verify=False, timeout=TIMEOUT).content == b"unchecked"
+    with pytest.raises(requests.exceptions.SSLError):
+        s.get(server.url(), timeout=TIMEOUT)  # certifi's bundle: the test certificate fails
+    assert len(server.requests) == 1
 
 
 @pytest.mark.parametrize("transport, kind", [("lean", LeanAdapter), ("requests", HTTPAdapter)])
