@@ -91,35 +91,11 @@ def post_worker_init(worker):
             previous(sig, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    _freeze_startup_objects()
+    # The cyclic collector on a clock (GC_INTERVAL), the startup objects frozen:
+    # see glm_proxy/serving/collector.py.
+    from glm_proxy.serving import collector
 
-
-def _freeze_startup_objects() -> None:
-    """Keep the app's own objects out of every later garbage collection.
-
-    The modules, the Flask app, schemas and settings live as long as the worker,
-    yet each full collection walked all of them again: with a thousand open
-    streams those pauses were the slowest first tokens (the 1,000-slow-stream
-    p99 in tests/bench/README.md). ``gc.freeze()`` moves what exists now to the
-    permanent generation; everything made later is collected as before.
-    ``worker_exit`` unfreezes them.
-
-    A full collection still walks every object the open streams hold (about
-    170,000 with a thousand streams: 90-140 ms here), and by default one may
-    run after every ten collections of the middle generation once the oldest
-    has grown by a quarter, which a growing number of long streams keeps
-    doing. Allowing one only after a hundred removed the worker's pauses over
-    50 ms in the 1,000-slow-stream benchmark (from three per run, up to
-    137 ms). A finished stream's objects are freed by reference counting (no
-    cycles: tests/structure/test_no_cycles.py), so the rarer full collections leave no
-    garbage piling up.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 100)
+    collector.start(_settings.gc_interval)
 
 
 def worker_exit(server, worker):
@@ -134,9 +110,9 @@ def worker_exit(server, worker):
         app.extensions["glm_services"].janitor.join(timeout=10)
     except Exception:  # noqa: BLE001
         pass
-    import gc
+    from glm_proxy.serving import collector
 
-    gc.unfreeze()
+    collector.unfreeze()
 
 
 def child_exit(server, worker):

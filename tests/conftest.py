@@ -47,6 +47,7 @@ ERAS = {"2026": "E3", "2025": "E2"}
 UNIT_MODULES = frozenset(
     {
         "test_check_head",
+        "test_collector",
         "test_formats_anthropic",
         "test_formats_openai",
         "test_identity",

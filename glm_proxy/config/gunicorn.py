@@ -36,6 +36,13 @@ class GunicornSettings:
     keepalive: int = setting(
         "KEEPALIVE", 75, int, "HTTP keep-alive seconds (longer than typical load balancers')."
     )
+    gc_interval: float = setting(
+        "GC_INTERVAL",
+        0.05,
+        float,
+        "Seconds between the worker's collections of young objects: short pauses on a clock "
+        "instead of long ones when CPython's counters decide; 0 leaves the pace to CPython.",
+    )
     forwarded_allow_ips: str = setting(
         "FORWARDED_ALLOW_IPS", "127.0.0.1", str, "Proxies trusted for `X-Forwarded-*`."
     )

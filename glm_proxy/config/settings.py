@@ -77,6 +77,8 @@ class Settings(
             )
         if self.graceful_timeout < 0:
             raise ConfigError("GRACEFUL_TIMEOUT must not be negative")
+        if self.gc_interval < 0:
+            raise ConfigError("GC_INTERVAL must not be negative")
         if self.keepalive_interval <= 0:
             raise ConfigError("KEEPALIVE_INTERVAL must be positive")
         if self.request_head_timeout <= 0:

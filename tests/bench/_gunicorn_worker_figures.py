@@ -13,7 +13,9 @@ stamped with ``time.time()`` so that the benchmark can pick a phase's lines:
 - ``deliver T MS``: from the first delta handed to the job to its bytes written
   to the client;
 - ``stall T MS``: the event loop ran nothing else for MS milliseconds over a
-  10 ms sleep (only stalls over 10 ms are written).
+  10 ms sleep (only stalls over 10 ms are written);
+- ``gcN T MS``: a collection of generation N took MS milliseconds (only those
+  over 2 ms are written): how much of the stalls the cyclic collector makes.
 
 The wrappers cost a few microseconds per request, the stall watch a hundred
 wake-ups a second: CPU figures from such a run are not comparable.
@@ -78,17 +80,34 @@ def post_worker_init(worker):  # noqa: F811
 
     def watch_stalls():
         while True:
-            before = time.perf_counter()
+            before, cpu = time.perf_counter(), time.thread_time()
             gevent.sleep(_SLEEP)
             late = time.perf_counter() - before - _SLEEP
             if late > 0.010:
                 note("stall", late)
+                note("stallcpu", time.thread_time() - cpu)
 
     def flush():
         while True:
             gevent.sleep(1.0)
             out.flush()
 
+    collecting: list[float] = []
+
+    def on_gc(step: str, info: dict) -> None:
+        if step == "start":
+            collecting.append(time.perf_counter())
+            collecting.append(time.thread_time())
+        elif collecting:
+            cpu = time.thread_time() - collecting.pop()
+            took = time.perf_counter() - collecting.pop()
+            if took > 0.002:
+                note(f"gc{info['generation']}", took)
+                note(f"gc{info['generation']}cpu", cpu)
+
+    import gc
+
+    gc.callbacks.append(on_gc)
     base_async.AsyncWorker.handle_request = handle_request
     answer.AnswerJob.start = timed_start
     answer.AnswerJob.put = timed_put

@@ -21,10 +21,12 @@ local ports and prints, for the proxy and straight from the simulator:
 
 ``--worker-figures`` adds, under each phase, the worker's own share measured
 inside it (``_gunicorn_worker_figures.py``): request to upstream request, first
-event to the client, and the event loop's stalls. On a small machine the
-client and the simulator share the cores with the worker, and their pauses
-show in the client's first-token figures; these are the worker's alone. (The
-measuring costs a little CPU: take CPU figures from a run without it.)
+event to the client, the event loop's stalls, and the garbage collector's
+pauses over 2 ms by generation (wall time; ``cpu``: the worker's own CPU in
+them). On a small machine the client and the simulator share the cores with
+the worker, and their pauses show in the client's first-token figures; these
+are the worker's alone. (The measuring costs a little CPU: take CPU figures
+from a run without it.)
 
 ``--profile x.yappi`` (or ``x.prof``, ``x.txt``) runs the worker under a
 profiler for the whole run (see ``_gunicorn_profiled.py``). Deterministic
@@ -233,17 +235,22 @@ def worker_figures(path: str, window: tuple[float, float]) -> str:
     time.sleep(1.2)  # the worker flushes every second
     began, ended = window
     seen: dict[str, list[float]] = {"request": [], "deliver": [], "stall": []}
+    collections: dict[str, list[float]] = {}
     with open(path) as lines:
         for line in lines:
             kind, at, ms = line.split()
             if began <= float(at) <= ended:
-                seen[kind].append(float(ms))
+                (seen[kind] if kind in seen else collections.setdefault(kind, [])).append(float(ms))
     request, deliver, stalls = seen["request"], seen["deliver"], seen["stall"]
     return (
         f"{'  worker alone':<22} request->upstream p50/p99 {percentile(request, 0.5):.2f}/"
         f"{percentile(request, 0.99):.2f} ms; first event->client p50/p99 "
         f"{percentile(deliver, 0.5):.2f}/{percentile(deliver, 0.99):.2f} ms; "
         f"loop stalls over 10 ms: {len(stalls)}, longest {max(stalls, default=0):.1f} ms"
+        + "".join(
+            f"; {kind} over 2 ms: {len(ms)}, longest {max(ms):.1f}"
+            for kind, ms in sorted(collections.items())
+        )
     )
 
 

@@ -44,6 +44,8 @@ def test_values_are_parsed():
         ("REASONING_OUTPUT", "loud"),
         ("GLM_SIGN_SECRET", "not-hex"),
         ("GLM_RETRIES", "two"),
+        ("GC_INTERVAL", "soon"),
+        ("GC_INTERVAL", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(name, value):
