@@ -27,6 +27,7 @@ from collections.abc import Callable
 import ijson
 
 from glm_proxy.errors import InvalidRequest
+from glm_proxy.http.request_guard import too_many_messages
 
 __all__ = ["PAUSE_EVERY", "check_value_count", "value_bound"]
 
@@ -79,7 +80,7 @@ def check_value_count(
             if depth == 2 and key in _LISTS:
                 items += 1
                 if items > max_messages:
-                    raise _too_many_messages(key, max_messages)
+                    raise too_many_messages(key, max_messages, f"more than {max_messages}")
             if values > max_values:
                 raise _too_many_values(max_values)
             if event in _CONTAINERS:
@@ -88,14 +89,6 @@ def check_value_count(
                 pause()
     except ijson.JSONError:
         return  # the parser says what is wrong with it
-
-
-def _too_many_messages(field: str, limit: int) -> InvalidRequest:
-    return InvalidRequest(
-        f"`{field}` holds more than {limit} items; the limit is {limit} (MAX_MESSAGES).",
-        param=field,
-        code="too_many_messages",
-    )
 
 
 def _too_many_values(limit: int) -> InvalidRequest:

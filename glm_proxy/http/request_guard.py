@@ -275,6 +275,16 @@ def tick() -> None:
         pause()
 
 
+def too_many_messages(field: str, limit: int, held: str) -> InvalidRequest:
+    """The 400 for a ``messages``/``input`` array over ``MAX_MESSAGES`` (``held``: its size,
+    or "more than N" when counted before the parse, ``glm_proxy.http.json_budget``)."""
+    return InvalidRequest(
+        f"`{field}` holds {held} items; the limit is {limit} (MAX_MESSAGES).",
+        param=field,
+        code="too_many_messages",
+    )
+
+
 def pause() -> None:
     """Let the event loop serve other requests once (see ``tick``)."""
     gevent.sleep(0.0001)
@@ -335,11 +345,7 @@ def check_shape(body: Any, settings) -> None:
         if not isinstance(items, list):
             continue
         if field != "system" and len(items) > max_messages:
-            raise InvalidRequest(
-                f"`{field}` holds {len(items)} items; the limit is {max_messages} (MAX_MESSAGES).",
-                param=field,
-                code="too_many_messages",
-            )
+            raise too_many_messages(field, max_messages, str(len(items)))
         if field == "system":
             parts += len(items)
         for index, item in enumerate(items):
