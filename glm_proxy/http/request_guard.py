@@ -29,7 +29,6 @@ from glm_proxy.protocol.parsers.schema_budget import BudgetExceeded, SchemaBudge
 try:  # the server's body parser errors, when the server is gunicorn
     from gunicorn.http.errors import NoMoreData, ParseException
 except ImportError:  # pragma: no cover - another WSGI server
-
     # Stand-ins with the same names, for the except clauses below.
     class NoMoreData(OSError):  # type: ignore[no-redef]
         pass

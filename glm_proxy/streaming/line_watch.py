@@ -36,6 +36,7 @@ class InLine(Protocol):
 
     def abort(self, error: GLMProxyError) -> None: ...
 
+
 POLL = 0.5  # seconds between looks at whether the job got its account meanwhile
 
 

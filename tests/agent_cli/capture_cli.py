@@ -29,12 +29,13 @@ import argparse
 import itertools
 import json
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+from tests.agent_cli.capture_answers import anthropic_answer, responses_answer
 
 SECRET_HEADERS = {"authorization", "x-api-key", "cookie", "proxy-authorization"}
 HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
@@ -42,126 +43,15 @@ HOP_HEADERS = {"host", "content-length", "connection", "transfer-encoding", "acc
 
 def masked(headers: Any) -> dict[str, str]:
     """Headers as a dict, secrets replaced: captures are committed as fixtures."""
-    return {
-        k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()
-    }
-
-
-def sse(events: list[tuple[str | None, dict]]) -> bytes:
-    out = []
-    for name, data in events:
-        head = f"event: {name}\n" if name else ""
-        out.append(f"{head}data: {json.dumps(data)}\n\n")
-    return "".join(out).encode()
-
-
-def anthropic_answer(body: dict, text: str, call: dict | None = None) -> tuple[str, bytes]:
-    """A one-block Messages answer (text, or ``call``'s tool_use), as SSE when streamed."""
-    model = body.get("model", "model")
-    usage = {"input_tokens": 1, "output_tokens": 1}
-    message = {
-        "id": "msg_capture", "type": "message", "role": "assistant", "model": model,
-        "content": [], "stop_reason": None, "stop_sequence": None, "usage": usage,
-    }
-    stop = "tool_use" if call else "end_turn"
-    if call:
-        block = {"type": "tool_use", "id": "toolu_capture", "name": call["name"], "input": {}}
-        delta = {"type": "input_json_delta", "partial_json": json.dumps(call["arguments"])}
-        full = {**block, "input": call["arguments"]}
-    else:
-        block = {"type": "text", "text": ""}
-        delta = {"type": "text_delta", "text": text}
-        full = {"type": "text", "text": text}
-    if not body.get("stream"):
-        done = {**message, "content": [full], "stop_reason": stop}
-        return "application/json", json.dumps(done).encode()
-    return "text/event-stream", sse([
-        ("message_start", {"type": "message_start", "message": message}),
-        ("content_block_start", {"type": "content_block_start", "index": 0,
-                                 "content_block": block}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}),
-        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ("message_delta", {"type": "message_delta", "usage": {"output_tokens": 1},
-                           "delta": {"stop_reason": stop, "stop_sequence": None}}),
-        ("message_stop", {"type": "message_stop"}),
-    ])
-
-
-def responses_answer(body: dict, text: str, call: dict | None = None) -> tuple[str, bytes]:
-    """A one-item Responses answer (a message, or ``call``'s function_call), SSE when streamed."""
-    if call:
-        return responses_call(body, call)
-    item = {"id": "msg_capture", "type": "message", "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
-    usage = {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2,
-             "input_tokens_details": {"cached_tokens": 0},
-             "output_tokens_details": {"reasoning_tokens": 0}}
-    response = {"id": "resp_capture", "object": "response", "created_at": int(time.time()),
-                "status": "completed", "model": body.get("model", "model"),
-                "output": [item], "usage": usage}
-    if not body.get("stream"):
-        return "application/json", json.dumps(response).encode()
-    opened = {**response, "status": "in_progress", "output": [], "usage": None}
-    part = {"type": "output_text", "text": "", "annotations": []}
-    events: list[tuple[str | None, dict]] = [
-        ("response.created", {"type": "response.created", "response": opened}),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
-                                        "item": {**item, "status": "in_progress", "content": []}}),
-        ("response.content_part.added", {"type": "response.content_part.added",
-                                         "item_id": item["id"], "output_index": 0,
-                                         "content_index": 0, "part": part}),
-        ("response.output_text.delta", {"type": "response.output_text.delta",
-                                        "item_id": item["id"], "output_index": 0,
-                                        "content_index": 0, "delta": text}),
-        ("response.output_text.done", {"type": "response.output_text.done",
-                                       "item_id": item["id"], "output_index": 0,
-                                       "content_index": 0, "text": text}),
-        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
-                                       "item": item}),
-        ("response.completed", {"type": "response.completed", "response": response}),
-    ]
-    for number, (_, data) in enumerate(events):
-        data["sequence_number"] = number
-    return "text/event-stream", sse(events)
-
-
-def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
-    item = {"id": "fc_capture", "type": "function_call", "status": "completed",
-            "call_id": "call_capture", "name": call["name"],
-            "arguments": json.dumps(call["arguments"])}
-    if call.get("namespace"):
-        item["namespace"] = call["namespace"]  # a member of a `namespace` tool
-    response = {"id": "resp_capture", "object": "response", "created_at": int(time.time()),
-                "status": "completed", "model": body.get("model", "model"), "output": [item],
-                "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2}}
-    if not body.get("stream"):
-        return "application/json", json.dumps(response).encode()
-    events: list[tuple[str | None, dict]] = [
-        ("response.created", {"type": "response.created",
-                              "response": {**response, "status": "in_progress", "output": []}}),
-        ("response.output_item.added", {"type": "response.output_item.added", "output_index": 0,
-                                        "item": {**item, "status": "in_progress",
-                                                 "arguments": ""}}),
-        ("response.function_call_arguments.delta", {
-            "type": "response.function_call_arguments.delta", "item_id": item["id"],
-            "output_index": 0, "delta": item["arguments"]}),
-        ("response.function_call_arguments.done", {
-            "type": "response.function_call_arguments.done", "item_id": item["id"],
-            "output_index": 0, "arguments": item["arguments"]}),
-        ("response.output_item.done", {"type": "response.output_item.done", "output_index": 0,
-                                       "item": item}),
-        ("response.completed", {"type": "response.completed", "response": response}),
-    ]
-    for number, (_, data) in enumerate(events):
-        data["sequence_number"] = number
-    return "text/event-stream", sse(events)
+    return {k.lower(): ("***" if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 class Recorder:
     """Numbers and writes the captures; one file per request, in arrival order."""
 
-    def __init__(self, out: Path, prefix: str, forward: str | None, text: str,
-                 call: dict | None = None) -> None:
+    def __init__(
+        self, out: Path, prefix: str, forward: str | None, text: str, call: dict | None = None
+    ) -> None:
         self.out, self.prefix, self.forward, self.text = out, prefix, forward, text
         self.call = call  # answered once, to the first model request
         self.counter = itertools.count(1)
@@ -194,8 +84,12 @@ def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
                 body: Any = json.loads(raw) if raw else None
             except ValueError:
                 body = {"_raw": raw.decode(errors="replace")[:2000]}
-            record = {"method": self.command, "path": self.path,
-                      "headers": masked(self.headers), "body": body}
+            record = {
+                "method": self.command,
+                "path": self.path,
+                "headers": masked(self.headers),
+                "body": body,
+            }
             status, ctype, payload = self._answer(raw, body if isinstance(body, dict) else {})
             record["answer_status"] = status
             if recorder.forward:
@@ -225,8 +119,10 @@ def handler_for(recorder: Recorder) -> type[BaseHTTPRequestHandler]:
         def _relay(self, raw: bytes) -> tuple[int, str, bytes]:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
             req = urllib.request.Request(
-                recorder.forward.rstrip("/") + self.path, data=raw or None,
-                headers=headers, method=self.command,
+                recorder.forward.rstrip("/") + self.path,
+                data=raw or None,
+                headers=headers,
+                method=self.command,
             )
             try:
                 with urllib.request.urlopen(req, timeout=300) as resp:  # noqa: S310 - local
@@ -265,15 +161,22 @@ def run_cli(name: str, port: int, prompt: str, plain: bool = False) -> int:
         if name == "claude":
             env, cmd = agent_clis.claude_env(home, server, key), agent_clis.claude_command(prompt)
             if plain:
-                env = {**agent_clis.base_env(home), "ANTHROPIC_BASE_URL": server,
-                       "ANTHROPIC_API_KEY": key}
+                env = {
+                    **agent_clis.base_env(home),
+                    "ANTHROPIC_BASE_URL": server,
+                    "ANTHROPIC_API_KEY": key,
+                }
         else:
             env, cmd = agent_clis.codex_env(home, server, key), agent_clis.codex_command(prompt)
             if plain:
                 (home / ".codex" / "config.toml").write_text(
-                    agent_clis.codex_config(agent_clis.CODEX_MODEL, server, quiet=False))
-                env = {**agent_clis.base_env(home), "CODEX_HOME": str(home / ".codex"),
-                       "GLM_PROXY_API_KEY": key}
+                    agent_clis.codex_config(agent_clis.CODEX_MODEL, server, quiet=False)
+                )
+                env = {
+                    **agent_clis.base_env(home),
+                    "CODEX_HOME": str(home / ".codex"),
+                    "GLM_PROXY_API_KEY": key,
+                }
         result = agent_clis.run(cmd, work, env)
     print(f"{name} exited {result.returncode}\n{result.stdout}{result.stderr}", flush=True)
     return result.returncode
@@ -291,8 +194,11 @@ def main() -> None:
     parser.add_argument("--namespace", help="Responses only: the called tool's namespace")
     parser.add_argument("--run", choices=("claude", "codex"), help="run this pinned CLI once")
     parser.add_argument("--prompt", default="What is the secret word in note.txt?")
-    parser.add_argument("--plain", action="store_true",
-                        help="with --run: a user's bare setup (only inside `unshare -n`)")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="with --run: a user's bare setup (only inside `unshare -n`)",
+    )
     args = parser.parse_args()
     call = None
     if args.tool:

@@ -23,8 +23,10 @@ import pytest
 from tests.support import agent_clis
 from tests.support.tools import call_block, invoke, script, stream_requests
 
-pytestmark = pytest.mark.skipif(bool(agent_clis.node_tools_missing()),
-                                reason=agent_clis.node_tools_missing() or "node and npm found")
+pytestmark = pytest.mark.skipif(
+    bool(agent_clis.node_tools_missing()),
+    reason=agent_clis.node_tools_missing() or "node and npm found",
+)
 
 WORD = r"(glmword-[0-9a-f]{12})"
 QUOTE = {"text": "The secret word in the file is {echo}.", "echo": WORD}
@@ -48,8 +50,10 @@ def workdir(tmp_path: Path) -> tuple[Path, str]:
 def report(result, proxy) -> str:
     """What to look at when a run fails: the CLI's own output and the server's log."""
     logs = proxy.logs().splitlines()[-40:]
-    return (f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n"
-            f"{result.stderr[-3000:]}\n--- server log (tail)\n" + "\n".join(logs))
+    return (
+        f"exit {result.returncode}\n--- stdout\n{result.stdout[-3000:]}\n--- stderr\n"
+        f"{result.stderr[-3000:]}\n--- server log (tail)\n" + "\n".join(logs)
+    )
 
 
 def assert_round_trip(result, word: str, proxy, simulator, token: str) -> None:
@@ -69,8 +73,7 @@ def test_claude_code_reads_a_file_and_quotes_it(clis, proxy, simulator, token, w
     assert_round_trip(result, word, proxy, simulator, token)
 
 
-def test_codex_runs_a_shell_command_and_quotes_it(clis, proxy, simulator, token, workdir,
-                                                  tmp_path):
+def test_codex_runs_a_shell_command_and_quotes_it(clis, proxy, simulator, token, workdir, tmp_path):
     work, word = workdir
     shell = call_block(invoke("exec_command", cmd="cat note.txt"))
     script(simulator, token, shell, QUOTE)
@@ -80,12 +83,17 @@ def test_codex_runs_a_shell_command_and_quotes_it(clis, proxy, simulator, token,
     assert_round_trip(result, word, proxy, simulator, token)
 
 
-def test_codex_output_schema_answers_after_a_tool_call(clis, proxy, simulator, token, workdir,
-                                                       tmp_path):
+def test_codex_output_schema_answers_after_a_tool_call(
+    clis, proxy, simulator, token, workdir, tmp_path
+):
     """``codex exec --output-schema``: the schema is for the final answer, not the tool turn."""
     work, word = workdir
-    schema = {"type": "object", "properties": {"word": {"type": "string"}},
-              "required": ["word"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string"}},
+        "required": ["word"],
+        "additionalProperties": False,
+    }
     (tmp_path / "schema.json").write_text(json.dumps(schema))
     shell = call_block(invoke("exec_command", cmd="cat note.txt"))
     script(simulator, token, shell, {"text": '{"word": "{echo}"}', "echo": WORD})
@@ -124,24 +132,31 @@ def test_codex_with_its_own_default_model_runs_code(clis, proxy, simulator, toke
     code = f'text(["glmword", "{hexpart}"].join("-"));'
     script(simulator, token, call_block(invoke("exec", input=code)), QUOTE)
     env = agent_clis.codex_env(tmp_path / "home", proxy.base, token, model=None)
-    result = agent_clis.run(agent_clis.codex_command("Run a script that prints the word."), work,
-                            env)
+    result = agent_clis.run(
+        agent_clis.codex_command("Run a script that prints the word."), work, env
+    )
     assert_round_trip(result, f"glmword-{hexpart}", proxy, simulator, token)
 
 
-def test_claude_code_json_schema_after_a_tool_call(clis, proxy, simulator, token, workdir,
-                                                   tmp_path):
+def test_claude_code_json_schema_after_a_tool_call(
+    clis, proxy, simulator, token, workdir, tmp_path
+):
     """``claude -p --json-schema``: Claude Code offers a StructuredOutput tool for the answer."""
     work, word = workdir
-    schema = {"type": "object", "properties": {"word": {"type": "string"}},
-              "required": ["word"], "additionalProperties": False}
+    schema = {
+        "type": "object",
+        "properties": {"word": {"type": "string"}},
+        "required": ["word"],
+        "additionalProperties": False,
+    }
     read = call_block(invoke("Read", file_path=str(work / "note.txt")))
     structured = call_block(invoke("StructuredOutput", word="{echo}"))
     script(simulator, token, read, {"text": structured, "echo": WORD}, "Done.")
     env = agent_clis.claude_env(tmp_path / "home", proxy.base, token)
     prompt = "What is the secret word in note.txt? Read the file to find out."
-    cmd = agent_clis.claude_command(prompt, "--output-format", "json", "--json-schema",
-                                    json.dumps(schema))
+    cmd = agent_clis.claude_command(
+        prompt, "--output-format", "json", "--json-schema", json.dumps(schema)
+    )
     result = agent_clis.run(cmd, work, env)
     assert_round_trip(result, word, proxy, simulator, token)
     assert json.loads(result.stdout)["structured_output"] == {"word": word}, report(result, proxy)

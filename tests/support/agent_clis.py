@@ -123,19 +123,23 @@ def codex_config(model: str | None, server: str, quiet: bool = True) -> str:
     (no update check, analytics, feedback or OpenTelemetry export; no retries to wait through)."""
     top = f'model = "{model}"\n' if model else ""  # none: Codex's own default model
     top += 'model_provider = "glm-proxy"\nmodel_context_window = 128000\n'
-    provider = (f'[model_providers.glm-proxy]\nname = "glm-proxy"\nbase_url = "{server}/v1"\n'
-                'env_key = "GLM_PROXY_API_KEY"\nwire_api = "responses"\n')
+    provider = (
+        f'[model_providers.glm-proxy]\nname = "glm-proxy"\nbase_url = "{server}/v1"\n'
+        'env_key = "GLM_PROXY_API_KEY"\nwire_api = "responses"\n'
+    )
     if not quiet:
         return f"{top}\n{provider}"
-    return (f"{top}check_for_update_on_startup = false\n\n{provider}"
-            "request_max_retries = 0\nstream_max_retries = 0\n\n"
-            "[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n"
-            '[otel]\nexporter = "none"\nmetrics_exporter = "none"\ntrace_exporter = "none"\n')
+    return (
+        f"{top}check_for_update_on_startup = false\n\n{provider}"
+        "request_max_retries = 0\nstream_max_retries = 0\n\n"
+        "[analytics]\nenabled = false\n\n[feedback]\nenabled = false\n\n"
+        '[otel]\nexporter = "none"\nmetrics_exporter = "none"\ntrace_exporter = "none"\n'
+    )
 
 
-def codex_env(home: Path, server: str, api_key: str, model: str | None = CODEX_MODEL) -> (
-    dict[str, str]
-):
+def codex_env(
+    home: Path, server: str, api_key: str, model: str | None = CODEX_MODEL
+) -> dict[str, str]:
     """Codex with docs/clients.md's ``config.toml`` in a fresh CODEX_HOME (plus quiet settings)."""
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
@@ -153,11 +157,17 @@ def codex_command(prompt: str, *options: str) -> list[str]:
     return [binary("codex"), "exec", "--skip-git-repo-check", *options, prompt]
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 150) -> (
-    subprocess.CompletedProcess[str]
-):
+def run(
+    cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 150
+) -> subprocess.CompletedProcess[str]:
     """Run a CLI to completion, stdin closed (``codex exec`` would otherwise read it)."""
     return subprocess.run(
-        cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )

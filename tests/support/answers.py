@@ -17,4 +17,3 @@ def said(*pieces: str, reasoning: str | None = None, delay: float | None = None)
     if delay is not None:
         answer["delay"] = delay
     return answer
-

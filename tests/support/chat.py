@@ -42,4 +42,3 @@ def last_stream_request(simulator, token: str) -> dict:
     ]
     assert entries, "the simulator saw no stream request for this account"
     return entries[-1]
-

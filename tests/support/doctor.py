@@ -31,4 +31,3 @@ def doctor(simulator, token: str | None, stdin: str = "", *args: str, **env: str
 
 def lines(result) -> dict[str, str]:
     return {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
-

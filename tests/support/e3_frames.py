@@ -51,4 +51,3 @@ def wire(events: list[dict[str, Any]]) -> bytes:
     return b"".join(
         b"data:  " + json.dumps(e, ensure_ascii=False).encode() + b"\n\n" for e in events
     )
-

@@ -25,4 +25,3 @@ def prompt_of(entry: dict) -> str:
         for c in entry["stream"]["content"]
         if c["item"].get("type") == "text"
     )
-

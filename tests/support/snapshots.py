@@ -32,7 +32,6 @@ SCENARIOS = [
 ]
 
 
-
 @pytest.fixture(scope="module")
 def simulator_answer_reads(simulator) -> list[list[bytes]]:
     """The raw reads of one answer per scenario, straight from the simulator (its era)."""

@@ -74,4 +74,3 @@ CALL = (
     '<parameter name="city">Paris</parameter>\n<parameter name="days">3</parameter>\n'
     "</invoke>\n</glm_tool_calls>"
 )
-

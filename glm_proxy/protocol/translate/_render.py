@@ -58,6 +58,7 @@ _TRUNCATED_TAIL = re.compile(r"【(?:\d+†[^】\n]{0,16}|turn\d+[a-zA-Z]+\d*)\Z
 _TAIL_WINDOW = 48  # longer than any marker we hold back
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
+
 @dataclass(slots=True)
 class Rendering:
     """The rendered answer and reasoning, each as the part from its ``_base`` on.
