@@ -37,6 +37,7 @@ BOTH_PROFILE_MODULES = frozenset(
         "test_pool",
         "test_disconnect",
         "test_protocol_2026",
+        "test_warm_path",
     }
 )
 ERAS = {"2026": "E3", "2025": "E2"}
