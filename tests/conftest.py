@@ -59,6 +59,7 @@ UNIT_MODULES = frozenset(
         "test_parsers_controls",
         "test_pool_health",
         "test_pool_scheduling",
+        "test_readme_links",
         "test_prompt",
         "test_protocol_units",
         "test_pump",
