@@ -77,75 +77,15 @@ def responses_answer(body: dict, text: str, call: dict | None = None) -> tuple[s
         "status": "completed",
         "content": [{"type": "output_text", "text": text, "annotations": []}],
     }
-    usage = {
-        "input_tokens": 1,
-        "output_tokens": 1,
-        "total_tokens": 2,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens_details": {"reasoning_tokens": 0},
-    }
-    response = {
-        "id": "resp_capture",
-        "object": "response",
-        "created_at": int(time.time()),
-        "status": "completed",
-        "model": body.get("model", "model"),
-        "output": [item],
-        "usage": usage,
-    }
-    if not body.get("stream"):
-        return "application/json", json.dumps(response).encode()
-    opened = {**response, "status": "in_progress", "output": [], "usage": None}
+    at = {"item_id": item["id"], "output_index": 0, "content_index": 0}
     part = {"type": "output_text", "text": "", "annotations": []}
-    events: list[tuple[str | None, dict]] = [
-        ("response.created", {"type": "response.created", "response": opened}),
-        (
-            "response.output_item.added",
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": {**item, "status": "in_progress", "content": []},
-            },
-        ),
-        (
-            "response.content_part.added",
-            {
-                "type": "response.content_part.added",
-                "item_id": item["id"],
-                "output_index": 0,
-                "content_index": 0,
-                "part": part,
-            },
-        ),
-        (
-            "response.output_text.delta",
-            {
-                "type": "response.output_text.delta",
-                "item_id": item["id"],
-                "output_index": 0,
-                "content_index": 0,
-                "delta": text,
-            },
-        ),
-        (
-            "response.output_text.done",
-            {
-                "type": "response.output_text.done",
-                "item_id": item["id"],
-                "output_index": 0,
-                "content_index": 0,
-                "text": text,
-            },
-        ),
-        (
-            "response.output_item.done",
-            {"type": "response.output_item.done", "output_index": 0, "item": item},
-        ),
-        ("response.completed", {"type": "response.completed", "response": response}),
+    middle = [
+        ("response.content_part.added", {**at, "part": part}),
+        ("response.output_text.delta", {**at, "delta": text}),
+        ("response.output_text.done", {**at, "text": text}),
     ]
-    for number, (_, data) in enumerate(events):
-        data["sequence_number"] = number
-    return "text/event-stream", sse(events)
+    added = {**item, "status": "in_progress", "content": []}
+    return _one_item(body, item, added, middle)
 
 
 def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
@@ -159,6 +99,19 @@ def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
     }
     if call.get("namespace"):
         item["namespace"] = call["namespace"]  # a member of a `namespace` tool
+    at = {"item_id": item["id"], "output_index": 0}
+    middle = [
+        ("response.function_call_arguments.delta", {**at, "delta": item["arguments"]}),
+        ("response.function_call_arguments.done", {**at, "arguments": item["arguments"]}),
+    ]
+    added = {**item, "status": "in_progress", "arguments": ""}
+    return _one_item(body, item, added, middle)
+
+
+def _one_item(
+    body: dict, item: dict, added: dict, middle: list[tuple[str, dict]]
+) -> tuple[str, bytes]:
+    """The response holding ``item``; streamed, its events around ``middle``, numbered."""
     response = {
         "id": "resp_capture",
         "object": "response",
@@ -166,50 +119,26 @@ def responses_call(body: dict, call: dict) -> tuple[str, bytes]:
         "status": "completed",
         "model": body.get("model", "model"),
         "output": [item],
-        "usage": {"input_tokens": 1, "output_tokens": 1, "total_tokens": 2},
+        "usage": {
+            "input_tokens": 1,
+            "output_tokens": 1,
+            "total_tokens": 2,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
     }
     if not body.get("stream"):
         return "application/json", json.dumps(response).encode()
-    events: list[tuple[str | None, dict]] = [
-        (
-            "response.created",
-            {
-                "type": "response.created",
-                "response": {**response, "status": "in_progress", "output": []},
-            },
-        ),
-        (
-            "response.output_item.added",
-            {
-                "type": "response.output_item.added",
-                "output_index": 0,
-                "item": {**item, "status": "in_progress", "arguments": ""},
-            },
-        ),
-        (
-            "response.function_call_arguments.delta",
-            {
-                "type": "response.function_call_arguments.delta",
-                "item_id": item["id"],
-                "output_index": 0,
-                "delta": item["arguments"],
-            },
-        ),
-        (
-            "response.function_call_arguments.done",
-            {
-                "type": "response.function_call_arguments.done",
-                "item_id": item["id"],
-                "output_index": 0,
-                "arguments": item["arguments"],
-            },
-        ),
-        (
-            "response.output_item.done",
-            {"type": "response.output_item.done", "output_index": 0, "item": item},
-        ),
-        ("response.completed", {"type": "response.completed", "response": response}),
+    opened = {**response, "status": "in_progress", "output": [], "usage": None}
+    named = [
+        ("response.created", {"response": opened}),
+        ("response.output_item.added", {"output_index": 0, "item": added}),
+        *middle,
+        ("response.output_item.done", {"output_index": 0, "item": item}),
+        ("response.completed", {"response": response}),
     ]
-    for number, (_, data) in enumerate(events):
-        data["sequence_number"] = number
+    events: list[tuple[str | None, dict]] = [
+        (name, {"type": name, **data, "sequence_number": number})
+        for number, (name, data) in enumerate(named)
+    ]
     return "text/event-stream", sse(events)
